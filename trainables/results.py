@@ -1,0 +1,256 @@
+"""The on-disk result format: the one module that knows every file name.
+
+An *experiment* lives at ``<storage>/<name>/`` (a local path or any pyarrow filesystem URI)::
+
+    experiment.json            the ledger: planned trials (hash -> config), launches, grid names
+    trials/<hash>/             one folder per trial, owned by that trial only
+        config.json            TrialConfig.to_dict()
+        metrics.jsonl          one JSON object per finished epoch, de-duplicated by "epoch"
+        summary.json           written once, when the trial finished (its presence = finished)
+        state.json             {"state": running|finished|errored, "updated", "attempt", ...}
+        error.txt              the traceback of the last failed attempt (kept for the record)
+        checkpoints/epoch_NNNN.pt   the newest ``keep`` checkpoints, each written atomically
+    tune/<launch>/             Ray Tune's own experiment folders (result.json, TensorBoard...)
+
+``rest-sweep train --out DIR`` writes the same trial folder layout at ``DIR``. Analysis and
+status read only these files, with no Ray running. Every write is atomic: write a temporary
+name, then move it over the final one, so a crash never leaves a half-written file that a
+reader would trust.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.fs as pafs
+
+EXPERIMENT_FILE = "experiment.json"
+TRIALS_DIR = "trials"
+TUNE_DIR = "tune"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+STATE_FILE = "state.json"
+ERROR_FILE = "error.txt"
+CHECKPOINT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """A (filesystem, path) pair for a local path, ``file://`` or any pyarrow URI (s3://...)."""
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder on some filesystem, with atomic read/write helpers."""
+
+    fs: pafs.FileSystem
+    path: str
+
+    @classmethod
+    def of(cls, uri: str) -> Location:
+        fs, path = resolve(uri)
+        return cls(fs, path)
+
+    def child(self, *parts: str) -> Location:
+        return Location(self.fs, join(self.path, *parts))
+
+    def file(self, name: str) -> str:
+        return join(self.path, name)
+
+    def exists(self, name: str = "") -> bool:
+        info = self.fs.get_file_info(self.file(name) if name else self.path)
+        return info.type != pafs.FileType.NotFound
+
+    def makedirs(self) -> None:
+        self.fs.create_dir(self.path, recursive=True)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Atomic write: temporary sibling, then move over the final name."""
+        self.makedirs()
+        final = self.file(name)
+        tmp = self.file(f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            os.replace(tmp, final)  # atomic on POSIX, also over an existing file
+        else:
+            self.fs.move(tmp, final)
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.fs.open_input_stream(self.file(name)) as src:
+            return src.read()
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self.write_bytes(name, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+    def read_json(self, name: str, default: Any = None) -> Any:
+        if not self.exists(name):
+            return default
+        return json.loads(self.read_bytes(name))
+
+    def list_names(self) -> list[str]:
+        if not self.exists():
+            return []
+        selector = pafs.FileSelector(self.path, recursive=False)
+        return sorted(info.base_name for info in self.fs.get_file_info(selector))
+
+    def delete(self, name: str) -> None:
+        if self.exists(name):
+            self.fs.delete_file(self.file(name))
+
+
+class TrialStore:
+    """Read and write one trial folder (see the module docstring for the layout)."""
+
+    def __init__(self, uri_or_location: str | Location, keep_checkpoints: int = 2) -> None:
+        self.loc = (
+            uri_or_location
+            if isinstance(uri_or_location, Location)
+            else Location.of(uri_or_location)
+        )
+        self.keep_checkpoints = max(1, keep_checkpoints)
+
+    # -- config / summary / state ------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.loc.write_json(CONFIG_FILE, config)
+
+    def read_config(self) -> dict[str, Any] | None:
+        return self.loc.read_json(CONFIG_FILE)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        self.loc.write_json(SUMMARY_FILE, summary)
+
+    def read_summary(self) -> dict[str, Any] | None:
+        return self.loc.read_json(SUMMARY_FILE)
+
+    def is_finished(self) -> bool:
+        return self.loc.exists(SUMMARY_FILE)
+
+    def write_state(self, state: str, **extra: Any) -> None:
+        current = self.read_state() or {}
+        current.update(extra)
+        current.update(state=state, updated=time.time())
+        self.loc.write_json(STATE_FILE, current)
+
+    def read_state(self) -> dict[str, Any] | None:
+        return self.loc.read_json(STATE_FILE)
+
+    def write_error(self, text: str) -> None:
+        self.loc.write_bytes(ERROR_FILE, text.encode())
+
+    def read_error(self) -> str | None:
+        return self.loc.read_bytes(ERROR_FILE).decode() if self.loc.exists(ERROR_FILE) else None
+
+    # -- metrics ----------------------------------------------------------------
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Per-epoch rows, one per epoch (the last written wins), sorted by epoch."""
+        if not self.loc.exists(METRICS_FILE):
+            return []
+        rows: dict[int, dict[str, Any]] = {}
+        for line in self.loc.read_bytes(METRICS_FILE).decode().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[int(row["epoch"])] = row
+        return [rows[k] for k in sorted(rows)]
+
+    def write_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Rewrite the whole metrics file atomically (one row per epoch)."""
+        by_epoch = {int(r["epoch"]): r for r in rows}
+        text = "".join(json.dumps(by_epoch[k], sort_keys=True) + "\n" for k in sorted(by_epoch))
+        self.loc.write_bytes(METRICS_FILE, text.encode())
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        rows = [r for r in self.read_metrics() if int(r["epoch"]) < int(row["epoch"])]
+        self.write_metrics([*rows, row])
+
+    # -- checkpoints ------------------------------------------------------------
+    @property
+    def checkpoints(self) -> Location:
+        return self.loc.child(CHECKPOINT_DIR)
+
+    def checkpoint_epochs(self) -> list[int]:
+        epochs = []
+        for name in self.checkpoints.list_names():
+            match = _CKPT_RE.match(name)
+            if match:
+                epochs.append(int(match.group(1)))
+        return sorted(epochs)
+
+    def save_checkpoint(self, epoch: int, state: dict[str, Any]) -> None:
+        """Write ``state`` as the checkpoint of ``epoch``, then prune old ones."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.checkpoints.write_bytes(f"epoch_{epoch:04d}.pt", buffer.getvalue())
+        for old in self.checkpoint_epochs()[: -self.keep_checkpoints]:
+            self.checkpoints.delete(f"epoch_{old:04d}.pt")
+
+    def load_latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
+        """The newest checkpoint that loads, as (epoch, state); None when there is none."""
+        import torch
+
+        for epoch in reversed(self.checkpoint_epochs()):
+            try:
+                data = self.checkpoints.read_bytes(f"epoch_{epoch:04d}.pt")
+                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+            except Exception:  # a truncated file from a crash: fall back to the previous one
+                continue
+            return epoch, state
+        return None
+
+
+class ExperimentStore:
+    """The experiment folder and its ledger (``experiment.json``)."""
+
+    def __init__(self, storage: str, name: str) -> None:
+        self.storage = storage
+        self.name = name
+        self.loc = Location.of(storage).child(name)
+
+    @property
+    def uri(self) -> str:
+        return join(self.storage.rstrip("/"), self.name)
+
+    def exists(self) -> bool:
+        return self.loc.exists(EXPERIMENT_FILE)
+
+    def read_ledger(self) -> dict[str, Any]:
+        return self.loc.read_json(
+            EXPERIMENT_FILE, default={"name": self.name, "schema": 1, "trials": {}, "launches": []}
+        )
+
+    def write_ledger(self, ledger: dict[str, Any]) -> None:
+        self.loc.write_json(EXPERIMENT_FILE, ledger)
+
+    def trial(self, trial_hash: str, keep_checkpoints: int = 2) -> TrialStore:
+        return TrialStore(self.loc.child(TRIALS_DIR, trial_hash), keep_checkpoints)
+
+    def trial_uri(self, trial_hash: str) -> str:
+        return join(self.uri, TRIALS_DIR, trial_hash)
+
+    def tune_location(self) -> Location:
+        return self.loc.child(TUNE_DIR)
+
+
+def list_experiments(storage: str) -> list[str]:
+    """Names of the experiment folders (those holding an ``experiment.json``) in ``storage``."""
+    root = Location.of(storage)
+    return [n for n in root.list_names() if root.child(n).exists(EXPERIMENT_FILE)]
