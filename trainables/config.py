@@ -63,7 +63,9 @@ class TrialConfig:
     # model
     model: str = _f("simple_cnn", "architecture (see `trainables.models.MODELS`)")
     width: int = _f(64, "ResNet base width (64 = standard ResNet-18)")
-    stem: str = _f("imagenet", "ResNet stem: imagenet (REST) or cifar", choices=("imagenet", "cifar"))
+    stem: str = _f(
+        "imagenet", "ResNet stem: imagenet (REST) or cifar", choices=("imagenet", "cifar")
+    )
     # method and sparsity
     method: str = _f("erm", "training method (see `trainables.methods.METHODS`)")
     density: float = _f(1.0, "global weight density in (0, 1]; 1.0 for dense methods")

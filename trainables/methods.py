@@ -36,19 +36,35 @@ METHODS: Registry[MethodSpec] = Registry("method")
 
 for _spec in (
     MethodSpec("erm", "dense ERM, no reweighting", sparse=False, reweight=False),
-    MethodSpec("erm_rw", "dense ERM with bias-conflicting up-weighting", sparse=False, reweight=True),
-    MethodSpec("static", "static sparse mask (ERK/ER/uniform), no updates", sparse=True, reweight=False),
     MethodSpec(
-        "set", "SET: magnitude drop, random grow", sparse=True, reweight=False, mask_updates=True,
+        "erm_rw", "dense ERM with bias-conflicting up-weighting", sparse=False, reweight=True
+    ),
+    MethodSpec(
+        "static", "static sparse mask (ERK/ER/uniform), no updates", sparse=True, reweight=False
+    ),
+    MethodSpec(
+        "set",
+        "SET: magnitude drop, random grow",
+        sparse=True,
+        reweight=False,
+        mask_updates=True,
         default_growth="random",
     ),
     MethodSpec(
-        "rigl", "RigL: magnitude drop, dense-gradient grow", sparse=True, reweight=False,
-        mask_updates=True, default_growth="gradient",
+        "rigl",
+        "RigL: magnitude drop, dense-gradient grow",
+        sparse=True,
+        reweight=False,
+        mask_updates=True,
+        default_growth="gradient",
     ),
     MethodSpec(
-        "rest", "REST: RigL-style dynamic sparse training with up-weighting", sparse=True,
-        reweight=True, mask_updates=True, default_growth="gradient",
+        "rest",
+        "REST: RigL-style dynamic sparse training with up-weighting",
+        sparse=True,
+        reweight=True,
+        mask_updates=True,
+        default_growth="gradient",
     ),
 ):
     METHODS.register(_spec.name, _spec)

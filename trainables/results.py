@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import time
@@ -50,6 +51,17 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
         fs, path = pafs.FileSystem.from_uri(uri)
         return fs, path.rstrip("/")
     return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN/inf become null (strict JSON; e.g. the accuracy of a group absent from a split)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def join(*parts: str) -> str:
@@ -98,7 +110,8 @@ class Location:
             return src.read()
 
     def write_json(self, name: str, obj: Any) -> None:
-        self.write_bytes(name, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+        text = json.dumps(json_safe(obj), indent=1, sort_keys=True, allow_nan=False)
+        self.write_bytes(name, (text + "\n").encode())
 
     def read_json(self, name: str, default: Any = None) -> Any:
         if not self.exists(name):
@@ -173,7 +186,10 @@ class TrialStore:
     def write_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
         """Rewrite the whole metrics file atomically (one row per epoch)."""
         by_epoch = {int(r["epoch"]): r for r in rows}
-        text = "".join(json.dumps(by_epoch[k], sort_keys=True) + "\n" for k in sorted(by_epoch))
+        text = "".join(
+            json.dumps(json_safe(by_epoch[k]), sort_keys=True, allow_nan=False) + "\n"
+            for k in sorted(by_epoch)
+        )
         self.loc.write_bytes(METRICS_FILE, text.encode())
 
     def append_metrics(self, row: dict[str, Any]) -> None:

@@ -1,0 +1,120 @@
+"""Seed aggregation: one *cell* per (dataset, model, ratio, recipe, method, variant, density).
+
+A cell is what a table entry or a curve point summarises: the trials that differ only by
+seed. ``variant`` names any other config field that differs inside such a group (an ablation
+of ``sparse_init``, say), so different settings are never averaged together. Accuracies are
+fractions in the files and percentages here (x100), the unit of the paper's tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.schema import CFG_PREFIX, FINAL_PREFIX, SEL_PREFIX
+from trainables.errors import UserError
+
+METRICS: dict[str, str] = {
+    "unbiased": "unbiased_acc",
+    "conflicting": "acc_conflicting",
+    "worst-group": "worst_group_acc",
+    "aligned": "acc_aligned",
+    "accuracy": "acc",
+}
+# What the paper's Table 2 reports per dataset (its caption): unbiased test accuracy for
+# CMNIST and CIFAR-10-C, bias-conflicting test accuracy for BFFHQ.
+PAPER_METRIC: dict[str, str] = {"cmnist": "unbiased", "cifar10c": "unbiased", "bffhq": "conflicting"}
+EPOCHS: dict[str, str] = {"selected": SEL_PREFIX, "final": FINAL_PREFIX}
+KEY = ["dataset", "model", "ratio", "recipe", "method", "variant", "density"]
+ROW_KEY = ["dataset", "model", "ratio", "recipe"]
+# Config fields that never define a cell: the seed is what we average over, the rest say
+# where a trial ran, not what it is.
+_NOT_VARIANT = {"seed", "data_root", "device", "channels_last", "compile"}
+
+
+@dataclass(frozen=True)
+class MetricChoice:
+    """Which accuracy a table shows: ``paper`` (per dataset, as the paper) or a fixed one,
+    taken at the ``selected`` epoch (the trial's selection rule) or the ``final`` one."""
+
+    metric: str = "paper"
+    epoch: str = "selected"
+
+    def __post_init__(self) -> None:
+        allowed = ("paper", *METRICS)
+        if self.metric not in allowed:
+            raise UserError(f"metric: {self.metric!r} is not allowed; allowed: {', '.join(allowed)}")
+        if self.epoch not in EPOCHS:
+            raise UserError(f"epoch: {self.epoch!r} is not allowed; allowed: {', '.join(EPOCHS)}")
+
+    def metric_for(self, dataset: str) -> str:
+        return PAPER_METRIC.get(dataset, "unbiased") if self.metric == "paper" else self.metric
+
+    def column(self, dataset: str, split: str) -> str:
+        """The trials.parquet column, e.g. ``sel_test_unbiased_acc``."""
+        return f"{EPOCHS[self.epoch]}{split}_{METRICS[self.metric_for(dataset)]}"
+
+    def describe(self, dataset: str) -> str:
+        return f"{self.metric_for(dataset)} test accuracy ({self.epoch} epoch)"
+
+
+def plain(trials: pd.DataFrame) -> pd.DataFrame:
+    """trials.parquet as a frame with config columns un-prefixed and a ``variant`` column."""
+    df = trials.rename(columns=lambda c: c[len(CFG_PREFIX) :] if c.startswith(CFG_PREFIX) else c)
+    df = df.copy()
+    df["variant"] = _variants(df)
+    return df
+
+
+def _variants(df: pd.DataFrame) -> pd.Series:
+    """For each trial, the fields that differ from others of its (KEY minus variant) group."""
+    from analysis.schema import config_columns
+
+    config = [c.name[len(CFG_PREFIX) :] for c in config_columns()]
+    others = [c for c in config if c in df.columns and c not in _NOT_VARIANT and c not in KEY]
+    out = pd.Series([""] * len(df), index=df.index, dtype=object)
+    if df.empty or not others:
+        return out
+    base = [k for k in KEY if k != "variant"]
+    for _, group in df.groupby(base, dropna=False, sort=False):
+        differing = [c for c in others if group[c].astype(str).nunique(dropna=False) > 1]
+        if differing:
+            for index, row in group.iterrows():
+                out[index] = ", ".join(f"{c}={row[c]}" for c in differing)
+    return out
+
+
+def aggregate(df: pd.DataFrame, choice: MetricChoice) -> pd.DataFrame:
+    """One row per cell: planned/finished seed counts, test and valid mean/std (percent),
+    mean costs. Only finished trials with the metric present count as done."""
+    rows = []
+    for key, group in df.groupby(KEY, dropna=False, sort=True):
+        dataset = key[0]
+        test, valid = choice.column(dataset, "test"), choice.column(dataset, "valid")
+        done = group[(group["status"] == "finished") & group[test].notna()]
+        row = dict(zip(KEY, key, strict=True))
+        row.update(
+            n_planned=len(group),
+            n_done=len(done),
+            test_mean=100 * done[test].mean() if len(done) else float("nan"),
+            test_std=100 * done[test].std(ddof=1) if len(done) > 1 else float("nan"),
+            valid_mean=100 * done[valid].mean() if len(done) else float("nan"),
+            valid_std=100 * done[valid].std(ddof=1) if len(done) > 1 else float("nan"),
+        )
+        for cost in ("train_flops_ratio", "inference_flops_ratio", "params_ratio",
+                     "nonzero_params", "train_flops", "inference_flops", "density_reached"):  # fmt: skip
+            row[cost] = done[cost].mean() if len(done) else float("nan")
+        row["recipes"] = ",".join(sorted(set(group["recipe"].dropna().astype(str))))
+        rows.append(row)
+    columns = [*KEY, "n_planned", "n_done", "test_mean", "test_std", "valid_mean", "valid_std"]
+    return pd.DataFrame(rows, columns=None if rows else columns)
+
+
+def is_sparse(method: str, densities: pd.Series) -> bool:
+    """A registered method's own flag; for others (MRM, DisEnt...), any density below 1."""
+    from trainables.methods import METHODS
+
+    if method in METHODS:
+        return METHODS.get(method).sparse
+    return bool((densities.astype(float) < 1).any())

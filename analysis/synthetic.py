@@ -1,0 +1,165 @@
+"""Synthetic experiment folders in the real result format, for tests, benchmarks and demos.
+
+The numbers are made up (a smooth accuracy-vs-density bump plus seeded noise) but every file
+is written through :mod:`trainables.results`, exactly where ``run_trial`` would put it, so
+analysis code runs against the same layout as a real sweep. Configs are built without
+``TrialConfig`` validation (which imports the model registry, hence torch); the hash uses the
+same rule as ``TrialConfig.trial_hash`` (a test pins the two together).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from dataclasses import MISSING, fields
+from typing import Any
+
+from trainables.config import TrialConfig, recipe_defaults
+from trainables.results import ExperimentStore
+
+TOTAL_PARAMS = {"simple_cnn": 661_000, "resnet18": 11_170_000}
+DENSE_INFERENCE_FLOPS = {"simple_cnn": 3.44e9 / 100, "resnet18": 3.27e9 / 100}
+
+
+def _defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(TrialConfig) if f.default is not MISSING}
+
+
+def make_config(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
+    """A full config dict (TrialConfig.to_dict() shape) with the recipe's defaults."""
+    values = _defaults()
+    values.update(recipe_defaults(recipe, overrides.get("dataset", "cmnist"),
+                                  float(overrides.get("ratio", 1.0)), overrides.get("method", "erm")))  # fmt: skip
+    values.update(overrides)
+    values["recipe"] = recipe
+    return values
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """TrialConfig.trial_hash's rule: sha256 of the identity fields that differ from default."""
+    identity = {}
+    for f in fields(TrialConfig):
+        if f.metadata["identity"] and f.name in config and config[f.name] != f.default:
+            identity[f.name] = config[f.name]
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def final_accuracy(config: dict[str, Any]) -> float:
+    """Made-up unbiased accuracy: rises with the ratio, peaks near density 0.05 for sparse
+    methods, collapses at very low density; up-weighting helps."""
+    base = {"cmnist": 0.55, "cifar10c": 0.22, "bffhq": 0.45}.get(config["dataset"], 0.4)
+    acc = base + 0.08 * math.log2(1 + float(config["ratio"]))
+    if config["reweight"] != "none":
+        acc += 0.04
+    density = float(config["density"])
+    if density < 1:
+        x = math.log10(density)
+        acc += 0.05 * math.exp(-((x - math.log10(0.05)) ** 2) / 0.6) - 0.35 * math.exp(-3 * (x + 3.3))
+    return min(0.99, max(0.05, acc))
+
+
+def epoch_rows(config: dict[str, Any], epochs: int, seed_noise: float = 0.01) -> list[dict[str, Any]]:
+    """Per-epoch rows with every metric name of the result format."""
+    rng = random.Random(config_hash(config))
+    target = final_accuracy(config) + rng.gauss(0, seed_noise)
+    dense = DENSE_INFERENCE_FLOPS.get(config["model"], 1e7)
+    rows, flops = [], 0.0
+    for epoch in range(1, epochs + 1):
+        progress = 1 - math.exp(-4 * epoch / max(1, epochs))
+        unbiased = target * progress + rng.gauss(0, 0.003)
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": 2.3 * (1 - progress) + 0.05,
+                               "train_acc": min(1.0, 0.5 + 0.5 * progress)}  # fmt: skip
+        for split, shift in (("valid", 0.01), ("test", 0.0)):
+            u = max(0.0, min(1.0, unbiased + shift))
+            conflicting, aligned = max(0.0, u - 0.08), min(1.0, u + 0.2)
+            row.update({
+                f"{split}_loss": 2.3 * (1 - progress) + 0.3, f"{split}_acc": (u + aligned) / 2,
+                f"{split}_acc_aligned": aligned, f"{split}_acc_conflicting": conflicting,
+                f"{split}_worst_group_acc": min(aligned, conflicting), f"{split}_unbiased_acc": u,
+            })  # fmt: skip
+        flops += 3 * dense * float(config["density"]) * 10_000
+        row.update(density=float(config["density"]), train_flops=flops, lr=float(config["lr"]),
+                   epoch_time_s=0.5 + rng.random() * 0.1)  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def summary_of(config: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json as run_trial writes it (selection: best valid worst-group accuracy)."""
+    selected = rows[-1] if config["selection"] == "last" else max(rows, key=lambda r: r["valid_worst_group_acc"])
+    total = TOTAL_PARAMS.get(config["model"], 1_000_000)
+    dense = DENSE_INFERENCE_FLOPS.get(config["model"], 1e7)
+    density = float(config["density"])
+    return {
+        "trial_hash": config_hash(config), "status": "finished", "epochs": len(rows),
+        "final": rows[-1], "selected": selected, "selected_epoch": selected["epoch"],
+        "selection": config["selection"], "recipe": config["recipe"], "density": density,
+        "nonzero_params": int(round(total * density)), "total_params": total,
+        "inference_flops": dense * density, "dense_inference_flops": dense,
+        "train_flops": rows[-1]["train_flops"], "dense_train_flops": 3 * dense * 10_000 * len(rows),
+        "wall_time_s": sum(r["epoch_time_s"] for r in rows), "device": "cpu", "gpu_name": "",
+        "attempts": 1,
+    }  # fmt: skip
+
+
+def write_trial(store: ExperimentStore, config: dict[str, Any], *, status: str = "finished",
+                epochs_done: int | None = None) -> str:  # fmt: skip
+    """Write one trial folder in the state ``status`` (finished / running / errored /
+    stopped / pending); returns its hash."""
+    trial_hash = config_hash(config)
+    if status == "pending":
+        return trial_hash
+    trial = store.trial(trial_hash)
+    epochs = int(config["epochs"])
+    done = epochs if status == "finished" else (epochs_done if epochs_done is not None else epochs // 2)
+    rows = epoch_rows(config, epochs)[:done]
+    trial.write_config(config)
+    trial.write_metrics(rows)
+    if status == "finished":
+        trial.write_summary(summary_of(config, rows))
+        trial.write_state("finished", attempt=1, epoch=done)
+    elif status == "errored":
+        trial.write_error("Traceback (most recent call last):\n  File \"loop.py\"\nRuntimeError: CUDA out of memory\n")
+        trial.write_state("errored", attempt=1, error="RuntimeError: CUDA out of memory")
+    else:
+        trial.write_state("running" if status == "running" else "interrupted", attempt=1, epoch=done)
+    return trial_hash
+
+
+def grid_configs(*, datasets: tuple[str, ...] = ("cmnist",), ratios: tuple[float, ...] = (1.0, 5.0),
+                 methods: tuple[str, ...] = ("erm", "rigl", "rest"),
+                 densities: tuple[float, ...] = (0.01, 0.05, 0.2), seeds: tuple[int, ...] = (41, 42, 43),
+                 epochs: int = 4, recipe: str = "paper") -> list[dict[str, Any]]:  # fmt: skip
+    """A small paper-shaped grid: dense methods once, sparse methods at each density."""
+    from trainables.methods import METHODS
+
+    out = []
+    for dataset in datasets:
+        for ratio in ratios:
+            for method in methods:
+                sparse = method in METHODS and METHODS.get(method).sparse
+                for density in densities if sparse else (1.0,):
+                    for seed in seeds:
+                        out.append(make_config(recipe, dataset=dataset, ratio=ratio, method=method,
+                                               density=density, seed=seed, epochs=epochs))  # fmt: skip
+    return out
+
+
+def write_experiment(storage: str, name: str, configs: list[dict[str, Any]], *,
+                     statuses: dict[str, str] | None = None, grid: str = "synthetic") -> ExperimentStore:  # fmt: skip
+    """Ledger + trial folders; ``statuses`` maps a trial hash to its state (default finished)."""
+    store = ExperimentStore(storage, name)
+    statuses = statuses or {}
+    trials = {}
+    for config in configs:
+        trial_hash = write_trial(store, config, status=statuses.get(config_hash(config), "finished"))
+        trials[trial_hash] = config
+    store.write_ledger({
+        "name": name, "schema": 1, "trials": trials,
+        "grids": [{"grid": grid, "recipe": configs[0]["recipe"] if configs else None, "count": len(trials)}],
+        "launches": [{"id": "L001", "command": "run", "grid": grid, "trials": sorted(trials)}],
+    })  # fmt: skip
+    return store

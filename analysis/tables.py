@@ -1,0 +1,234 @@
+"""The paper's tables (1, 2, 3) computed from the seed cells, as renderer-neutral data.
+
+A :class:`Cell` keeps the numbers (mean, std, seeds done/planned, chosen density) so the
+Markdown, CSV, LaTeX and HTML renderers all say the same thing. A cell with too few finished
+seeds is *missing* and prints as ``— (done/planned)``, never as a zero.
+
+Best density for sparse methods: chosen on the **validation** mean of the same metric
+(``valid``); the ``test``-chosen variant picks the density with the best test mean, which is
+what the paper's tables appear to report, and is labelled so wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analysis.cells import ROW_KEY, MetricChoice, is_sparse
+
+METHOD_ORDER = ("erm", "erm_rw", "mrm", "disent", "static", "set", "rigl", "rest")
+METHOD_NAMES = {
+    "erm": "ERM", "erm_rw": "ERM+RW", "mrm": "MRM", "disent": "DisEnt", "static": "Static",
+    "set": "SET", "rigl": "RigL", "rest": "REST",
+}  # fmt: skip
+DATASET_NAMES = {"cmnist": "CMNIST", "cifar10c": "CIFAR-10-C", "bffhq": "BFFHQ"}
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table entry: seed statistics (percent) and, for sparse methods, the density."""
+
+    mean: float | None
+    std: float | None
+    n_done: int
+    n_planned: int
+    shown: bool
+    density: float | None = None
+    chosen_by: str | None = None
+    densities_done: int | None = None
+    densities_planned: int | None = None
+
+    def text(self, digits: int = 1) -> str:
+        if self.n_planned == 0:
+            return f"{MISSING} (not run)"
+        if not self.shown or self.mean is None:
+            return f"{MISSING} ({self.n_done}/{self.n_planned})"
+        out = f"{self.mean:.{digits}f}"
+        if self.std is not None and not math.isnan(self.std):
+            out += f" ± {self.std:.{digits}f}"
+        if self.density is not None:
+            out += f" ({self.density:g})"
+        if self.n_done < self.n_planned:
+            out += f" [{self.n_done}/{self.n_planned} seeds]"
+        if self.densities_planned and (self.densities_done or 0) < self.densities_planned:
+            out += f" *{self.densities_done}/{self.densities_planned}"
+        return out
+
+
+@dataclass
+class Table:
+    """Rows of plain strings (keys) and Cells, with a title and notes for every format."""
+
+    name: str
+    title: str
+    header: list[str]
+    rows: list[list[str | Cell]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _needed(n_planned: int, min_seeds: int | None) -> int:
+    return n_planned if min_seeds is None else min(max(1, min_seeds), max(1, n_planned))
+
+
+def _shown(row: pd.Series, min_seeds: int | None) -> bool:
+    return int(row["n_done"]) > 0 and int(row["n_done"]) >= _needed(int(row["n_planned"]), min_seeds)
+
+
+def plain_cell(row: pd.Series, min_seeds: int | None) -> Cell:
+    """A dense method's (single-density) cell."""
+    return Cell(
+        mean=_nan_to_none(row["test_mean"]), std=_nan_to_none(row["test_std"]),
+        n_done=int(row["n_done"]), n_planned=int(row["n_planned"]),
+        shown=_shown(row, min_seeds),
+    )  # fmt: skip
+
+
+def best_cell(cells: pd.DataFrame, by: str, min_seeds: int | None) -> Cell:
+    """The best density of one sparse method, chosen on ``by`` (valid or test) mean, among
+    densities whose cell is complete; ties go to the sparser density."""
+    shown = cells[[_shown(r, min_seeds) for _, r in cells.iterrows()]]
+    n_done, n_planned = int(cells["n_done"].sum()), int(cells["n_planned"].sum())
+    counts = {"densities_done": len(shown), "densities_planned": len(cells)}
+    if shown.empty or shown[f"{by}_mean"].isna().all():
+        return Cell(None, None, n_done, n_planned, shown=False, chosen_by=by, **counts)
+    ordered = shown.sort_values([f"{by}_mean", "density"], ascending=[False, True], kind="stable")
+    top = ordered.iloc[0]
+    return Cell(
+        mean=_nan_to_none(top["test_mean"]), std=_nan_to_none(top["test_std"]),
+        n_done=int(top["n_done"]), n_planned=int(top["n_planned"]), shown=True,
+        density=float(top["density"]), chosen_by=by, **counts,
+    )  # fmt: skip
+
+
+def _method_keys(cells: pd.DataFrame) -> list[tuple[str, str]]:
+    """(method, variant) pairs in paper order, then any other method alphabetically."""
+    pairs = sorted({(m, v) for m, v in zip(cells["method"], cells["variant"], strict=True)})
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(pairs, key=lambda p: (rank.get(p[0], len(rank)), p[0], p[1]))
+
+
+def method_label(method: str, variant: str = "") -> str:
+    name = METHOD_NAMES.get(method, method)
+    return f"{name} [{variant}]" if variant else name
+
+
+def _row_head(key: tuple, choice: MetricChoice) -> list[str]:
+    dataset, model, ratio, recipe = key
+    return [DATASET_NAMES.get(dataset, dataset), str(model), f"{float(ratio):g}", str(recipe),
+            choice.describe(dataset)]  # fmt: skip
+
+
+_HEAD = ["Dataset", "Model", "Ratio (%)", "Recipe", "Metric"]
+
+
+def _notes(choice: MetricChoice, min_seeds: int | None) -> list[str]:
+    seeds = "all planned seeds" if min_seeds is None else f"at least {min_seeds} finished seed(s)"
+    return [
+        "Mean ± sample std (ddof=1) over seeds, in percent; a cell needs " + seeds + ".",
+        f"{MISSING} (done/planned): missing, with the count of finished trials; never zero.",
+        "(d): best density. Plain columns choose it on the validation mean of the same metric; "
+        "'test-chosen' columns choose it on the test mean (what the paper appears to do).",
+        "[n/N seeds]: fewer seeds than planned; *k/K: best among the k of K densities done.",
+        f"Epoch: {choice.epoch} ({'each trial’s selection rule' if choice.epoch == 'selected' else 'last epoch'}).",
+    ]
+
+
+def table2(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = None) -> Table:
+    """Paper Table 2: every method per (dataset, ratio); REST also test-chosen."""
+    methods = _method_keys(cells)
+    header = list(_HEAD)
+    for method, variant in methods:
+        header.append(method_label(method, variant))
+        if method == "rest":
+            header.append(method_label(method, variant) + " (test-chosen)")
+    rows: list[list[str | Cell]] = []
+    for key, group in cells.groupby(ROW_KEY, sort=True):
+        row: list[str | Cell] = list(_row_head(key, choice))
+        for method, variant in methods:
+            mine = group[(group["method"] == method) & (group["variant"] == variant)]
+            row.extend(method_cells(mine, method, min_seeds, with_test=method == "rest"))
+        rows.append(row)
+    title = "Table 2 (style): test accuracy per method; sparse methods at their best density"
+    return Table("table2", title, header, rows, _notes(choice, min_seeds))
+
+
+def method_cells(mine: pd.DataFrame, method: str, min_seeds: int | None, *, with_test: bool):
+    if mine.empty:
+        return [Cell(None, None, 0, 0, shown=False)] * (2 if with_test else 1)
+    if not is_sparse(method, mine["density"]):
+        return [plain_cell(mine.iloc[0], min_seeds)] * (2 if with_test else 1)
+    out = [best_cell(mine, "valid", min_seeds)]
+    if with_test:
+        out.append(best_cell(mine, "test", min_seeds))
+    return out
+
+
+def table3(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = None) -> Table:
+    """Paper Table 3: each sparse method (RigL, REST...) at its own best density."""
+    sparse = [(m, v) for m, v in _method_keys(cells)
+              if is_sparse(m, cells.loc[cells["method"] == m, "density"])]  # fmt: skip
+    header = list(_HEAD)
+    for method, variant in sparse:
+        header += [method_label(method, variant), method_label(method, variant) + " (test-chosen)"]
+    rows: list[list[str | Cell]] = []
+    for key, group in cells.groupby(ROW_KEY, sort=True):
+        row: list[str | Cell] = list(_row_head(key, choice))
+        for method, variant in sparse:
+            mine = group[(group["method"] == method) & (group["variant"] == variant)]
+            row.extend(method_cells(mine, method, min_seeds, with_test=True))
+        rows.append(row)
+    title = "Table 3 (style): sparse training methods, each at its best density"
+    return Table("table3", title, header, rows, _notes(choice, min_seeds))
+
+
+def _ratio_text(value: float | None, absolute: float | None, unit: str = "") -> str:
+    if value is None or math.isnan(value):
+        return MISSING
+    text = f"{value:.3g}×"
+    if absolute is not None and not math.isnan(absolute):
+        text += f" ({absolute:.3g}{unit})"
+    return text
+
+
+def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = None) -> Table:
+    """Paper Table 1: training / inference FLOPs and parameters relative to dense, for each
+    method at its (validation-chosen) best density; dense rows also give absolute values."""
+    header = ["Dataset", "Model", "Ratio (%)", "Recipe", "Method", "Density",
+              "Train FLOPs", "Inference FLOPs", "Params", "Seeds"]  # fmt: skip
+    rows: list[list[str | Cell]] = []
+    for key, group in cells.groupby(ROW_KEY, sort=True):
+        for method, variant in _method_keys(group):
+            mine = group[(group["method"] == method) & (group["variant"] == variant)]
+            sparse = is_sparse(method, mine["density"])
+            pick = best_cell(mine, "valid", min_seeds) if sparse else plain_cell(mine.iloc[0], min_seeds)
+            head = [*_row_head(key, choice)[:4], method_label(method, variant)]
+            if not pick.shown:
+                rows.append([*head, MISSING, MISSING, MISSING, MISSING, f"{pick.n_done}/{pick.n_planned}"])
+                continue
+            src = mine[mine["density"] == pick.density].iloc[0] if sparse else mine.iloc[0]
+            dense = not sparse
+            params = src["nonzero_params"]
+            params_text = MISSING if pd.isna(params) else f"{params / 1e6:.4g}M"
+            if not dense and not pd.isna(src["params_ratio"]):
+                params_text += f" ({src['params_ratio']:.3g}×)"
+            rows.append([
+                *head, f"{float(src['density']):g}",
+                _ratio_text(src["train_flops_ratio"], src["train_flops"] if dense else None),
+                _ratio_text(src["inference_flops_ratio"], src["inference_flops"] if dense else None),
+                params_text, f"{pick.n_done}/{pick.n_planned}",
+            ])  # fmt: skip
+    notes = [
+        "Ratios are to the dense model of the same architecture (from each trial's summary), "
+        "mean over finished seeds; dense rows give absolute FLOPs in parentheses.",
+        "Train FLOPs: the whole run; inference FLOPs: one forward pass of one sample.",
+        "Sparse methods at the density chosen on the validation metric (as Table 2).",
+    ]
+    title = "Table 1 (style): training / inference FLOPs and parameters relative to dense"
+    return Table("table1", title, header, rows, notes)

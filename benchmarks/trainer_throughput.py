@@ -1,0 +1,348 @@
+"""Training throughput: the public REST pipeline vs our single-trial loop vs packed trials.
+
+All loops run in one process on the same PNG bundle, model, batch size and method:
+
+* ``reference``: the public REST pipeline, reproduced: a torch ``DataLoader`` with worker
+  processes decodes every PNG per sample (PIL open -> convert RGB -> [RandomCrop(32, pad 4) ->
+  RandomHorizontalFlip ->] ToTensor [-> Normalize]), fp32 eager model, SGD-momentum, the mask
+  re-applied out of place per layer every step (``p.data = p.data * mask``), and ``.item()``
+  logging every step.
+* ``single``: ``trainables.train.trial.Trial`` (the lead's loop, imported, not copied): uint8
+  data resident on the device, batched device augmentation, no per-step host sync, fused
+  in-place mask multiply; variants ``fp32``, ``bf16``, ``+cl`` (channels_last), ``+compile``.
+* ``pack``: ``trainables.pack.PackTrainer`` with N trials (seeds 0..N-1) in one process.
+
+Samples/s count training images only (no evaluation). The last printed line is exactly
+``speedup: X.XX`` = the first single variant over the reference. With no ``--data-root`` the
+script writes a small Colored Fashion-MNIST bundle (28 px for simple_cnn, zero-padded to 32 px
+in the cifar10c layout for resnet18) from the Debian Fashion-MNIST files with the project's own
+generator. ``--quick`` is a smoke test (a few steps), not a measurement.
+
+    python benchmarks/trainer_throughput.py --model simple_cnn --device cuda --pack 1,4,16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+MODEL_DATASET = {"simple_cnn": "cmnist", "resnet18": "cifar10c"}
+
+
+# ---------------------------------------------------------------------- data
+
+
+def make_bench_bundle(root: Path, dataset: str, n_train: int, n_eval: int, source: Path) -> Path:
+    """A ratio-1% bundle of Colored Fashion-MNIST in the DisEnt layout under ``root``."""
+    from trainables.data.bundle import BundlePlan, write_bundle
+    from trainables.data.make_cmnist import DISENT_PALETTE, colorize, make_cmnist
+    from trainables.data.sources import read_mnist_format
+
+    if (root / dataset).is_dir():
+        return root
+    if dataset == "cmnist":
+        make_cmnist(source, root, ratios=(1.0,), valid_size=n_eval, limit=n_train,
+                    test_size=n_eval)  # fmt: skip
+        return root
+
+    def render(gray, labels, bias, seed_sequence):  # colour as CMNIST, then pad 28 -> 32 px
+        rgb = colorize(gray, bias, DISENT_PALETTE, 0.005, np.random.default_rng(seed_sequence))
+        return np.pad(rgb, ((0, 0), (2, 2), (2, 2), (0, 0)))
+
+    plan = BundlePlan(dataset=dataset, ratios=(1.0,), valid_size=n_eval, limit=n_train,
+                      test_size=n_eval, nested_valid=True)  # fmt: skip
+    train = read_mnist_format(source, "train")
+    test = read_mnist_format(source, "test")
+    write_bundle(plan, root, train, test, render)
+    return root
+
+
+def bench_config(model: str, root: Path, device: str, **overrides: Any):
+    """The benchmarked trial: the REST code's recipe (SGD-momentum, as the reference), RigL."""
+    from trainables.config import TrialConfig
+
+    values = dict(
+        dataset=MODEL_DATASET[model], model=model, ratio=1.0, method="rigl", density=0.05,
+        data_root=str(root), device=device, seed=0, epochs=100, augment="rest-code",
+    )  # fmt: skip
+    values.update(overrides)
+    return TrialConfig.from_recipe("rest-code", **values)
+
+
+# ---------------------------------------------------------------------- reference loop
+
+
+class PngDataset:
+    """REST's per-sample dataset: decode one PNG per ``__getitem__`` (a torch Dataset)."""
+
+    def __init__(self, files: list, transform) -> None:
+        self.files = files
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        f = self.files[index]
+        image = Image.open(f.path).convert("RGB")
+        return self.transform(image), f.label, f.bias
+
+
+def rest_transform(dataset: str):
+    """The public REST code's train transform (it is also applied to valid/test there)."""
+    import torchvision.transforms as T
+
+    if dataset == "cmnist":
+        return T.Compose([T.Resize(28), T.ToTensor()])
+    return T.Compose([
+        T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+        T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    ])  # fmt: skip
+
+
+def reference_loop(cfg, steps: int, warmup: int, workers: int) -> tuple[int, float]:
+    """REST pipeline; returns (timed samples, seconds) over ``steps`` steps after ``warmup``."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from trainables.data.layout import list_split
+    from trainables.models import build_model
+    from trainables.sparse import layer_densities, maskable_parameters
+
+    device = torch.device("cuda" if cfg.device.startswith("cuda") else "cpu")
+    files = list_split(cfg.data_root, cfg.dataset, cfg.ratio, "train")
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem).to(device)
+    params = maskable_parameters(model)
+    shapes = {n: tuple(p.shape) for n, p in params.items()}
+    dens = layer_densities(shapes, cfg.density, "erk")
+    masks = {n: (torch.rand(p.shape, device=device) < dens[n]).float() for n, p in params.items()}
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    loader = DataLoader(
+        PngDataset(files, rest_transform(cfg.dataset)), batch_size=cfg.batch_size, shuffle=True,
+        num_workers=workers, pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    model.train()
+    done, samples, started = 0, 0, 0.0
+    while done < warmup + steps:
+        for x, y, _b in loader:  # a fresh iterator per epoch re-spawns workers, as in REST
+            if done == warmup:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                started = time.perf_counter()
+            x, y = x.to(device), y.to(device)
+            out = model(x)
+            loss = F.cross_entropy(out, y, reduction="none").mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            for name, p in params.items():
+                p.data = p.data * masks[name]
+            _ = loss.item(), (out.argmax(1) == y).float().mean().item()  # per-step logging
+            if done >= warmup:
+                samples += y.shape[0]
+            done += 1
+            if done >= warmup + steps:
+                break
+    return samples, time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------- our loops
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def single_loop(cfg, steps: int) -> tuple[int, float, float]:
+    """Lead's ``Trial``: (samples, seconds, start-up seconds incl. first epoch's first step).
+
+    Times whole epochs after one warm-up epoch (cudnn autotune, compilation).
+    """
+    from trainables.train.trial import Trial
+
+    started = time.perf_counter()
+    trial = Trial(cfg)
+    train_epoch = getattr(trial, "train_epoch", None) or trial._train_epoch
+    built = time.perf_counter() - started
+    t0 = time.perf_counter()
+    train_epoch(1, None)
+    _sync(cfg.device)
+    first_epoch = time.perf_counter() - t0
+    epochs = max(1, math.ceil(steps / trial.steps_per_epoch))
+    t0 = time.perf_counter()
+    for epoch in range(2, 2 + epochs):
+        train_epoch(epoch, None)
+    _sync(cfg.device)
+    seconds = time.perf_counter() - t0
+    return trial.train.n * epochs, seconds, built + first_epoch / trial.steps_per_epoch
+
+
+def pack_loop(cfg, n: int, steps: int) -> tuple[int, float]:
+    """``PackTrainer`` with ``n`` seeds of ``cfg``: (aggregate samples, seconds)."""
+    from trainables.pack.trainer import PackTrainer
+
+    trainer = PackTrainer([cfg.replace(seed=s) for s in range(n)])
+    trainer.train_epoch(1)
+    _sync(cfg.device)
+    epochs = max(1, math.ceil(steps / trainer.steps_per_epoch))
+    t0 = time.perf_counter()
+    for epoch in range(2, 2 + epochs):
+        trainer.train_epoch(epoch)
+    _sync(cfg.device)
+    return trainer.train.size * n * epochs, time.perf_counter() - t0
+
+
+VARIANTS = {
+    "fp32": {},
+    "bf16": {"precision": "bf16"},
+    "fp32+cl": {"channels_last": True},
+    "bf16+cl": {"precision": "bf16", "channels_last": True},
+    "bf16+cl+compile": {"precision": "bf16", "channels_last": True, "compile": True},
+    "fp32+compile": {"compile": True},
+    "bf16+compile": {"precision": "bf16", "compile": True},
+}
+
+
+@dataclass
+class Measured:
+    name: str
+    samples: int
+    seconds: float
+    extra: dict[str, Any]
+
+    @property
+    def rate(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else float("nan")
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="simple_cnn", choices=sorted(MODEL_DATASET))
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per loop (default 200)")
+    p.add_argument("--pack", default="", help="pack sizes, e.g. 1,2,4,8 (empty: no pack runs)")
+    p.add_argument("--pack-precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--variants", default="fp32", help=f"single-trial variants: {','.join(VARIANTS)}")
+    p.add_argument("--only", default="reference,single,pack", help="which loops to run")
+    p.add_argument("--workers", type=int, default=None, help="reference DataLoader workers "
+                   "(REST: 10; default min(10, cores))")  # fmt: skip
+    p.add_argument("--data-root", default="", help="bundle root (default: generate one)")
+    p.add_argument("--source", default=str(FASHION_MNIST), help="Fashion-MNIST IDX folder")
+    p.add_argument("--train-size", type=int, default=None, help="train images (default 4096)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (no meaningful figures)")
+    p.add_argument("--json-out", default="", help="write all figures to this JSON file")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps = args.steps or (4 if args.quick else 200)
+    n_train = args.train_size or (600 if args.quick else 4096)
+    workers = args.workers if args.workers is not None else min(10, os.cpu_count() or 1)
+    dataset = MODEL_DATASET[args.model]
+    with tempfile.TemporaryDirectory(prefix="rest-bench-") as tmp:
+        root = Path(args.data_root) if args.data_root else Path(tmp) / "data"
+        t0 = time.perf_counter()
+        make_bench_bundle(root, dataset, n_train, 256 if not args.quick else 128, Path(args.source))
+        bundle_s = time.perf_counter() - t0
+        os.environ.setdefault("REST_SWEEP_CACHE", str(Path(tmp) / "cache"))
+        cfg = bench_config(args.model, root, device)
+        if args.quick:
+            cfg = cfg.replace(batch_size=64)
+        results = run_all(args, cfg, steps, workers)
+    report = {
+        "model": args.model, "dataset": dataset, "device": device, "steps": steps,
+        "batch_size": cfg.batch_size, "train_size": n_train, "workers": workers,
+        "bundle_s": bundle_s, "machine": machine(device), "torch": torch.__version__,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "argv": sys.argv[1:],
+        "results": {m.name: {"samples_per_s": m.rate, "samples": m.samples, "seconds": m.seconds,
+                             **m.extra} for m in results},
+    }  # fmt: skip
+    print_table(report, results)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=1) + "\n")
+    ref = next((m for m in results if m.name == "reference"), None)
+    single = next((m for m in results if m.name.startswith("single")), None)
+    speedup = single.rate / ref.rate if ref and single else float("nan")
+    print(f"speedup: {speedup:.2f}")
+    return 0
+
+
+def run_all(args: argparse.Namespace, cfg, steps: int, workers: int) -> list[Measured]:
+    only = set(args.only.split(","))
+    out: list[Measured] = []
+    if "reference" in only:
+        samples, seconds = reference_loop(cfg, steps, warmup=2, workers=workers)
+        out.append(Measured("reference", samples, seconds, {"workers": workers}))
+    if "single" in only:
+        for name in [v for v in args.variants.split(",") if v]:
+            if name not in VARIANTS:
+                raise SystemExit(f"--variants: {name!r} is not allowed; allowed: {', '.join(VARIANTS)}")
+            samples, seconds, startup = single_loop(cfg.replace(**VARIANTS[name]), steps)
+            extra: dict[str, Any] = {"startup_s": startup}
+            if cfg.device.startswith("cuda"):
+                import torch
+
+                extra["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
+                torch.cuda.reset_peak_memory_stats()
+            out.append(Measured(f"single {name}", samples, seconds, extra))
+    if "pack" in only:
+        for n in [int(v) for v in args.pack.split(",") if v]:
+            samples, seconds = pack_loop(cfg.replace(precision=args.pack_precision), n, steps)
+            out.append(Measured(f"pack {n} {args.pack_precision}", samples, seconds, {"pack": n}))
+    return out
+
+
+def machine(device: str) -> str:
+    import torch
+
+    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)}; {cpu}"
+    return cpu
+
+
+def print_table(report: dict[str, Any], results: list[Measured]) -> None:
+    ref = next((m.rate for m in results if m.name == "reference"), None)
+    print(f"# {report['model']} on {report['dataset']}-like data, {report['device']} "
+          f"({report['machine']}), batch {report['batch_size']}, torch {report['torch']}")  # fmt: skip
+    for m in results:
+        ratio = f"{m.rate / ref:7.2f}x ref" if ref else ""
+        extra = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in m.extra.items())  # fmt: skip
+        print(f"{m.name:<24} {m.rate:>12,.0f} samples/s {ratio}  {extra}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""``rest-sweep data``: make offline stand-in bundles and verify any bundle (real or made).
+
+Sub-commands: ``data make cmnist``, ``data make cifar10c``, ``data verify``. numpy, PIL and the
+corruption code are imported inside the handlers, so ``rest-sweep --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from trainables.errors import DataError, UserError
+
+DATASET_NAMES = ("cmnist", "cifar10c", "bffhq")
+BUNDLE_URL = "https://drive.google.com/drive/folders/1JEOqxrhU_IhkdcRohdbuEtFETUxfNmNT"
+
+MAKE_CMNIST_EPILOG = """\
+examples:
+  # Colored Fashion-MNIST, all four ratios (the offline CMNIST stand-in)
+  rest-sweep data make cmnist --source /usr/share/datasets/fashion-mnist --out data
+  # a small demo bundle: 2000 train images, ratios 1 and 5, LfF palette
+  rest-sweep data make cmnist --source /usr/share/datasets/fashion-mnist --out /tmp/demo \\
+      --ratios 1,5 --limit 2000 --valid-size 300 --test-size 1000 --palette lff
+"""
+MAKE_CIFAR_EPILOG = """\
+examples:
+  # Corrupted CIFAR-10 (type0, severity 4 = corruption level 5) from the CIFAR-10 python batches
+  rest-sweep data make cifar10c --source cifar-10-batches-py --out data --workers 8
+  # ratio 5 only, a few hundred images
+  rest-sweep data make cifar10c --source cifar-10-batches-py --out /tmp/demo --ratios 5 \\
+      --limit 300 --valid-size 100 --test-size 200
+"""
+VERIFY_EPILOG = f"""\
+examples:
+  rest-sweep data verify data/cmnist
+  rest-sweep data verify --data-root data --dataset cifar10c
+  rest-sweep data verify data/bffhq --no-manifest
+
+exit status: 0 when the bundle is usable (warnings may be printed), 2 on a hard failure.
+The real bundle (DisEnt / REST README): {BUNDLE_URL}
+"""
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    """``"0.5,1,2,5"`` or ``"0.5pct,1pct"`` -> floats, validated by the layout module."""
+    from trainables.data.layout import ratio_value
+
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma list such as 0.5,1,2,5")
+    try:
+        return tuple(ratio_value(p) for p in parts)
+    except DataError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _common_make(parser: argparse.ArgumentParser, valid_default: int) -> None:
+    parser.add_argument("--source", required=True, type=Path, help="folder of the raw source")
+    parser.add_argument("--out", required=True, type=Path, help="data root to write into")
+    parser.add_argument("--ratios", type=_ratios, default=(0.5, 1.0, 2.0, 5.0),
+                        help="conflicting percentages (default: 0.5,1,2,5)")  # fmt: skip
+    parser.add_argument("--valid-size", type=int, default=valid_default,
+                        help=f"held-out biased valid images (default: {valid_default})")  # fmt: skip
+    parser.add_argument("--limit", type=int, default=None, help="cap on train images")
+    parser.add_argument("--test-size", type=int, default=None,
+                        help="cap on test images (default: the whole source test split)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing <out>/<dataset> folder")  # fmt: skip
+    parser.add_argument("--no-verify", action="store_true", help="skip verifying the output")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``data`` with ``make cmnist``, ``make cifar10c`` and ``verify``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    data = subparsers.add_parser(
+        "data", help="make stand-in datasets and verify bundles", formatter_class=fmt,
+        description=__doc__, epilog=VERIFY_EPILOG,
+    )  # fmt: skip
+    commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    make = commands.add_parser("make", help="generate an offline stand-in bundle",
+                               formatter_class=fmt, epilog=MAKE_CMNIST_EPILOG + MAKE_CIFAR_EPILOG)  # fmt: skip
+    kinds = make.add_subparsers(dest="make_dataset", metavar="DATASET", required=True)
+
+    cmnist = kinds.add_parser(
+        "cmnist", help="Colored MNIST from MNIST-format IDX files", formatter_class=fmt,
+        description="Colour MNIST-format images (foreground on black) by a bias palette and "
+        "write them in the DisEnt layout.", epilog=MAKE_CMNIST_EPILOG,
+    )  # fmt: skip
+    _common_make(cmnist, valid_default=5000)
+    cmnist.add_argument("--palette", choices=("disent", "lff"), default="disent",
+                        help="colour table (default: disent, the hue wheel)")  # fmt: skip
+    cmnist.add_argument("--color-noise", type=float, default=0.005,
+                        help="std of the per-image colour jitter (default: 0.005)")  # fmt: skip
+    cmnist.set_defaults(func=run_make_cmnist)
+
+    cifar = kinds.add_parser(
+        "cifar10c", help="Corrupted CIFAR-10 (type0) from CIFAR-10 python batches",
+        formatter_class=fmt, epilog=MAKE_CIFAR_EPILOG,
+        description="Corrupt each image with corruption TYPE0[bias] and write the DisEnt layout.",
+    )  # fmt: skip
+    _common_make(cifar, valid_default=5000)
+    cifar.add_argument("--severity", type=int, choices=(1, 2, 3, 4), default=4,
+                       help="LfF severity; corruption level = severity + 1 (default: 4)")  # fmt: skip
+    cifar.add_argument("--workers", type=int, default=1, help="corruption processes (default: 1)")
+    cifar.set_defaults(func=run_make_cifar10c)
+
+    verify = commands.add_parser(
+        "verify", help="check a bundle, print its counts, write manifest.json",
+        formatter_class=fmt, epilog=VERIFY_EPILOG,
+        description="Check a DisEnt-format bundle (hard failures exit 2, warnings are printed) "
+        "and write <dataset>/manifest.json.",
+    )  # fmt: skip
+    verify.add_argument("path", nargs="?", type=Path, help="the dataset folder ROOT/DATASET")
+    verify.add_argument("--data-root", type=Path, help="data root (with --dataset)")
+    verify.add_argument("--dataset", choices=DATASET_NAMES, help="dataset name (with --data-root)")
+    verify.add_argument("--ratios", type=_ratios, default=None,
+                        help="only these ratios (default: every <pct> folder found)")  # fmt: skip
+    verify.add_argument("--no-manifest", action="store_true", help="do not write manifest.json")
+    verify.set_defaults(func=run_verify)
+
+
+def _resolve_target(args: argparse.Namespace) -> tuple[Path, str]:
+    if args.path is not None:
+        if args.data_root is not None or args.dataset is not None:
+            raise UserError("verify: give either ROOT/DATASET or --data-root with --dataset")
+        path = args.path.expanduser()
+        if path.name not in DATASET_NAMES:
+            raise UserError(f"verify: {path} does not end in a dataset folder; allowed: "
+                            f"{', '.join(DATASET_NAMES)} (or use --data-root/--dataset)")  # fmt: skip
+        return path.parent, path.name
+    if args.data_root is None or args.dataset is None:
+        raise UserError("verify: give ROOT/DATASET, or both --data-root and --dataset")
+    return args.data_root.expanduser(), args.dataset
+
+
+def _print_report(report) -> None:
+    print(f"{report.dataset}: {report.folder}")
+    print(report.table())
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for error in report.errors:
+        print(f"FAIL: {error}")
+
+
+def _verify_and_report(root: Path, dataset: str, ratios, write_manifest: bool) -> int:
+    from trainables.data.verify import MANIFEST, verify_bundle
+
+    report = verify_bundle(root, dataset, ratios=list(ratios) if ratios else None,
+                           write_manifest=write_manifest)  # fmt: skip
+    _print_report(report)
+    if not report.ok:
+        more = f" (+{len(report.errors) - 1} more, listed above)" if len(report.errors) > 1 else ""
+        raise DataError(f"{report.errors[0]}{more}")
+    if write_manifest:
+        print(f"ok: wrote {report.folder / MANIFEST}")
+    else:
+        print("ok")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    root, dataset = _resolve_target(args)
+    return _verify_and_report(root, dataset, args.ratios, not args.no_manifest)
+
+
+def _finish_make(args: argparse.Namespace, dataset: str, folder: Path, started: float) -> int:
+    print(f"wrote {folder} in {time.perf_counter() - started:.1f} s")
+    if args.no_verify:
+        return 0
+    return _verify_and_report(args.out, dataset, args.ratios, write_manifest=True)
+
+
+def run_make_cmnist(args: argparse.Namespace) -> int:
+    from trainables.data.make_cmnist import make_cmnist
+
+    started = time.perf_counter()
+    folder = make_cmnist(
+        args.source, args.out, ratios=args.ratios, palette=args.palette,
+        color_noise=args.color_noise, valid_size=args.valid_size, limit=args.limit,
+        test_size=args.test_size, seed=args.seed, overwrite=args.overwrite,
+    )  # fmt: skip
+    return _finish_make(args, "cmnist", folder, started)
+
+
+def run_make_cifar10c(args: argparse.Namespace) -> int:
+    from trainables.data.make_cifar10c import make_cifar10c
+
+    started = time.perf_counter()
+    folder = make_cifar10c(
+        args.source, args.out, ratios=args.ratios, severity=args.severity,
+        valid_size=args.valid_size, limit=args.limit, test_size=args.test_size,
+        seed=args.seed, workers=args.workers, overwrite=args.overwrite,
+    )  # fmt: skip
+    return _finish_make(args, "cifar10c", folder, started)

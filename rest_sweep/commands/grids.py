@@ -1,0 +1,119 @@
+"""``rest-sweep grids``: the registered grids with their trial counts, or one grid in full."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+EPILOG = """examples:
+  rest-sweep grids                                   # every registered grid and its trial count
+  rest-sweep grids show paper-table3-cmnist          # trials, count per method, cost estimate
+  rest-sweep grids show paper-table2-cifar10c --set recipe=rest-code --set epochs=50
+  rest-sweep grids show search_spaces/examples/density_sweep.yaml --json
+A grid is a registered name or the path of a YAML grid file (see docs/sweeps.md)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "grids",
+        help="list the grids, or show one grid's trials, counts and estimated cost",
+        description="List the registered grids, or expand one grid (name or YAML file).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("grid", nargs="?", help="grid name or YAML file (for show)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+        help="set a TrialConfig field for every trial (repeatable); recipe=rest-code too",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--limit", type=int, default=50, help="trials printed by show (text)")
+    p.add_argument("--no-cost", action="store_true", help="skip the FLOPs estimate (faster)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainables.errors import UserError
+
+    if args.action == "list":
+        if args.grid:
+            raise UserError(f"grids {args.grid}: use `rest-sweep grids show {args.grid}`")
+        return _list(args)
+    if not args.grid:
+        raise UserError("grids show: a grid name or YAML file is required")
+    return _show(args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    import search_spaces
+
+    rows = []
+    for name in search_spaces.GRIDS:
+        grid = search_spaces.GRIDS.get(name)
+        expansion = search_spaces.expand(grid, search_spaces.parse_overrides(args.sets))
+        rows.append({"name": name, "count": expansion.count, "pending": len(expansion.pending),
+                     "description": grid.description})  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'grid':<{width}}  trials  pending  description")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['count']:>6}  {r['pending']:>7}  {r['description']}")
+    return 0
+
+
+def _trial_row(cfg: Any) -> dict[str, Any]:
+    """The axes a reader looks for, then every field that differs from its default."""
+    main = ("dataset", "ratio", "method", "density", "seed", "epochs", "recipe")
+    row = {"hash": cfg.trial_hash, "name": cfg.short_name()}
+    row.update({k: getattr(cfg, k) for k in main})
+    row.update(cfg.identity())
+    return row
+
+
+def _show(args: argparse.Namespace) -> int:
+    import search_spaces
+    from search_spaces.cost import estimate
+
+    grid = search_spaces.resolve(args.grid)
+    expansion = search_spaces.expand(grid, search_spaces.parse_overrides(args.sets))
+    cost = None if args.no_cost else estimate(expansion.trials).to_dict()
+    doc: dict[str, Any] = {
+        "name": grid.name,
+        "description": grid.description,
+        "source": grid.source,
+        "recipe": expansion.recipe,
+        "count": expansion.count,
+        "per_method": expansion.per_method(),
+        "trials": [_trial_row(t) for t in expansion.trials],
+        "pending": [
+            {"method": p.method, "name": p.label(), **p.values} for p in expansion.pending
+        ],  # fmt: skip
+        "cost": cost,
+    }
+    if args.json:
+        print(json.dumps(doc, indent=1, default=str))
+        return 0
+    print(f"{grid.name}: {grid.description}")
+    print(f"recipe {expansion.recipe}; {expansion.count} trials; per method: "
+          + ", ".join(f"{m} {n}" for m, n in doc["per_method"].items()))  # fmt: skip
+    if expansion.pending:
+        per = expansion.pending_per_method()
+        print(f"pending (method not registered yet, not runnable): {len(expansion.pending)} rows: "
+              + ", ".join(f"{m} {n}" for m, n in per.items()))  # fmt: skip
+    if cost:
+        print(
+            f"estimated training compute: {cost['train_flops']:.3g} FLOPs "
+            f"(dense equivalent {cost['dense_train_flops']:.3g}); {cost['assumption']}"
+        )
+    shown = expansion.trials[: max(0, args.limit)]
+    for t in shown:
+        print(f"  {t.trial_hash}  {t.short_name()}  epochs {t.epochs}")
+    if len(expansion.trials) > len(shown):
+        print(f"  ... {len(expansion.trials) - len(shown)} more (--limit N, or --json)")
+    for p in expansion.pending[: max(0, args.limit)]:
+        print(f"  pending           {p.label()}")
+    return 0

@@ -1,0 +1,232 @@
+"""Where an experiment stands, read from storage only (the ledger and the trial folders).
+
+Works while a sweep runs and with no Ray at all. A trial is, in this order of precedence:
+*finished* (``summary.json`` exists), *stopped* (a scheduler stopped it early, per the ledger),
+*errored* (its ``state.json`` says so; the first line of the error is shown), *running* (its
+``state.json`` says running and the launch that owns it is alive), else *pending* (waiting to
+run, or interrupted and waiting for ``rest-sweep resume``). Grid rows of methods that are not
+registered yet are counted apart as ``not_runnable``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rest_sweep.ledger import launch_alive
+from trainables.errors import UserError
+from trainables.results import ExperimentStore, list_experiments
+
+STATES = ("finished", "running", "errored", "stopped", "pending")
+ETA_SAMPLE = 20  # finished trials whose summary gives a time per epoch when none is running
+
+
+@dataclass
+class TrialStatus:
+    hash: str
+    name: str
+    method: str
+    state: str
+    epoch: int
+    epochs: int
+    error: str = ""
+    interrupted: bool = False
+
+
+@dataclass
+class StatusReport:
+    """Counts per state (overall and per method), errors, epochs and an ETA."""
+
+    name: str
+    storage: str
+    planned: int
+    finished: int
+    running: int
+    errored: int
+    stopped: int
+    pending: int
+    interrupted: int
+    not_runnable: int
+    per_method: dict[str, dict[str, int]]
+    epochs_done: int
+    epochs_total: int
+    eta_s: float | None
+    live_launch: str | None
+    last_launch: dict[str, Any] | None
+    grids: list[str]
+    errors: list[dict[str, str]] = field(default_factory=list)
+    trials: list[TrialStatus] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        """One word for ``rest-sweep list``."""
+        if self.live_launch:
+            return "running"
+        if self.planned and self.finished + self.stopped == self.planned:
+            return "finished"
+        if self.errored:
+            return "errors"
+        if self.last_launch is None:
+            return "planned"
+        return "interrupted"
+
+    def to_dict(self, with_trials: bool = False) -> dict[str, Any]:
+        out = asdict(self)
+        out["state"] = self.state
+        if not with_trials:
+            out.pop("trials")
+        return out
+
+
+def status(storage: str, name: str) -> StatusReport:
+    """Read the experiment ``name`` in ``storage``; no Ray needed."""
+    store = ExperimentStore(storage, name)
+    if not store.exists():
+        known = ", ".join(list_experiments(storage)) or "none"
+        raise UserError(f"--name {name}: no experiment in {storage}; allowed: {known}")
+    ledger = store.read_ledger()
+    launches = ledger.get("launches", [])
+    live = next((launch for launch in reversed(launches) if launch_alive(launch)), None)
+    live_trials = set(live["trials"]) if live else set()
+    stopped = ledger.get("stopped", {})
+    trials = [
+        _trial_status(store, h, cfg, stopped, h in live_trials)
+        for h, cfg in ledger.get("trials", {}).items()
+    ]
+    counts = Counter(t.state for t in trials)
+    per_method: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))
+    for t in trials:
+        per_method[t.method][t.state] += 1
+    for row in ledger.get("pending_rows", {}).values():
+        per_method[row["method"]].setdefault("not_runnable", 0)
+        per_method[row["method"]]["not_runnable"] += 1
+    return StatusReport(
+        name=name,
+        storage=storage,
+        planned=len(trials),
+        finished=counts["finished"],
+        running=counts["running"],
+        errored=counts["errored"],
+        stopped=counts["stopped"],
+        pending=counts["pending"],
+        interrupted=sum(t.interrupted for t in trials),
+        not_runnable=len(ledger.get("pending_rows", {})),
+        per_method={m: dict(v) for m, v in per_method.items()},
+        epochs_done=sum(t.epoch for t in trials),
+        epochs_total=sum(t.epochs for t in trials),
+        eta_s=_eta(store, trials, live is not None),
+        live_launch=live["id"] if live else None,
+        last_launch=_launch_brief(launches[-1]) if launches else None,
+        grids=[g["grid"] for g in ledger.get("grids", [])],
+        errors=[
+            {"hash": t.hash, "name": t.name, "error": t.error}
+            for t in trials
+            if t.state == "errored"
+        ],  # fmt: skip
+        trials=trials,
+    )
+
+
+def _trial_status(store: ExperimentStore, trial_hash: str, cfg: dict[str, Any],
+                  stopped: dict[str, Any], in_live_launch: bool) -> TrialStatus:  # fmt: skip
+    trial = store.trial(trial_hash)
+    epochs = int(cfg.get("epochs", 0))
+    name = _short_name(cfg)
+    base = {"hash": trial_hash, "name": name, "method": cfg.get("method", "?"), "epochs": epochs}
+    if trial.is_finished():
+        return TrialStatus(state="finished", epoch=epochs, **base)
+    state = trial.read_state() or {}
+    epoch = int(state.get("epoch", 0) or 0)
+    if trial_hash in stopped:
+        return TrialStatus(state="stopped", epoch=epoch, **base)
+    if state.get("state") == "errored":
+        return TrialStatus(state="errored", epoch=epoch, error=_first_line(state, trial), **base)
+    if state.get("state") == "running" and in_live_launch:
+        return TrialStatus(state="running", epoch=epoch, **base)
+    interrupted = state.get("state") in ("running", "interrupted")
+    return TrialStatus(state="pending", epoch=epoch, interrupted=interrupted, **base)
+
+
+def _first_line(state: dict[str, Any], trial: Any) -> str:
+    if state.get("error"):
+        return str(state["error"]).splitlines()[0]
+    text = trial.read_error() or ""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error (no error.txt)"
+
+
+def _short_name(cfg: dict[str, Any]) -> str:
+    """``TrialConfig.short_name`` without validating (status must read any ledger)."""
+    parts = [str(cfg.get("dataset")), f"r{float(cfg.get('ratio', 0)):g}", str(cfg.get("method"))]
+    if float(cfg.get("density", 1.0)) < 1.0:
+        parts.append(f"d{float(cfg['density']):g}")
+    parts.append(f"s{cfg.get('seed')}")
+    return "_".join(parts)
+
+
+def _eta(store: ExperimentStore, trials: list[TrialStatus], live: bool) -> float | None:
+    """Epochs left x mean epoch time / trials running at once; None when nothing runs."""
+    if not live:
+        return None
+    running = [t for t in trials if t.state == "running"]
+    left = sum(t.epochs - t.epoch for t in trials if t.state in ("running", "pending"))
+    if left == 0:
+        return 0.0
+    times = []
+    for t in running:
+        times += [float(r.get("epoch_time_s", 0)) for r in store.trial(t.hash).read_metrics()]
+    if not times:
+        for t in [t for t in trials if t.state == "finished"][:ETA_SAMPLE]:
+            summary = store.trial(t.hash).read_summary() or {}
+            if summary.get("wall_time_s") and t.epochs:
+                times.append(float(summary["wall_time_s"]) / t.epochs)
+    times = [x for x in times if x > 0]
+    if not times:
+        return None
+    return left * (sum(times) / len(times)) / max(1, len(running))
+
+
+def _launch_brief(launch: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "command", "grid", "started", "ended", "outcome", "host", "pid", "tune_path")
+    brief = {k: launch.get(k) for k in keys}
+    brief["trials"] = len(launch.get("trials", []))
+    return brief
+
+
+def experiments(storage: str) -> list[StatusReport]:
+    """Every experiment in ``storage`` (for ``rest-sweep list``), newest launch last."""
+    reports = [status(storage, name) for name in list_experiments(storage)]
+    return sorted(reports, key=lambda r: (r.last_launch or {}).get("started") or 0)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def age(seconds_since_epoch: float | None) -> str:
+    if not seconds_since_epoch:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds_since_epoch))
+
+
+class _CallableModule(types.ModuleType):
+    """``rest_sweep.status(...)`` must keep working after this module is imported.
+
+    Importing ``rest_sweep.status`` rebinds the package attribute ``status`` (the API verb of
+    ``rest_sweep/__init__.py``) to this module; calling the module calls :func:`status`.
+    """
+
+    def __call__(self, storage: str, name: str) -> StatusReport:
+        return status(storage, name)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,171 @@
+"""Grids as data: blocks of methods x axes x fixed values, expanded to an explicit trial list.
+
+A grid is declared, never computed: each :class:`Block` names some methods, the axes swept for
+them (in order, outermost first) and fixed values. :func:`expand` turns a grid into an ordered,
+de-duplicated list of :class:`TrialConfig` built with ``TrialConfig.from_recipe``, so every
+trial gets its recipe's defaults and the same content hash as a trial built any other way.
+
+Honest conditional axes: the ``density`` axis applies to sparse methods only; a dense method
+(``erm``, ``erm_rw``) gets one row per combination of the other axes, never a row per density.
+Rows of methods that are not registered yet (``PAPER_BASELINES_PENDING``) become
+:class:`PendingRow` s: listed, counted, never run, and expanded for real, without any change to
+the grid, once the method is registered in ``trainables.methods.METHODS``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainables.config import TrialConfig, coerce
+from trainables.errors import UserError
+from trainables.methods import METHODS, PAPER_BASELINES_PENDING
+
+# Keys that are not swept or fixed per block: the recipe is chosen for the whole grid.
+RESERVED_KEYS = ("method", "recipe")
+
+
+@dataclass(frozen=True)
+class Block:
+    """Methods that share axes. ``axes`` keep their order: the first is the outermost loop."""
+
+    methods: tuple[str, ...]
+    axes: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    fixed: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        methods: Sequence[str],
+        axes: Mapping[str, Sequence[Any]] | None = None,
+        fixed: Mapping[str, Any] | None = None,
+    ) -> Block:
+        return cls(
+            methods=tuple(methods),
+            axes=tuple((k, tuple(v)) for k, v in (axes or {}).items()),
+            fixed=tuple((fixed or {}).items()),
+        )
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A named, ordered set of blocks; the union of grids is the concatenation of blocks."""
+
+    name: str
+    description: str
+    blocks: tuple[Block, ...]
+    recipe: str = "paper"
+    source: str = "builtin"  # "builtin" or the YAML file it came from
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    """A grid row whose method is not registered yet: shown, counted, not runnable."""
+
+    method: str
+    values: dict[str, Any]
+
+    def label(self) -> str:
+        parts = [str(self.values.get("dataset", "")), f"r{self.values.get('ratio', '')}"]
+        parts.append(self.method)
+        if "density" in self.values:
+            parts.append(f"d{self.values['density']}")
+        parts.append(f"s{self.values.get('seed', '')}")
+        return "_".join(parts)
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The explicit trial list of a grid under some overrides (what a launch plans)."""
+
+    grid: str
+    recipe: str
+    trials: tuple[TrialConfig, ...]
+    pending: tuple[PendingRow, ...] = field(default=())
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.trials)
+
+    def per_method(self) -> dict[str, int]:
+        return dict(Counter(t.method for t in self.trials))
+
+    def pending_per_method(self) -> dict[str, int]:
+        return dict(Counter(p.method for p in self.pending))
+
+    def by_hash(self) -> dict[str, TrialConfig]:
+        return {t.trial_hash: t for t in self.trials}
+
+
+def union(name: str, description: str, grids: Sequence[Grid]) -> Grid:
+    """A grid holding every block of ``grids`` (shared trials are counted once by expand)."""
+    blocks = tuple(b for g in grids for b in g.blocks)
+    return Grid(name=name, description=description, blocks=blocks, recipe=grids[0].recipe)
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["epochs=2", "recipe=rest-code"]`` -> typed values; bad keys name the allowed ones."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set {pair!r}: expected key=value, e.g. --set epochs=2")
+        out[key] = value if key == "recipe" else coerce(key, value)
+    return out
+
+
+def expand(grid: Grid, overrides: Mapping[str, Any] | None = None) -> Expansion:
+    """Every trial of ``grid`` in order, de-duplicated by ``trial_hash`` (first one wins).
+
+    ``overrides`` set a field for every trial, axes included (``recipe`` picks the recipe);
+    overriding an axis collapses it, and the duplicates it creates are dropped.
+    """
+    values = dict(overrides or {})
+    recipe = str(values.pop("recipe", grid.recipe))
+    for key in values:
+        coerce(key, values[key])  # unknown keys fail here, naming the allowed ones
+    if "method" in values:
+        raise UserError("--set method=...: the method is an axis of the grid; pick a grid instead")
+    trials: dict[str, TrialConfig] = {}
+    pending: dict[tuple, PendingRow] = {}
+    for block in grid.blocks:
+        for method in block.methods:
+            for row in _rows(block, method):
+                row.update(values)
+                if method in METHODS:
+                    cfg = TrialConfig.from_recipe(recipe, method=method, **row)
+                    trials.setdefault(cfg.trial_hash, cfg)
+                elif method in PAPER_BASELINES_PENDING:
+                    key = (method, tuple(sorted(row.items())))
+                    pending.setdefault(key, PendingRow(method, row))
+                else:
+                    allowed = ", ".join([*METHODS.names(), *PAPER_BASELINES_PENDING])
+                    raise UserError(
+                        f"grid {grid.name}: method {method!r} is not allowed; allowed: {allowed}"
+                    )
+    return Expansion(
+        grid=grid.name,
+        recipe=recipe,
+        trials=tuple(trials.values()),
+        pending=tuple(pending.values()),
+        overrides=tuple(sorted((k, v) for k, v in (overrides or {}).items())),
+    )
+
+
+def _rows(block: Block, method: str) -> list[dict[str, Any]]:
+    """The axis products of ``block`` for ``method`` (density dropped for dense methods)."""
+    dense = method in METHODS and not METHODS.get(method).sparse
+    axes = [(k, v) for k, v in block.axes if not (dense and k == "density")]
+    fixed = {k: v for k, v in block.fixed if not (dense and k == "density")}
+    names = [k for k, _ in axes]
+    rows = []
+    for combo in itertools.product(*(v for _, v in axes)):
+        row = dict(fixed)
+        row.update(zip(names, combo, strict=True))
+        rows.append(row)
+    return rows

@@ -1,0 +1,141 @@
+"""Grids: the paper counts, honest conditional axes, pending rows, --set, YAML validation, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import search_spaces
+from search_spaces import GRIDS, expand, parse_overrides, resolve
+from trainables.config import PAPER_DENSITIES
+from trainables.errors import UserError
+from trainables.methods import METHODS, MethodSpec
+
+EXAMPLE = "search_spaces/examples/density_sweep.yaml"
+
+
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [
+        ("paper-table3-cmnist", 336),
+        ("paper-table3-cifar10c", 336),
+        ("paper-table3-bffhq", 84),
+        ("paper-table2-cmnist", 192),
+        ("paper-table2-bffhq", 48),
+        ("paper-fig3", 348),
+        ("paper-all", 810),
+        ("demo", 6),
+    ],
+)
+def test_grid_counts_are_pinned(name: str, count: int) -> None:
+    assert expand(GRIDS.get(name)).count == count
+
+
+def test_table3_per_method_and_axes() -> None:
+    trials = expand(GRIDS.get("paper-table3-cmnist")).trials
+    assert {t.method for t in trials} == {"rigl", "rest"}
+    assert sorted({t.density for t in trials}) == sorted(PAPER_DENSITIES)
+    assert {t.seed for t in trials} == {41, 42, 43}
+    assert {t.ratio for t in trials} == {0.5, 1.0, 2.0, 5.0}
+    assert len({t.trial_hash for t in trials}) == 336
+
+
+def test_dense_methods_have_no_density_axis_and_baselines_are_pending() -> None:
+    expansion = expand(GRIDS.get("paper-table2-cmnist"))
+    assert expansion.per_method() == {"erm": 12, "erm_rw": 12, "rest": 168}
+    assert {t.density for t in expansion.trials if t.method in ("erm", "erm_rw")} == {1.0}
+    assert expansion.pending_per_method() == {"mrm": 12, "disent": 12}
+    erm_rw = next(t for t in expansion.trials if t.method == "erm_rw" and t.ratio == 0.5)
+    assert (erm_rw.reweight, erm_rw.upweight) == ("loss", 10.0)
+
+
+def test_pending_rows_become_trials_once_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = MethodSpec("mrm", "test stand-in", sparse=False, reweight=False)
+    monkeypatch.setitem(METHODS._items, "mrm", spec)
+    expansion = expand(GRIDS.get("paper-table2-cmnist"))
+    assert expansion.per_method()["mrm"] == 12
+    assert expansion.pending_per_method() == {"disent": 12}
+
+
+def test_union_counts_shared_trials_once() -> None:
+    parts = [n for n in GRIDS if n.startswith("paper-") and n != "paper-all"]
+    hashes = {t.trial_hash for n in parts for t in expand(GRIDS.get(n)).trials}
+    everything = expand(GRIDS.get("paper-all"))
+    assert len(hashes) == everything.count
+    assert [t.trial_hash for t in everything.trials][:3] == [
+        t.trial_hash for t in expand(GRIDS.get("paper-table2-cmnist")).trials[:3]
+    ]
+
+
+def test_set_switches_recipe_and_collapses_axes() -> None:
+    grid = GRIDS.get("paper-table3-bffhq")
+    code = expand(grid, parse_overrides(["recipe=rest-code", "epochs=2"]))
+    assert {t.recipe for t in code.trials} == {"rest-code"}
+    assert {t.optimizer for t in code.trials} == {"sgd"} and {t.epochs for t in code.trials} == {2}
+    one_seed = expand(grid, parse_overrides(["seed=41"]))
+    assert one_seed.count == 28
+    with pytest.raises(UserError, match="allowed"):
+        parse_overrides(["epoch=2"])
+    with pytest.raises(UserError, match="key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_example_yaml_expands() -> None:
+    expansion = expand(resolve(EXAMPLE))
+    assert expansion.grid == "density-sweep"
+    assert expansion.per_method() == {"erm": 4, "erm_rw": 4, "rigl": 20, "rest": 20}
+    assert {t.drop_fraction for t in expansion.trials if t.method == "rest"} == {0.5}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("methods: [erm]\nsweep: {}\n", r"sweep: unknown key; allowed: name, description"),
+        ("methods: [erm]\naxes: {desnity: [0.1]}\n", r"axes\.desnity: unknown field; allowed:"),
+        ("methods: [erm, lasso]\n", r"methods: 'lasso' is not allowed; allowed: erm"),
+        ("methods: [erm]\nfixed: {epochs: many}\n", r"fixed\.epochs: epochs: cannot read"),
+        ("methods: [erm]\naxes: {seed: 41}\n", r"axes\.seed: expected a non-empty list"),
+        ("methods: [erm]\nrecipe: fast\n", r"recipe: 'fast' is not allowed; allowed: paper"),
+        ("methods: [erm]\nfixed: {method: rest}\n", r"fixed\.method: not allowed here"),
+        ("axes: {seed: [1]}\n", r"methods: required"),
+        ("methods: [rest]\nfixed: {density: 2.0}\n", r"density: 2\.0 is not allowed"),
+        ("methods: {rest: {axis: {}}}\n", r"methods\.rest\.axis: unknown key; allowed: axes"),
+        ("methods: [erm\n", r"not valid YAML \(line"),
+    ],
+)
+def test_yaml_errors_name_file_key_and_allowed(tmp_path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=match) as info:
+        resolve(str(path))
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message
+
+
+def test_unknown_grid_lists_registered_names(tmp_path) -> None:
+    with pytest.raises(UserError, match="allowed: paper-table2-cmnist"):
+        resolve("paper-table9")
+    with pytest.raises(UserError, match="grid file not found"):
+        resolve(str(tmp_path / "missing.yaml"))
+
+
+def test_grids_cli_list_and_show_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from rest_sweep.cli import main
+
+    assert main(["grids"]) == 0
+    out = capsys.readouterr().out
+    assert "paper-table3-cmnist" in out and "336" in out
+    assert main(["grids", "show", "demo", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {"name", "count", "per_method", "trials", "pending", "cost"} <= set(doc)
+    assert doc["count"] == 6 == len(doc["trials"])
+    assert doc["per_method"] == {"erm": 1, "erm_rw": 1, "rigl": 2, "rest": 2}
+    assert 0 < doc["cost"]["train_flops"] < doc["cost"]["dense_train_flops"]
+    assert main(["grids", "show", "paper-table2-bffhq", "--no-cost"]) == 0
+    assert "pending (method not registered yet" in capsys.readouterr().out
+    assert main(["grids", "show", "nope"]) == 2
+
+
+def test_resolve_is_the_only_entry_point() -> None:
+    assert search_spaces.resolve("demo") is GRIDS.get("demo")

@@ -1,0 +1,97 @@
+"""Status and list read only the ledger and trial folders: every state, with no Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from rest_sweep.cli import main
+from rest_sweep.status import status
+from trainables.config import TrialConfig
+from trainables.results import ExperimentStore
+
+
+def _config(method: str, seed: int, density: float = 1.0) -> TrialConfig:
+    return TrialConfig.from_recipe("paper", method=method, seed=seed, density=density, epochs=4)
+
+
+@pytest.fixture()
+def experiment(tmp_path) -> tuple[str, dict[str, str]]:
+    """A ledger with one trial in each state, owned by a live launch (this process)."""
+    store = ExperimentStore(str(tmp_path), "exp")
+    configs = {
+        "finished": _config("erm", 41),
+        "errored": _config("erm", 42),
+        "running": _config("rest", 41, 0.1),
+        "interrupted": _config("rest", 42, 0.1),
+        "stopped": _config("rest", 43, 0.1),
+        "pending": _config("erm", 43),
+    }
+    hashes = {k: c.trial_hash for k, c in configs.items()}
+    launch = {
+        "id": "L001-x", "host": socket.gethostname(), "pid": os.getpid(), "ended": None,
+        "heartbeat": time.time(), "started": time.time(),
+        "trials": [hashes[k] for k in ("running", "pending", "errored")],
+    }  # fmt: skip
+    store.write_ledger({
+        "name": "exp", "schema": 1, "launches": [launch],
+        "trials": {c.trial_hash: c.to_dict() for c in configs.values()},
+        "grids": [{"grid": "unit", "recipe": "paper", "overrides": {}, "count": 6}],
+        "stopped": {hashes["stopped"]: {"launch": "L001-x", "epoch": 1}},
+        "pending_rows": {"cmnist_r1_mrm_s41": {"method": "mrm", "values": {}}},
+    })  # fmt: skip
+    store.trial(hashes["finished"]).write_summary({"wall_time_s": 8.0})
+    store.trial(hashes["errored"]).write_state("errored", epoch=2, error="RuntimeError: boom")
+    store.trial(hashes["running"]).write_state("running", epoch=1)
+    store.trial(hashes["running"]).write_metrics([{"epoch": 1, "epoch_time_s": 2.0}])
+    store.trial(hashes["interrupted"]).write_state("running", epoch=3)
+    store.trial(hashes["stopped"]).write_state("running", epoch=1)
+    return str(tmp_path), hashes
+
+
+def test_status_counts_every_state(experiment) -> None:
+    storage, hashes = experiment
+    report = status(storage, "exp")
+    assert (report.planned, report.finished, report.running, report.errored) == (6, 1, 1, 1)
+    assert (report.pending, report.interrupted, report.stopped) == (2, 1, 1)
+    assert report.not_runnable == 1 and report.live_launch == "L001-x"
+    assert report.errors == [
+        {"hash": hashes["errored"], "name": "cmnist_r1_erm_s42", "error": "RuntimeError: boom"}
+    ]
+    assert report.per_method["rest"] == {
+        "finished": 0, "running": 1, "errored": 0, "stopped": 1, "pending": 1,
+    }  # fmt: skip
+    assert report.epochs_done == 4 + 2 + 1 + 3 + 1 and report.epochs_total == 24
+    # 3 + 1 + 4 epochs left (running, interrupted, pending) x 2 s / 1 running trial
+    assert report.eta_s == pytest.approx(16.0)
+
+
+def test_a_dead_driver_makes_running_trials_interrupted(experiment) -> None:
+    storage, hashes = experiment
+    store = ExperimentStore(storage, "exp")
+    ledger = store.read_ledger()
+    ledger["launches"][0]["pid"] = 2**22 + 12345  # no such process on this host
+    store.write_ledger(ledger)
+    report = status(storage, "exp")
+    assert report.running == 0 and report.pending == 3 and report.interrupted == 2
+    assert report.eta_s is None and report.state == "errors"
+
+
+def test_status_and_list_cli(experiment, capsys: pytest.CaptureFixture[str]) -> None:
+    storage, _ = experiment
+    assert main(["status", "--storage", storage, "--name", "exp", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for key in ("planned", "finished", "running", "errored", "pending"):
+        assert isinstance(doc[key], int)
+    assert doc["state"] == "running"
+    assert main(["status", "--storage", storage, "--name", "exp"]) == 0
+    text = capsys.readouterr().out
+    assert "errored cmnist_r1_erm_s42" in text and "RuntimeError: boom" in text
+    assert main(["list", "--storage", storage]) == 0
+    assert "exp" in capsys.readouterr().out
+    assert main(["status", "--storage", storage, "--name", "nope"]) == 2
+    assert "allowed: exp" in capsys.readouterr().err

@@ -1,0 +1,105 @@
+"""A split resident on the device, batched by index slicing: no DataLoader, no worker processes.
+
+The datasets are small (at most ~1 GB as uint8), so each split lives on the device once and an
+epoch is a permutation sliced into batches, transformed on the device. Order and augmentation
+are drawn from generators seeded by (seed, epoch, stream), so epoch ``e`` yields the same
+batches whether the run is fresh or resumed from a checkpoint taken after epoch ``e - 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from trainables.data.cache import SplitTensors
+from trainables.data.transforms import Transform
+
+
+def epoch_generator(
+    seed: int, epoch: int, stream: str, device: torch.device | str
+) -> torch.Generator:
+    """A generator on ``device`` seeded from (seed, epoch, stream) alone.
+
+    Streams (``"order"``, ``"augment"``) are independent, so changing how many random numbers
+    one consumes never shifts the other. The same arguments on the same device type give the
+    same numbers (CPU and CUDA generators differ from each other).
+    """
+    text = f"rest-sweep/{int(seed)}/{int(epoch)}/{stream}".encode()
+    value = int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & ((1 << 63) - 1)
+    generator = torch.Generator(device=torch.device(device))
+    generator.manual_seed(value)
+    return generator
+
+
+@dataclass
+class Batch:
+    """One batch: transformed images, labels, bias labels and the split indices they came from."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    b: torch.Tensor
+    index: torch.Tensor
+
+
+class DeviceSplit:
+    """A whole split as uint8 on ``device``; :meth:`batches` slices and transforms on the device."""
+
+    def __init__(self, split: SplitTensors, device: torch.device | str, transform: Transform):
+        self.device = torch.device(device)
+        self.transform = transform
+        self.images = split.images.to(self.device)
+        self.labels = split.labels.to(self.device)
+        self.bias = split.bias.to(self.device)
+        self.aligned = self.labels == self.bias
+        self.ids = split.ids
+        self.n = len(split.ids)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def order(
+        self, *, epoch: int, seed: int, shuffle: bool, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The epoch's index sequence: weighted draws with replacement, a permutation, or arange."""
+        if weights is not None:
+            if weights.shape != (self.n,):
+                raise ValueError(f"weights: shape {tuple(weights.shape)}, expected ({self.n},)")
+            generator = epoch_generator(seed, epoch, "order", self.device)
+            probs = weights.to(self.device, torch.float64)
+            return torch.multinomial(probs, self.n, replacement=True, generator=generator)
+        if shuffle:
+            generator = epoch_generator(seed, epoch, "order", self.device)
+            return torch.randperm(self.n, generator=generator, device=self.device)
+        return torch.arange(self.n, device=self.device)
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        epoch: int,
+        seed: int,
+        shuffle: bool,
+        weights: torch.Tensor | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Batches of one epoch; the last partial batch is kept unless ``drop_last``."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size: {batch_size} must be positive")
+        order = self.order(epoch=epoch, seed=seed, shuffle=shuffle, weights=weights)
+        augment = (
+            epoch_generator(seed, epoch, "augment", self.device)
+            if self.transform.augments
+            else None
+        )
+        stop = self.n - self.n % batch_size if drop_last else self.n
+        for start in range(0, stop, batch_size):
+            index = order[start : start + batch_size]
+            yield Batch(
+                x=self.transform(self.images.index_select(0, index), augment),
+                y=self.labels.index_select(0, index),
+                b=self.bias.index_select(0, index),
+                index=index,
+            )

@@ -1,0 +1,90 @@
+"""Corrupted CIFAR-10 (LfF "type0", DisEnt's version) in the DisEnt layout.
+
+Each image gets corruption ``TYPE0[bias]``; class i is aligned with corruption i. LfF's dataset
+severity s (1..4) applies corruption level s + 1, so the default severity 4 is level 5, which
+is what the DisEnt figure shows. Every image has its own random stream spawned from the split's
+seed, so the output is identical for any ``workers`` count.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from trainables.data.bundle import BundlePlan, write_bundle
+from trainables.data.sources import read_cifar_batches
+from trainables.errors import UserError
+
+SEVERITIES = (1, 2, 3, 4)
+
+
+def _corrupt_chunk(
+    images: np.ndarray, bias: np.ndarray, level: int, seeds: list[np.random.SeedSequence]
+) -> np.ndarray:
+    """Corrupt a chunk of HWC images (runs in a worker process when ``workers > 1``)."""
+    from trainables.data.corruptions import TYPE0, corrupt
+
+    out = np.empty_like(images)
+    for i, (image, b, seed) in enumerate(zip(images, bias.tolist(), seeds, strict=True)):
+        out[i] = corrupt(image, TYPE0[b], level, np.random.default_rng(seed))
+    return out
+
+
+def corrupt_images(
+    images: np.ndarray,
+    bias: np.ndarray,
+    level: int,
+    seed_sequence: np.random.SeedSequence,
+    workers: int = 1,
+) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> the same with corruption ``TYPE0[bias[i]]`` at ``level``."""
+    seeds = seed_sequence.spawn(len(images))
+    if workers <= 1 or len(images) < 256:
+        return _corrupt_chunk(images, bias, level, seeds)
+    bounds = np.linspace(0, len(images), workers * 4 + 1).astype(int)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        parts = [
+            pool.submit(_corrupt_chunk, images[a:b], bias[a:b], level, seeds[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        return np.concatenate([part.result() for part in parts])
+
+
+def make_cifar10c(
+    source: str | Path,
+    out: str | Path,
+    *,
+    ratios: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0),
+    severity: int = 4,
+    valid_size: int = 5000,
+    limit: int | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``<out>/cifar10c/`` from CIFAR-10 python batches in ``source``; returns it."""
+    if severity not in SEVERITIES:
+        raise UserError(f"severity: {severity} is not allowed; allowed: 1, 2, 3, 4 "
+                        "(corruption level = severity + 1)")  # fmt: skip
+    if workers < 1:
+        raise UserError(f"workers: {workers} is not allowed; allowed: a positive integer")
+    from trainables.data.corruptions import TYPE0  # lazily: scipy and the corruption tables
+
+    train = read_cifar_batches(Path(source), "train")
+    test = read_cifar_batches(Path(source), "test")
+    for split, (_, labels) in (("train", train), ("test", test)):
+        if labels.min() < 0 or labels.max() >= len(TYPE0):
+            raise UserError(f"source: {source} {split} labels span {labels.min()}..{labels.max()};"
+                            f" allowed: 0..{len(TYPE0) - 1}")  # fmt: skip
+
+    def render(images, labels, bias, seed_sequence):
+        return corrupt_images(images, bias, severity + 1, seed_sequence, workers)
+
+    plan = BundlePlan(
+        dataset="cifar10c", ratios=tuple(ratios), valid_size=valid_size, limit=limit,
+        test_size=test_size, seed=seed, nested_valid=True, num_classes=10,
+    )  # fmt: skip
+    return write_bundle(plan, Path(out), train, test, render, overwrite=overwrite)

@@ -1,0 +1,326 @@
+"""``data verify``: check a bundle's invariants, count it, and pin it with a manifest.
+
+The DisEnt and REST loaders glob silently: a wrong root or a half-extracted download shows up
+much later as ``num_samples=0`` or as quietly wrong numbers. This check fails hard on anything
+that makes the labels untrustworthy (missing or empty split, unparsable name, label or bias out
+of range, an ``align`` file that is conflicting or the reverse, an id in two splits, an unreadable
+or wrongly sized image) and warns on what is only unusual (ratios off nominal, valid not matching
+train, test not unbiased, the README's ``conlict`` spelling). On success it writes
+``<dataset>/manifest.json``: counts plus a sha256 of the sorted relative path list, so the exact
+bundle behind a result can be named and a later change is noticed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainables.data.layout import (
+    DatasetSpec,
+    ImageFile,
+    available_ratios,
+    dataset_dir,
+    dataset_spec,
+    parse_name,
+    ratio_folder,
+    scan_images,
+    split_dirs,
+)
+from trainables.errors import DataError
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+SAMPLE_PER_SPLIT = 20
+RATIO_TOLERANCE = 0.002  # 0.2 percentage points, widened by 3 binomial standard deviations
+
+
+@dataclass
+class SplitRow:
+    """Counts of one split as read from disk (train per ratio, valid per ratio or shared, test)."""
+
+    name: str  # "train/1pct", "valid/1pct", "valid", "test"
+    files: list[ImageFile]
+
+    @property
+    def total(self) -> int:
+        return len(self.files)
+
+    @property
+    def aligned(self) -> int:
+        return sum(f.label == f.bias for f in self.files)
+
+    @property
+    def conflicting(self) -> int:
+        return self.total - self.aligned
+
+    @property
+    def conflicting_fraction(self) -> float:
+        return self.conflicting / self.total if self.total else math.nan
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found; ``ok`` is False when any hard failure was recorded."""
+
+    dataset: str
+    folder: Path
+    rows: list[SplitRow] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    manifest: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def table(self) -> str:
+        """A fixed-width counts table, one line per split."""
+        lines = [f"{'split':<14}{'total':>9}{'aligned':>10}{'conflicting':>13}{'conflict %':>12}"]
+        for row in self.rows:
+            share = f"{100 * row.conflicting_fraction:.2f}%" if row.total else "-"
+            lines.append(
+                f"{row.name:<14}{row.total:>9}{row.aligned:>10}{row.conflicting:>13}{share:>12}"
+            )
+        return "\n".join(lines)
+
+
+def _allowance(p: float, n: int) -> float:
+    """How far an observed fraction may sit from ``p`` before it is worth a warning."""
+    return max(RATIO_TOLERANCE, 3 * math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1)))
+
+
+class _Checker:
+    """Collects hard failures and warnings while reading one bundle."""
+
+    def __init__(self, data_root: str | os.PathLike, dataset: str):
+        self.data_root = data_root
+        self.spec: DatasetSpec = dataset_spec(dataset)
+        self.report = VerifyReport(dataset, dataset_dir(data_root, dataset))
+
+    def read(self, ratio: float | str, split: str) -> list[ImageFile] | None:
+        """Parse a split; records failures and returns None when it cannot be read at all."""
+        try:
+            directories = split_dirs(self.data_root, self.report.dataset, ratio, split)
+        except DataError as error:
+            self.report.errors.append(str(error))
+            return None
+        files, bad_names = [], []
+        for directory, sub in directories:
+            scanned = scan_images(directory)
+            if not scanned:
+                self.report.errors.append(f"{split} split is empty: no images under {directory}")
+            prefix = len(os.fspath(self.report.folder)) + 1
+            for path, size in scanned:
+                try:
+                    ident, label, bias = parse_name(path)
+                except DataError:
+                    bad_names.append(path)
+                    continue
+                rel = path[prefix:].replace(os.sep, "/")
+                files.append(ImageFile(path, rel, ident, label, bias, sub, size))
+            if sub == "conlict":
+                self.report.warnings.append(
+                    f"spelling: {directory} is spelled 'conlict' (DisEnt README typo); "
+                    "the loader accepts it, DisEnt/REST code expect 'conflict'"
+                )
+        if bad_names:
+            self.report.errors.append(
+                f"file name: {bad_names[0]} (and {len(bad_names) - 1} more) does not match "
+                "<id>_<label>_<bias>.png"
+            )
+        files.sort(key=lambda f: f.relpath)
+        self._check_labels(files)
+        return files
+
+    def _check_labels(self, files: list[ImageFile]) -> None:
+        k = self.spec.num_classes
+        for attr in ("label", "bias"):
+            bad = [f for f in files if not 0 <= getattr(f, attr) < k]
+            if bad:
+                self.report.errors.append(
+                    f"{attr}: {getattr(bad[0], attr)} in {bad[0].relpath} (and {len(bad) - 1} "
+                    f"more) is out of range; allowed: 0..{k - 1}"
+                )
+        wrong_align = [f for f in files if f.folder == "align" and f.label != f.bias]
+        wrong_conflict = [
+            f for f in files if f.folder in ("conflict", "conlict") and f.label == f.bias
+        ]
+        if wrong_align:
+            self.report.errors.append(
+                f"align: {wrong_align[0].relpath} (and {len(wrong_align) - 1} more) has label != "
+                "bias; every file under align/ must have label == bias"
+            )
+        if wrong_conflict:
+            self.report.errors.append(
+                f"conflict: {wrong_conflict[0].relpath} (and {len(wrong_conflict) - 1} more) has "
+                "label == bias; every file under conflict/ must have label != bias"
+            )
+
+    def check_images(self, row: SplitRow, sample: int) -> None:
+        """Open an evenly spaced sample of a split: it must decode to a square allowed size."""
+        from PIL import Image, UnidentifiedImageError
+
+        if not row.files:
+            return
+        step = max(1, len(row.files) // sample)
+        allowed = " or ".join(f"{s}x{s}" for s in self.spec.sizes)
+        for f in row.files[::step][:sample]:
+            try:
+                with Image.open(f.path) as image:
+                    image.load()
+                    size = image.size
+            except (OSError, UnidentifiedImageError, ValueError) as error:
+                self.report.errors.append(f"image: cannot decode {f.path} ({error})")
+                return
+            if size[0] != size[1] or size[0] not in self.spec.sizes:
+                self.report.errors.append(
+                    f"image size: {f.relpath} is {size[0]}x{size[1]}; allowed for "
+                    f"{self.report.dataset}: {allowed}"
+                )
+                return
+
+    def check_duplicates(self, name: str, rows: list[SplitRow]) -> None:
+        seen: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            for f in row.files:
+                seen[f.id].append(f.relpath)
+        dups = {ident: paths for ident, paths in seen.items() if len(paths) > 1}
+        if dups:
+            ident, paths = next(iter(sorted(dups.items())))
+            self.report.errors.append(
+                f"duplicate id: {ident!r} in {paths[0]} and {paths[1]} ({len(dups)} ids repeated "
+                f"across {name}); ids must be unique across train, valid and test"
+            )
+
+
+def _soft_checks(report: VerifyReport, ratio: float, train: SplitRow, valid: SplitRow) -> None:
+    nominal = ratio / 100
+    got = train.conflicting_fraction
+    if train.total and abs(got - nominal) > _allowance(nominal, train.total):
+        report.warnings.append(
+            f"{train.name}: conflicting fraction {100 * got:.2f}% is far from the nominal "
+            f"{ratio:g}%"
+        )
+    far = valid.total and abs(valid.conflicting_fraction - got) > _allowance(got, valid.total)
+    if train.total and far:
+        report.warnings.append(
+            f"{valid.name}: conflicting fraction {100 * valid.conflicting_fraction:.2f}% "
+            f"differs from train's {100 * got:.2f}% (DisEnt's valid has train's bias ratio)"
+        )
+
+
+def _test_checks(report: VerifyReport, test: SplitRow, num_classes: int) -> None:
+    if not test.total:
+        return
+    expected = 1 / num_classes
+    aligned = test.aligned / test.total
+    if abs(aligned - expected) > max(0.02, _allowance(expected, test.total)):
+        report.warnings.append(
+            f"test: aligned fraction {100 * aligned:.1f}% is far from 1/K = {100 * expected:.1f}%;"
+            " the test split should be unbiased"
+        )
+
+
+def _class_checks(report: VerifyReport, row: SplitRow, num_classes: int) -> None:
+    missing = sorted(set(range(num_classes)) - {f.label for f in row.files})
+    if row.files and missing:
+        report.warnings.append(f"{row.name}: no images of class(es) {missing}")
+
+
+def _sha_of_paths(rows: list[SplitRow]) -> str:
+    paths = sorted({f.relpath for row in rows for f in row.files})
+    return hashlib.sha256("\n".join(paths).encode()).hexdigest()
+
+
+def build_manifest(report: VerifyReport) -> dict:
+    """Counts per split plus the sha256 of the sorted relative path list (whole and per split)."""
+    splits = {
+        row.name: {
+            "total": row.total,
+            "aligned": row.aligned,
+            "conflicting": row.conflicting,
+            "conflicting_fraction": round(row.conflicting_fraction, 6),
+            "sha256": _sha_of_paths([row]),
+        }
+        for row in report.rows
+    }
+    return {
+        "format": MANIFEST_FORMAT,
+        "dataset": report.dataset,
+        "splits": splits,
+        "sha256": _sha_of_paths(report.rows),
+    }
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _compare_manifest(report: VerifyReport, manifest: dict) -> None:
+    path = report.folder / MANIFEST
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(previous, dict) and previous.get("sha256") not in (None, manifest["sha256"]):
+        report.warnings.append(
+            f"manifest: the file list changed since the last verify ({path}: "
+            f"{str(previous['sha256'])[:12]} -> {manifest['sha256'][:12]}); rewriting it"
+        )
+
+
+def verify_bundle(
+    data_root: str | os.PathLike,
+    dataset: str,
+    *,
+    ratios: list[float | str] | None = None,
+    sample: int = SAMPLE_PER_SPLIT,
+    write_manifest: bool = True,
+) -> VerifyReport:
+    """Check every ratio of a bundle (or ``ratios``); on success write ``manifest.json``."""
+    checker = _Checker(data_root, dataset)
+    report = checker.report
+    found = available_ratios(data_root, dataset)
+    wanted = [float(ratio_folder(r).removesuffix("pct")) for r in ratios] if ratios else found
+    if not wanted:
+        report.errors.append(
+            f"train split not found: no <pct>/align folder under {report.folder}; expected "
+            "folders 0.5pct, 1pct, 2pct, 5pct"
+        )
+    test_files = checker.read(wanted[0] if wanted else 1, "test")
+    test = SplitRow("test", test_files or [])
+    valid_rows: dict[str, SplitRow] = {}
+    for ratio in wanted:
+        pct = ratio_folder(ratio)
+        train = SplitRow(f"train/{pct}", checker.read(ratio, "train") or [])
+        valid_files = checker.read(ratio, "valid") or []
+        shared = not any(f.relpath.startswith(f"{pct}/") for f in valid_files)
+        valid_name = "valid" if shared else f"valid/{pct}"
+        valid = valid_rows.setdefault(valid_name, SplitRow(valid_name, valid_files))
+        report.rows.append(train)
+        checker.check_duplicates(pct, [train, valid, test])
+        _soft_checks(report, ratio, train, valid)
+        _class_checks(report, train, checker.spec.num_classes)
+    report.rows.extend(valid_rows.values())
+    report.rows.append(test)
+    _test_checks(report, test, checker.spec.num_classes)
+    _class_checks(report, test, checker.spec.num_classes)
+    for row in report.rows:
+        checker.check_images(row, sample)
+    if report.ok:
+        report.manifest = build_manifest(report)
+        if write_manifest:
+            _compare_manifest(report, report.manifest)
+            write_json_atomic(report.folder / MANIFEST, report.manifest)
+    return report

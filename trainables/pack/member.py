@@ -1,0 +1,225 @@
+"""One trial inside a pack: the single-trial objects that keep it identical to ``run_trial``.
+
+Each member builds its network, ``SparseEngine``, optimizer and LR schedule exactly as
+``trainables.train.trial.Trial`` does (same seeds, same order of random draws), so its initial
+weights and masks are the single trial's. After stacking, the member's parameters and its
+optimizer's state are re-pointed at its row of the pack's tensors: the engine's prune-and-grow,
+its optimizer-state reset and the scheduler then act on the pack in place, and a checkpoint is
+the single trial's checkpoint format (a pack trial can be resumed alone and vice versa).
+
+The member's torch optimizer never steps (the pack's fused update does); it exists for the
+engine, the scheduler and the checkpoint format.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from trainables.config import TrialConfig
+from trainables.methods import METHODS
+from trainables.models import build_model
+from trainables.sparse import SparseEngine, layer_flops, maskable_parameters, sparse_forward_flops
+from trainables.train.metrics import selection_score
+from trainables.train.optim import EpochSchedule, build_optimizer, current_lr
+from trainables.train.reweight import REWEIGHTING
+from trainables.train.trial import dense_gradient_steps
+
+
+class PackMember:
+    """Per-trial objects and counters; ``index`` is the trial's row in the pack."""
+
+    def __init__(
+        self, index: int, cfg: TrialConfig, device: torch.device, input_size: int, total_steps: int
+    ) -> None:
+        self.index = index
+        self.cfg = cfg
+        self.spec = METHODS.get(cfg.method)
+        self.device = device
+        self.reweighting = REWEIGHTING.get(cfg.reweight)
+        torch.manual_seed(cfg.seed)  # as Trial._build_model: the seed fixes the init
+        model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem)
+        self.model = model.to(device)
+        self.layer_flops = layer_flops(self.model, input_size)
+        self.dense_flops = float(sum(self.layer_flops.values()))
+        self.engine: SparseEngine | None = None
+        if self.spec.sparse:
+            self.engine = SparseEngine(
+                self.model, None, density=cfg.density, sparse_init=cfg.sparse_init,
+                growth=cfg.growth, drop_fraction=cfg.drop_fraction,
+                drop_schedule=cfg.drop_schedule, drop_end=cfg.drop_end,
+                update_frequency=cfg.update_frequency, total_steps=total_steps,
+                reset_momentum=cfg.reset_momentum, mask_updates=self.spec.mask_updates,
+                dense_first_layer=cfg.dense_first_layer, dense_last_layer=cfg.dense_last_layer,
+                generator=torch.Generator().manual_seed(cfg.seed),
+            )  # fmt: skip
+        self.optimizer = build_optimizer(self.model.parameters(), cfg, device)
+        if self.engine is not None:
+            self.engine.bind_optimizer(self.optimizer)
+        self.schedule = EpochSchedule(self.optimizer, cfg)
+        self.maskable = maskable_parameters(self.model)
+        self.maskable_total = sum(p.numel() for p in self.maskable.values())
+        self.dense_grad = dense_gradient_steps(cfg.growth) if self.engine is not None else "never"
+        self.step = 0
+        self.train_flops = 0.0
+        self.best_score = -math.inf
+        self.best_row: dict[str, Any] | None = None
+        self.refresh_sparse_flops()
+
+    # ------------------------------------------------------------------ binding to the pack
+    def bind(
+        self,
+        weights: torch.Tensor,
+        offsets: dict[str, tuple[int, int]],
+        state: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+    ) -> None:
+        """Alias this trial's parameters, BN buffers and optimizer state to its pack row."""
+        row = weights.detach()[self.index]
+        for name, buffer in self.model.named_buffers():
+            buffer.data = buffers[name][self.index]
+        params = dict(self.model.named_parameters())
+        for name, param in params.items():
+            start, stop = offsets[name]
+            param.data = row[start:stop].view(param.shape)
+        for name, param in params.items():
+            start, stop = offsets[name]
+            entry: dict[str, Any] = {
+                key: value[self.index, start:stop].view(param.shape) for key, value in state.items()
+            }
+            if "exp_avg" in entry:
+                entry["step"] = torch.tensor(0.0)
+            self.optimizer.state[param] = entry
+
+    def bind_grads(self, grad: torch.Tensor, offsets: dict[str, tuple[int, int]]) -> None:
+        """Point the parameters' ``.grad`` at this trial's row of the pack gradient."""
+        row = grad[self.index]
+        for name, param in self.model.named_parameters():
+            start, stop = offsets[name]
+            param.grad = row[start:stop].view(param.shape)
+
+    def mask_row(self, offsets: dict[str, tuple[int, int]], width: int) -> torch.Tensor:
+        """The trial's mask as one (P,) float row: 1 everywhere but masked weights."""
+        row = torch.ones(width, device=self.device)
+        if self.engine is not None:
+            for name, mask in self.engine.masks().items():
+                start, stop = offsets[name]
+                row[start:stop] = mask.reshape(-1).float()
+        return row
+
+    # ------------------------------------------------------------------ bookkeeping
+    def refresh_sparse_flops(self) -> None:
+        if self.engine is None:
+            self.forward_flops = self.dense_flops
+        else:
+            self.forward_flops = sparse_forward_flops(
+                self.layer_flops, self.engine.layer_densities()
+            )
+
+    def charge_flops(self, n: int, updated: bool) -> None:
+        """``Trial._charge_flops``: RigL-paper accounting of one step of ``n`` examples."""
+        if self.engine is None:
+            self.train_flops += 3.0 * self.dense_flops * n
+        elif self.dense_grad == "every" or (self.dense_grad == "update" and updated):
+            self.train_flops += (2.0 * self.forward_flops + self.dense_flops) * n
+        else:
+            self.train_flops += 3.0 * self.forward_flops * n
+
+    def mask_update_due(self, step: int) -> bool:
+        return (
+            self.engine is not None
+            and self.spec.mask_updates
+            and step % self.cfg.update_frequency == 0
+        )
+
+    def lr(self) -> float:
+        return current_lr(self.optimizer)
+
+    def finish_epoch(self, row: dict[str, Any]) -> None:
+        """LR schedule on the valid loss and best-epoch tracking, as ``Trial.run_epoch``."""
+        self.schedule.step(row["valid_loss"])
+        score = selection_score(row)
+        if self.best_row is None or score > self.best_score:
+            self.best_score, self.best_row = score, dict(row)
+
+    # ------------------------------------------------------------------ results
+    def summary(
+        self, rows: list[dict[str, Any]], attempts: int, train_n: int, input_size: int
+    ) -> dict[str, Any]:
+        """``Trial.summary`` for this member (same keys and meaning)."""
+        cfg = self.cfg
+        final = rows[-1]
+        selected = final if cfg.selection == "last" else self.best_row or final
+        samples = train_n * cfg.epochs
+        return {
+            "trial_hash": cfg.trial_hash,
+            "status": "finished",
+            "epochs": len(rows),
+            "final": final,
+            "selected": selected,
+            "selected_epoch": selected["epoch"],
+            "selection": cfg.selection,
+            "recipe": cfg.recipe,
+            "density": self.engine.density() if self.engine else 1.0,
+            "nonzero_params": self.engine.nonzeros() if self.engine else self.maskable_total,
+            "total_params": self.maskable_total,
+            "inference_flops": self.forward_flops,
+            "dense_inference_flops": self.dense_flops,
+            "train_flops": self.train_flops,
+            "dense_train_flops": 3.0 * self.dense_flops * samples,
+            "train_samples": train_n,
+            "input_size": input_size,
+            "wall_time_s": float(sum(r["epoch_time_s"] for r in rows)),
+            "device": self.device.type,
+            "gpu_name": torch.cuda.get_device_name(self.device)
+            if self.device.type == "cuda"
+            else "",
+            "attempts": attempts,
+        }
+
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        """The checkpoint in ``Trial.state_dict``'s format (compact CPU copies, no pack views)."""
+        optimizer = self.optimizer.state_dict()
+        optimizer["state"] = {
+            k: {
+                name: torch.tensor(float(self.step)) if name == "step" else v.detach().cpu().clone()
+                for name, v in entry.items()
+            }
+            for k, entry in optimizer["state"].items()
+        }
+        return {
+            "epoch": epoch,
+            "trial_hash": self.cfg.trial_hash,
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": optimizer,
+            "engine": self.engine.state_dict() if self.engine is not None else None,
+            "schedule": self.schedule.state_dict(),
+            "step": self.step,
+            "train_flops": self.train_flops,
+            "best_score": self.best_score,
+            "best_row": self.best_row,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore counters, engine and schedule; weights/optimizer rows go via the pack."""
+        if state["trial_hash"] != self.cfg.trial_hash:
+            raise ValueError(
+                f"checkpoint belongs to trial {state['trial_hash']}, not {self.cfg.trial_hash}"
+            )
+        if self.engine is not None:
+            self.engine.load_state_dict(state["engine"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.step = state["step"]
+        self.train_flops = state["train_flops"]
+        self.best_score = state["best_score"]
+        self.best_row = state["best_row"]
+        self.refresh_sparse_flops()

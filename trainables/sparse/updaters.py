@@ -1,0 +1,98 @@
+"""Prune-and-grow for one layer, and the growth criteria (gradient, random, momentum).
+
+Ties are broken by position (stable sorts), so an update is a pure function of the weights,
+the scores and the generator state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainables.errors import UserError
+from trainables.registry import Registry
+
+
+@dataclass(frozen=True)
+class GrowthInputs:
+    """What a growth criterion may look at for one layer."""
+
+    weight: nn.Parameter
+    optimizer: torch.optim.Optimizer | None
+    generator: torch.Generator
+
+
+GrowthCriterion = Callable[[GrowthInputs], torch.Tensor]
+GROWTH: Registry[GrowthCriterion] = Registry("growth criterion")
+
+# Optimizer state entries holding a first moment, in order of preference.
+MOMENTUM_KEYS: tuple[str, ...] = ("momentum_buffer", "exp_avg")
+
+
+@GROWTH.decorator("gradient")
+def gradient_scores(inputs: GrowthInputs) -> torch.Tensor:
+    """RigL: |dL/dw| of the last mini-batch; gradients are never masked, so this is dense."""
+    grad = inputs.weight.grad
+    if grad is None:
+        return torch.zeros_like(inputs.weight, memory_format=torch.contiguous_format)
+    return grad.detach().abs()
+
+
+@GROWTH.decorator("random")
+def random_scores(inputs: GrowthInputs) -> torch.Tensor:
+    """SET: uniform scores, so top-k is an exact-count uniform draw among candidates."""
+    gen = inputs.generator
+    scores = torch.rand(inputs.weight.shape, generator=gen, device=gen.device)
+    return scores.to(inputs.weight.device)
+
+
+@GROWTH.decorator("momentum")
+def momentum_scores(inputs: GrowthInputs) -> torch.Tensor:
+    """SNFS: |first moment| (SGD ``momentum_buffer`` or Adam ``exp_avg``)."""
+    state = {} if inputs.optimizer is None else inputs.optimizer.state.get(inputs.weight, {})
+    for key in MOMENTUM_KEYS:
+        buffer = state.get(key)
+        if isinstance(buffer, torch.Tensor):
+            return buffer.detach().abs()
+    raise UserError(
+        "growth: 'momentum' needs an optimizer with momentum state (SGD with momentum > 0, "
+        "or Adam) bound to the engine; allowed otherwise: gradient, random"
+    )
+
+
+def prune_and_grow(
+    weight: torch.Tensor, mask: torch.Tensor, grow_scores: torch.Tensor, k: int
+) -> torch.Tensor:
+    """New bool mask: drop the ``k`` smallest |w| among active, grow the ``k`` best inactive.
+
+    Just-dropped positions may be regrown. The active count is unchanged. ``mask`` is a
+    contiguous bool tensor; the result has the same shape and layout.
+    """
+    if k <= 0:
+        return mask.clone()
+    old = mask.reshape(-1)
+    drop_scores = weight.detach().abs().reshape(-1).masked_fill(~old, float("inf"))
+    dropped = torch.sort(drop_scores, stable=True).indices[:k]
+    keep = old.clone()
+    keep[dropped] = False
+    candidates = grow_scores.reshape(-1).float().masked_fill(keep, float("-inf"))
+    grown = torch.sort(candidates, descending=True, stable=True).indices[:k]
+    new = keep
+    new[grown] = True
+    return new.view(mask.shape)
+
+
+def reset_optimizer_state(
+    optimizer: torch.optim.Optimizer, weight: nn.Parameter, positions: torch.Tensor
+) -> None:
+    """Zero every per-element state tensor of ``weight`` (momentum, Adam m and v) at ``positions``.
+
+    Any state entry shaped like the weight counts, so SGD, Adam, AdamW and AMSGrad are covered
+    without naming their keys.
+    """
+    for value in optimizer.state.get(weight, {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == weight.shape:
+            value.masked_fill_(positions, 0)

@@ -1,0 +1,62 @@
+"""Group-aware accuracy metrics, accumulated on the device and read once per epoch.
+
+Groups follow REST: a sample is bias-aligned when its label equals its bias label, else
+bias-conflicting. *Worst-group* accuracy is the minimum over those two groups (the ones present
+in the split). *Unbiased* accuracy is the mean accuracy over the (label, bias) cells present in
+the split, the LfF/DisEnt definition; on an unbiased test set it is close to plain accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class GroupAccumulator:
+    """Sums per (label, bias) cell on the device; no host sync until :meth:`compute`."""
+
+    def __init__(self, num_classes: int, device: torch.device) -> None:
+        self.num_classes = num_classes
+        cells = num_classes * num_classes
+        self.count = torch.zeros(cells, dtype=torch.long, device=device)
+        self.correct = torch.zeros(cells, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor, losses: torch.Tensor):
+        # index_add_ into fixed-size tensors: unlike bincount it never syncs with the host.
+        cell = y * self.num_classes + b
+        self.count.index_add_(0, cell, torch.ones_like(cell))
+        self.correct.index_add_(0, cell, (logits.argmax(dim=1) == y).long())
+        self.loss_sum += losses.detach().double().sum()
+
+    def compute(self, prefix: str) -> dict[str, float]:
+        """Metrics named ``{prefix}_acc`` etc. (one device->host copy)."""
+        count = self.count.cpu().view(self.num_classes, self.num_classes).double()
+        correct = self.correct.cpu().view(self.num_classes, self.num_classes).double()
+        total = count.sum().item()
+        aligned_n = count.diagonal().sum().item()
+        aligned_c = correct.diagonal().sum().item()
+        conflict_n = total - aligned_n
+        conflict_c = correct.sum().item() - aligned_c
+        acc_aligned = aligned_c / aligned_n if aligned_n else math.nan
+        acc_conflicting = conflict_c / conflict_n if conflict_n else math.nan
+        present = count > 0
+        cell_acc = correct[present] / count[present]
+        groups = [a for a in (acc_aligned, acc_conflicting) if not math.isnan(a)]
+        return {
+            f"{prefix}_loss": self.loss_sum.item() / total if total else math.nan,
+            f"{prefix}_acc": correct.sum().item() / total if total else math.nan,
+            f"{prefix}_acc_aligned": acc_aligned,
+            f"{prefix}_acc_conflicting": acc_conflicting,
+            f"{prefix}_worst_group_acc": min(groups) if groups else math.nan,
+            f"{prefix}_unbiased_acc": cell_acc.mean().item() if present.any() else math.nan,
+            f"{prefix}_n": int(total),
+        }
+
+
+def selection_score(row: dict[str, float]) -> float:
+    """Score of an epoch under ``best-valid``: valid worst-group accuracy (NaN counts as -1)."""
+    score = row.get("valid_worst_group_acc", math.nan)
+    return -1.0 if score is None or math.isnan(score) else float(score)
