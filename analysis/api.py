@@ -105,7 +105,9 @@ def write_figures(analysis: Analysis, out: Location, *, png: bool = False,
             fig = figures.density_curves(df, dataset, recipe, analysis.options.epoch)
             writer.write(f"density_{dataset}_{recipe}", fig)
         for dataset in sorted(df["dataset"].dropna().unique()):
-            writer.write(f"flops_{dataset}", figures.flops_scatter(df, dataset, analysis.options.choice))
+            writer.write(
+                f"flops_{dataset}", figures.flops_scatter(df, dataset, analysis.options.choice)
+            )
         if hashes:
             epochs = analysis.epochs.to_pandas()
             writer.write("training_curves", figures.training_curves(epochs, df, hashes))
@@ -152,7 +154,9 @@ def analyze(storage: str, name: str, out: str, options: Options | None = None, *
         start = time.perf_counter()
         writer = write_figures(analysis, target, png=png, curves=curves)
         files += [f"figures/{f}" for f in writer.written]
-        note = writer.png_note or (f"PNG exporter: {writer.png_exporter}" if writer.png_exporter else None)
+        note = writer.png_note or (
+            f"PNG exporter: {writer.png_exporter}" if writer.png_exporter else None
+        )
         analysis.timings["figures_s"] = time.perf_counter() - start
     return AnalyzeResult(target.path, files, dict(analysis.timings), analysis, note)
 

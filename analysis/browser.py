@@ -9,6 +9,7 @@ no websocket client, no open port, nothing reachable from outside.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
@@ -57,7 +58,9 @@ class Chromium:
     def __init__(self, executable: str | None = None, timeout_s: float = 60.0) -> None:
         path = find_chromium(executable)
         if path is None:
-            raise UserError("chromium: not found (install the Debian package `chromium` or set REST_SWEEP_CHROMIUM)")
+            raise UserError(
+                "chromium: not found (install the Debian package `chromium` or set REST_SWEEP_CHROMIUM)"
+            )
         self.path, self.timeout_s = path, timeout_s
         self._next_id = 0
         self._buffer = b""
@@ -73,7 +76,13 @@ class Chromium:
             os.dup2(a, 3)
             os.dup2(b, 4)
 
-        args = [self.path, *FLAGS, f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"]
+        args = [
+            self.path,
+            *FLAGS,
+            f"--user-data-dir={self._profile.name}",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=wire_fds, close_fds=False,
@@ -83,10 +92,8 @@ class Chromium:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
+        with contextlib.suppress(OSError, TimeoutError, RuntimeError):  # already gone
             self.send("Browser.close")
-        except (OSError, TimeoutError, RuntimeError):
-            pass
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -111,7 +118,9 @@ class Chromium:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> dict[str, Any]:
         """Send one command and wait for its answer; events seen meanwhile are kept."""
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
@@ -123,13 +132,17 @@ class Chromium:
             reply = self._read_message(deadline)
             if reply.get("id") == self._next_id:
                 if "error" in reply:
-                    raise RuntimeError(f"chromium: {method} failed: {reply['error'].get('message')}")
+                    raise RuntimeError(
+                        f"chromium: {method} failed: {reply['error'].get('message')}"
+                    )
                 return reply.get("result", {})
             self.events.append(reply)
 
     def wait_event(self, method: str, session: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while not any(e.get("method") == method and e.get("sessionId") == session for e in self.events):
+        while not any(
+            e.get("method") == method and e.get("sessionId") == session for e in self.events
+        ):
             self.events.append(self._read_message(deadline))
 
     # -- one page ----------------------------------------------------------------------
@@ -138,7 +151,9 @@ class Chromium:
         """Load ``file``, wait for ``wait_for`` (a CSS selector) to match ``min_count``
         elements, then collect console errors, selector counts and a screenshot."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session=session)
         self.send("Emulation.setDeviceMetricsOverride",
@@ -162,7 +177,9 @@ class Chromium:
 
     def _count(self, session: str, selector: str) -> int:
         expression = f"document.querySelectorAll({json.dumps(selector)}).length"
-        reply = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
+        reply = self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session
+        )
         return int(reply["result"].get("value", 0))
 
     def _wait_selector(self, session: str, selector: str, min_count: int) -> None:
@@ -180,16 +197,28 @@ class Chromium:
             method, params = event.get("method"), event.get("params", {})
             if method == "Runtime.exceptionThrown":
                 details = params.get("exceptionDetails", {})
-                out.append(details.get("exception", {}).get("description") or details.get("text", "exception"))
+                out.append(
+                    details.get("exception", {}).get("description")
+                    or details.get("text", "exception")
+                )
             elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                out.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
+                out.append(
+                    " ".join(
+                        str(a.get("value", a.get("description", "")))
+                        for a in params.get("args", [])
+                    )
+                )
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 entry = params["entry"]
-                out.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}".strip())
+                out.append(
+                    f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}".strip()
+                )
         return out
 
 
-def screenshot_html(html_file: Path, png_file: Path, *, wait_for: str = ".main-svg", width: int = 1280) -> PageResult:
+def screenshot_html(
+    html_file: Path, png_file: Path, *, wait_for: str = ".main-svg", width: int = 1280
+) -> PageResult:
     """Render one HTML file to a PNG (the offline static exporter for figures)."""
     with Chromium() as browser:
         result = browser.open(html_file, width=width, wait_for=wait_for)

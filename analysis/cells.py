@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.schema import CFG_PREFIX, FINAL_PREFIX, SEL_PREFIX
+from analysis.schema import CFG_PREFIX, FINAL_PREFIX, SEL_PREFIX, config_columns
 from trainables.errors import UserError
 
 METRICS: dict[str, str] = {
@@ -24,13 +24,20 @@ METRICS: dict[str, str] = {
 }
 # What the paper's Table 2 reports per dataset (its caption): unbiased test accuracy for
 # CMNIST and CIFAR-10-C, bias-conflicting test accuracy for BFFHQ.
-PAPER_METRIC: dict[str, str] = {"cmnist": "unbiased", "cifar10c": "unbiased", "bffhq": "conflicting"}
+PAPER_METRIC: dict[str, str] = {
+    "cmnist": "unbiased",
+    "cifar10c": "unbiased",
+    "bffhq": "conflicting",
+}
 EPOCHS: dict[str, str] = {"selected": SEL_PREFIX, "final": FINAL_PREFIX}
 KEY = ["dataset", "model", "ratio", "recipe", "method", "variant", "density"]
 ROW_KEY = ["dataset", "model", "ratio", "recipe"]
 # Config fields that never define a cell: the seed is what we average over, the rest say
 # where a trial ran, not what it is.
 _NOT_VARIANT = {"seed", "data_root", "device", "channels_last", "compile"}
+# Per-trial costs averaged into each cell (Table 1).
+_COSTS = ("train_flops_ratio", "inference_flops_ratio", "params_ratio", "nonzero_params",
+          "train_flops", "inference_flops", "density_reached")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,9 @@ class MetricChoice:
     def __post_init__(self) -> None:
         allowed = ("paper", *METRICS)
         if self.metric not in allowed:
-            raise UserError(f"metric: {self.metric!r} is not allowed; allowed: {', '.join(allowed)}")
+            raise UserError(
+                f"metric: {self.metric!r} is not allowed; allowed: {', '.join(allowed)}"
+            )
         if self.epoch not in EPOCHS:
             raise UserError(f"epoch: {self.epoch!r} is not allowed; allowed: {', '.join(EPOCHS)}")
 
@@ -69,46 +78,52 @@ def plain(trials: pd.DataFrame) -> pd.DataFrame:
 
 def _variants(df: pd.DataFrame) -> pd.Series:
     """For each trial, the fields that differ from others of its (KEY minus variant) group."""
-    from analysis.schema import config_columns
-
     config = [c.name[len(CFG_PREFIX) :] for c in config_columns()]
     others = [c for c in config if c in df.columns and c not in _NOT_VARIANT and c not in KEY]
     out = pd.Series([""] * len(df), index=df.index, dtype=object)
     if df.empty or not others:
         return out
     base = [k for k in KEY if k != "variant"]
-    for _, group in df.groupby(base, dropna=False, sort=False):
-        differing = [c for c in others if group[c].astype(str).nunique(dropna=False) > 1]
-        if differing:
-            for index, row in group.iterrows():
-                out[index] = ", ".join(f"{c}={row[c]}" for c in differing)
+    text = df[others].astype(str)
+    grouped = text.groupby([df[k].astype(str) for k in base], sort=False)
+    differs = grouped.transform("nunique") > 1
+    for index in differs.index[differs.any(axis=1)]:
+        fields = [c for c in others if differs.at[index, c]]
+        out[index] = ", ".join(f"{c}={df.at[index, c]}" for c in fields)
     return out
 
 
 def aggregate(df: pd.DataFrame, choice: MetricChoice) -> pd.DataFrame:
     """One row per cell: planned/finished seed counts, test and valid mean/std (percent),
     mean costs. Only finished trials with the metric present count as done."""
-    rows = []
-    for key, group in df.groupby(KEY, dropna=False, sort=True):
-        dataset = key[0]
-        test, valid = choice.column(dataset, "test"), choice.column(dataset, "valid")
-        done = group[(group["status"] == "finished") & group[test].notna()]
-        row = dict(zip(KEY, key, strict=True))
-        row.update(
-            n_planned=len(group),
-            n_done=len(done),
-            test_mean=100 * done[test].mean() if len(done) else float("nan"),
-            test_std=100 * done[test].std(ddof=1) if len(done) > 1 else float("nan"),
-            valid_mean=100 * done[valid].mean() if len(done) else float("nan"),
-            valid_std=100 * done[valid].std(ddof=1) if len(done) > 1 else float("nan"),
-        )
-        for cost in ("train_flops_ratio", "inference_flops_ratio", "params_ratio",
-                     "nonzero_params", "train_flops", "inference_flops", "density_reached"):  # fmt: skip
-            row[cost] = done[cost].mean() if len(done) else float("nan")
-        row["recipes"] = ",".join(sorted(set(group["recipe"].dropna().astype(str))))
-        rows.append(row)
-    columns = [*KEY, "n_planned", "n_done", "test_mean", "test_std", "valid_mean", "valid_std"]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    columns = [
+        *KEY,
+        "n_planned",
+        "n_done",
+        "test_mean",
+        "test_std",
+        "valid_mean",
+        "valid_std",
+        *_COSTS,
+    ]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    work = df[[*KEY, "status", *_COSTS]].copy()
+    work["_test"], work["_valid"] = float("nan"), float("nan")
+    for dataset in work["dataset"].dropna().unique():
+        rows = work["dataset"] == dataset
+        work.loc[rows, "_test"] = 100 * df.loc[rows, choice.column(dataset, "test")]
+        work.loc[rows, "_valid"] = 100 * df.loc[rows, choice.column(dataset, "valid")]
+    planned = work.groupby(KEY, dropna=False, sort=True).size().rename("n_planned")
+    done = work[(work["status"] == "finished") & work["_test"].notna()]
+    stats = done.groupby(KEY, dropna=False, sort=True).agg(
+        n_done=("_test", "size"), test_mean=("_test", "mean"), test_std=("_test", "std"),
+        valid_mean=("_valid", "mean"), valid_std=("_valid", "std"),
+        **{cost: (cost, "mean") for cost in _COSTS},
+    )  # fmt: skip
+    out = planned.to_frame().join(stats, how="left").reset_index()
+    out["n_done"] = out["n_done"].fillna(0).astype(int)
+    return out[columns]
 
 
 def is_sparse(method: str, densities: pd.Series) -> bool:

@@ -87,7 +87,10 @@ class FigureWriter:
         self.written.append(f"{stem}.html")
         if not self.png or self.png_note:
             return
-        exporters = (("kaleido", lambda: _kaleido_png(fig)), ("chromium", lambda: self._chromium_png(fig, stem)))
+        exporters = (
+            ("kaleido", lambda: _kaleido_png(fig)),
+            ("chromium", lambda: self._chromium_png(fig, stem)),
+        )
         for name, export in exporters:
             data = export()
             if data:
@@ -95,4 +98,6 @@ class FigureWriter:
                 self.written.append(f"{stem}.png")
                 self.png_exporter = name
                 return
-        self.png_note = "PNG skipped: no static exporter (install kaleido with a browser, or chromium)"
+        self.png_note = (
+            "PNG skipped: no static exporter (install kaleido with a browser, or chromium)"
+        )

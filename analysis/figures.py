@@ -6,6 +6,8 @@ names its trial(s), so a number in a figure can be traced back to a trial folder
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -38,7 +40,9 @@ def _methods(df: pd.DataFrame) -> list[str]:
     return sorted(df["method"].unique(), key=lambda m: (rank.get(m, len(rank)), m))
 
 
-def density_curves(df: pd.DataFrame, dataset: str, recipe: str, epoch: str = "selected") -> go.Figure:
+def density_curves(
+    df: pd.DataFrame, dataset: str, recipe: str, epoch: str = "selected"
+) -> go.Figure:
     """Paper Figure 3 for one dataset and recipe: a panel per ratio, x = density (log),
     lines per sparse method (mean over finished seeds), bands = ± one std, dense methods as
     horizontal lines. Only (variant == "") trials are drawn."""
@@ -55,7 +59,9 @@ def density_curves(df: pd.DataFrame, dataset: str, recipe: str, epoch: str = "se
             sparse = is_sparse(method, mine.loc[mine["method"] == method, "density"])
             for name, dash, text in CURVE_METRICS:
                 cells = stats[name]
-                cells = cells[(cells["ratio"] == ratio) & (cells["method"] == method) & (cells["n_done"] > 0)]
+                cells = cells[
+                    (cells["ratio"] == ratio) & (cells["method"] == method) & (cells["n_done"] > 0)
+                ]
                 cells = cells.sort_values("density")
                 if cells.empty:
                     continue
@@ -65,7 +71,9 @@ def density_curves(df: pd.DataFrame, dataset: str, recipe: str, epoch: str = "se
                     _curve(fig, cells, method, dash, legend, common, col)
                 else:
                     _dense_line(fig, cells.iloc[0], method, dash, legend, common, col, x_min)
-    fig.update_xaxes(type="log", title_text="density (log)")
+    ticks = _log_ticks(sorted({*mine["density"].astype(float), 1.0}))
+    fig.update_xaxes(type="log", title_text="density (log)", tickvals=ticks,
+                     ticktext=[f"{t:g}" for t in ticks], tickangle=-60, tickfont={"size": 10})  # fmt: skip
     fig.update_yaxes(title_text="test accuracy (%)", col=1)
     fig.update_layout(
         title=f"{DATASET_NAMES.get(dataset, dataset)}, {recipe} recipe: test accuracy vs density "
@@ -78,12 +86,33 @@ def density_curves(df: pd.DataFrame, dataset: str, recipe: str, epoch: str = "se
     return fig
 
 
+def _log_ticks(values: list[float], min_gap: float = 0.15) -> list[float]:
+    """Tick at the densities of the grid, skipping those closer than ``min_gap`` decades to
+    the previous label (0.6, 0.7, 0.8, 0.9 would overlap); 1 (dense) is always labelled."""
+    out: list[float] = []
+    for value in values:
+        if value <= 0:
+            continue
+        if out and math.log10(value) - math.log10(out[-1]) < min_gap:
+            if value == 1.0:
+                out[-1] = value
+            continue
+        out.append(value)
+    return out
+
+
 def _curve(fig: go.Figure, cells: pd.DataFrame, method: str, dash: str, legend: str,
            common: dict, col: int) -> None:  # fmt: skip
-    x, mean, std = cells["density"].tolist(), cells["test_mean"].tolist(), cells["test_std"].fillna(0).tolist()
+    x, mean, std = (
+        cells["density"].tolist(),
+        cells["test_mean"].tolist(),
+        cells["test_std"].fillna(0).tolist(),
+    )
     hover = [f"{legend}<br>density {d:g}: {m:.2f} ± {s:.2f} ({n}/{p} seeds)"
              for d, m, s, n, p in zip(x, mean, std, cells["n_done"], cells["n_planned"], strict=True)]  # fmt: skip
-    band_y = [m + s for m, s in zip(mean, std, strict=True)] + [m - s for m, s in zip(mean, std, strict=True)][::-1]
+    band_y = [m + s for m, s in zip(mean, std, strict=True)] + [
+        m - s for m, s in zip(mean, std, strict=True)
+    ][::-1]
     fig.add_trace(go.Scatter(
         x=x + x[::-1], y=band_y, mode="lines", fill="toself", fillcolor=_rgba(color(method), 0.12),
         line={"width": 0}, hoverinfo="skip", name=f"{legend} ± std", legendgroup=legend,
@@ -124,7 +153,9 @@ def flops_scatter(df: pd.DataFrame, dataset: str, choice: MetricChoice) -> go.Fi
     fig.update_yaxes(title_text=f"{choice.describe(dataset)} (%)")
     fig.update_layout(
         title=f"{DATASET_NAMES.get(dataset, dataset)}: accuracy vs training FLOPs (one point per trial)",
-        height=420, width=760, template="plotly_white",
+        height=420,
+        width=760,
+        template="plotly_white",
     )
     return fig
 
@@ -139,7 +170,9 @@ _DASHES = ("solid", "dash", "dot")
 
 def training_curves(epochs: pd.DataFrame, trials: pd.DataFrame, hashes: list[str]) -> go.Figure:
     """Per-epoch curves of the given trials: accuracies, losses and density."""
-    fig = make_subplots(rows=1, cols=len(TRAINING_PANELS), subplot_titles=[p[0] for p in TRAINING_PANELS])
+    fig = make_subplots(
+        rows=1, cols=len(TRAINING_PANELS), subplot_titles=[p[0] for p in TRAINING_PANELS]
+    )
     labels = dict(zip(trials["trial_hash"], trials["label"], strict=True))
     palette = [*COLORS.values(), *_FALLBACK]
     for i, trial_hash in enumerate(hashes):

@@ -13,7 +13,7 @@ from importlib import resources
 
 import pandas as pd
 
-from analysis.cells import ROW_KEY, MetricChoice, aggregate
+from analysis.cells import MetricChoice, aggregate
 from analysis.tables import DATASET_NAMES, MISSING, Cell, Table, method_cells, method_label
 
 PAPER_FILE = "paper_tables.csv"
@@ -48,11 +48,16 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
     rows: list[list[str | Cell]] = []
     have = cells[["dataset", "ratio"]].drop_duplicates() if not cells.empty else pd.DataFrame()
     for _, p in paper.iterrows():
-        if have.empty or not ((have["dataset"] == p["dataset"]) & (have["ratio"] == p["ratio"])).any():
+        if (
+            have.empty
+            or not ((have["dataset"] == p["dataset"]) & (have["ratio"] == p["ratio"])).any()
+        ):
             continue
         mine = cells[(cells["dataset"] == p["dataset"]) & (cells["ratio"] == p["ratio"])
                      & (cells["method"] == p["method"]) & (cells["variant"] == "")]  # fmt: skip
-        paper_text = f"{p['accuracy']:.1f}" + (f" ({p['density']:g})" if pd.notna(p["density"]) else "")
+        paper_text = f"{p['accuracy']:.1f}" + (
+            f" ({p['density']:g})" if pd.notna(p["density"]) else ""
+        )
         recipes = sorted(mine["recipe"].unique()) if not mine.empty else ["—"]
         for recipe in recipes:
             ours = mine[mine["recipe"] == recipe]
@@ -69,7 +74,7 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
         "to use the same metric.",
         "The paper prints 63.5 (Table 2) and 63.6 (Table 3) for the same BFFHQ REST cell.",
         f"Ours: mean ± std over seeds at the {epoch} epoch; {MISSING} (done/planned) = missing.",
-        f"Rows appear only for (dataset, ratio) pairs this experiment has ({', '.join(ROW_KEY)}).",
+        "Rows appear only for the (dataset, ratio) pairs this experiment has.",
     ]
     title = "Comparison with the paper (Tables 2 and 3)"
     return Table("paper", title, header, rows, notes)

@@ -146,7 +146,10 @@ def _sort_key(row: dict[str, Any]) -> tuple:
         value = row.get(CFG_PREFIX + name)
         return (value is None, value if value is not None else 0)
 
-    return (*(k(n) for n in ("dataset", "ratio", "method", "recipe", "density", "seed")), row["trial_hash"])
+    return (
+        *(k(n) for n in ("dataset", "ratio", "method", "recipe", "density", "seed")),
+        row["trial_hash"],
+    )
 
 
 def trials_table(experiment: Experiment) -> pa.Table:
@@ -161,16 +164,29 @@ def trials_table(experiment: Experiment) -> pa.Table:
 
 
 def epochs_table(experiment: Experiment) -> pa.Table:
-    """One row per (trial, epoch), de-duplicated (the last written row of an epoch wins)."""
+    """One row per (trial, epoch), de-duplicated (the last written row of an epoch wins).
+
+    Built column by column (about 100k rows for a paper-sized sweep); NaN becomes null."""
     schema = epochs_schema()
-    rows = []
+    columns: dict[str, list[Any]] = {f.name: [] for f in schema}
     for record in sorted(experiment.trials, key=lambda r: r.trial_hash):
         by_epoch = {int(r["epoch"]): r for r in record.metrics}
         for epoch in sorted(by_epoch):
-            row = {"trial_hash": record.trial_hash, "epoch": epoch}
-            row.update({name: _number(by_epoch[epoch].get(name)) for name in METRIC_NAMES})
-            rows.append(row)
-    return pa.Table.from_pylist(rows, schema=schema)
+            row = by_epoch[epoch]
+            columns["trial_hash"].append(record.trial_hash)
+            columns["epoch"].append(epoch)
+            for name in METRIC_NAMES:
+                columns[name].append(row.get(name))
+    return pa.Table.from_arrays([_column(columns[f.name], f.type) for f in schema], schema=schema)
+
+
+def _column(values: list[Any], type_: pa.DataType) -> pa.Array:
+    """A typed Arrow column; values that do not fit the type (a string in a metric) become
+    null rather than failing the whole export."""
+    try:
+        return pa.array(values, type=type_, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array([_number(v) for v in values], type=type_, from_pandas=True)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:

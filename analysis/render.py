@@ -41,7 +41,10 @@ def csv_text(table: Table) -> str:
     for i, name in enumerate(table.header):
         header.append(name)
         if i in cell_columns:
-            header += [f"{name}:{part}" for part in ("mean", "std", "done", "planned", "density", "chosen_by")]
+            header += [
+                f"{name}:{part}"
+                for part in ("mean", "std", "done", "planned", "density", "chosen_by")
+            ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

@@ -8,6 +8,7 @@ A partial sweep gives a partial page that lists what is missing rather than hidi
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from plotly.offline import get_plotlyjs
@@ -16,6 +17,9 @@ from analysis import figures, render
 from analysis.export import figure_div
 from analysis.schema import STATUSES
 from analysis.tables import DATASET_NAMES, method_label
+
+if TYPE_CHECKING:  # api imports this module lazily; the type only matters to checkers
+    from analysis.api import Analysis
 
 REPORT_FILE = "report.html"
 MAX_LISTED = 60
@@ -46,13 +50,15 @@ def _int(value: object) -> str:
     return "—" if value is None or pd.isna(value) else str(int(value))
 
 
-def _simple_table(header: list[str], rows: list[list[object]], missing_col: int | None = None) -> str:
+def _simple_table(
+    header: list[str], rows: list[list[object]], missing_col: int | None = None
+) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def status_section(analysis) -> str:
+def status_section(analysis: Analysis) -> str:
     df = analysis.frame
     total = len(df)
     counts = df["status"].value_counts().to_dict()
@@ -78,11 +84,19 @@ def status_section(analysis) -> str:
         parts.append(missing_cells(analysis.cells))
     errored = df[df["status"] == "errored"]
     if not errored.empty:
-        err_rows = [[r["label"], r["trial_hash"], _int(r["attempts"]), r["error"]] for _, r in errored.head(MAX_LISTED).iterrows()]
-        parts += ["<h3>Errored trials</h3>", _simple_table(["trial", "hash", "attempts", "error"], err_rows)]
+        err_rows = [
+            [r["label"], r["trial_hash"], _int(r["attempts"]), r["error"]]
+            for _, r in errored.head(MAX_LISTED).iterrows()
+        ]
+        parts += [
+            "<h3>Errored trials</h3>",
+            _simple_table(["trial", "hash", "attempts", "error"], err_rows),
+        ]
     pending_rows = analysis.experiment.ledger.get("pending_rows") or {}
     if pending_rows:
-        methods = sorted({str(v.get("method")) for v in pending_rows.values() if isinstance(v, dict)})
+        methods = sorted(
+            {str(v.get("method")) for v in pending_rows.values() if isinstance(v, dict)}
+        )
         parts.append(f"<p class='warn'>{len(pending_rows)} grid row(s) wait for methods that are not "
                      f"implemented yet ({_esc(', '.join(methods))}); their columns stay missing.</p>")  # fmt: skip
     if analysis.experiment.orphans:
@@ -97,7 +111,11 @@ def missing_cells(cells: pd.DataFrame) -> str:
     rows = [[DATASET_NAMES.get(r["dataset"], r["dataset"]), f"{r['ratio']:g}", r["recipe"],
              method_label(r["method"], r["variant"]), f"{r['density']:g}", f"{r['n_done']}/{r['n_planned']}"]
             for _, r in todo.head(MAX_LISTED).iterrows()]  # fmt: skip
-    more = f"<p class='meta'>… and {len(todo) - MAX_LISTED} more.</p>" if len(todo) > MAX_LISTED else ""
+    more = (
+        f"<p class='meta'>… and {len(todo) - MAX_LISTED} more.</p>"
+        if len(todo) > MAX_LISTED
+        else ""
+    )
     header = ["dataset", "ratio (%)", "recipe", "method", "density", "finished/planned"]
     return f"<h3>Missing cells ({len(todo)})</h3>" + _simple_table(header, rows) + more
 
@@ -110,10 +128,14 @@ def recipe_section(df: pd.DataFrame) -> str:
     intro = ("<p>Every number in the tables carries its recipe: <b>paper</b> = the paper's text "
              "(Adam, loss reweighting, ...); <b>rest-code</b> = the public code (SGD, plateau "
              "schedule, resampling, ...). See docs/presets.md.</p>")  # fmt: skip
-    return '<h2 id="recipes">Recipes</h2>' + intro + _simple_table(["recipe", "trials", "finished", *RECIPE_KNOBS], rows)
+    return (
+        '<h2 id="recipes">Recipes</h2>'
+        + intro
+        + _simple_table(["recipe", "trials", "finished", *RECIPE_KNOBS], rows)
+    )
 
 
-def figure_section(analysis) -> str:
+def figure_section(analysis: Analysis) -> str:
     df, parts = analysis.frame, ['<h2 id="figures">Figures</h2>']
     for dataset, recipe in figures.figure_names(df):
         fig = figures.density_curves(df, dataset, recipe, analysis.options.epoch)
@@ -124,7 +146,7 @@ def figure_section(analysis) -> str:
     return "".join(parts)
 
 
-def report_html(analysis) -> str:
+def report_html(analysis: Analysis) -> str:
     """The whole page as a string (deterministic for unchanged inputs)."""
     exp, opts = analysis.experiment, analysis.options
     grids = sorted({g for launch in exp.ledger.get("launches") or [] if isinstance(launch, dict)

@@ -41,7 +41,12 @@ EPOCH_METRICS: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 METRIC_NAMES: tuple[str, ...] = tuple(name for name, _ in EPOCH_METRICS)
 
-_ARROW_OF_ANNOTATION = {"str": pa.string(), "float": pa.float64(), "int": pa.int64(), "bool": pa.bool_()}
+_ARROW_OF_ANNOTATION = {
+    "str": pa.string(),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,9 @@ def trial_columns() -> list[Column]:
         Column("trial_hash", s, "TrialConfig content hash; the trial folder name (primary key)"),
         Column("label", s, "readable name: dataset_rRATIO_method[_dDENSITY]_sSEED"),
         Column("status", s, "finished / running / errored / stopped / pending (see docs)"),
-        Column("error", s, "one line: the exception of the last failed attempt (kept after a retry)"),
+        Column(
+            "error", s, "one line: the exception of the last failed attempt (kept after a retry)"
+        ),
         Column("attempts", i64, "attempt counter from state.json (null if never started)"),
         Column("grids", s, "comma-separated grid names of the launches that planned this trial"),
         Column("epochs_done", i64, "epochs with a metrics row (0 when none)"),

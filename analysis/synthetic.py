@@ -57,11 +57,15 @@ def final_accuracy(config: dict[str, Any]) -> float:
     density = float(config["density"])
     if density < 1:
         x = math.log10(density)
-        acc += 0.05 * math.exp(-((x - math.log10(0.05)) ** 2) / 0.6) - 0.35 * math.exp(-3 * (x + 3.3))
+        acc += 0.05 * math.exp(-((x - math.log10(0.05)) ** 2) / 0.6) - 0.35 * math.exp(
+            -3 * (x + 3.3)
+        )
     return min(0.99, max(0.05, acc))
 
 
-def epoch_rows(config: dict[str, Any], epochs: int, seed_noise: float = 0.01) -> list[dict[str, Any]]:
+def epoch_rows(
+    config: dict[str, Any], epochs: int, seed_noise: float = 0.01
+) -> list[dict[str, Any]]:
     """Per-epoch rows with every metric name of the result format."""
     rng = random.Random(config_hash(config))
     target = final_accuracy(config) + rng.gauss(0, seed_noise)
@@ -89,7 +93,11 @@ def epoch_rows(config: dict[str, Any], epochs: int, seed_noise: float = 0.01) ->
 
 def summary_of(config: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """summary.json as run_trial writes it (selection: best valid worst-group accuracy)."""
-    selected = rows[-1] if config["selection"] == "last" else max(rows, key=lambda r: r["valid_worst_group_acc"])
+    selected = (
+        rows[-1]
+        if config["selection"] == "last"
+        else max(rows, key=lambda r: r["valid_worst_group_acc"])
+    )
     total = TOTAL_PARAMS.get(config["model"], 1_000_000)
     dense = DENSE_INFERENCE_FLOPS.get(config["model"], 1e7)
     density = float(config["density"])
@@ -114,7 +122,11 @@ def write_trial(store: ExperimentStore, config: dict[str, Any], *, status: str =
         return trial_hash
     trial = store.trial(trial_hash)
     epochs = int(config["epochs"])
-    done = epochs if status == "finished" else (epochs_done if epochs_done is not None else epochs // 2)
+    done = (
+        epochs
+        if status == "finished"
+        else (epochs_done if epochs_done is not None else epochs // 2)
+    )
     rows = epoch_rows(config, epochs)[:done]
     trial.write_config(config)
     trial.write_metrics(rows)
@@ -122,10 +134,14 @@ def write_trial(store: ExperimentStore, config: dict[str, Any], *, status: str =
         trial.write_summary(summary_of(config, rows))
         trial.write_state("finished", attempt=1, epoch=done)
     elif status == "errored":
-        trial.write_error("Traceback (most recent call last):\n  File \"loop.py\"\nRuntimeError: CUDA out of memory\n")
+        trial.write_error(
+            'Traceback (most recent call last):\n  File "loop.py"\nRuntimeError: CUDA out of memory\n'
+        )
         trial.write_state("errored", attempt=1, error="RuntimeError: CUDA out of memory")
     else:
-        trial.write_state("running" if status == "running" else "interrupted", attempt=1, epoch=done)
+        trial.write_state(
+            "running" if status == "running" else "interrupted", attempt=1, epoch=done
+        )
     return trial_hash
 
 
@@ -155,7 +171,9 @@ def write_experiment(storage: str, name: str, configs: list[dict[str, Any]], *,
     statuses = statuses or {}
     trials = {}
     for config in configs:
-        trial_hash = write_trial(store, config, status=statuses.get(config_hash(config), "finished"))
+        trial_hash = write_trial(
+            store, config, status=statuses.get(config_hash(config), "finished")
+        )
         trials[trial_hash] = config
     store.write_ledger({
         "name": name, "schema": 1, "trials": trials,

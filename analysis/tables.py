@@ -70,7 +70,9 @@ class Table:
 
 
 def _nan_to_none(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    return (
+        None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    )
 
 
 def _needed(n_planned: int, min_seeds: int | None) -> int:
@@ -78,7 +80,9 @@ def _needed(n_planned: int, min_seeds: int | None) -> int:
 
 
 def _shown(row: pd.Series, min_seeds: int | None) -> bool:
-    return int(row["n_done"]) > 0 and int(row["n_done"]) >= _needed(int(row["n_planned"]), min_seeds)
+    return int(row["n_done"]) > 0 and int(row["n_done"]) >= _needed(
+        int(row["n_planned"]), min_seeds
+    )
 
 
 def plain_cell(row: pd.Series, min_seeds: int | None) -> Cell:
@@ -93,7 +97,12 @@ def plain_cell(row: pd.Series, min_seeds: int | None) -> Cell:
 def best_cell(cells: pd.DataFrame, by: str, min_seeds: int | None) -> Cell:
     """The best density of one sparse method, chosen on ``by`` (valid or test) mean, among
     densities whose cell is complete; ties go to the sparser density."""
-    shown = cells[[_shown(r, min_seeds) for _, r in cells.iterrows()]]
+    needed = (
+        cells["n_planned"].clip(lower=1)
+        if min_seeds is None
+        else cells["n_planned"].clip(lower=1, upper=max(1, min_seeds))
+    )
+    shown = cells[(cells["n_done"] > 0) & (cells["n_done"] >= needed)]
     n_done, n_planned = int(cells["n_done"].sum()), int(cells["n_planned"].sum())
     counts = {"densities_done": len(shown), "densities_planned": len(cells)}
     if shown.empty or shown[f"{by}_mean"].isna().all():
@@ -207,10 +216,16 @@ def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
         for method, variant in _method_keys(group):
             mine = group[(group["method"] == method) & (group["variant"] == variant)]
             sparse = is_sparse(method, mine["density"])
-            pick = best_cell(mine, "valid", min_seeds) if sparse else plain_cell(mine.iloc[0], min_seeds)
+            pick = (
+                best_cell(mine, "valid", min_seeds)
+                if sparse
+                else plain_cell(mine.iloc[0], min_seeds)
+            )
             head = [*_row_head(key, choice)[:4], method_label(method, variant)]
             if not pick.shown:
-                rows.append([*head, MISSING, MISSING, MISSING, MISSING, f"{pick.n_done}/{pick.n_planned}"])
+                rows.append(
+                    [*head, MISSING, MISSING, MISSING, MISSING, f"{pick.n_done}/{pick.n_planned}"]
+                )
                 continue
             src = mine[mine["density"] == pick.density].iloc[0] if sparse else mine.iloc[0]
             dense = not sparse

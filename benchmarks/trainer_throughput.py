@@ -136,7 +136,9 @@ def reference_loop(cfg, steps: int, warmup: int, workers: int) -> tuple[int, flo
     shapes = {n: tuple(p.shape) for n, p in params.items()}
     dens = layer_densities(shapes, cfg.density, "erk")
     masks = {n: (torch.rand(p.shape, device=device) < dens[n]).float() for n, p in params.items()}
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
+    )
     loader = DataLoader(
         PngDataset(files, rest_transform(cfg.dataset)), batch_size=cfg.batch_size, shuffle=True,
         num_workers=workers, pin_memory=device.type == "cuda",
@@ -248,7 +250,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="timed steps per loop (default 200)")
     p.add_argument("--pack", default="", help="pack sizes, e.g. 1,2,4,8 (empty: no pack runs)")
     p.add_argument("--pack-precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--variants", default="fp32", help=f"single-trial variants: {','.join(VARIANTS)}")
+    p.add_argument(
+        "--variants", default="fp32", help=f"single-trial variants: {','.join(VARIANTS)}"
+    )
     p.add_argument("--only", default="reference,single,pack", help="which loops to run")
     p.add_argument("--workers", type=int, default=None, help="reference DataLoader workers "
                    "(REST: 10; default min(10, cores))")  # fmt: skip
@@ -308,7 +312,9 @@ def run_all(args: argparse.Namespace, cfg, steps: int, workers: int) -> list[Mea
     if "single" in only:
         for name in [v for v in args.variants.split(",") if v]:
             if name not in VARIANTS:
-                raise SystemExit(f"--variants: {name!r} is not allowed; allowed: {', '.join(VARIANTS)}")
+                raise SystemExit(
+                    f"--variants: {name!r} is not allowed; allowed: {', '.join(VARIANTS)}"
+                )
             samples, seconds, startup = single_loop(cfg.replace(**VARIANTS[name]), steps)
             extra: dict[str, Any] = {"startup_s": startup}
             if cfg.device.startswith("cuda"):

@@ -32,10 +32,10 @@ def quiet_ray_env() -> None:
     """Set the environment Ray reads at import/start; a value the user exported wins."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    # token auth stays on; only its per-start notice is silenced
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
-        logging.ERROR
-    )
+    # Token auth stays on; only its per-start notice is silenced. Tune's stop notices end with
+    # a `Tuner.restore(...)` hint that is wrong here: the service prints `rest-sweep resume`.
+    for logger in ("ray._private.authentication.authentication_token_setup", "ray.tune.tune"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -128,4 +128,5 @@ def sigterm_as_sigint() -> Iterator[None]:
 
 
 def _forward_to_sigint(signum: int, frame: object) -> None:
+    print("SIGTERM: stopping the sweep (running trials keep their last checkpoint)", flush=True)
     os.kill(os.getpid(), signal.SIGINT)

@@ -7,7 +7,8 @@ driver of the current launch writes the ledger (one writer); readers (status, li
 
 Keys this module adds to the ledger of ``trainables.results.ExperimentStore``::
 
-    grids         [{"grid", "source", "recipe", "overrides", "count"}]  every grid planned here
+    order         [hash]  planned trials in plan order (grid order, then later additions)
+    grids         [{"grid", "recipe", "overrides", "count"}]  every grid planned here
     pending_rows  {label: {"method", "values"}}  grid rows whose method is not registered yet
     stopped       {hash: {"launch", "epoch"}}   trials a scheduler (ASHA) stopped early
     data_root     the data root of the latest launch (resume reuses it)
@@ -37,8 +38,11 @@ def record_plan(store: ExperimentStore, expansion: Any, data_root: str) -> dict[
     """Merge a grid expansion into the ledger (idempotent) and return the updated ledger."""
     ledger = store.read_ledger()
     trials = ledger.setdefault("trials", {})
+    order = ledger.setdefault("order", [])
     for cfg in expansion.trials:
-        trials.setdefault(cfg.trial_hash, cfg.to_dict())
+        if cfg.trial_hash not in trials:
+            trials[cfg.trial_hash] = cfg.to_dict()
+            order.append(cfg.trial_hash)
     entry = {
         "grid": expansion.grid,
         "recipe": expansion.recipe,
@@ -62,14 +66,21 @@ def _key(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: entry.get(k) for k in ("grid", "recipe", "overrides")}
 
 
+def planned_hashes(ledger: dict[str, Any]) -> list[str]:
+    """Planned trials in plan order (the JSON file sorts ``trials`` by hash)."""
+    trials = ledger.get("trials", {})
+    order = [h for h in ledger.get("order", []) if h in trials]
+    return order + sorted(set(trials) - set(order))
+
+
 def planned_configs(ledger: dict[str, Any]) -> dict[str, TrialConfig]:
-    return {h: TrialConfig.from_dict(c) for h, c in ledger.get("trials", {}).items()}
+    trials = ledger.get("trials", {})
+    return {h: TrialConfig.from_dict(trials[h]) for h in planned_hashes(ledger)}
 
 
-def start_launch(store: ExperimentStore, command: str, grid: str, hashes: list[str],
-                 settings: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    """Append a launch record (refusing if another driver is live on this experiment)."""
-    ledger = store.read_ledger()
+def ensure_no_live_driver(store: ExperimentStore, ledger: dict[str, Any] | None = None) -> None:
+    """One writer per ledger: refuse while another launch of this experiment is alive."""
+    ledger = store.read_ledger() if ledger is None else ledger
     live = [launch for launch in ledger.get("launches", []) if launch_alive(launch)]
     if live:
         other = live[-1]
@@ -77,6 +88,13 @@ def start_launch(store: ExperimentStore, command: str, grid: str, hashes: list[s
             f"experiment {store.name!r} is being run by launch {other['id']} (pid {other['pid']} "
             f"on {other['host']}); wait for it, or stop it and run `rest-sweep resume`"
         )
+
+
+def start_launch(store: ExperimentStore, command: str, grid: str, hashes: list[str],
+                 settings: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Append a launch record (refusing if another driver is live on this experiment)."""
+    ledger = store.read_ledger()
+    ensure_no_live_driver(store, ledger)
     number = len(ledger.get("launches", [])) + 1
     launch_id = f"L{number:03d}-{time.strftime('%Y%m%d-%H%M%S')}"
     now = time.time()

@@ -33,7 +33,7 @@ class ProgressCallback(tune.Callback):
         self.fraction: dict[str, float] = {}
         self.durations: list[float] = []
         self.t0 = time.time()
-        self.last_line = 0.0
+        self.last_line = self.t0  # first summary after SUMMARY_EVERY_S, not before any trial
 
     # ------------------------------------------------------------------ Tune hooks
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

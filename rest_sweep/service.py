@@ -72,6 +72,7 @@ def run(
     resources = TrialResources(cpus_per_trial, gpus_per_trial)
     _check_settings(resources, scheduler, max_failures, max_concurrent)
     store = ExperimentStore(absolute_storage(storage), name)
+    ledgers.ensure_no_live_driver(store)
     ledger = ledgers.record_plan(store, expansion, root)
     configs = {h: _placed(cfg, root, resources) for h, cfg in expansion.by_hash().items()}
     settings = {
@@ -110,6 +111,7 @@ def resume(
         known = ", ".join(list_experiments(storage)) or "none"
         raise UserError(f"--name {name}: no experiment in {storage}; allowed: {known}")
     ledger = store.read_ledger()
+    ledgers.ensure_no_live_driver(store, ledger)
     last = ledgers.last_settings(ledger)
     planned = ledgers.planned_configs(ledger)
     root = validate_data(data_root or ledger.get("data_root", ""), planned.values())

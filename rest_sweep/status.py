@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rest_sweep.ledger import launch_alive
+from rest_sweep.ledger import launch_alive, planned_hashes
 from trainables.errors import UserError
 from trainables.results import ExperimentStore, list_experiments
 
@@ -93,9 +93,10 @@ def status(storage: str, name: str) -> StatusReport:
     live = next((launch for launch in reversed(launches) if launch_alive(launch)), None)
     live_trials = set(live["trials"]) if live else set()
     stopped = ledger.get("stopped", {})
+    configs = ledger.get("trials", {})
     trials = [
-        _trial_status(store, h, cfg, stopped, h in live_trials)
-        for h, cfg in ledger.get("trials", {}).items()
+        _trial_status(store, h, configs[h], stopped, h in live_trials)
+        for h in planned_hashes(ledger)
     ]
     counts = Counter(t.state for t in trials)
     per_method: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))

@@ -32,7 +32,11 @@ def test_density_curves_traces(two_ratios: str) -> None:
     assert len(xaxes) == 2 and all(layout[k]["type"] == "log" for k in xaxes)
     lines = [t for t in fig.data if t.fill is None]
     names = {t.name for t in lines}
-    assert names == {f"{m} · {k}" for m in ("RigL", "REST", "ERM (dense)") for k in ("bias-conflicting", "unbiased")}
+    assert names == {
+        f"{m} · {k}"
+        for m in ("RigL", "REST", "ERM (dense)")
+        for k in ("bias-conflicting", "unbiased")
+    }
     dash = {t.name: t.line.dash for t in lines}
     assert dash["REST · bias-conflicting"] == "solid" and dash["REST · unbiased"] == "dash"
     assert sum(t.showlegend is True for t in lines) == 6  # legend once, not per panel
@@ -69,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def test_analyze_and_report_commands(two_ratios: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_analyze_and_report_commands(
+    two_ratios: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     parser = _parser()
     prefix = sorted((Path(two_ratios) / "exp" / "trials").iterdir())[0].name[:8]
     args = parser.parse_args(["analyze", "--storage", two_ratios, "--name", "exp", "--out", str(tmp_path),
@@ -93,8 +99,12 @@ def test_analyze_and_report_commands(two_ratios: str, tmp_path: Path, capsys: py
         (["--no-figures", "--png"], "--no-figures"),
     ],
 )
-def test_command_errors_are_one_line(two_ratios: str, tmp_path: Path, argv: list[str], message: str) -> None:
-    args = _parser().parse_args(["analyze", "--storage", two_ratios, "--name", "exp", "--out", str(tmp_path), *argv])
+def test_command_errors_are_one_line(
+    two_ratios: str, tmp_path: Path, argv: list[str], message: str
+) -> None:
+    args = _parser().parse_args(
+        ["analyze", "--storage", two_ratios, "--name", "exp", "--out", str(tmp_path), *argv]
+    )
     with pytest.raises(UserError, match=message) as info:
         args.func(args)
     assert "\n" not in str(info.value)
@@ -105,3 +115,12 @@ def test_help_has_examples() -> None:
     for command in ("analyze", "report"):
         sub = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001
         assert "examples:" in sub.format_help()
+
+
+def test_cli_dispatch_exit_code_and_message(two_ratios: str, capsys: pytest.CaptureFixture) -> None:
+    from rest_sweep.cli import main
+
+    assert main(["analyze", "--storage", two_ratios, "--name", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rest-sweep analyze: error:") and "no experiment.json" in err
+    assert "\n" not in err

@@ -53,7 +53,9 @@ def messy(tmp_path: Path) -> tuple[str, dict[str, str]]:
     summary["final"] = replay[-1]
     trial.write_summary(summary)
     # orphan: a folder Ray's restart_errored could leave behind; not in the ledger
-    synthetic.write_trial(ExperimentStore(str(tmp_path), "exp"), synthetic.make_config(seed=99, epochs=2))
+    synthetic.write_trial(
+        ExperimentStore(str(tmp_path), "exp"), synthetic.make_config(seed=99, epochs=2)
+    )
     names = {"retried": retried, "resumed": resumed, "pending": pending, "errored": errored}
     return str(tmp_path), names
 
@@ -99,7 +101,9 @@ def test_schemas_are_explicit_and_stable(tmp_path: Path) -> None:
     assert epochs.schema.equals(epochs_schema(), check_metadata=True)
     types = {f.name: f.type for f in trials.schema}
     assert types["cfg_density"] == pa.float64() and types["cfg_seed"] == pa.int64()
-    assert types["cfg_reset_momentum"] == pa.bool_() and types["sel_test_unbiased_acc"] == pa.float64()
+    assert (
+        types["cfg_reset_momentum"] == pa.bool_() and types["sel_test_unbiased_acc"] == pa.float64()
+    )
     assert types["nonzero_params"] == pa.int64() and types["status"] == pa.string()
 
 
@@ -165,3 +169,21 @@ def test_analysis_imports_neither_torch_nor_ray(messy, tmp_path: Path) -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+def test_stopped_states(tmp_path: Path) -> None:
+    """ASHA-stopped (ledger) and interrupted (state.json) trials are 'stopped', not errors."""
+    configs = _configs()[:2]
+    hashes = [synthetic.config_hash(c) for c in configs]
+    statuses = {hashes[0]: "running", hashes[1]: "stopped"}
+    store = synthetic.write_experiment(str(tmp_path), "exp", configs, statuses=statuses)
+    ledger = store.read_ledger()
+    ledger["stopped"] = {hashes[0]: {"launch": "L001", "epoch": 1}}
+    store.write_ledger(ledger)
+    trials = build(str(tmp_path), "exp").trials.to_pandas().set_index("trial_hash")
+    assert trials.loc[hashes[0], "status"] == "stopped"
+    assert trials.loc[hashes[1], "status"] == "stopped"  # state.json says interrupted
+    assert trials.loc[hashes[1], "epochs_done"] == 1 and pd.isna(
+        trials.loc[hashes[1], "sel_test_acc"]
+    )
+    assert trials.loc[hashes[1], "final_test_acc"] > 0  # progress so far, from the last row

@@ -76,9 +76,20 @@ def test_valid_chosen_and_test_chosen_differ_and_are_labelled(tmp_path: Path) ->
     analysis = build(str(tmp_path), "exp")
     table = analysis.tables["table2"]
     assert "REST" in table.header and "REST (test-chosen)" in table.header
-    valid_cell, test_cell = _cell(analysis, "table2", "REST"), _cell(analysis, "table2", "REST (test-chosen)")
-    assert (valid_cell.density, valid_cell.chosen_by, valid_cell.mean) == (0.05, "valid", pytest.approx(60.0))
-    assert (test_cell.density, test_cell.chosen_by, test_cell.mean) == (0.2, "test", pytest.approx(65.0))
+    valid_cell, test_cell = (
+        _cell(analysis, "table2", "REST"),
+        _cell(analysis, "table2", "REST (test-chosen)"),
+    )
+    assert (valid_cell.density, valid_cell.chosen_by, valid_cell.mean) == (
+        0.05,
+        "valid",
+        pytest.approx(60.0),
+    )
+    assert (test_cell.density, test_cell.chosen_by, test_cell.mean) == (
+        0.2,
+        "test",
+        pytest.approx(65.0),
+    )
     assert valid_cell.text() == "60.0 ± 0.0 (0.05)"
 
 
@@ -96,7 +107,11 @@ def test_missing_cells_show_counts_never_zero(tmp_path: Path) -> None:
     relaxed = build(str(tmp_path), "exp", Options(min_seeds=1))
     assert _cell(relaxed, "table2", "ERM").text().endswith("[1/3 seeds]")
     table = list(csv.DictReader(io.StringIO(render.csv_text(analysis.tables["table2"]))))
-    assert table[0]["ERM:mean"] == "" and table[0]["ERM:done"] == "1" and table[0]["ERM:planned"] == "3"
+    assert (
+        table[0]["ERM:mean"] == ""
+        and table[0]["ERM:done"] == "1"
+        and table[0]["ERM:planned"] == "3"
+    )
 
 
 def test_partial_densities_are_flagged(tmp_path: Path) -> None:
@@ -111,7 +126,10 @@ def test_metric_choice_paper_uses_conflicting_for_bffhq() -> None:
     choice = MetricChoice()
     assert choice.column("cmnist", "test") == "sel_test_unbiased_acc"
     assert choice.column("bffhq", "valid") == "sel_valid_acc_conflicting"
-    assert MetricChoice("worst-group", "final").column("cmnist", "test") == "final_test_worst_group_acc"
+    assert (
+        MetricChoice("worst-group", "final").column("cmnist", "test")
+        == "final_test_worst_group_acc"
+    )
     with pytest.raises(UserError, match="metric: 'x' is not allowed; allowed: paper"):
         MetricChoice("x")
     with pytest.raises(UserError, match="epoch"):
@@ -119,7 +137,9 @@ def test_metric_choice_paper_uses_conflicting_for_bffhq() -> None:
 
 
 def test_table1_and_table3_and_paper_comparison(tmp_path: Path) -> None:
-    configs = synthetic.grid_configs(ratios=(1.0,), methods=("erm", "rigl", "rest"), densities=(0.05,))
+    configs = synthetic.grid_configs(
+        ratios=(1.0,), methods=("erm", "rigl", "rest"), densities=(0.05,)
+    )
     synthetic.write_experiment(str(tmp_path), "exp", configs)
     analysis = build(str(tmp_path), "exp")
     t3 = analysis.tables["table3"]
@@ -142,9 +162,19 @@ def test_paper_numbers_are_complete() -> None:
 
     paper = paper_numbers()
     assert len(paper[paper["table"] == 2]) == 36 and len(paper[paper["table"] == 3]) == 18
-    assert set(paper["source"]) == {"Zhao et al., ECML PKDD 2023, Table 2", "Zhao et al., ECML PKDD 2023, Table 3"}
-    erm = paper[(paper["table"] == 2) & (paper["dataset"] == "cifar10c") & (paper["method"] == "erm")]
-    assert list(erm["ratio"]) == [0.5, 1.0, 2.0, 5.0] and list(erm["accuracy"]) == [25.9, 27.4, 31.0, 37.0]
+    assert set(paper["source"]) == {
+        "Zhao et al., ECML PKDD 2023, Table 2",
+        "Zhao et al., ECML PKDD 2023, Table 3",
+    }
+    erm = paper[
+        (paper["table"] == 2) & (paper["dataset"] == "cifar10c") & (paper["method"] == "erm")
+    ]
+    assert list(erm["ratio"]) == [0.5, 1.0, 2.0, 5.0] and list(erm["accuracy"]) == [
+        25.9,
+        27.4,
+        31.0,
+        37.0,
+    ]
 
 
 def test_table_files_in_three_formats(tmp_path: Path) -> None:

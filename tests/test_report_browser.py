@@ -34,7 +34,10 @@ def partial_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     configs = synthetic.grid_configs(datasets=("cmnist", "bffhq"), ratios=(0.5, 1.0),
                                      methods=("erm", "rigl", "rest"), densities=(0.005, 0.05, 0.5))  # fmt: skip
     configs = [c for c in configs if not (c["dataset"] == "bffhq" and c["ratio"] != 0.5)]
-    statuses = {synthetic.config_hash(configs[1]): "pending", synthetic.config_hash(configs[5]): "errored"}
+    statuses = {
+        synthetic.config_hash(configs[1]): "pending",
+        synthetic.config_hash(configs[5]): "errored",
+    }
     synthetic.write_experiment(str(storage), "exp", configs, statuses=statuses)
     return Path(report(str(storage), "exp", str(storage / "out")))
 
@@ -48,7 +51,9 @@ def test_report_is_self_contained_and_says_what_is_missing(partial_report: Path)
     assert "Zhao et al., ECML PKDD 2023" in text
 
 
-def test_report_renders_in_headless_chromium(chromium: str, partial_report: Path, tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(
+    chromium: str, partial_report: Path, tmp_path: Path
+) -> None:
     with Chromium(chromium, timeout_s=90) as browser:
         page = browser.open(partial_report, width=1400, wait_for=".js-plotly-plot .main-svg", min_count=4,
                             count=(".js-plotly-plot", ".main-svg", "path.js-line", "td.missing"))  # fmt: skip
@@ -66,7 +71,9 @@ def test_report_renders_in_headless_chromium(chromium: str, partial_report: Path
 def test_console_errors_are_caught(chromium: str, tmp_path: Path) -> None:
     """The check is not vacuous: a page that throws is reported."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<html><body><div class='x'></div><script>console.error('boom'); undefinedCall();</script></body></html>")
+    bad.write_text(
+        "<html><body><div class='x'></div><script>console.error('boom'); undefinedCall();</script></body></html>"
+    )
     with Chromium(chromium) as browser:
         page = browser.open(bad, wait_for=".x", full_page=False)
     assert any("boom" in e for e in page.errors) and any("undefinedCall" in e for e in page.errors)

@@ -89,9 +89,11 @@ def test_failed_trial_is_retried_from_its_checkpoint(
 
 def test_rejections_happen_before_any_trial(ray_session, tiny_cmnist_root, tmp_path):
     grid = write_grid(tmp_path, [41])
-    with pytest.raises(UserError, match=r"cmnist has no 0.5pct folder.*allowed ratios there: 1pct, 5pct"):
+    with pytest.raises(
+        UserError, match=r"cmnist has no 0.5pct folder.*allowed ratios there: 1pct, 5pct"
+    ):
         sweep(grid, tiny_cmnist_root, tmp_path / "s", "e", overrides=["ratio=0.5"])
-    with pytest.raises(UserError, match=r"--data-root .*not found"):
+    with pytest.raises(UserError, match=r"data root not found: .*nowhere"):
         sweep(grid, tmp_path / "nowhere", tmp_path / "s", "e")
     with pytest.raises(UserError, match=r"--gpus-per-trial 1: no node .* allowed: at most 2 CPUs"):
         sweep(grid, tiny_cmnist_root, tmp_path / "s", "e", gpus_per_trial=1)

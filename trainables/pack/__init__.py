@@ -10,4 +10,12 @@ from trainables.pack.defaults import DEFAULTS, PackDefaults, defaults_for
 from trainables.pack.plan import can_pack, pack_key, plan_packs
 from trainables.pack.run import run_pack
 
-__all__ = ["DEFAULTS", "PackDefaults", "can_pack", "defaults_for", "pack_key", "plan_packs", "run_pack"]
+__all__ = [
+    "DEFAULTS",
+    "PackDefaults",
+    "can_pack",
+    "defaults_for",
+    "pack_key",
+    "plan_packs",
+    "run_pack",
+]

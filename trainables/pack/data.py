@@ -20,6 +20,7 @@ import torch
 
 from trainables.data import DeviceSplit, epoch_generator
 from trainables.data.transforms import Transform, crop_flip, draw_crop_flip, resize_uint8_levels
+from trainables.pack.plan import PackSizeError
 
 
 @dataclass
@@ -52,7 +53,9 @@ def apply_transform(
             draw_crop_flip(per_trial, transform.crop_padding, transform.flip, g, out.device)
             for g in generators
         ]
-        top, left, flip = (torch.stack(parts, dim=1).reshape(-1) for parts in zip(*draws, strict=True))
+        top, left, flip = (
+            torch.stack(parts, dim=1).reshape(-1) for parts in zip(*draws, strict=True)
+        )
         out = crop_flip(out, top, left, flip, transform.crop_padding)
     out = out.float().div_(255.0)
     if transform.mean is not None and transform.std is not None:
@@ -68,8 +71,8 @@ class PackSplit:
     def __init__(self, splits: Sequence[DeviceSplit]) -> None:
         sizes = {s.n for s in splits}
         if len(sizes) != 1:
-            raise ValueError(
-                f"packed trials need training sets of one size, got sizes {sorted(sizes)}; "
+            raise PackSizeError(
+                f"packed trials need splits of one size, got sizes {sorted(sizes)}; "
                 "pack trials of the same dataset and ratio"
             )
         self.splits = list(splits)
@@ -82,7 +85,11 @@ class PackSplit:
                 distinct.append(s)
         self.shared = len(distinct) == 1
         if self.shared:
-            self.images, self.labels, self.bias = distinct[0].images, distinct[0].labels, distinct[0].bias
+            self.images, self.labels, self.bias = (
+                distinct[0].images,
+                distinct[0].labels,
+                distinct[0].bias,
+            )
             offsets = [0] * len(splits)
         else:
             self.images = torch.cat([d.images for d in distinct])

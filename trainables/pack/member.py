@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from trainables.config import TrialConfig
 from trainables.methods import METHODS
 from trainables.models import build_model

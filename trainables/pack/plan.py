@@ -20,29 +20,38 @@ from trainables.methods import METHODS
 PackKey = tuple[Any, ...]
 
 
-def pack_key(config: TrialConfig) -> PackKey | None:
-    """The grouping key of a trial, or None when the trial can only run on its own."""
+class PackSizeError(ValueError):
+    """Packed trials' training sets differ in size (their epochs would not stay in step)."""
+
+
+def pack_key(config: TrialConfig, *, by_ratio: bool = True) -> PackKey | None:
+    """The grouping key of a trial, or None when the trial can only run on its own.
+
+    With ``by_ratio`` the conflict ratio is part of the key: different ratios are different
+    training sets, usually of different sizes, hence different step counts per epoch.
+    """
     spec = METHODS.get(config.method)
     if spec.trainer != "standard":
         return None
     return (
         config.model, config.width, config.stem, config.dataset, config.num_classes,
-        config.augment, config.data_root, config.ratio, config.batch_size, config.epochs,
-        config.optimizer, config.momentum if config.optimizer == "sgd" else None,
-        config.device, config.precision, config.compile, spec.family,
+        config.augment, config.data_root, config.ratio if by_ratio else None,
+        config.batch_size, config.epochs, config.optimizer,
+        config.momentum if config.optimizer == "sgd" else None,
+        config.device, config.precision, config.channels_last, config.compile, spec.family,
     )  # fmt: skip
 
 
 def can_pack(configs: Sequence[TrialConfig]) -> bool:
-    """True when every config has the same non-None :func:`pack_key` (and there are >= 2).
+    """True when 2+ configs share one non-None key, the ratio aside.
 
-    ``ratio`` is part of the key: different conflict ratios are different training sets of
-    different sizes, so their epochs have different step counts. The pack itself accepts
-    different training sets of equal size; the key keeps plans simple and always valid.
+    Trials of different ratios can share a pack only if their training sets have the same
+    size; that is checked when the data is loaded (``PackSizeError``), and ``run_pack`` then
+    falls back to single trials. :func:`plan_packs` never mixes ratios.
     """
     if len(configs) < 2:
         return False
-    keys = {pack_key(c) for c in configs}
+    keys = {pack_key(c, by_ratio=False) for c in configs}
     return len(keys) == 1 and None not in keys
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trainables.config import TrialConfig
-from trainables.pack.plan import can_pack
+from trainables.pack.plan import PackSizeError, can_pack
 from trainables.results import TrialStore
 
 PackReport = Callable[[int, dict[str, Any]], None]
@@ -44,23 +44,38 @@ def run_pack(
     summaries: list[dict[str, Any] | None] = [s.read_summary() for s in stores]
     todo = [i for i, s in enumerate(summaries) if s is None]
     if len(todo) == 1 or (todo and not can_pack([configs[i] for i in todo])):
-        from trainables.train import run_trial
-
-        for i in todo:
-            single = None if report is None else _bind_report(report, i)
-            summaries[i] = run_trial(
-                configs[i], single, trial_dirs[i], keep_checkpoints=keep_checkpoints
-            )
+        _run_singles(configs, trial_dirs, todo, summaries, report, keep_checkpoints)
         return [s for s in summaries if s is not None]
     while todo:
         group, start = _resumable_group([stores[i] for i in todo])
         members = [todo[j] for j in group]
-        results = _run_group([configs[i] for i in members], [stores[i] for i in members],
-                             start, report, members)  # fmt: skip
-        for i, summary in zip(members, results, strict=True):
-            summaries[i] = summary
+        try:
+            results = _run_group([configs[i] for i in members], [stores[i] for i in members],
+                                 start, report, members)  # fmt: skip
+        except PackSizeError:  # ratios whose training sets differ in size: one by one
+            _run_singles(configs, trial_dirs, members, summaries, report, keep_checkpoints)
+        else:
+            for i, summary in zip(members, results, strict=True):
+                summaries[i] = summary
         todo = [i for i in todo if i not in members]
     return [s for s in summaries if s is not None]
+
+
+def _run_singles(
+    configs: Sequence[TrialConfig],
+    trial_dirs: Sequence[str],
+    indices: Sequence[int],
+    summaries: list[dict[str, Any] | None],
+    report: PackReport | None,
+    keep_checkpoints: int,
+) -> None:
+    from trainables.train import run_trial
+
+    for i in indices:
+        single = None if report is None else _bind_report(report, i)
+        summaries[i] = run_trial(
+            configs[i], single, trial_dirs[i], keep_checkpoints=keep_checkpoints
+        )
 
 
 def _bind_report(report: PackReport, index: int) -> Callable[[dict[str, Any]], None]:
@@ -96,6 +111,8 @@ def _run_group(
         store.write_config(cfg.to_dict())
     try:
         return _train_group(configs, stores, start_epoch, report, indices, attempts)
+    except PackSizeError:
+        raise  # nothing trained yet: the caller runs these trials one by one
     except (KeyboardInterrupt, SystemExit):
         for store, attempt in zip(stores, attempts, strict=True):
             store.write_state("interrupted", attempt=attempt)
@@ -105,7 +122,9 @@ def _run_group(
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         for store, attempt in zip(stores, attempts, strict=True):
             store.write_error(text)
-            store.write_state("errored", attempt=attempt, error=f"{type(error).__name__}: {first_line}")
+            store.write_state(
+                "errored", attempt=attempt, error=f"{type(error).__name__}: {first_line}"
+            )
         raise
 
 
@@ -142,7 +161,8 @@ def _train_group(
             store.append_metrics(row)
             histories[i].append(row)
             store.write_state("running", epoch=epoch)
-            if report is not None:
+        if report is not None:  # after every trial's row is on storage: a raising report
+            for i, row in enumerate(rows):  # must not leave a checkpoint without its row
                 report(indices[i], row)
     summaries = []
     for i, store in enumerate(stores):

@@ -64,9 +64,7 @@ class StackedNet:
         }
 
     # ------------------------------------------------------------------ forward
-    def forward(
-        self, x: torch.Tensor, *, train: bool, shared_input: bool = False
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, train: bool, shared_input: bool = False) -> torch.Tensor:
         """Logits ``(N, B, K)``.
 
         ``x`` is ``(B, N, C, H, W)`` (trial dim second, so folding it into channels is a view)

@@ -42,7 +42,7 @@ class PackTrainer:
     def __init__(self, configs: Sequence[TrialConfig]) -> None:
         if not configs:
             raise ValueError("a pack needs at least one config")
-        keys = {pack_key(c) for c in configs}
+        keys = {pack_key(c, by_ratio=False) for c in configs}
         if None in keys or len(keys) != 1:
             raise ValueError("these configs cannot share a pack; use plan_packs() to group them")
         self.configs = list(configs)
@@ -64,7 +64,9 @@ class PackTrainer:
         )  # fmt: skip
         for member in self.members:
             member.bind(self.net.weights, self.offsets, self.optimizer.state, self.net.buffers)
-        self.mask = torch.stack([m.mask_row(self.offsets, self.net.num_params) for m in self.members])
+        self.mask = torch.stack(
+            [m.mask_row(self.offsets, self.net.num_params) for m in self.members]
+        )
         self.upweight = torch.tensor(
             [c.upweight if m.reweighting.uses_loss_weights else 1.0
              for c, m in zip(configs, self.members, strict=True)],
@@ -232,7 +234,9 @@ class PackTrainer:
             for key, value in saved["state"].get(position, {}).items():
                 if key in self.optimizer.state:
                     self.optimizer.state[key][index, start:stop].copy_(value.reshape(-1))
-        for group, saved_group in zip(member.optimizer.param_groups, saved["param_groups"], strict=True):
+        for group, saved_group in zip(
+            member.optimizer.param_groups, saved["param_groups"], strict=True
+        ):
             group["lr"] = saved_group["lr"]
         member.load_state_dict(state)
         self.optimizer.set_lr(index, member.lr())
