@@ -250,6 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="timed steps per loop (default 200)")
     p.add_argument("--pack", default="", help="pack sizes, e.g. 1,2,4,8 (empty: no pack runs)")
     p.add_argument("--pack-precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--pack-compile", action="store_true", help="torch.compile the packed step")
     p.add_argument(
         "--variants", default="fp32", help=f"single-trial variants: {','.join(VARIANTS)}"
     )
@@ -304,30 +305,73 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_all(args: argparse.Namespace, cfg, steps: int, workers: int) -> list[Measured]:
+    """Every requested loop; a loop that fails (OOM, compile error) is reported and skipped."""
     only = set(args.only.split(","))
-    out: list[Measured] = []
+    jobs: list[tuple[str, Any]] = []
     if "reference" in only:
-        samples, seconds = reference_loop(cfg, steps, warmup=2, workers=workers)
-        out.append(Measured("reference", samples, seconds, {"workers": workers}))
+        jobs.append(("reference", lambda: _reference(cfg, steps, workers)))
     if "single" in only:
         for name in [v for v in args.variants.split(",") if v]:
             if name not in VARIANTS:
                 raise SystemExit(
                     f"--variants: {name!r} is not allowed; allowed: {', '.join(VARIANTS)}"
                 )
-            samples, seconds, startup = single_loop(cfg.replace(**VARIANTS[name]), steps)
-            extra: dict[str, Any] = {"startup_s": startup}
-            if cfg.device.startswith("cuda"):
-                import torch
-
-                extra["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
-                torch.cuda.reset_peak_memory_stats()
-            out.append(Measured(f"single {name}", samples, seconds, extra))
+            jobs.append(
+                (f"single {name}", lambda n=name: _single(cfg.replace(**VARIANTS[n]), steps))
+            )
     if "pack" in only:
         for n in [int(v) for v in args.pack.split(",") if v]:
-            samples, seconds = pack_loop(cfg.replace(precision=args.pack_precision), n, steps)
-            out.append(Measured(f"pack {n} {args.pack_precision}", samples, seconds, {"pack": n}))
+            pcfg = cfg.replace(precision=args.pack_precision, compile=args.pack_compile)
+            label = f"pack {n} {args.pack_precision}" + (" compile" if args.pack_compile else "")
+            jobs.append((label, lambda n=n, c=pcfg: _pack(c, n, steps)))
+    out: list[Measured] = []
+    for name, job in jobs:
+        try:
+            samples, seconds, extra = job()
+        except Exception as error:  # keep measuring the others; the error is in the output
+            print(f"{name}: FAILED {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            _free_cuda(cfg.device)
+            continue
+        extra.update(_peak_memory(cfg.device))
+        out.append(Measured(name, samples, seconds, extra))
+        print(f"{name}: {samples / seconds:,.0f} samples/s", flush=True)
     return out
+
+
+def _reference(cfg, steps: int, workers: int) -> tuple[int, float, dict[str, Any]]:
+    samples, seconds = reference_loop(cfg, steps, warmup=2, workers=workers)
+    return samples, seconds, {"workers": workers}
+
+
+def _single(cfg, steps: int) -> tuple[int, float, dict[str, Any]]:
+    samples, seconds, startup = single_loop(cfg, steps)
+    return samples, seconds, {"startup_s": startup}
+
+
+def _pack(cfg, n: int, steps: int) -> tuple[int, float, dict[str, Any]]:
+    samples, seconds = pack_loop(cfg, n, steps)
+    return samples, seconds, {"pack": n}
+
+
+def _peak_memory(device: str) -> dict[str, float]:
+    """Peak GPU memory of the loop just run (then reset), in GB."""
+    if not device.startswith("cuda"):
+        return {}
+    import torch
+
+    peak = torch.cuda.max_memory_allocated() / 1e9
+    torch.cuda.reset_peak_memory_stats()
+    return {"peak_mem_gb": peak}
+
+
+def _free_cuda(device: str) -> None:
+    if device.startswith("cuda"):
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def machine(device: str) -> str:

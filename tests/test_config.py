@@ -17,7 +17,9 @@ from trainables.config import (
 
 
 def test_round_trip_and_hash_are_stable():
-    cfg = TrialConfig.from_recipe("paper", dataset="cifar10c", ratio=2.0, method="rest", density=0.05)
+    cfg = TrialConfig.from_recipe(
+        "paper", dataset="cifar10c", ratio=2.0, method="rest", density=0.05
+    )
     again = TrialConfig.from_dict(cfg.to_dict())
     assert again == cfg
     assert again.trial_hash == cfg.trial_hash
@@ -58,7 +60,9 @@ def test_seed_and_density_change_the_hash():
 
 @pytest.mark.parametrize("ratio,factor", sorted(PAPER_UPWEIGHT.items()))
 def test_paper_recipe_upweight_follows_the_ratio(ratio, factor):
-    cfg = TrialConfig.from_recipe("paper", dataset="cmnist", ratio=ratio, method="rest", density=0.05)
+    cfg = TrialConfig.from_recipe(
+        "paper", dataset="cmnist", ratio=ratio, method="rest", density=0.05
+    )
     assert (cfg.reweight, cfg.upweight, cfg.optimizer, cfg.weight_decay) == (
         "loss",
         factor,

@@ -131,3 +131,15 @@ def test_load_speed_from_cache(tiny_cmnist_root, tmp_path):
     print(f"\n{n} images: decode {decoded:.2f} s, from cache {cached:.3f} s")
     assert torch.equal(first["train"].images, second["train"].images)
     assert {k: len(v) for k, v in second.items()} == {"train": 2000, "valid": 300, "test": 1000}
+
+
+def test_parallel_decode_matches_serial(tiny_cmnist_root, monkeypatch):
+    import trainables.data.decode as decode
+    from trainables.data.layout import list_split
+
+    paths = [f.path for f in list_split(tiny_cmnist_root, "cmnist", 1, "test")][:600]
+    serial = decode.decode_images(paths, workers=1)
+    monkeypatch.setattr(decode, "PARALLEL_MIN", 100)
+    monkeypatch.setattr(decode, "CHUNK", 128)
+    parallel = decode.decode_images(paths, workers=2)
+    assert parallel.shape == (600, 3, 28, 28) and np.array_equal(serial, parallel)

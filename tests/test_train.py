@@ -93,7 +93,9 @@ def test_resume_gives_exactly_the_uninterrupted_metrics(tiny_cmnist_root, tmp_pa
     resumed = run_trial(cfg, checkpoint_dir=str(tmp_path / "resumed"))
     assert store.read_state()["resumed_from_epoch"] == 1
     assert store.read_state()["attempt"] == 2
-    assert stable(store.read_metrics()) == stable(TrialStore(str(tmp_path / "straight")).read_metrics())
+    assert stable(store.read_metrics()) == stable(
+        TrialStore(str(tmp_path / "straight")).read_metrics()
+    )
     assert resumed["train_flops"] == straight["train_flops"]
     assert resumed["selected"]["test_acc"] == straight["selected"]["test_acc"]
 

@@ -76,7 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     data = subparsers.add_parser(
         "data", help="make stand-in datasets and verify bundles", formatter_class=fmt,
-        description=__doc__, epilog=VERIFY_EPILOG,
+        description="Verify a DisEnt-format bundle (the real data REST uses) or make an offline "
+        "stand-in (Colored Fashion-MNIST, Corrupted CIFAR-10). See docs/data.md.",
+        epilog=VERIFY_EPILOG,
     )  # fmt: skip
     commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 

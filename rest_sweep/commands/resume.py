@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         args.storage, args.name, data_root=args.data_root, address=args.address,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-        num_cpus=args.num_cpus, num_gpus=args.num_gpus, quiet=args.quiet,
+        num_cpus=args.num_cpus, num_gpus=args.num_gpus, reuse_actors=args.reuse_actors,
+        quiet=args.quiet,
     )  # fmt: skip
     print_result(result)
     return result.exit_code

@@ -47,9 +47,9 @@ class BundlePlan:
             raise UserError("ratios: empty; allowed: a comma list such as 0.5,1,2,5")
         for ratio in self.ratios:
             ratio_folder(ratio)
-        if self.valid_size < 0 or self.valid_size >= n_train_source:
+        if self.valid_size < 1 or self.valid_size >= n_train_source:
             raise UserError(f"valid_size: {self.valid_size} is not allowed; allowed: "
-                            f"0..{n_train_source - 1} (the source has {n_train_source} train "
+                            f"1..{n_train_source - 1} (the source has {n_train_source} train "
                             "images)")  # fmt: skip
         for name in ("limit", "test_size"):
             value = getattr(self, name)
@@ -118,8 +118,6 @@ def write_bundle(
         for ratio in plan.ratios:
             pct = ratio_folder(ratio)
             for split, idx in (("train", train_idx), ("valid", valid_idx)):
-                if len(idx) == 0:
-                    continue
                 files = _render_split(plan, pct, split, train, idx, ids[split], ratio, render)
                 _write_all(staging, files)
         files = _render_split(plan, "", "test", test, test_idx, ids["test"], None, render)

@@ -66,8 +66,9 @@ class Transform:
             out = crop_flip(out, top, left, flip, self.crop_padding)
         out = out.float().div_(255.0)
         if self.mean is not None and self.std is not None:
-            mean = torch.tensor(self.mean, device=out.device).view(1, 3, 1, 1)
-            std = torch.tensor(self.std, device=out.device).view(1, 3, 1, 1)
+            # non_blocking: a blocking host-to-device copy would synchronise the stream per batch
+            mean = torch.tensor(self.mean).view(1, 3, 1, 1).to(out.device, non_blocking=True)
+            std = torch.tensor(self.std).view(1, 3, 1, 1).to(out.device, non_blocking=True)
             out = out.sub_(mean).div_(std)
         return out
 

@@ -67,7 +67,9 @@ def _train(
         trial.load_state_dict(state)
     rows = [r for r in store.read_metrics() if int(r["epoch"]) <= start_epoch]
     if len(rows) != start_epoch:
-        raise RuntimeError(f"metrics of epochs 1..{start_epoch} are missing next to their checkpoint")
+        raise RuntimeError(
+            f"metrics of epochs 1..{start_epoch} are missing next to their checkpoint"
+        )
     store.write_metrics(rows)  # drop rows of epochs whose checkpoint did not survive
     store.write_state(
         "running", attempt=attempt, resumed_from_epoch=start_epoch, epoch=start_epoch,
