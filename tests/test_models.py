@@ -10,14 +10,7 @@ from torch import nn
 from trainables.errors import UserError
 from trainables.models import MODELS, build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread avoids oversubscribing the shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def count(model: nn.Module) -> int:

@@ -37,7 +37,7 @@ def write_grid(folder: Path, seeds: list[int], epochs: int = 1, name: str = "gri
     return str(path)
 
 
-def sweep(grid: str, data_root: Path, storage: Path, name: str, **kwargs):
+def sweep(grid: str, data_root: Path, storage: Path | str, name: str, **kwargs):
     kwargs.setdefault("reuse_actors", True)
     kwargs.setdefault("quiet", True)
     return rest_sweep.run(grid, str(data_root), str(storage), name, **kwargs)
@@ -74,7 +74,8 @@ def test_failed_trial_is_retried_from_its_checkpoint(
     grid = tmp_path / "one.yaml"
     grid.write_text("fixed: {dataset: cmnist, ratio: 5.0, epochs: 2}\nmethods: [erm]\n")
     monkeypatch.setenv(FAULT_ENV, f"epoch=1;dir={tmp_path / 'faults'}")
-    result = sweep(str(grid), tiny_cmnist_root, tmp_path / "s", "retry", max_failures=1)
+    uri = (tmp_path / "s").as_uri()  # storage as a pyarrow URI (file://), not a plain path
+    result = sweep(str(grid), tiny_cmnist_root, uri, "retry", max_failures=1)
     assert result.outcome == "completed"
     store = ExperimentStore(str(tmp_path / "s"), "retry")
     (trial_hash,) = store.read_ledger()["trials"]

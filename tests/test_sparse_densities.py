@@ -6,20 +6,12 @@ import math
 from functools import cache
 
 import pytest
-import torch
 
 from trainables.errors import UserError
 from trainables.models import build_model
 from trainables.sparse import layer_counts, layer_densities, maskable_parameters
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread avoids oversubscribing the shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @cache
