@@ -260,6 +260,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-root", default="", help="bundle root (default: generate one)")
     p.add_argument("--source", default=str(FASHION_MNIST), help="Fashion-MNIST IDX folder")
     p.add_argument("--train-size", type=int, default=None, help="train images (default 4096)")
+    p.add_argument("--width", type=int, default=None, help="model width (default 64, quick 16)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (no meaningful figures)")
     p.add_argument("--json-out", default="", help="write all figures to this JSON file")
     return p.parse_args(argv)
@@ -282,13 +283,14 @@ def main(argv: list[str] | None = None) -> int:
         make_bench_bundle(root, dataset, n_train, 256 if not args.quick else 128, Path(args.source))
         bundle_s = time.perf_counter() - t0
         os.environ.setdefault("REST_SWEEP_CACHE", str(Path(tmp) / "cache"))
-        cfg = bench_config(args.model, root, device)
+        cfg = bench_config(args.model, root, device, width=args.width or (16 if args.quick else 64))
         if args.quick:
             cfg = cfg.replace(batch_size=64)
         results = run_all(args, cfg, steps, workers)
     report = {
         "model": args.model, "dataset": dataset, "device": device, "steps": steps,
-        "batch_size": cfg.batch_size, "train_size": n_train, "workers": workers,
+        "batch_size": cfg.batch_size, "width": cfg.width, "train_size": n_train,
+        "workers": workers,
         "bundle_s": bundle_s, "machine": machine(device), "torch": torch.__version__,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "argv": sys.argv[1:],
         "results": {m.name: {"samples_per_s": m.rate, "samples": m.samples, "seconds": m.seconds,

@@ -24,8 +24,8 @@ def resume(*args: Any, **kwargs: Any) -> Any:
 
 
 def status(*args: Any, **kwargs: Any) -> Any:
-    """Counts per state and method, read from storage; see :func:`rest_sweep.status.status`."""
-    from rest_sweep.status import status as _status
+    """Counts per state and method, read from storage; see :func:`rest_sweep.sweep_status.status`."""
+    from rest_sweep.sweep_status import status as _status
 
     return _status(*args, **kwargs)
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from ray import tune
 
 from rest_sweep.ledger import HEARTBEAT_S, heartbeat
-from rest_sweep.status import format_duration
+from rest_sweep.sweep_status import format_duration
 from trainables.results import ExperimentStore
 
 SUMMARY_EVERY_S = 30.0

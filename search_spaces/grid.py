@@ -123,7 +123,8 @@ def expand(grid: Grid, overrides: Mapping[str, Any] | None = None) -> Expansion:
     """Every trial of ``grid`` in order, de-duplicated by ``trial_hash`` (first one wins).
 
     ``overrides`` set a field for every trial, axes included (``recipe`` picks the recipe);
-    overriding an axis collapses it, and the duplicates it creates are dropped.
+    overriding an axis collapses it, and the duplicates it creates are dropped. ``density``
+    only applies to sparse methods, like the density axis.
     """
     values = dict(overrides or {})
     recipe = str(values.pop("recipe", grid.recipe))
@@ -135,8 +136,9 @@ def expand(grid: Grid, overrides: Mapping[str, Any] | None = None) -> Expansion:
     pending: dict[tuple, PendingRow] = {}
     for block in grid.blocks:
         for method in block.methods:
+            dense = method in METHODS and not METHODS.get(method).sparse
             for row in _rows(block, method):
-                row.update(values)
+                row.update({k: v for k, v in values.items() if not (dense and k == "density")})
                 if method in METHODS:
                     cfg = TrialConfig.from_recipe(recipe, method=method, **row)
                     trials.setdefault(cfg.trial_hash, cfg)

@@ -75,6 +75,8 @@ def test_set_switches_recipe_and_collapses_axes() -> None:
     assert {t.optimizer for t in code.trials} == {"sgd"} and {t.epochs for t in code.trials} == {2}
     one_seed = expand(grid, parse_overrides(["seed=41"]))
     assert one_seed.count == 28
+    one_density = expand(GRIDS.get("paper-table2-bffhq"), parse_overrides(["density=0.1"]))
+    assert one_density.per_method() == {"erm": 3, "erm_rw": 3, "rest": 3}
     with pytest.raises(UserError, match="allowed"):
         parse_overrides(["epoch=2"])
     with pytest.raises(UserError, match="key=value"):

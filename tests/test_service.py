@@ -147,3 +147,17 @@ def test_launch_liveness_follows_the_driver_pid(tmp_path):
     far = {"host": "elsewhere", "pid": 1, "ended": None}
     assert launch_alive({**far, "heartbeat": time.time()})
     assert not launch_alive({**far, "heartbeat": time.time() - 600})
+
+
+def test_fault_hook_parses_and_fires_once(tmp_path) -> None:
+    from trainables.ray_trainable import Fault
+
+    assert Fault.parse("", "h").epoch is None
+    with pytest.raises(ValueError, match="expected 'epoch=N;dir=PATH"):
+        Fault.parse("epoch=1", "h")
+    fault = Fault.parse(f"epoch=2;dir={tmp_path}", "h")
+    fault.maybe_fail(1)
+    with pytest.raises(RuntimeError, match="injected failure after epoch 2"):
+        fault.maybe_fail(2)
+    fault.maybe_fail(2)  # the marker exists: a retry runs clean
+    assert (tmp_path / "h").exists()

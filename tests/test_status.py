@@ -10,7 +10,7 @@ import time
 import pytest
 
 from rest_sweep.cli import main
-from rest_sweep.status import status
+from rest_sweep.sweep_status import status
 from trainables.config import TrialConfig
 from trainables.results import ExperimentStore
 

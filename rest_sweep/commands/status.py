@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rest_sweep.status import STATES, format_duration, status
+    from rest_sweep.sweep_status import STATES, format_duration, status
 
     report = status(args.storage, args.name)
     if args.json:

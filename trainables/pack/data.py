@@ -33,13 +33,18 @@ class PackBatch:
 
 
 def apply_transform(
-    transform: Transform, images: torch.Tensor, generators: Sequence[torch.Generator] | None
+    transform: Transform,
+    images: torch.Tensor,
+    generators: Sequence[torch.Generator] | None,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``Transform.__call__`` for a (B, N) batch with one generator per trial.
 
     ``images`` is (B*N, 3, H, W) uint8 in trial-second order; trial ``i``'s crop/flip draws come
     from ``generators[i]`` in the same calls a single trial makes, so its pixels are identical.
-    Kept step for step in sync with ``trainables.data.transforms.Transform.__call__``.
+    Kept step for step in sync with ``trainables.data.transforms.Transform.__call__``, except
+    that the normalisation constants come in as device tensors (``stats``): building them from
+    Python lists each batch is a blocking host-to-device copy, i.e. a sync per step.
     """
     out = images
     if transform.resize is not None and tuple(out.shape[-2:]) != (transform.resize,) * 2:
@@ -59,10 +64,16 @@ def apply_transform(
         out = crop_flip(out, top, left, flip, transform.crop_padding)
     out = out.float().div_(255.0)
     if transform.mean is not None and transform.std is not None:
-        mean = torch.tensor(transform.mean, device=out.device).view(1, 3, 1, 1)
-        std = torch.tensor(transform.std, device=out.device).view(1, 3, 1, 1)
+        mean, std = stats if stats is not None else normalisation(transform, out.device)
         out = out.sub_(mean).div_(std)
     return out
+
+
+def normalisation(transform: Transform, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transform's mean and std as (1, 3, 1, 1) tensors on ``device``."""
+    mean = torch.tensor(transform.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(transform.std, device=device).view(1, 3, 1, 1)
+    return mean, std
 
 
 class PackSplit:
@@ -99,6 +110,9 @@ class PackSplit:
             offsets = [starts[id(s)] for s in splits]
         device = self.images.device
         self.offsets = torch.tensor(offsets, device=device).view(-1, 1)
+        self.stats = (
+            normalisation(self.transform, device) if self.transform.mean is not None else None
+        )
 
     def batches(
         self,
@@ -122,7 +136,9 @@ class PackSplit:
         for start in range(0, self.size, batch_size):
             index = orders[:, start : start + batch_size]  # (N, B)
             flat = index.t().reshape(-1)  # trial-second: image j of trial i at j*N + i
-            x = apply_transform(self.transform, self.images.index_select(0, flat), generators)
+            x = apply_transform(
+                self.transform, self.images.index_select(0, flat), generators, self.stats
+            )
             yield PackBatch(
                 x=x.view(-1, n, *x.shape[1:]),
                 y=self.labels.index_select(0, index.reshape(-1)).view(n, -1),

@@ -31,14 +31,14 @@ def pack_key(config: TrialConfig, *, by_ratio: bool = True) -> PackKey | None:
     training sets, usually of different sizes, hence different step counts per epoch.
     """
     spec = METHODS.get(config.method)
-    if spec.trainer != "standard":
-        return None
+    if spec.trainer != "standard" or config.precision != "fp32":
+        return None  # bf16: vmapped BatchNorm rejects fp32 running stats under autocast
     return (
         config.model, config.width, config.stem, config.dataset, config.num_classes,
         config.augment, config.data_root, config.ratio if by_ratio else None,
         config.batch_size, config.epochs, config.optimizer,
         config.momentum if config.optimizer == "sgd" else None,
-        config.device, config.precision, config.channels_last, config.compile, spec.family,
+        config.device, config.channels_last, config.compile, spec.family,
     )  # fmt: skip
 
 

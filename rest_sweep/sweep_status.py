@@ -10,9 +10,7 @@ registered yet are counted apart as ``not_runnable``.
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -217,17 +215,3 @@ def age(seconds_since_epoch: float | None) -> str:
     if not seconds_since_epoch:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds_since_epoch))
-
-
-class _CallableModule(types.ModuleType):
-    """``rest_sweep.status(...)`` must keep working after this module is imported.
-
-    Importing ``rest_sweep.status`` rebinds the package attribute ``status`` (the API verb of
-    ``rest_sweep/__init__.py``) to this module; calling the module calls :func:`status`.
-    """
-
-    def __call__(self, storage: str, name: str) -> StatusReport:
-        return status(storage, name)
-
-
-sys.modules[__name__].__class__ = _CallableModule
