@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# GPU-hours on {device}; trial counts from {source}; {EPOCHS} epochs; epoch overhead "
           f"{args.epoch_overhead:.0%}; BFFHQ ({BFFHQ_SIZE[args.recipe]} px) FLOP-scaled from "
           "ResNet-18 at 32 px (upper bound, not measured)")  # fmt: skip
-    print(f"{'grid':<24} {'mode':<36} {'GPU-h':>8} {'+BFFHQ':>8}")
+    print(f"{'grid':<24} {'mode':<36} {'GPU-h':>8} {'BFFHQ':>8}")
     for row in rows:
         mark = "" if row["complete"] else "  (a model was not measured)"
         print(f"{row['grid']:<24} {row['mode']:<36} {row['gpu_hours']:8.2f} "
