@@ -9,6 +9,11 @@ that trial's own ``SparseEngine`` on its row of the pack. No host sync inside an
 The numbers a trial produces are its single-trial numbers (same init, masks, data order,
 augmentation, loss, optimizer arithmetic, schedules and metrics) up to floating-point rounding:
 grouped convolutions sum in another order than N separate ones. See docs/performance.md.
+
+Knobs: ``compile`` compiles the packed loss (forward + loss; its backward through AOT autograd),
+checked equal to eager on the CPU, not yet measured on a GPU; ``channels_last`` is accepted and
+ignored (the stacked weights are one contiguous (N, P) tensor); ``precision="bf16"`` is not
+packed (see ``plan.pack_key``).
 """
 
 from __future__ import annotations
