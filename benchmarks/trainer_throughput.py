@@ -187,7 +187,7 @@ def single_loop(cfg, steps: int) -> tuple[int, float, float]:
 
     started = time.perf_counter()
     trial = Trial(cfg)
-    train_epoch = getattr(trial, "train_epoch", None) or trial._train_epoch
+    train_epoch = trial.train_epoch
     built = time.perf_counter() - started
     t0 = time.perf_counter()
     train_epoch(1, None)

@@ -49,17 +49,18 @@ class ProgressCallback(tune.Callback):
         result = trial.last_result or {}
         epochs = int(trial.config["trial"]["config"]["epochs"])
         finished = int(result.get("epoch", 0)) >= epochs or not result
+        size = int(trial.config["trial"].get("size", 1))  # a packed process counts its trials
         if finished:
-            self.done += 1
+            self.done += size
         else:
-            self.stopped += 1
+            self.stopped += size
         self._forget(trial)
         scores = " ".join(f"{k} {result[k]:.3f}" for k in SHOWN_METRICS if k in result)
         what = "finished" if finished else f"stopped early at epoch {result.get('epoch')}"
         self._print(f"{what} {self._name(trial)} {scores}".rstrip())
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.errors += 1
+        self.errors += int(trial.config["trial"].get("size", 1))
         self._forget(trial)
         self._print(f"errored {self._name(trial)}: {self._first_line(trial)}")
 

@@ -60,8 +60,13 @@ def run(
     num_gpus: int | None = None,
     reuse_actors: bool = False,
     quiet: bool = False,
+    pack_size: str | int = "auto",
 ) -> SweepResult:
-    """Plan ``grid`` in experiment ``name`` and run its trials that are not finished."""
+    """Plan ``grid`` in experiment ``name`` and run its trials that are not finished.
+
+    ``pack_size`` ("auto" or N) trains up to N compatible trials in one process; "auto" packs
+    on GPUs with the measured per-model default and runs single trials on CPUs.
+    """
     import search_spaces
 
     values = _overrides(overrides)
@@ -70,7 +75,7 @@ def run(
         raise UserError(f"grid {grid}: no runnable trials (pending rows: {len(expansion.pending)})")
     root = validate_data(data_root, expansion.trials)
     resources = TrialResources(cpus_per_trial, gpus_per_trial)
-    _check_settings(resources, scheduler, max_failures, max_concurrent)
+    _check_settings(resources, scheduler, max_failures, max_concurrent, pack_size)
     store = ExperimentStore(absolute_storage(storage), name)
     ledgers.ensure_no_live_driver(store)
     ledger = ledgers.record_plan(store, expansion, root)
@@ -78,6 +83,7 @@ def run(
     settings = {
         "address": address, "resources": resources.as_dict(), "max_concurrent": max_concurrent,
         "scheduler": scheduler, "metric": metric, "max_failures": max_failures,
+        "pack_size": pack_size,
     }  # fmt: skip
     return _launch(store, ledger, "run", expansion.grid, configs, settings,
                    num_cpus=num_cpus, num_gpus=num_gpus, reuse_actors=reuse_actors,
@@ -98,6 +104,7 @@ def resume(
     num_gpus: int | None = None,
     reuse_actors: bool = False,
     quiet: bool = False,
+    pack_size: str | int | None = None,
 ) -> SweepResult:
     """Run every planned trial of ``name`` that is not finished (errored ones included).
 
@@ -123,7 +130,8 @@ def resume(
     scheduler = last.get("scheduler") or "fifo"
     failures = last.get("max_failures", 2) if max_failures is None else max_failures
     concurrent = last.get("max_concurrent") if max_concurrent is None else max_concurrent
-    _check_settings(resources, scheduler, failures, concurrent)
+    packing = last.get("pack_size", "auto") if pack_size is None else pack_size
+    _check_settings(resources, scheduler, failures, concurrent, packing)
     if root != ledger.get("data_root"):
         ledger["data_root"] = root
         store.write_ledger(ledger)
@@ -132,6 +140,7 @@ def resume(
         "address": address if address is not None else last.get("address"),
         "resources": resources.as_dict(), "max_concurrent": concurrent, "scheduler": scheduler,
         "metric": last.get("metric") or DEFAULT_METRIC, "max_failures": failures,
+        "pack_size": packing,
     }  # fmt: skip
     return _launch(store, ledger, "resume", "(all planned)", configs, settings,
                    num_cpus=num_cpus, num_gpus=num_gpus, reuse_actors=reuse_actors,
@@ -183,8 +192,12 @@ def validate_data(data_root: str, trials: Any) -> str:
 
 
 def _check_settings(resources: TrialResources, scheduler: str, max_failures: int,
-                    max_concurrent: int | None) -> None:  # fmt: skip
+                    max_concurrent: int | None, pack_size: str | int = 1) -> None:  # fmt: skip
     resources.validate()
+    size = parse_pack_size(pack_size)
+    if scheduler == "asha" and size not in ("auto", 1):
+        raise UserError(f"--pack-size: {size} is not allowed with --scheduler asha; allowed: 1 "
+                        "(ASHA stops single trials, a pack would stop all its trials)")  # fmt: skip
     if scheduler not in SCHEDULER_NAMES:
         allowed = ", ".join(SCHEDULER_NAMES)
         raise UserError(f"--scheduler: {scheduler!r} is not allowed; allowed: {allowed}")
@@ -193,6 +206,43 @@ def _check_settings(resources: TrialResources, scheduler: str, max_failures: int
                         "or a count >= 0")  # fmt: skip
     if max_concurrent is not None and max_concurrent < 1:
         raise UserError(f"--max-concurrent: {max_concurrent} is not allowed; allowed: >= 1")
+
+
+def parse_pack_size(value: str | int) -> str | int:
+    """``"auto"`` or a positive trial count, from the CLI string or the Python API."""
+    if value == "auto":
+        return "auto"
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise UserError(f"--pack-size: {value!r} is not allowed; allowed: auto or an integer >= 1")
+    return size
+
+
+def launch_units(
+    todo: list[str], configs: Mapping[str, TrialConfig], pack_size: str | int,
+    resources: TrialResources, scheduler: str,
+) -> list[list[str]]:  # fmt: skip
+    """The Ray units of a launch: packs of compatible trials (by hash), or one trial each.
+
+    ``auto`` packs only on GPUs and only under FIFO, with the measured per-model pack size
+    (``trainables.pack.defaults``); trials that cannot share a pack run alone.
+    """
+    size = parse_pack_size(pack_size)
+    if size == "auto":
+        if resources.gpus <= 0 or scheduler != "fifo":
+            return [[h] for h in todo]
+        from trainables.pack import defaults_for
+
+        size = min(defaults_for(configs[h].model, "cuda").pack_size for h in todo)
+    if size <= 1:
+        return [[h] for h in todo]
+    from trainables.pack import plan_packs
+
+    groups = plan_packs([configs[h] for h in todo], size)
+    return [[todo[i] for i in group] for group in groups]
 
 
 def _overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
@@ -236,16 +286,20 @@ def _launch(store: ExperimentStore, ledger: dict[str, Any], command: str, grid: 
         launch = ledgers.start_launch(store, command, grid, todo, settings)
         from rest_sweep.tuner import LaunchPlan, build_tuner
 
+        units = launch_units(todo, configs, settings.get("pack_size", 1), resources,
+                             settings["scheduler"])  # fmt: skip
         launch_plan = LaunchPlan(
             store=store, launch_id=launch["id"], configs={h: configs[h] for h in todo},
+            units=units,
             resources=resources, max_concurrent=settings["max_concurrent"],
             scheduler=settings["scheduler"], metric=settings["metric"],
             max_failures=settings["max_failures"], already_finished=len(configs) - len(todo),
             reuse_actors=reuse_actors, quiet=quiet,
         )  # fmt: skip
         if not quiet:
+            packed = f" in {len(units)} packed processes" if len(units) < len(todo) else ""
             print(f"{store.name}: launch {launch['id']} on {where}: {len(todo)} of "
-                  f"{len(configs)} trials to run, {resources.cpus:g} CPU / "
+                  f"{len(configs)} trials to run{packed}, {resources.cpus:g} CPU / "
                   f"{resources.gpus:g} GPU each; Ray Tune output in {launch['tune_path']}")  # fmt: skip
         outcome = "interrupted"
         try:

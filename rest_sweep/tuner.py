@@ -30,6 +30,7 @@ class LaunchPlan:
     store: ExperimentStore
     launch_id: str
     configs: dict[str, TrialConfig]  # hash -> config (with this launch's data_root/device)
+    units: list[list[str]]  # Ray units: one trial hash, or the hashes of one packed process
     resources: TrialResources
     max_concurrent: int | None
     scheduler: str
@@ -48,12 +49,24 @@ def trial_dirname(trial: Any) -> str:
     return f"{trial.config['trial']['hash']}_{trial.trial_id}"
 
 
+def trial_entry(plan: LaunchPlan, trial_hash: str) -> dict[str, Any]:
+    cfg = plan.configs[trial_hash]
+    return {"hash": trial_hash, "name": cfg.short_name(), "uri": plan.store.trial_uri(trial_hash),
+            "config": cfg.to_dict(), "size": 1}  # fmt: skip
+
+
+def unit_entry(plan: LaunchPlan, hashes: list[str]) -> dict[str, Any]:
+    """A single trial's entry, or a pack's: the first member's fields plus ``members``."""
+    first = trial_entry(plan, hashes[0])
+    if len(hashes) == 1:
+        return first
+    members = [trial_entry(plan, h) for h in hashes]
+    return {**first, "hash": f"pack{len(hashes)}-{hashes[0]}", "size": len(hashes),
+            "name": f"pack of {len(hashes)}: {first['name']}...", "members": members}  # fmt: skip
+
+
 def param_space(plan: LaunchPlan) -> dict[str, Any]:
-    entries = [
-        {"hash": h, "name": cfg.short_name(), "uri": plan.store.trial_uri(h),
-         "config": cfg.to_dict()}
-        for h, cfg in plan.configs.items()
-    ]  # fmt: skip
+    entries = [unit_entry(plan, unit) for unit in plan.units]
     space: dict[str, Any] = {"trial": tune.grid_search(entries)}
     fault = os.environ.get(FAULT_ENV, "")
     if fault:

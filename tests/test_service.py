@@ -161,3 +161,27 @@ def test_fault_hook_parses_and_fires_once(tmp_path) -> None:
         fault.maybe_fail(2)
     fault.maybe_fail(2)  # the marker exists: a retry runs clean
     assert (tmp_path / "h").exists()
+
+
+def test_packed_sweep_writes_single_trial_results(ray_session, tiny_cmnist_root, tmp_path):
+    grid = write_grid(tmp_path, [41, 42], epochs=2)  # 4 trials: erm and rest, two seeds
+    result = sweep(grid, tiny_cmnist_root, tmp_path / "s", "packed", pack_size=2)
+    assert result.outcome == "completed" and result.launched == 4
+    store = ExperimentStore(str(tmp_path / "s"), "packed")
+    hashes = list(store.read_ledger()["trials"])
+    for trial_hash in hashes:  # the trial stays the unit of results
+        rows = store.trial(trial_hash).read_metrics()
+        assert [r["epoch"] for r in rows] == [1, 2]
+        assert all(r["pack_size"] == 2 for r in rows)
+        assert store.trial(trial_hash).read_summary()["status"] == "finished"
+    tune_trials = [p for p in (tmp_path / "s" / "packed" / "tune").glob("*/*") if p.is_dir()]
+    assert len(tune_trials) == 2 and all(p.name.startswith("pack2-") for p in tune_trials)
+    assert rest_sweep.status(str(tmp_path / "s"), "packed").finished == 4
+
+
+def test_pack_size_is_validated_before_ray(tiny_cmnist_root, tmp_path):
+    grid = write_grid(tmp_path, [41])
+    with pytest.raises(UserError, match="--pack-size"):
+        sweep(grid, tiny_cmnist_root, tmp_path / "s", "bad", pack_size="zero")
+    with pytest.raises(UserError, match="asha"):
+        sweep(grid, tiny_cmnist_root, tmp_path / "s", "bad", pack_size=4, scheduler="asha")

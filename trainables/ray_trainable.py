@@ -7,10 +7,16 @@ reference. The trial folder on storage is the checkpoint, not Tune's: every (re)
 and trains nothing if ``summary.json`` exists. Ray's experiment snapshot is never consulted, so
 its snapshot gap (a restore starting from an older checkpoint) cannot happen.
 
-Param space of one Tune trial (built by ``rest_sweep.tune_setup``)::
+Param space of one Tune trial (built by ``rest_sweep.tuner``)::
 
-    {"trial": {"hash": str, "name": str, "uri": str, "config": TrialConfig.to_dict()},
+    {"trial": {"hash": str, "name": str, "uri": str, "config": TrialConfig.to_dict(),
+               "size": 1},
      "fault": str}   # optional test hook, see FAULT_ENV
+
+A *packed* Tune trial (``--pack-size``) carries ``"members": [<entry as above>, ...]`` and
+``size`` > 1: :func:`trainables.pack.run_pack` trains them in one process, each into its own
+trial folder, and Tune sees one row per epoch with the members' mean metrics. The pack is the
+unit Ray schedules and retries; each member resumes from its own newest checkpoint.
 
 The final epoch's metrics are reported only after ``run_trial`` has written ``summary.json``:
 a scheduler that stops a trial on that report (ASHA at ``max_t``) then stops a finished trial.
@@ -35,6 +41,9 @@ def train_trial(params: dict[str, Any]) -> None:
     from trainables.train import run_trial
 
     trial = params["trial"]
+    if trial.get("members"):
+        _train_pack(trial)
+        return
     config = TrialConfig.from_dict(trial["config"])
     extra = {"trial_hash": trial["hash"], "node_id": _node_id()}
     fault = Fault.parse(params.get("fault", ""), trial["hash"])
@@ -51,6 +60,47 @@ def train_trial(params: dict[str, Any]) -> None:
     run_trial(config, report=report, checkpoint_dir=trial["uri"])
     for row in held:
         tune.report(row)
+
+
+def _train_pack(unit: dict[str, Any]) -> None:
+    """Train a packed unit; report one Tune row per epoch once every member has reported it."""
+    from ray import tune
+
+    from trainables.config import TrialConfig
+    from trainables.pack import run_pack
+
+    members = unit["members"]
+    configs = [TrialConfig.from_dict(m["config"]) for m in members]
+    epochs = max(c.epochs for c in configs)
+    rows: dict[int, dict[int, dict[str, Any]]] = {}
+
+    def emit(epoch: int, reported: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        row = _mean_row(list(reported.values()))
+        row.update(epoch=epoch, pack_size=len(members), members_reported=len(reported),
+                   trial_hash=unit["hash"], node_id=_node_id())  # fmt: skip
+        return row
+
+    def report(i: int, metrics: dict[str, Any]) -> None:
+        epoch = int(metrics.get("epoch", 0))
+        rows.setdefault(epoch, {})[i] = _numeric(metrics)
+        if len(rows[epoch]) == len(members) and epoch < epochs:
+            tune.report(emit(epoch, rows.pop(epoch)))
+
+    run_pack(configs, [m["uri"] for m in members], report)
+    # Epochs not every member reported (members resumed from different checkpoints, or
+    # already finished) and the last epoch go out now, after every summary.json exists.
+    for epoch in sorted(rows):
+        tune.report(emit(epoch, rows[epoch]))
+
+
+def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = set.intersection(*(set(r) for r in rows))
+    out = {}
+    for key in sorted(keys):
+        values = [r[key] for r in rows if isinstance(r[key], int | float) and r[key] == r[key]]
+        if values and not isinstance(values[0], bool):
+            out[key] = sum(values) / len(values)
+    return out
 
 
 def _numeric(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, reuse_actors=args.reuse_actors,
-        quiet=args.quiet,
+        quiet=args.quiet, pack_size=args.pack_size,
     )  # fmt: skip
     print_result(result)
     return result.exit_code

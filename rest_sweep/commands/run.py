@@ -12,6 +12,8 @@ EPILOG = """examples:
       --storage s3://bucket/sweeps --name t2-code --max-failures 3
   rest-sweep run --grid my_grid.yaml --data-root data --storage results --name explore \\
       --scheduler asha --metric valid_worst_group_acc
+  rest-sweep run --grid paper-table3-cmnist --data-root data --storage results --name t3 \
+      --gpus-per-trial 1 --pack-size 32     # 32 trials per process, one process per GPU
 Running the same command again continues the experiment: finished trials are never rerun,
 interrupted ones continue from their newest checkpoint, and a grid that gained trials (more
 seeds or densities) runs only the new ones. Every node reads --data-root at the same path."""
@@ -64,6 +66,12 @@ def add_launch_arguments(p: argparse.ArgumentParser, *, resume: bool) -> None:
     p.add_argument("--max-failures", type=int, default=None if resume else 2,
                    help=f"retries per failed trial, each from its newest checkpoint; -1 forever"
                    f"{same or ' (default 2)'}")  # fmt: skip
+    p.add_argument(
+        "--pack-size", default=None if resume else "auto", metavar="auto|N",
+        help="trials trained together in one process (one vmapped step; see docs/performance.md);"
+        " auto: the measured default per model on GPU (32), 1 on CPU; with N > 1, "
+        "--cpus/--gpus-per-trial are per packed process" + (same or " (default auto)"),
+    )  # fmt: skip
     p.add_argument("--num-cpus", type=int, default=None, help="embedded Ray: CPUs to use")
     p.add_argument("--num-gpus", type=int, default=None, help="embedded Ray: GPUs to use")
     p.add_argument("--reuse-actors", action="store_true",
@@ -81,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         scheduler=args.scheduler, metric=args.metric, max_failures=args.max_failures,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, reuse_actors=args.reuse_actors,
-        quiet=args.quiet,
+        quiet=args.quiet, pack_size=args.pack_size,
     )  # fmt: skip
     print_result(result)
     return result.exit_code

@@ -122,7 +122,7 @@ class Trial:
         """Train one epoch (1-based), evaluate valid and test, return the metrics row."""
         started = time.perf_counter()
         lr = current_lr(self.optimizer)
-        train = self._train_epoch(epoch, progress)
+        train = self.train_epoch(epoch, progress)
         row: dict[str, Any] = {"epoch": epoch, **train}
         row.update(self._evaluate(self.valid, "valid", epoch))
         row.update(self._evaluate(self.test, "test", epoch))
@@ -139,7 +139,8 @@ class Trial:
             self.best_score, self.best_row = score, dict(row)
         return row
 
-    def _train_epoch(self, epoch: int, progress) -> dict[str, float]:
+    def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
+        """Train one epoch (no evaluation); the benchmarks time this alone."""
         cfg, model = self.cfg, self.model
         model.train()
         acc = GroupAccumulator(cfg.num_classes, self.device)
