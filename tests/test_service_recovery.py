@@ -136,11 +136,11 @@ print("RESULT " + json.dumps(out))
 
 
 def _node_ids(storage: Path, name: str) -> list[str]:
-    ids = []
-    for result in (storage / name / "tune").glob("*/*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        ids += list({r["node_id"] for r in rows})
-    return ids
+    """The Ray node that finished each trial, from the trial folders' own state.json."""
+    return [
+        json.loads(state.read_text())["node_id"]
+        for state in sorted((storage / name / "trials").glob("*/state.json"))
+    ]
 
 
 def test_two_node_cluster_places_trials_by_resources(tiny_cmnist_root, tmp_path):
@@ -155,9 +155,7 @@ def test_two_node_cluster_places_trials_by_resources(tiny_cmnist_root, tmp_path)
     assert lines, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = json.loads(lines[-1].removeprefix("RESULT "))
     assert out["cpu"] == "completed" and out["gpu"] == "completed"
-    # Sets, not lists: Tune syncs each trial's result.json from the driver's staging folder at
-    # its own pace, so one of them may still be missing when fit() returns.
-    assert set(_node_ids(storage, "cpu")) == {out["head"], out["gpu_node"]}
-    assert set(_node_ids(storage, "gpu")) == {out["gpu_node"]}
+    assert sorted(_node_ids(storage, "cpu")) == sorted([out["head"], out["gpu_node"]])
+    assert _node_ids(storage, "gpu") == [out["gpu_node"]] * 2
     assert "--gpus-per-trial 2: no node" in out["infeasible"]
     assert "1 GPUs" in out["infeasible"]

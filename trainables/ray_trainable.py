@@ -58,6 +58,7 @@ def train_trial(params: dict[str, Any]) -> None:
         fault.maybe_fail(int(metrics.get("epoch", 0)))
 
     run_trial(config, report=report, checkpoint_dir=trial["uri"])
+    _record_node(trial["uri"])
     for row in held:
         tune.report(row)
 
@@ -87,10 +88,21 @@ def _train_pack(unit: dict[str, Any]) -> None:
             tune.report(emit(epoch, rows.pop(epoch)))
 
     run_pack(configs, [m["uri"] for m in members], report)
+    for member in members:
+        _record_node(member["uri"])
     # Epochs not every member reported (members resumed from different checkpoints, or
     # already finished) and the last epoch go out now, after every summary.json exists.
     for epoch in sorted(rows):
         tune.report(emit(epoch, rows[epoch]))
+
+
+def _record_node(uri: str) -> None:
+    """Keep the Ray node that finished the trial in its own ``state.json`` (placement audits)."""
+    from trainables.results import TrialStore
+
+    store = TrialStore(uri)
+    state = store.read_state() or {}
+    store.write_state(state.get("state", "finished"), node_id=_node_id())
 
 
 def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
