@@ -14,10 +14,8 @@ engine, the scheduler and the checkpoint format.
 from __future__ import annotations
 
 import math
-import random
 from typing import Any
 
-import numpy as np
 import torch
 
 from trainables.config import TrialConfig
@@ -27,7 +25,12 @@ from trainables.sparse import SparseEngine, layer_flops, maskable_parameters, sp
 from trainables.train.metrics import selection_score
 from trainables.train.optim import EpochSchedule, build_optimizer, current_lr
 from trainables.train.reweight import REWEIGHTING
-from trainables.train.trial import dense_gradient_steps
+from trainables.train.trial import (
+    check_owner,
+    dense_gradient_steps,
+    load_progress_state,
+    progress_state,
+)
 
 
 class PackMember:
@@ -192,35 +195,12 @@ class PackMember:
             for k, entry in optimizer["state"].items()
         }
         return {
-            "epoch": epoch,
-            "trial_hash": self.cfg.trial_hash,
+            **progress_state(self, epoch),
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": optimizer,
-            "engine": self.engine.state_dict() if self.engine is not None else None,
-            "schedule": self.schedule.state_dict(),
-            "step": self.step,
-            "train_flops": self.train_flops,
-            "best_score": self.best_score,
-            "best_row": self.best_row,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore counters, engine and schedule; weights/optimizer rows go via the pack."""
-        if state["trial_hash"] != self.cfg.trial_hash:
-            raise ValueError(
-                f"checkpoint belongs to trial {state['trial_hash']}, not {self.cfg.trial_hash}"
-            )
-        if self.engine is not None:
-            self.engine.load_state_dict(state["engine"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.step = state["step"]
-        self.train_flops = state["train_flops"]
-        self.best_score = state["best_score"]
-        self.best_row = state["best_row"]
-        self.refresh_sparse_flops()
+        check_owner(self.cfg, state)
+        load_progress_state(self, state)

@@ -99,9 +99,9 @@ class Trial:
         self.schedule = EpochSchedule(self.optimizer, cfg)
         self.forward = torch.compile(model) if cfg.compile else model
         self.maskable_total = sum(p.numel() for p in maskable_parameters(model).values())
-        self._refresh_sparse_flops()
+        self.refresh_sparse_flops()
 
-    def _refresh_sparse_flops(self) -> None:
+    def refresh_sparse_flops(self) -> None:
         if self.engine is None:
             self.forward_flops = self.dense_flops
         else:
@@ -163,7 +163,7 @@ class Trial:
             acc.update(logits, batch.y, batch.b, losses)
             self._charge_flops(batch.y.shape[0], updated, dense_grad)
             if updated:
-                self._refresh_sparse_flops()
+                self.refresh_sparse_flops()
             if progress is not None:
                 progress.update(1)
         metrics = acc.compute("train")
@@ -228,42 +228,56 @@ class Trial:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self, epoch: int) -> dict[str, Any]:
         return {
-            "epoch": epoch,
-            "trial_hash": self.cfg.trial_hash,
+            **progress_state(self, epoch),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "engine": self.engine.state_dict() if self.engine is not None else None,
-            "schedule": self.schedule.state_dict(),
-            "step": self.step,
-            "train_flops": self.train_flops,
-            "best_score": self.best_score,
-            "best_row": self.best_row,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["trial_hash"] != self.cfg.trial_hash:
-            raise ValueError(
-                f"checkpoint belongs to trial {state['trial_hash']}, not {self.cfg.trial_hash}"
-            )
+        check_owner(self.cfg, state)
         self.model.load_state_dict(state["model"])
-        if self.engine is not None:
-            self.engine.load_state_dict(state["engine"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.step = state["step"]
-        self.train_flops = state["train_flops"]
-        self.best_score = state["best_score"]
-        self.best_row = state["best_row"]
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self._refresh_sparse_flops()
+        load_progress_state(self, state)
+
+
+def check_owner(cfg: TrialConfig, state: dict[str, Any]) -> None:
+    if state["trial_hash"] != cfg.trial_hash:
+        raise ValueError(f"checkpoint belongs to trial {state['trial_hash']}, not {cfg.trial_hash}")
+
+
+def progress_state(trial: Any, epoch: int) -> dict[str, Any]:
+    """The checkpoint entries besides weights and optimizer (shared with packed trials)."""
+    return {
+        "epoch": epoch,
+        "trial_hash": trial.cfg.trial_hash,
+        "engine": trial.engine.state_dict() if trial.engine is not None else None,
+        "schedule": trial.schedule.state_dict(),
+        "step": trial.step,
+        "train_flops": trial.train_flops,
+        "best_score": trial.best_score,
+        "best_row": trial.best_row,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        },
+    }
+
+
+def load_progress_state(trial: Any, state: dict[str, Any]) -> None:
+    """Inverse of :func:`progress_state` (after the weights and optimizer are in place)."""
+    if trial.engine is not None:
+        trial.engine.load_state_dict(state["engine"])
+    trial.schedule.load_state_dict(state["schedule"])
+    trial.step = state["step"]
+    trial.train_flops = state["train_flops"]
+    trial.best_score = state["best_score"]
+    trial.best_row = state["best_row"]
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    trial.refresh_sparse_flops()
