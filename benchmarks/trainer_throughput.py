@@ -9,7 +9,8 @@ All loops run in one process on the same PNG bundle, model, batch size and metho
   logging every step.
 * ``single``: ``trainables.train.trial.Trial`` (the lead's loop, imported, not copied): uint8
   data resident on the device, batched device augmentation, no per-step host sync, fused
-  in-place mask multiply; variants ``fp32``, ``bf16``, ``+cl`` (channels_last), ``+compile``.
+  in-place mask multiply; variants ``fp32``, ``bf16``, ``+cl`` (channels_last), ``+compile``,
+  ``+graphs`` (each full batch replayed as one CUDA graph).
 * ``pack``: ``trainables.pack.PackTrainer`` with N trials (seeds 0..N-1) in one process.
 
 Samples/s count training images only (no evaluation). The last printed line is exactly
@@ -225,6 +226,8 @@ VARIANTS = {
     "bf16+cl+compile": {"precision": "bf16", "channels_last": True, "compile": True},
     "fp32+compile": {"compile": True},
     "bf16+compile": {"precision": "bf16", "compile": True},
+    "fp32+graphs": {"cuda_graphs": True},
+    "fp32+cl+graphs": {"channels_last": True, "cuda_graphs": True},
 }
 
 

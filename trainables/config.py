@@ -109,6 +109,10 @@ class TrialConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N", identity=False)
     channels_last: bool = _f(False, "channels_last memory format (CUDA speed knob)", identity=False)
     compile: bool = _f(False, "torch.compile the train step (CUDA speed knob)", identity=False)
+    cuda_graphs: bool = _f(
+        False, "replay each full training batch as one CUDA graph (CUDA speed knob)",
+        identity=False,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         validate(self)

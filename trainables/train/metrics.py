@@ -23,6 +23,12 @@ class GroupAccumulator:
         self.correct = torch.zeros(cells, dtype=torch.long, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
 
+    def reset(self) -> None:
+        """Zero in place (a CUDA graph keeps pointing at these tensors)."""
+        self.count.zero_()
+        self.correct.zero_()
+        self.loss_sum.zero_()
+
     @torch.no_grad()
     def update(self, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor, losses: torch.Tensor):
         # index_add_ into fixed-size tensors: unlike bincount it never syncs with the host.

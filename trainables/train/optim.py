@@ -15,15 +15,27 @@ def _fast_kwargs(device: torch.device) -> dict[str, bool]:
     return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
+def graphed(cfg: TrialConfig, device: torch.device) -> bool:
+    """Whether the train step is replayed as a CUDA graph (needs a device-resident lr)."""
+    return cfg.cuda_graphs and device.type == "cuda"
+
+
+def _lr(cfg: TrialConfig, device: torch.device) -> float | torch.Tensor:
+    # A graph bakes a Python float into its kernels; a device tensor can change between replays.
+    return torch.tensor(cfg.lr, device=device) if graphed(cfg, device) else cfg.lr
+
+
 def _adam(params: Iterable[torch.Tensor], cfg: TrialConfig, device: torch.device):
+    extra = {"capturable": True} if graphed(cfg, device) else {}
     return torch.optim.Adam(
-        params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay, **_fast_kwargs(device)
-    )
+        params, lr=_lr(cfg, device), betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
+        **_fast_kwargs(device), **extra,
+    )  # fmt: skip
 
 
 def _sgd(params: Iterable[torch.Tensor], cfg: TrialConfig, device: torch.device):
     return torch.optim.SGD(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        params, lr=_lr(cfg, device), momentum=cfg.momentum, weight_decay=cfg.weight_decay,
         **_fast_kwargs(device),
     )  # fmt: skip
 
@@ -52,10 +64,13 @@ class EpochSchedule:
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
 
     def step(self, valid_loss: float) -> None:
+        groups = self.scheduler.optimizer.param_groups if self.scheduler is not None else []
+        tensors = [g["lr"] for g in groups]
         if self.kind == "plateau":
             self.scheduler.step(valid_loss)
         elif self.kind == "cosine":
             self.scheduler.step()
+        keep_device_lr(groups, tensors)
 
     def state_dict(self) -> dict:
         return self.scheduler.state_dict() if self.scheduler is not None else {}
@@ -63,6 +78,14 @@ class EpochSchedule:
     def load_state_dict(self, state: dict) -> None:
         if self.scheduler is not None and state:
             self.scheduler.load_state_dict(state)
+
+
+def keep_device_lr(groups: list[dict], tensors: list) -> None:
+    """Write a new lr into the device tensor a CUDA graph reads, if a scheduler replaced it."""
+    for group, tensor in zip(groups, tensors, strict=True):
+        if isinstance(tensor, torch.Tensor) and group["lr"] is not tensor:
+            tensor.fill_(float(group["lr"]))
+            group["lr"] = tensor
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:

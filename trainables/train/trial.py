@@ -22,8 +22,9 @@ from trainables.data import DeviceSplit, load_splits, make_transform
 from trainables.methods import METHODS
 from trainables.models import build_model
 from trainables.sparse import SparseEngine, layer_flops, maskable_parameters, sparse_forward_flops
+from trainables.train.graphs import GraphedStep
 from trainables.train.metrics import GroupAccumulator, selection_score
-from trainables.train.optim import EpochSchedule, build_optimizer, current_lr
+from trainables.train.optim import EpochSchedule, build_optimizer, current_lr, graphed
 from trainables.train.reweight import REWEIGHTING
 
 EVAL_BATCH = {"cpu": 1024, "cuda": 4096}
@@ -98,6 +99,9 @@ class Trial:
             self.engine.bind_optimizer(self.optimizer)
         self.schedule = EpochSchedule(self.optimizer, cfg)
         self.forward = torch.compile(model) if cfg.compile else model
+        self.use_graphs = graphed(cfg, self.device)
+        self.graph: GraphedStep | None = None
+        self.train_acc = GroupAccumulator(cfg.num_classes, self.device)
         self.maskable_total = sum(p.numel() for p in maskable_parameters(model).values())
         self.refresh_sparse_flops()
 
@@ -141,26 +145,26 @@ class Trial:
 
     def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
         """Train one epoch (no evaluation); the benchmarks time this alone."""
-        cfg, model = self.cfg, self.model
-        model.train()
-        acc = GroupAccumulator(cfg.num_classes, self.device)
+        cfg = self.cfg
+        self.model.train()
+        acc = self.train_acc
+        acc.reset()
         dense_grad = dense_gradient_steps(cfg.growth) if self.engine is not None else "never"
         batches = self.train.batches(
             cfg.batch_size, epoch=epoch, seed=cfg.seed, shuffle=True, weights=self.sampling_weights
         )
         for batch in batches:
-            x = self._prepare(batch.x)
-            with self._autocast():
-                logits = self.forward(x)
-            losses = F.cross_entropy(logits.float(), batch.y, reduction="none")
-            weights = self.reweighting.loss_weights(batch.y, batch.b, cfg.upweight)
-            loss = (losses * weights).mean() if weights is not None else losses.mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            if self.use_graphs and self.graph is None and batch.x.shape[0] == cfg.batch_size:
+                state = [acc.count, acc.correct, acc.loss_sum]
+                self.graph = GraphedStep(self._step, self.model, self.optimizer, state, batch)
+            if self.graph is not None and self.graph.fits(batch):
+                self.graph.replay(batch)
+            else:
+                # Once a graph exists its gradient tensors must stay the ones the engine reads.
+                self.optimizer.zero_grad(set_to_none=self.graph is None)
+                self._step(batch.x, batch.y, batch.b)
             self.step += 1
             updated = self.engine.step(self.step) if self.engine is not None else False
-            acc.update(logits, batch.y, batch.b, losses)
             self._charge_flops(batch.y.shape[0], updated, dense_grad)
             if updated:
                 self.refresh_sparse_flops()
@@ -168,6 +172,17 @@ class Trial:
                 progress.update(1)
         metrics = acc.compute("train")
         return {"train_loss": metrics["train_loss"], "train_acc": metrics["train_acc"]}
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> None:
+        """Forward, loss, backward, optimizer step, metric sums: what a CUDA graph records."""
+        with self._autocast():
+            logits = self.forward(self._prepare(x))
+        losses = F.cross_entropy(logits.float(), y, reduction="none")
+        weights = self.reweighting.loss_weights(y, b, self.cfg.upweight)
+        loss = (losses * weights).mean() if weights is not None else losses.mean()
+        loss.backward()
+        self.optimizer.step()
+        self.train_acc.update(logits, y, b, losses)
 
     def _charge_flops(self, n: int, updated: bool, dense_grad: str) -> None:
         """RigL-paper accounting: 3 f_S per example, 2 f_S + f_D when a dense gradient is used."""
@@ -237,6 +252,9 @@ class Trial:
         check_owner(self.cfg, state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.use_graphs:  # the loaded lr is a host value; graphs read a device tensor
+            for group in self.optimizer.param_groups:
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
         load_progress_state(self, state)
 
 
