@@ -9,8 +9,8 @@ All loops run in one process on the same PNG bundle, model, batch size and metho
   logging every step.
 * ``single``: ``trainables.train.trial.Trial`` (the lead's loop, imported, not copied): uint8
   data resident on the device, batched device augmentation, no per-step host sync, fused
-  in-place mask multiply; variants ``fp32``, ``bf16``, ``+cl`` (channels_last), ``+compile``,
-  ``+graphs`` (each full batch replayed as one CUDA graph).
+  in-place mask multiply; variants ``fp32`` (the default path: on CUDA channels_last + CUDA
+  graphs), ``fp32-eager`` (neither), ``+cl-eager``, ``-graphs-nocl``, ``bf16``, ``+compile``.
 * ``pack``: ``trainables.pack.PackTrainer`` with N trials (seeds 0..N-1) in one process.
 
 Samples/s count training images only (no evaluation). The last printed line is exactly
@@ -219,15 +219,16 @@ def pack_loop(cfg, n: int, steps: int) -> tuple[int, float]:
 
 
 VARIANTS = {
+    # "fp32" is the default path: on CUDA, channels_last + each full batch replayed as a CUDA graph.
     "fp32": {},
+    "fp32-eager": {"channels_last": False, "cuda_graphs": False},
+    "fp32+cl-eager": {"cuda_graphs": False},
+    "fp32-graphs-nocl": {"channels_last": False},
     "bf16": {"precision": "bf16"},
-    "fp32+cl": {"channels_last": True},
-    "bf16+cl": {"precision": "bf16", "channels_last": True},
-    "bf16+cl+compile": {"precision": "bf16", "channels_last": True, "compile": True},
-    "fp32+compile": {"compile": True},
-    "bf16+compile": {"precision": "bf16", "compile": True},
-    "fp32+graphs": {"cuda_graphs": True},
-    "fp32+cl+graphs": {"channels_last": True, "cuda_graphs": True},
+    "bf16-eager": {"precision": "bf16", "channels_last": False, "cuda_graphs": False},
+    "fp32+compile": {"compile": True, "channels_last": False},
+    "bf16+compile": {"precision": "bf16", "compile": True, "channels_last": False},
+    "bf16+cl+compile": {"precision": "bf16", "compile": True},
 }
 
 

@@ -107,10 +107,10 @@ class TrialConfig:
     # where, not what: excluded from the hash
     data_root: str = _f("", "data root holding <dataset>/ folders", identity=False)
     device: str = _f("auto", "auto, cpu, cuda or cuda:N", identity=False)
-    channels_last: bool = _f(False, "channels_last memory format (CUDA speed knob)", identity=False)
+    channels_last: bool = _f(True, "channels_last memory format (CUDA only)", identity=False)
     compile: bool = _f(False, "torch.compile the train step (CUDA speed knob)", identity=False)
     cuda_graphs: bool = _f(
-        False, "replay each full training batch as one CUDA graph (CUDA speed knob)",
+        True, "replay each full training batch as one CUDA graph (CUDA only; off with compile)",
         identity=False,
     )  # fmt: skip
 

@@ -17,7 +17,7 @@ def _fast_kwargs(device: torch.device) -> dict[str, bool]:
 
 def graphed(cfg: TrialConfig, device: torch.device) -> bool:
     """Whether the train step is replayed as a CUDA graph (needs a device-resident lr)."""
-    return cfg.cuda_graphs and device.type == "cuda"
+    return cfg.cuda_graphs and device.type == "cuda" and not cfg.compile
 
 
 def _lr(cfg: TrialConfig, device: torch.device) -> float | torch.Tensor:

@@ -51,6 +51,8 @@ class Trial:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.reweighting = REWEIGHTING.get(cfg.reweight)
+        # Measured on an H100 (benchmarks/README.md): faster on CUDA; on the CPU it only costs.
+        self.channels_last = cfg.channels_last and self.device.type == "cuda"
         self._build_data()
         self._build_model()
         self.step = 0
@@ -77,7 +79,7 @@ class Trial:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem)
         model = model.to(self.device)
-        if cfg.channels_last:
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)  # before masks: same strides
         self.model = model
         flops = layer_flops(model, self.input_size)
@@ -119,7 +121,7 @@ class Trial:
         return contextlib.nullcontext()
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # ------------------------------------------------------------------ one epoch
     def run_epoch(self, epoch: int, progress=None, attempt: int = 1) -> dict[str, Any]:
