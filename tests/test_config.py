@@ -26,15 +26,15 @@ def test_round_trip_and_hash_are_stable():
     assert len(cfg.trial_hash) == 16
 
 
+PINNED_REST_HASH = "2ee8a857ffb74860"
+
+
 def test_pinned_hashes_do_not_drift():
     # If this fails, every existing experiment would lose its trials: adding a field with a
     # neutral default or reordering fields must keep these values.
     assert TrialConfig().trial_hash == "44136fa355b3678a"
     cfg = TrialConfig.from_recipe("paper", dataset="cmnist", ratio=1.0, method="rest", density=0.05)
     assert cfg.trial_hash == PINNED_REST_HASH
-
-
-PINNED_REST_HASH = "2ee8a857ffb74860"
 
 
 def test_non_identity_fields_do_not_change_the_hash():
