@@ -22,14 +22,15 @@ from trainables.config import TrialConfig
 from trainables.methods import METHODS
 from trainables.models import build_model
 from trainables.sparse import SparseEngine, layer_flops, maskable_parameters, sparse_forward_flops
-from trainables.train.metrics import selection_score
 from trainables.train.optim import EpochSchedule, build_optimizer, current_lr
 from trainables.train.reweight import REWEIGHTING
 from trainables.train.trial import (
     check_owner,
     dense_gradient_steps,
+    finish_epoch,
     load_progress_state,
     progress_state,
+    trial_summary,
 )
 
 
@@ -144,45 +145,14 @@ class PackMember:
 
     def finish_epoch(self, row: dict[str, Any]) -> None:
         """LR schedule on the valid loss and best-epoch tracking, as ``Trial.run_epoch``."""
-        self.schedule.step(row["valid_loss"])
-        score = selection_score(row)
-        if self.best_row is None or score > self.best_score:
-            self.best_score, self.best_row = score, dict(row)
+        finish_epoch(self, row)
 
     # ------------------------------------------------------------------ results
     def summary(
         self, rows: list[dict[str, Any]], attempts: int, train_n: int, input_size: int
     ) -> dict[str, Any]:
         """``Trial.summary`` for this member (same keys and meaning)."""
-        cfg = self.cfg
-        final = rows[-1]
-        selected = final if cfg.selection == "last" else self.best_row or final
-        samples = train_n * cfg.epochs
-        return {
-            "trial_hash": cfg.trial_hash,
-            "status": "finished",
-            "epochs": len(rows),
-            "final": final,
-            "selected": selected,
-            "selected_epoch": selected["epoch"],
-            "selection": cfg.selection,
-            "recipe": cfg.recipe,
-            "density": self.engine.density() if self.engine else 1.0,
-            "nonzero_params": self.engine.nonzeros() if self.engine else self.maskable_total,
-            "total_params": self.maskable_total,
-            "inference_flops": self.forward_flops,
-            "dense_inference_flops": self.dense_flops,
-            "train_flops": self.train_flops,
-            "dense_train_flops": 3.0 * self.dense_flops * samples,
-            "train_samples": train_n,
-            "input_size": input_size,
-            "wall_time_s": float(sum(r["epoch_time_s"] for r in rows)),
-            "device": self.device.type,
-            "gpu_name": torch.cuda.get_device_name(self.device)
-            if self.device.type == "cuda"
-            else "",
-            "attempts": attempts,
-        }
+        return trial_summary(self, rows, attempts, train_n, input_size)
 
     def state_dict(self, epoch: int) -> dict[str, Any]:
         """The checkpoint in ``Trial.state_dict``'s format (compact CPU copies, no pack views)."""

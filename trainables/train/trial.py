@@ -132,7 +132,6 @@ class Trial:
         row: dict[str, Any] = {"epoch": epoch, **train}
         row.update(self._evaluate(self.valid, "valid", epoch))
         row.update(self._evaluate(self.test, "test", epoch))
-        self.schedule.step(row["valid_loss"])
         row.update(
             density=self.engine.density() if self.engine else 1.0,
             train_flops=self.train_flops,
@@ -140,9 +139,7 @@ class Trial:
             epoch_time_s=time.perf_counter() - started,
             attempt=attempt,
         )
-        score = selection_score(row)
-        if self.best_row is None or score > self.best_score:
-            self.best_score, self.best_row = score, dict(row)
+        finish_epoch(self, row)
         return row
 
     def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
@@ -212,35 +209,7 @@ class Trial:
 
     # ------------------------------------------------------------------ results
     def summary(self, rows: list[dict[str, Any]], attempts: int) -> dict[str, Any]:
-        cfg = self.cfg
-        final = rows[-1]
-        selected = final if cfg.selection == "last" else self.best_row or final
-        samples = self.train.n * cfg.epochs
-        return {
-            "trial_hash": cfg.trial_hash,
-            "status": "finished",
-            "epochs": len(rows),
-            "final": final,
-            "selected": selected,
-            "selected_epoch": selected["epoch"],
-            "selection": cfg.selection,
-            "recipe": cfg.recipe,
-            "density": self.engine.density() if self.engine else 1.0,
-            "nonzero_params": self.engine.nonzeros() if self.engine else self.maskable_total,
-            "total_params": self.maskable_total,
-            "inference_flops": self.forward_flops,
-            "dense_inference_flops": self.dense_flops,
-            "train_flops": self.train_flops,
-            "dense_train_flops": 3.0 * self.dense_flops * samples,
-            "train_samples": self.train.n,
-            "input_size": self.input_size,
-            "wall_time_s": float(sum(r["epoch_time_s"] for r in rows)),
-            "device": self.device.type,
-            "gpu_name": torch.cuda.get_device_name(self.device)
-            if self.device.type == "cuda"
-            else "",
-            "attempts": attempts,
-        }
+        return trial_summary(self, rows, attempts, self.train.n, self.input_size)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self, epoch: int) -> dict[str, Any]:
@@ -258,6 +227,48 @@ class Trial:
             for group in self.optimizer.param_groups:
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
         load_progress_state(self, state)
+
+
+def finish_epoch(trial: Any, row: dict[str, Any]) -> None:
+    """After an epoch's row is complete: the LR schedule on the valid loss, best-epoch tracking."""
+    trial.schedule.step(row["valid_loss"])
+    score = selection_score(row)
+    if trial.best_row is None or score > trial.best_score:
+        trial.best_score, trial.best_row = score, dict(row)
+
+
+def trial_summary(
+    trial: Any, rows: list[dict[str, Any]], attempts: int, train_n: int, input_size: int
+) -> dict[str, Any]:
+    """``summary.json`` of a finished trial (shared by single and packed trials)."""
+    cfg = trial.cfg
+    final = rows[-1]
+    selected = final if cfg.selection == "last" else trial.best_row or final
+    engine = trial.engine
+    on_gpu = trial.device.type == "cuda"
+    return {
+        "trial_hash": cfg.trial_hash,
+        "status": "finished",
+        "epochs": len(rows),
+        "final": final,
+        "selected": selected,
+        "selected_epoch": selected["epoch"],
+        "selection": cfg.selection,
+        "recipe": cfg.recipe,
+        "density": engine.density() if engine else 1.0,
+        "nonzero_params": engine.nonzeros() if engine else trial.maskable_total,
+        "total_params": trial.maskable_total,
+        "inference_flops": trial.forward_flops,
+        "dense_inference_flops": trial.dense_flops,
+        "train_flops": trial.train_flops,
+        "dense_train_flops": 3.0 * trial.dense_flops * train_n * cfg.epochs,
+        "train_samples": train_n,
+        "input_size": input_size,
+        "wall_time_s": float(sum(r["epoch_time_s"] for r in rows)),
+        "device": trial.device.type,
+        "gpu_name": torch.cuda.get_device_name(trial.device) if on_gpu else "",
+        "attempts": attempts,
+    }
 
 
 def check_owner(cfg: TrialConfig, state: dict[str, Any]) -> None:
