@@ -19,6 +19,9 @@ if [ ! -x "$cache/bin/python" ] || [ ! -f "$cache/.complete" ]; then
     "$cache/bin/pip" install -q --upgrade pip
     "$cache/bin/pip" install -q -e ".[$extras]"
     touch "$cache/.complete"
+    # Environments of older dependency specs are ~6 GB each: drop those unused for a week.
+    find "$(dirname "$cache")" -maxdepth 1 -name 'venv-*' ! -path "$cache" -mtime +7 \
+        -exec rm -rf {} + 2>/dev/null || true
 fi
 if [ -e .venv ] && [ ! -L .venv ]; then
     echo "ensure_venv: ./.venv exists and is not a link to the cache; remove it first" >&2
