@@ -21,15 +21,16 @@ import torch
 from trainables.config import TrialConfig
 from trainables.methods import METHODS
 from trainables.models import build_model
-from trainables.sparse import SparseEngine, layer_flops, maskable_parameters, sparse_forward_flops
+from trainables.sparse import SparseEngine, layer_flops, maskable_parameters
 from trainables.train.optim import EpochSchedule, build_optimizer, current_lr
 from trainables.train.reweight import REWEIGHTING
 from trainables.train.trial import (
     check_owner,
-    dense_gradient_steps,
     finish_epoch,
+    forward_flops,
     load_progress_state,
     progress_state,
+    step_flops,
     trial_summary,
 )
 
@@ -67,7 +68,6 @@ class PackMember:
         self.schedule = EpochSchedule(self.optimizer, cfg)
         self.maskable = maskable_parameters(self.model)
         self.maskable_total = sum(p.numel() for p in self.maskable.values())
-        self.dense_grad = dense_gradient_steps(cfg.growth) if self.engine is not None else "never"
         self.step = 0
         self.train_flops = 0.0
         self.best_score = -math.inf
@@ -117,21 +117,11 @@ class PackMember:
 
     # ------------------------------------------------------------------ bookkeeping
     def refresh_sparse_flops(self) -> None:
-        if self.engine is None:
-            self.forward_flops = self.dense_flops
-        else:
-            self.forward_flops = sparse_forward_flops(
-                self.layer_flops, self.engine.layer_densities()
-            )
+        self.forward_flops = forward_flops(self)
 
     def charge_flops(self, n: int, updated: bool) -> None:
-        """``Trial._charge_flops``: RigL-paper accounting of one step of ``n`` examples."""
-        if self.engine is None:
-            self.train_flops += 3.0 * self.dense_flops * n
-        elif self.dense_grad == "every" or (self.dense_grad == "update" and updated):
-            self.train_flops += (2.0 * self.forward_flops + self.dense_flops) * n
-        else:
-            self.train_flops += 3.0 * self.forward_flops * n
+        """RigL-paper accounting of one step of ``n`` examples, as a single trial."""
+        self.train_flops += step_flops(self, n, updated)
 
     def mask_update_due(self, step: int) -> bool:
         return (

@@ -108,12 +108,7 @@ class Trial:
         self.refresh_sparse_flops()
 
     def refresh_sparse_flops(self) -> None:
-        if self.engine is None:
-            self.forward_flops = self.dense_flops
-        else:
-            self.forward_flops = sparse_forward_flops(
-                self.layer_flops, self.engine.layer_densities()
-            )
+        self.forward_flops = forward_flops(self)
 
     def _autocast(self):
         if self.cfg.precision == "bf16":
@@ -148,7 +143,6 @@ class Trial:
         self.model.train()
         acc = self.train_acc
         acc.reset()
-        dense_grad = dense_gradient_steps(cfg.growth) if self.engine is not None else "never"
         batches = self.train.batches(
             cfg.batch_size, epoch=epoch, seed=cfg.seed, shuffle=True, weights=self.sampling_weights
         )
@@ -164,7 +158,7 @@ class Trial:
                 self._step(batch.x, batch.y, batch.b)
             self.step += 1
             updated = self.engine.step(self.step) if self.engine is not None else False
-            self._charge_flops(batch.y.shape[0], updated, dense_grad)
+            self.train_flops += step_flops(self, batch.y.shape[0], updated)
             if updated:
                 self.refresh_sparse_flops()
             if progress is not None:
@@ -182,15 +176,6 @@ class Trial:
         loss.backward()
         self.optimizer.step()
         self.train_acc.update(logits, y, b, losses)
-
-    def _charge_flops(self, n: int, updated: bool, dense_grad: str) -> None:
-        """RigL-paper accounting: 3 f_S per example, 2 f_S + f_D when a dense gradient is used."""
-        if self.engine is None:
-            self.train_flops += 3.0 * self.dense_flops * n
-        elif dense_grad == "every" or (dense_grad == "update" and updated):
-            self.train_flops += (2.0 * self.forward_flops + self.dense_flops) * n
-        else:
-            self.train_flops += 3.0 * self.forward_flops * n
 
     @torch.no_grad()
     def _evaluate(self, split: DeviceSplit, prefix: str, epoch: int) -> dict[str, float]:
@@ -227,6 +212,24 @@ class Trial:
             for group in self.optimizer.param_groups:
                 group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
         load_progress_state(self, state)
+
+
+def forward_flops(trial: Any) -> float:
+    """Forward FLOPs per example at the current layer densities (dense when not sparse)."""
+    if trial.engine is None:
+        return trial.dense_flops
+    return sparse_forward_flops(trial.layer_flops, trial.engine.layer_densities())
+
+
+def step_flops(trial: Any, n: int, updated: bool) -> float:
+    """RigL-paper accounting of one step of ``n`` examples: 3 f_S, or 2 f_S + f_D when a dense
+    weight gradient is used (every step for momentum growth, update steps for gradient growth)."""
+    if trial.engine is None:
+        return 3.0 * trial.dense_flops * n
+    dense_grad = dense_gradient_steps(trial.cfg.growth)
+    if dense_grad == "every" or (dense_grad == "update" and updated):
+        return (2.0 * trial.forward_flops + trial.dense_flops) * n
+    return 3.0 * trial.forward_flops * n
 
 
 def finish_epoch(trial: Any, row: dict[str, Any]) -> None:
