@@ -7,13 +7,17 @@ import dataclasses
 import pytest
 
 from trainables.config import (
-    PAPER_UPWEIGHT,
     ConfigError,
     TrialConfig,
     coerce,
     field_names,
+    parse_assignments,
     recipe_defaults,
 )
+from trainables.datasets import DATASETS
+from trainables.errors import UserError
+
+PAPER_UPWEIGHT = DATASETS.get("cmnist").paper_upweights
 
 
 def test_round_trip_and_hash_are_stable():
@@ -26,7 +30,11 @@ def test_round_trip_and_hash_are_stable():
     assert len(cfg.trial_hash) == 16
 
 
-PINNED_REST_HASH = "2ee8a857ffb74860"
+# Was 2ee8a857ffb74860 before the trial-core fidelity fixes: the paper recipe now keeps Adam's
+# second moment of regrown weights (reset_second_moment=false) and normalises the reweighted
+# loss by the training set's mean weight (reweight_normalise=true), which changes what a paper
+# REST trial computes, hence its identity. Dense ERM's hash (below) is unchanged.
+PINNED_REST_HASH = "602782a0573222c4"
 
 
 def test_pinned_hashes_do_not_drift():
@@ -149,3 +157,50 @@ def test_every_field_has_help():
 
     assert set(field_help()) == set(field_names())
     assert all(text for text in field_help().values())
+
+
+def test_fidelity_fields_change_only_the_trials_they_change():
+    paper_rest = TrialConfig.from_recipe("paper", method="rest", density=0.05)
+    assert paper_rest.reweight_normalise and not paper_rest.reset_second_moment
+    code_rigl = TrialConfig.from_recipe("rest-code", method="rigl", density=0.05)
+    assert code_rigl.drop_rounding == "ceil"
+    # a static mask is never regrown: neither field enters its identity
+    static = TrialConfig.from_recipe("paper", method="static", density=0.05).identity()
+    assert "reset_second_moment" not in static and "drop_rounding" not in static
+    for recipe in ("paper", "rest-code"):
+        identity = TrialConfig.from_recipe(recipe, method="erm").identity()
+        assert not {"reset_second_moment", "drop_rounding", "reweight_normalise"} & set(identity)
+
+
+def test_paper_upweight_off_the_table_is_an_error_unless_given():
+    with pytest.raises(UserError, match="ratio: 3 has no paper up-weight"):
+        TrialConfig.from_recipe("paper", method="rest", ratio=3.0, density=0.05)
+    cfg = TrialConfig.from_recipe("paper", method="rest", ratio=3.0, density=0.05, upweight=40)
+    assert cfg.upweight == 40.0 and cfg.reweight == "loss"
+
+
+def test_parse_assignments_types_values_and_rejects_bad_ones():
+    assert parse_assignments(["epochs=2", "recipe=rest-code", "ratio=1pct"]) == {
+        "epochs": 2,
+        "recipe": "rest-code",
+        "ratio": 1.0,
+    }
+    for bad, field in (
+        ("lr=0.1pct", "lr"),
+        ("recipe=papr", "recipe"),
+        ("optimizer=lbfgs", "optimizer"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_assignments([bad])
+        assert str(info.value).startswith(f"{field}:") and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="unknown config key"):
+        parse_assignments(["learning_rate=1"])
+
+
+def test_method_parameters_are_config_fields_with_help():
+    from trainables.methods import METHODS, method_takes
+
+    assert method_takes("rest", "density") and not method_takes("erm", "density")
+    assert method_takes("erm", "lr") and not method_takes("rigl", "upweight")
+    assert METHODS.get("rest").labels == "bias" and METHODS.get("rigl").labels == "none"
+    assert {"density", "upweight", "drop_rounding"} <= set(field_names())

@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rest_sweep.cli import main as cli_main
 from trainables.config import TrialConfig
+from trainables.data import Batch
+from trainables.methods.base import Reweighted
 from trainables.results import TrialStore
 from trainables.train import run_trial
 from trainables.train.metrics import GroupAccumulator
-from trainables.train.reweight import REWEIGHTING
 
 VOLATILE = {"epoch_time_s", "attempt"}
 
 
 def make_config(root, **overrides) -> TrialConfig:
     values = dict(
-        dataset="cmnist", ratio=1.0, method="rest", density=0.1, epochs=3, batch_size=256,
-        update_frequency=4, data_root=str(root), device="cpu", seed=41, width=16,
-    )  # fmt: skip
+        dataset="cmnist",
+        ratio=1.0,
+        method="rest",
+        density=0.1,
+        epochs=3,
+        batch_size=256,
+        update_frequency=4,
+        data_root=str(root),
+        device="cpu",
+        seed=41,
+        width=16,
+    )
     values.update(overrides)
     return TrialConfig.from_recipe(values.pop("recipe", "paper"), **values)
 
@@ -55,11 +66,23 @@ def test_run_trial_writes_the_result_format(tiny_cmnist_root, tmp_path):
     rows = store.read_metrics()
     assert [r["epoch"] for r in rows] == [1, 2] and len(seen) == 2
     for key in (
-        "train_loss", "train_acc", "valid_acc", "valid_acc_aligned", "valid_acc_conflicting",
-        "valid_worst_group_acc", "valid_unbiased_acc", "test_acc", "test_acc_aligned",
-        "test_acc_conflicting", "test_worst_group_acc", "test_unbiased_acc", "density",
-        "train_flops", "lr", "epoch_time_s",
-    ):  # fmt: skip
+        "train_loss",
+        "train_acc",
+        "valid_acc",
+        "valid_acc_aligned",
+        "valid_acc_conflicting",
+        "valid_worst_group_acc",
+        "valid_unbiased_acc",
+        "test_acc",
+        "test_acc_aligned",
+        "test_acc_conflicting",
+        "test_worst_group_acc",
+        "test_unbiased_acc",
+        "density",
+        "train_flops",
+        "lr",
+        "epoch_time_s",
+    ):
         assert key in rows[0], key
     assert rows[1]["train_flops"] > rows[0]["train_flops"] > 0
     assert summary["status"] == "finished" and store.read_state()["state"] == "finished"
@@ -122,8 +145,8 @@ def test_masked_weights_stay_zero_after_every_step(tiny_cmnist_root):
     from trainables.train.trial import Trial
 
     trial = Trial(make_config(tiny_cmnist_root, method="rigl", density=0.05, update_frequency=3))
-    engine = trial.engine
-    params = dict(trial.model.named_parameters())
+    engine = trial.method.engine
+    params = dict(trial.method.model.named_parameters())
     original_step = engine.step
     checked = []
 
@@ -140,15 +163,27 @@ def test_masked_weights_stay_zero_after_every_step(tiny_cmnist_root):
     assert engine.density() == pytest.approx(0.05, abs=1e-4)
 
 
+def _reweighter(reweight, upweight=30.0, normalise=False, train=None, mean_weight=1.0):
+    """The reweighting hooks of a method, on a stand-in holding only what they read."""
+    cfg = SimpleNamespace(reweight=reweight, upweight=upweight, reweight_normalise=normalise)
+    return SimpleNamespace(cfg=cfg, ctx=SimpleNamespace(train=train), mean_weight=mean_weight)
+
+
 def test_loss_reweighting_scales_conflicting_gradients():
-    weights = REWEIGHTING.get("loss").loss_weights(torch.tensor([0, 1]), torch.tensor([0, 0]), 30.0)
-    assert weights.tolist() == [1.0, 30.0]
+    y, b = torch.tensor([0, 1]), torch.tensor([0, 0])
+    batch = Batch(x=torch.zeros(2, 3, 1, 1), y=y, b=b, index=torch.arange(2))
     logits = torch.zeros(2, 2, requires_grad=True)
-    losses = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]), reduction="none")
-    (losses * weights).mean().backward()
+    losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    Reweighted.loss(_reweighter("loss"), losses, batch).backward()
     grad = logits.grad.abs().sum(dim=1)
     assert grad[1] / grad[0] == pytest.approx(30.0)
-    assert REWEIGHTING.get("none").loss_weights(torch.tensor([0]), torch.tensor([1]), 30.0) is None
+    plain = Reweighted.loss(_reweighter("resample"), losses.detach(), batch)
+    assert plain.item() == pytest.approx(losses.detach().mean().item())
+    # normalised by the training set's mean weight: the gradient scale of ERM's loss
+    normalised = Reweighted.loss(
+        _reweighter("loss", normalise=True, mean_weight=15.5), losses, batch
+    )
+    assert normalised.item() == pytest.approx((losses[0] + 30 * losses[1]).item() / 2 / 15.5)
 
 
 def test_resampling_raises_the_share_of_conflicting_samples(tiny_cmnist_root):
@@ -157,11 +192,15 @@ def test_resampling_raises_the_share_of_conflicting_samples(tiny_cmnist_root):
     split = load_split(str(tiny_cmnist_root), "cmnist", 1.0, "train")
     dev = DeviceSplit(split, "cpu", make_transform("none", "cmnist", train=True))
     p = 1.0 - dev.aligned.float().mean().item()
-    weights = REWEIGHTING.get("resample").sampling_weights(dev.aligned, 80.0)
+    weights = Reweighted.sampling_weights(_reweighter("resample", 80.0, train=dev))
+    assert Reweighted.sampling_weights(_reweighter("loss", 80.0, train=dev)) is None
     drawn = torch.cat(
-        [batch.index for epoch in range(1, 6)
-         for batch in dev.batches(256, epoch=epoch, seed=1, shuffle=True, weights=weights)]
-    )  # fmt: skip
+        [
+            batch.index
+            for epoch in range(1, 6)
+            for batch in dev.batches(256, epoch=epoch, seed=1, shuffle=True, weights=weights)
+        ]
+    )
     share = 1.0 - dev.aligned[drawn].float().mean().item()
     expected = 80 * p / (80 * p + (1 - p))
     assert abs(share - expected) < 0.05, (share, expected)
@@ -185,11 +224,31 @@ def test_rest_code_recipe_trains(tiny_cmnist_root, tmp_path):
 def test_train_cli_writes_and_resumes(tiny_cmnist_root, tmp_path, capsys):
     out = tmp_path / "run"
     args = [
-        "train", "--dataset", "cmnist", "--data-root", str(tiny_cmnist_root), "--ratio", "1pct",
-        "--method", "rest", "--density", "0.05", "--seed", "41", "--epochs", "1",
-        "--device", "cpu", "--out", str(out), "--no-progress", "--set", "update_frequency=5",
-        "--set", "width=16",
-    ]  # fmt: skip
+        "train",
+        "--dataset",
+        "cmnist",
+        "--data-root",
+        str(tiny_cmnist_root),
+        "--ratio",
+        "1pct",
+        "--method",
+        "rest",
+        "--density",
+        "0.05",
+        "--seed",
+        "41",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "update_frequency=5",
+        "--set",
+        "width=16",
+    ]
     assert cli_main(args) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["density"] == pytest.approx(0.05, abs=1e-4)
@@ -202,8 +261,17 @@ def test_train_cli_writes_and_resumes(tiny_cmnist_root, tmp_path, capsys):
 
 def test_train_cli_rejects_bad_values_in_one_line(tmp_path, capsys):
     code = cli_main(
-        ["train", "--data-root", str(tmp_path), "--method", "rest", "--density", "2",
-         "--out", str(tmp_path / "x")]
-    )  # fmt: skip
+        [
+            "train",
+            "--data-root",
+            str(tmp_path),
+            "--method",
+            "rest",
+            "--density",
+            "2",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "density" in err and "allowed" in err and "\n" not in err

@@ -25,6 +25,10 @@ from trainables.sparse.updaters import (
     reset_optimizer_state,
 )
 
+# How a layer's drop count is rounded: floor (RigL's reference code) or ceil (the public REST
+# code, ``math.ceil`` in its prune step), which still drops a weight when f * active < 1.
+DROP_ROUNDING = {"floor": math.floor, "ceil": math.ceil}
+
 
 class SparseEngine:
     """Owns the masks of one model: init (uniform/ER/ERK), enforcement, prune-and-grow updates.
@@ -46,9 +50,11 @@ class SparseEngine:
         drop_fraction: float,
         drop_schedule: str,
         drop_end: float,
+        drop_rounding: str = "floor",
         update_frequency: int,
         total_steps: int,
         reset_momentum: bool,
+        reset_second_moment: bool = True,
         mask_updates: bool,
         dense_first_layer: bool = False,
         dense_last_layer: bool = False,
@@ -59,6 +65,11 @@ class SparseEngine:
         if update_frequency < 1:
             raise UserError(
                 f"update_frequency: {update_frequency!r} is not allowed; allowed: an integer >= 1"
+            )
+        if drop_rounding not in DROP_ROUNDING:
+            raise UserError(
+                f"drop_rounding: {drop_rounding!r} is not allowed; allowed: "
+                f"{', '.join(DROP_ROUNDING)}"
             )
         params = maskable_parameters(model, dense_first_layer, dense_last_layer)
         if not params:
@@ -81,9 +92,12 @@ class SparseEngine:
         self._schedule = DropSchedule(drop_schedule, drop_fraction, total_steps, drop_end)
         self._update_frequency = update_frequency
         self._reset_momentum = reset_momentum
+        self._reset_second_moment = reset_second_moment
+        self._round = DROP_ROUNDING[drop_rounding]
         self._mask_updates = mask_updates
         self._optimizer = optimizer
         self._updates = 0
+        self.last_update_changed = False
         self._sync_layout()
         self.apply_masks()
 
@@ -115,7 +129,9 @@ class SparseEngine:
     def step(self, step: int) -> bool:
         """Call right after ``optimizer.step()`` with the 1-based global step count.
 
-        Returns True iff the masks were updated at this step (dense gradients were read).
+        Returns True iff a mask update ran at this step. :attr:`last_update_changed` says
+        whether it changed any layer: an update whose drop counts all round to 0 reads no growth
+        scores (no dense gradient), which the FLOPs accounting must not charge.
         """
         self.apply_masks()
         if not self._mask_updates or step % self._update_frequency != 0:
@@ -123,20 +139,22 @@ class SparseEngine:
         fraction = self._schedule(step)
         if fraction <= 0:
             return False
-        self._update(fraction)
+        self.last_update_changed = self._update(fraction)
         self.apply_masks()
         return True
 
     # ------------------------------------------------------------------ updates
-    def _update(self, fraction: float) -> None:
+    def _update(self, fraction: float) -> bool:
         if self._reset_momentum and self._optimizer is None:
             raise RuntimeError("reset_momentum needs bind_optimizer() before the first update")
+        changed = False
         for name, weight, float_mask in zip(
             self._names, self._weights, self._float_masks, strict=True
         ):
-            k = math.floor(fraction * self._counts[name])
+            k = min(self._round(fraction * self._counts[name]), self._counts[name])
             if k == 0:
                 continue
+            changed = True
             mask = self._masks[name]
             scores = self._growth(GrowthInputs(weight, self._optimizer, self._generator))
             new = prune_and_grow(weight, mask, scores, k)
@@ -144,10 +162,13 @@ class SparseEngine:
             with torch.no_grad():
                 weight.masked_fill_(born, 0)  # inactive weights are already 0; kept explicit
             if self._reset_momentum:
-                reset_optimizer_state(self._optimizer, weight, born)
+                reset_optimizer_state(
+                    self._optimizer, weight, born, second_moment=self._reset_second_moment
+                )
             mask.copy_(new)
             float_mask.copy_(new)
         self._updates += 1
+        return changed
 
     # ------------------------------------------------------------------ queries
     @property
@@ -166,6 +187,10 @@ class SparseEngine:
     def density(self) -> float:
         """Realised global density over the maskable weights."""
         return self.nonzeros() / sum(self._numel.values())
+
+    def layer_counts(self) -> dict[str, int]:
+        """Active weights per masked layer."""
+        return dict(self._counts)
 
     def layer_densities(self) -> dict[str, float]:
         return {name: self._counts[name] / self._numel[name] for name in self._names}

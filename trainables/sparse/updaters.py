@@ -51,8 +51,13 @@ def random_scores(inputs: GrowthInputs) -> torch.Tensor:
 
 @GROWTH.decorator("momentum")
 def momentum_scores(inputs: GrowthInputs) -> torch.Tensor:
-    """SNFS: |first moment| (SGD ``momentum_buffer`` or Adam ``exp_avg``)."""
+    """SNFS: |momentum| of SGD, or under Adam the magnitude of its normalised step
+    |m| / (sqrt(v) + eps), as SNFS's and REST's code score Adam (not the raw first moment)."""
     state = {} if inputs.optimizer is None else inputs.optimizer.state.get(inputs.weight, {})
+    exp_avg, exp_avg_sq = state.get("exp_avg"), state.get("exp_avg_sq")
+    if isinstance(exp_avg, torch.Tensor) and isinstance(exp_avg_sq, torch.Tensor):
+        eps = _adam_eps(inputs.optimizer, inputs.weight)
+        return exp_avg.detach().abs() / (exp_avg_sq.detach().sqrt() + eps)
     for key in MOMENTUM_KEYS:
         buffer = state.get(key)
         if isinstance(buffer, torch.Tensor):
@@ -61,6 +66,13 @@ def momentum_scores(inputs: GrowthInputs) -> torch.Tensor:
         "growth: 'momentum' needs an optimizer with momentum state (SGD with momentum > 0, "
         "or Adam) bound to the engine; allowed otherwise: gradient, random"
     )
+
+
+def _adam_eps(optimizer: torch.optim.Optimizer | None, weight: nn.Parameter) -> float:
+    for group in optimizer.param_groups if optimizer is not None else []:
+        if any(p is weight for p in group["params"]):
+            return float(group.get("eps", 1e-8))
+    return 1e-8
 
 
 def prune_and_grow(
@@ -85,14 +97,28 @@ def prune_and_grow(
     return new.view(mask.shape)
 
 
-def reset_optimizer_state(
-    optimizer: torch.optim.Optimizer, weight: nn.Parameter, positions: torch.Tensor
-) -> None:
-    """Zero every per-element state tensor of ``weight`` (momentum, Adam m and v) at ``positions``.
+# Per-element optimizer state that is a second-moment estimate (Adam, AdamW, AMSGrad).
+SECOND_MOMENT_KEYS: tuple[str, ...] = ("exp_avg_sq", "max_exp_avg_sq")
 
-    Any state entry shaped like the weight counts, so SGD, Adam, AdamW and AMSGrad are covered
-    without naming their keys.
+
+def reset_optimizer_state(
+    optimizer: torch.optim.Optimizer,
+    weight: nn.Parameter,
+    positions: torch.Tensor,
+    *,
+    second_moment: bool = True,
+) -> None:
+    """Zero the per-element optimizer state of ``weight`` at ``positions`` (grown weights).
+
+    Every state entry shaped like the weight is reset (SGD momentum, Adam's m and v), except,
+    with ``second_moment=False``, Adam's second moment. Keeping v matters: gradients are never
+    masked, so v already tracks the squared gradient of an inactive weight; zeroing it makes
+    a regrown weight's steps several times lr for hundreds of steps (measured 3.2x at the
+    first step, 6.5x at the 10th), while zeroing only m starts it like a fresh momentum.
     """
-    for value in optimizer.state.get(weight, {}).values():
-        if isinstance(value, torch.Tensor) and value.shape == weight.shape:
-            value.masked_fill_(positions, 0)
+    for key, value in optimizer.state.get(weight, {}).items():
+        if not isinstance(value, torch.Tensor) or value.shape != weight.shape:
+            continue
+        if not second_moment and key in SECOND_MOMENT_KEYS:
+            continue
+        value.masked_fill_(positions, 0)

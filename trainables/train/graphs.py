@@ -14,65 +14,83 @@ replayed step starts from exactly the state an eager step would have seen.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from trainables.data import Batch
 
-StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+StepFn = Callable[[Batch], None]
 WARMUP_STEPS = 3
 
 
 class GraphedStep:
-    """Capture ``run_step(x, y, b)`` for batches shaped like ``batch``; then :meth:`replay`."""
+    """Capture ``run_step(batch)`` for batches shaped like ``batch``; then :meth:`replay`.
+
+    ``run_step`` is the trial's step through the method API (the method's forward, loss,
+    backward and optimizer steps, plus the train-metric sums). It reads the batch from static
+    tensors, sample indices included, so per-sample state (loss EMAs, group weights) can be
+    indexed inside the graph.
+    """
 
     def __init__(
         self,
         run_step: StepFn,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
+        modules: Sequence[torch.nn.Module],
+        optimizers: Sequence[torch.optim.Optimizer],
         extra_state: list[torch.Tensor],
         batch: Batch,
     ) -> None:
-        self.x = batch.x.clone()
-        self.y = batch.y.clone()
-        self.b = batch.b.clone()
-        saved = _Snapshot(model, optimizer, extra_state)
+        self.static = Batch(
+            x=batch.x.clone(), y=batch.y.clone(), b=batch.b.clone(), index=batch.index.clone()
+        )
+        saved = _Snapshot(modules, optimizers, extra_state)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(WARMUP_STEPS):
-                optimizer.zero_grad(set_to_none=True)
-                run_step(self.x, self.y, self.b)
+                _zero_grad(optimizers)
+                run_step(self.static)
         torch.cuda.current_stream().wait_stream(stream)
         saved.restore()
         self.graph = torch.cuda.CUDAGraph()
-        optimizer.zero_grad(set_to_none=True)
+        _zero_grad(optimizers)
         with torch.cuda.graph(self.graph):
-            run_step(self.x, self.y, self.b)
+            run_step(self.static)
 
     def fits(self, batch: Batch) -> bool:
-        return batch.x.shape == self.x.shape
+        return batch.x.shape == self.static.x.shape
 
     def replay(self, batch: Batch) -> None:
-        self.x.copy_(batch.x, non_blocking=True)
-        self.y.copy_(batch.y, non_blocking=True)
-        self.b.copy_(batch.b, non_blocking=True)
+        for name in ("x", "y", "b", "index"):
+            getattr(self.static, name).copy_(getattr(batch, name), non_blocking=True)
         self.graph.replay()
+
+
+def _zero_grad(optimizers: Sequence[torch.optim.Optimizer]) -> None:
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
 
 
 class _Snapshot:
     """Copies of everything warm-up steps change, written back in place."""
 
     def __init__(
-        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: list[torch.Tensor]
+        self,
+        modules: Sequence[torch.nn.Module],
+        optimizers: Sequence[torch.optim.Optimizer],
+        extra: list[torch.Tensor],
     ) -> None:
-        self.optimizer = optimizer
-        self.tensors = [*model.parameters(), *model.buffers(), *extra]
+        self.optimizers = list(optimizers)
+        self.tensors = [
+            *(p for m in modules for p in m.parameters()),
+            *(b for m in modules for b in m.buffers()),
+            *extra,
+        ]
         self.copies = [t.detach().clone() for t in self.tensors]
         self.had_state = {
             id(p): {k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
+            for optimizer in self.optimizers
             for group in optimizer.param_groups
             for p in group["params"]
             if p in optimizer.state
@@ -82,13 +100,14 @@ class _Snapshot:
     def restore(self) -> None:
         for tensor, copy in zip(self.tensors, self.copies, strict=True):
             tensor.copy_(copy)
-        for group in self.optimizer.param_groups:
-            for p in group["params"]:
-                state = self.optimizer.state.get(p, {})
-                before = self.had_state.get(id(p), {})
-                for key, value in state.items():
-                    if not torch.is_tensor(value):
-                        continue
-                    # State born in warm-up is zeroed: Adam's step 0 with zero moments, or an
-                    # SGD momentum buffer of 0, updates exactly like a fresh optimizer.
-                    value.copy_(before[key]) if key in before else value.zero_()
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    state = optimizer.state.get(p, {})
+                    before = self.had_state.get(id(p), {})
+                    for key, value in state.items():
+                        if not torch.is_tensor(value):
+                            continue
+                        # State born in warm-up is zeroed: Adam's step 0 with zero moments, or
+                        # an SGD momentum buffer of 0, updates exactly like a fresh optimizer.
+                        value.copy_(before[key]) if key in before else value.zero_()

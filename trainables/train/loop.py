@@ -72,9 +72,14 @@ def _train(
         )
     store.write_metrics(rows)  # drop rows of epochs whose checkpoint did not survive
     store.write_state(
-        "running", attempt=attempt, resumed_from_epoch=start_epoch, epoch=start_epoch,
-        host=socket.gethostname(), pid=os.getpid(), epochs=config.epochs,
-    )  # fmt: skip
+        "running",
+        attempt=attempt,
+        resumed_from_epoch=start_epoch,
+        epoch=start_epoch,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        epochs=config.epochs,
+    )
     bar = _progress_bar(config, trial.steps_per_epoch, start_epoch) if progress else None
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -102,9 +107,12 @@ def _progress_bar(config: TrialConfig, steps_per_epoch: int, start_epoch: int):
 
     total = steps_per_epoch * config.epochs
     return tqdm(
-        total=total, initial=steps_per_epoch * start_epoch, desc=config.short_name(), unit="step",
+        total=total,
+        initial=steps_per_epoch * start_epoch,
+        desc=config.short_name(),
+        unit="step",
         dynamic_ncols=True,
-    )  # fmt: skip
+    )
 
 
 def _postfix(row: dict[str, Any]) -> str:

@@ -1,16 +1,29 @@
 """Group-aware accuracy metrics, accumulated on the device and read once per epoch.
 
 Groups follow REST: a sample is bias-aligned when its label equals its bias label, else
-bias-conflicting. *Worst-group* accuracy is the minimum over those two groups (the ones present
-in the split). *Unbiased* accuracy is the mean accuracy over the (label, bias) cells present in
+bias-conflicting. *Worst-group* accuracy is the minimum over those two groups; when a split lacks one of
+them it is NaN, with a warning (a minimum over the one group left would silently be the
+aligned accuracy). *Unbiased* accuracy is the mean accuracy over the (label, bias) cells present in
 the split, the LfF/DisEnt definition; on an unbiased test set it is close to plain accuracy.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
+
+from trainables.results import (
+    ACC,
+    ACC_ALIGNED,
+    ACC_CONFLICTING,
+    LOSS,
+    UNBIASED_ACC,
+    VALID,
+    WORST_GROUP_ACC,
+    split_metric,
+)
 
 
 class GroupAccumulator:
@@ -50,19 +63,28 @@ class GroupAccumulator:
         acc_conflicting = conflict_c / conflict_n if conflict_n else math.nan
         present = count > 0
         cell_acc = correct[present] / count[present]
-        groups = [a for a in (acc_aligned, acc_conflicting) if not math.isnan(a)]
-        return {
-            f"{prefix}_loss": self.loss_sum.item() / total if total else math.nan,
-            f"{prefix}_acc": correct.sum().item() / total if total else math.nan,
-            f"{prefix}_acc_aligned": acc_aligned,
-            f"{prefix}_acc_conflicting": acc_conflicting,
-            f"{prefix}_worst_group_acc": min(groups) if groups else math.nan,
-            f"{prefix}_unbiased_acc": cell_acc.mean().item() if present.any() else math.nan,
-            f"{prefix}_n": int(total),
+        absent = math.isnan(acc_aligned) or math.isnan(acc_conflicting)
+        worst = math.nan if absent else min(acc_aligned, acc_conflicting)
+        if total and absent:
+            missing = "bias-conflicting" if math.isnan(acc_conflicting) else "bias-aligned"
+            warnings.warn(
+                f"{prefix} split has no {missing} sample: {prefix}_worst_group_acc is NaN "
+                "(and selection=best-valid cannot rank epochs on it; use selection=last)",
+                stacklevel=2,
+            )
+        values = {
+            LOSS: self.loss_sum.item() / total if total else math.nan,
+            ACC: correct.sum().item() / total if total else math.nan,
+            ACC_ALIGNED: acc_aligned,
+            ACC_CONFLICTING: acc_conflicting,
+            WORST_GROUP_ACC: worst,
+            UNBIASED_ACC: cell_acc.mean().item() if present.any() else math.nan,
+            "n": int(total),
         }
+        return {split_metric(prefix, name): value for name, value in values.items()}
 
 
 def selection_score(row: dict[str, float]) -> float:
     """Score of an epoch under ``best-valid``: valid worst-group accuracy (NaN counts as -1)."""
-    score = row.get("valid_worst_group_acc", math.nan)
+    score = row.get(split_metric(VALID, WORST_GROUP_ACC), math.nan)
     return -1.0 if score is None or math.isnan(score) else float(score)

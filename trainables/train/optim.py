@@ -28,16 +28,23 @@ def _lr(cfg: TrialConfig, device: torch.device) -> float | torch.Tensor:
 def _adam(params: Iterable[torch.Tensor], cfg: TrialConfig, device: torch.device):
     extra = {"capturable": True} if graphed(cfg, device) else {}
     return torch.optim.Adam(
-        params, lr=_lr(cfg, device), betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
-        **_fast_kwargs(device), **extra,
-    )  # fmt: skip
+        params,
+        lr=_lr(cfg, device),
+        betas=(0.9, 0.999),
+        weight_decay=cfg.weight_decay,
+        **_fast_kwargs(device),
+        **extra,
+    )
 
 
 def _sgd(params: Iterable[torch.Tensor], cfg: TrialConfig, device: torch.device):
     return torch.optim.SGD(
-        params, lr=_lr(cfg, device), momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        params,
+        lr=_lr(cfg, device),
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
         **_fast_kwargs(device),
-    )  # fmt: skip
+    )
 
 
 OPTIMIZERS = Registry("optimizer")

@@ -1,0 +1,334 @@
+"""The method plug-in API: what a method declares (torch-free) and what its code may override.
+
+A method is one module under ``trainables/methods/`` holding a :class:`MethodInfo` (its name,
+parameters, the labels it reads at training time, whether its step can be replayed as a CUDA
+graph) and a :class:`Method` subclass with its code. The trial core
+(:mod:`trainables.train.trial`) owns everything methods share: data on the device, the loop,
+evaluation, metrics, checkpoints, the summary. The method owns its networks, optimizers, sparse
+engine and any per-sample state, and plugs in through a few hooks:
+
+* ``train_step(batch)``: forward, loss, backward, optimizer steps; returns the logits and the
+  per-sample losses the train metrics are summed from. With ``can_graph`` it must not sync with
+  the host: the core records it once as a CUDA graph and replays it for every full batch.
+* ``loss(losses, batch)``: per-sample losses (with ``batch.index``, ``batch.y``, ``batch.b`` at
+  hand) to the scalar that is back-propagated; the usual override.
+* ``sampling_weights()``: per-sample draw weights of the training split, or None.
+* ``after_step(step)`` (eager, after every step) and ``after_epoch(epoch, row)``.
+* ``state_dict()`` / ``load_state_dict()``: everything the method needs to resume exactly.
+* ``step_flops(n, dense_gradient)``, ``forward_flops()``: its own training-FLOPs accounting.
+
+Importing this module (and every method module) does not import torch: planning code reads
+the :class:`MethodInfo` entries, and torch is loaded when a trial really trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trainables.lazy import lazy_module
+from trainables.methods.params import ParamGroup, ReweightParams, SparseParams
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from trainables.config import TrialConfig
+    from trainables.data import Batch, DeviceSplit
+    from trainables.sparse import SparseEngine
+else:
+    torch = lazy_module("torch")
+
+LABELS = ("none", "bias", "group")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What planning needs to know about a method, without importing its code's dependencies.
+
+    ``labels`` is what the method reads at training time besides the class label: ``none``,
+    ``bias`` (the bias label of each sample) or ``group`` ((label, bias) cells); the report
+    shows it next to the method's numbers. ``defaults`` are values every recipe gives this
+    method (e.g. SET grows at random).
+    """
+
+    name: str
+    description: str
+    implementation: type[Method]
+    params: tuple[type[ParamGroup], ...] = ()
+    labels: str = "none"
+    can_graph: bool = True
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.labels not in LABELS:
+            raise ValueError(f"method {self.name}: labels {self.labels!r} not in {LABELS}")
+
+    def takes(self, group: type[ParamGroup]) -> bool:
+        return group in self.params
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the method trains a sparse network (has a density axis in grids)."""
+        return self.takes(SparseParams)
+
+    @property
+    def reweights(self) -> bool:
+        return self.takes(ReweightParams)
+
+
+@dataclass
+class TrialContext:
+    """What the trial core hands a method: the config, the device and the training split."""
+
+    cfg: TrialConfig
+    device: torch.device
+    train: DeviceSplit
+    input_size: int
+    steps_per_epoch: int
+    channels_last: bool
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def new_model(self) -> nn.Module:
+        """The config's network on the device, initialised from the trial seed."""
+        from trainables.models import build_model
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem)
+        model = model.to(self.device)
+        if self.channels_last:  # before masks are built: they copy the weights' strides
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+
+class Method:
+    """One network and one optimizer trained on the mean per-sample cross-entropy (ERM).
+
+    Subclasses override the hooks listed in the module docstring. The attributes ``model``
+    (the network that is evaluated), ``optimizer``, ``schedule`` and ``engine`` (None when
+    dense) are what the base hooks use; a method with more networks adds its own and extends
+    :meth:`modules`, :meth:`optimizers`, :meth:`state_dict` and the FLOPs hooks.
+    """
+
+    def __init__(self, ctx: TrialContext) -> None:
+        from trainables.sparse.flops import layer_flops
+        from trainables.train.optim import EpochSchedule, build_optimizer
+
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+        self.model = ctx.new_model()
+        self.engine: SparseEngine | None = self.build_engine(self.model)
+        self.optimizer = build_optimizer(self.model.parameters(), self.cfg, ctx.device)
+        if self.engine is not None:
+            self.engine.bind_optimizer(self.optimizer)
+        self.schedule = EpochSchedule(self.optimizer, self.cfg)
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model
+        self.layer_flops = layer_flops(self.model, ctx.input_size)
+        self.dense_flops = float(sum(self.layer_flops.values()))
+
+    def build_engine(self, model: nn.Module) -> SparseEngine | None:
+        """The sparse engine of ``model``; dense methods have none."""
+        return None
+
+    # ------------------------------------------------------------------ training hooks
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, loss, backward, optimizer step; returns (logits, per-sample losses)."""
+        with self.ctx.autocast():
+            logits = self.forward(self.ctx.prepare(batch.x))
+        losses = torch.nn.functional.cross_entropy(logits.float(), batch.y, reduction="none")
+        self.loss(losses, batch).backward()
+        self.optimizer.step()
+        return logits, losses
+
+    def loss(self, losses: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The scalar back-propagated from the per-sample losses of ``batch``."""
+        return losses.mean()
+
+    def sampling_weights(self) -> torch.Tensor | None:
+        """Per-sample draw weights of the training split (None: a plain permutation)."""
+        return None
+
+    def after_step(self, step: int) -> bool:
+        """Eager work after optimizer step ``step`` (1-based); True if dense gradients were read."""
+        return False
+
+    def after_epoch(self, epoch: int, row: Mapping[str, Any]) -> None:
+        """After an epoch's metrics are complete: the epoch LR schedule on the valid loss."""
+        self.schedule.step(row["valid_loss"])
+
+    def zero_grad(self, set_to_none: bool) -> None:
+        for optimizer in self.optimizers():
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    # ------------------------------------------------------------------ evaluation
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the evaluated network (in eval mode, under no_grad, set by the core)."""
+        with self.ctx.autocast():
+            return self.forward(self.ctx.prepare(x))
+
+    # ------------------------------------------------------------------ what the core walks
+    def modules(self) -> list[nn.Module]:
+        """Every network the method trains (train/eval mode, graph warm-up snapshots)."""
+        return [self.model]
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer]
+
+    def graph_state(self) -> list[torch.Tensor]:
+        """Tensors besides weights, buffers and optimizer state that ``train_step`` writes."""
+        return []
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def restore_device_lr(self) -> None:
+        """After loading a checkpoint: graphs read the lr from a device tensor."""
+        for optimizer in self.optimizers():
+            for group in optimizer.param_groups:
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.ctx.device)
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "engine": self.engine.state_dict() if self.engine is not None else None,
+            "schedule": self.schedule.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.engine is not None:
+            self.engine.load_state_dict(state["engine"])
+        self.schedule.load_state_dict(state["schedule"])
+
+    # ------------------------------------------------------------------ size and FLOPs
+    def layer_densities(self) -> dict[str, float]:
+        """Density of every masked layer (empty when dense)."""
+        return self.engine.layer_densities() if self.engine is not None else {}
+
+    def forward_flops(self) -> float:
+        """Inference FLOPs per example of the evaluated network at its current densities."""
+        from trainables.sparse.flops import sparse_forward_flops
+
+        return sparse_forward_flops(self.layer_flops, self.layer_densities())
+
+    def step_flops(self, n: int, dense_gradient: bool) -> float:
+        """Training FLOPs of one step on ``n`` examples (RigL appendix accounting)."""
+        from trainables.sparse.flops import training_step_flops
+
+        forward = self.forward_flops()
+        return n * training_step_flops(forward, self.dense_flops, dense_gradient=dense_gradient)
+
+    def dense_step_flops(self, n: int) -> float:
+        """What the same step costs a dense network (the denominator of FLOPs ratios)."""
+        return 3.0 * self.dense_flops * n
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(non-zero, total) weights of the evaluated network's Conv2d/Linear layers."""
+        from trainables.sparse import maskable_parameters
+
+        weights = maskable_parameters(self.model)
+        total = sum(p.numel() for p in weights.values())
+        if self.engine is None:
+            return total, total
+        masked = self.engine.layer_counts()
+        dense = sum(p.numel() for name, p in weights.items() if name not in masked)
+        return sum(masked.values()) + dense, total
+
+    def density(self) -> float:
+        nonzero, total = self.parameter_counts()
+        return nonzero / total if self.engine is not None else 1.0
+
+
+class SparseMethod(Method):
+    """A sparse network from scratch: ERK/ER/uniform masks, prune-and-grow every
+    ``update_frequency`` steps (``mask_updates``), weights re-masked after every step."""
+
+    mask_updates = True
+
+    def build_engine(self, model: nn.Module) -> SparseEngine:
+        from trainables.sparse import SparseEngine
+
+        cfg = self.cfg
+        return SparseEngine(
+            model,
+            None,
+            density=cfg.density,
+            sparse_init=cfg.sparse_init,
+            growth=cfg.growth,
+            drop_fraction=cfg.drop_fraction,
+            drop_schedule=cfg.drop_schedule,
+            drop_end=cfg.drop_end,
+            drop_rounding=cfg.drop_rounding,
+            update_frequency=cfg.update_frequency,
+            total_steps=self.ctx.total_steps,
+            reset_momentum=cfg.reset_momentum,
+            reset_second_moment=cfg.reset_second_moment,
+            mask_updates=self.mask_updates,
+            dense_first_layer=cfg.dense_first_layer,
+            dense_last_layer=cfg.dense_last_layer,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+
+    def after_step(self, step: int) -> bool:
+        assert self.engine is not None
+        updated = self.engine.step(step) and self.engine.last_update_changed
+        return updated and self.cfg.growth == "gradient"  # random growth reads no gradient
+
+    def step_flops(self, n: int, dense_gradient: bool) -> float:
+        # Momentum growth reads a dense first moment, hence dense weight gradients, every step.
+        every = self.cfg.growth == "momentum" and self.mask_updates
+        return super().step_flops(n, dense_gradient or every)
+
+    def density(self) -> float:
+        assert self.engine is not None
+        return self.engine.density()
+
+
+class Reweighted(Method):
+    """Up-weights bias-conflicting samples (label != bias label) by ``upweight``.
+
+    ``reweight=loss`` (the paper's Eq. 6): the per-sample losses are multiplied by the weight;
+    with ``reweight_normalise`` the batch loss is divided by the training set's mean weight, so
+    the data gradient keeps the scale of ERM's and coupled weight decay acts the same as in an
+    unweighted run. ``reweight=resample`` (the public code): each epoch draws N samples with
+    replacement, with probability proportional to the weight. Mix in before the base class:
+    ``class Rest(Reweighted, SparseMethod)``.
+    """
+
+    def __init__(self, ctx: TrialContext) -> None:
+        super().__init__(ctx)
+        aligned = ctx.train.aligned
+        conflicting = aligned.numel() - int(aligned.sum())
+        # E[weight] over the training split: 1.05, 1.29, 1.98, 4.95 at the paper's ratios.
+        self.mean_weight = (aligned.numel() + (self.cfg.upweight - 1.0) * conflicting) / max(
+            aligned.numel(), 1
+        )
+
+    def loss(self, losses: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if self.cfg.reweight != "loss":
+            return losses.mean()
+        weights = torch.where(batch.y == batch.b, 1.0, float(self.cfg.upweight))
+        weighted = (losses * weights).mean()
+        return weighted / self.mean_weight if self.cfg.reweight_normalise else weighted
+
+    def sampling_weights(self) -> torch.Tensor | None:
+        if self.cfg.reweight != "resample":
+            return None
+        return torch.where(self.ctx.train.aligned, 1.0, float(self.cfg.upweight)).float()
