@@ -8,7 +8,9 @@ torch, Ray or the training code.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -29,12 +31,17 @@ TABLE_FORMATS = {"md": render.markdown, "csv": render.csv_text, "tex": render.la
 class Options:
     """What the tables show: ``metric`` (paper / unbiased / conflicting / worst-group /
     aligned / accuracy) at the ``epoch`` (selected / final); a cell needs ``min_seeds``
-    finished seeds (None = all planned)."""
+    finished seeds (None = all planned). ``launch_alive(launch_record) -> bool`` tells whether
+    a launch still runs (``rest-sweep analyze`` passes ``rest_sweep.ledger.launch_alive``; see
+    :mod:`analysis.load` for what is assumed without it)."""
 
     metric: str = "paper"
     epoch: str = "selected"
     min_seeds: int | None = None
     workers: int = 8
+    launch_alive: Callable[[dict[str, Any]], bool] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         MetricChoice(self.metric, self.epoch)  # validates both, one-line UserError
@@ -65,7 +72,9 @@ def build(storage: str, name: str, options: Options | None = None) -> Analysis:
     options = options or Options()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    experiment = load_experiment(storage, name, workers=options.workers)
+    experiment = load_experiment(
+        storage, name, workers=options.workers, launch_alive=options.launch_alive
+    )
     timings["load_s"] = time.perf_counter() - start
     start = time.perf_counter()
     trials, epochs = parquet.trials_table(experiment), parquet.epochs_table(experiment)
@@ -94,8 +103,9 @@ def write_tables(analysis: Analysis, out: Location) -> list[str]:
     return [*written, "cells.csv"]
 
 
-def write_figures(analysis: Analysis, out: Location, *, png: bool = False,
-                  curves: list[str] | None = None) -> FigureWriter:  # fmt: skip
+def write_figures(
+    analysis: Analysis, out: Location, *, png: bool = False, curves: list[str] | None = None
+) -> FigureWriter:
     """Density curves per (dataset, recipe), FLOPs scatter per dataset, training curves of
     the trials named in ``curves`` (hash prefixes)."""
     df = analysis.frame
@@ -137,8 +147,16 @@ class AnalyzeResult:
     png_note: str | None = None
 
 
-def analyze(storage: str, name: str, out: str, options: Options | None = None, *,
-            figures_too: bool = True, png: bool = False, curves: list[str] | None = None) -> AnalyzeResult:  # fmt: skip
+def analyze(
+    storage: str,
+    name: str,
+    out: str,
+    options: Options | None = None,
+    *,
+    figures_too: bool = True,
+    png: bool = False,
+    curves: list[str] | None = None,
+) -> AnalyzeResult:
     """Write trials.parquet, epochs.parquet, the tables and (unless disabled) the figures."""
     analysis = build(storage, name, options)
     target = Location.of(out)

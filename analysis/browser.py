@@ -27,10 +27,18 @@ from trainables.errors import UserError
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 # Flags for a quiet, offline, root-safe headless browser.
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--hide-scrollbars", "--mute-audio",
-)  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 
 
 def find_chromium(explicit: str | None = None) -> str | None:
@@ -84,9 +92,13 @@ class Chromium:
             "about:blank",
         ]
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=wire_fds, close_fds=False,
-        )  # fmt: skip
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=wire_fds,
+            close_fds=False,
+        )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         return self
@@ -146,8 +158,17 @@ class Chromium:
             self.events.append(self._read_message(deadline))
 
     # -- one page ----------------------------------------------------------------------
-    def open(self, file: Path, *, width: int = 1280, height: int = 900, wait_for: str | None = None,
-             min_count: int = 1, count: tuple[str, ...] = (), full_page: bool = True) -> PageResult:  # fmt: skip
+    def open(
+        self,
+        file: Path,
+        *,
+        width: int = 1280,
+        height: int = 900,
+        wait_for: str | None = None,
+        min_count: int = 1,
+        count: tuple[str, ...] = (),
+        full_page: bool = True,
+    ) -> PageResult:
         """Load ``file``, wait for ``wait_for`` (a CSS selector) to match ``min_count``
         elements, then collect console errors, selector counts and a screenshot."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -156,8 +177,11 @@ class Chromium:
         ]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session=session)
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)  # fmt: skip
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session,
+        )
         self.send("Page.navigate", {"url": Path(file).resolve().as_uri()}, session)
         self.wait_event("Page.loadEventFired", session, self.timeout_s)
         if wait_for:
@@ -167,9 +191,16 @@ class Chromium:
             result.counts[selector] = self._count(session, selector)
         if full_page:
             size = self.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
-            self.send("Emulation.setDeviceMetricsOverride",
-                      {"width": width, "height": min(int(math.ceil(size["height"])), 16000),
-                       "deviceScaleFactor": 1, "mobile": False}, session)  # fmt: skip
+            self.send(
+                "Emulation.setDeviceMetricsOverride",
+                {
+                    "width": width,
+                    "height": min(int(math.ceil(size["height"])), 16000),
+                    "deviceScaleFactor": 1,
+                    "mobile": False,
+                },
+                session,
+            )
         shot = self.send("Page.captureScreenshot", {"format": "png"}, session)
         result.png = base64.b64decode(shot["data"])
         self.send("Target.closeTarget", {"targetId": target})

@@ -79,8 +79,9 @@ class FigureWriter:
         page = Path(self._tmp.name) / f"{stem}.html"
         page.write_text(figure_html(fig, stem, static=True), encoding="utf-8")
         width = int(fig.layout.width or 900) + 20
-        return self._browser.open(page, width=width, height=int(fig.layout.height or 450) + 20,
-                                  wait_for=".main-svg").png  # fmt: skip
+        return self._browser.open(
+            page, width=width, height=int(fig.layout.height or 450) + 20, wait_for=".main-svg"
+        ).png
 
     def write(self, stem: str, fig: go.Figure) -> None:
         self.out.write_bytes(f"{stem}.html", figure_html(fig, stem).encode())

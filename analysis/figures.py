@@ -14,11 +14,29 @@ from plotly.subplots import make_subplots
 
 from analysis.cells import MetricChoice, aggregate, is_sparse
 from analysis.tables import DATASET_NAMES, METHOD_ORDER, method_label
+from trainables.results import (
+    ACC_CONFLICTING,
+    DENSITY,
+    EPOCH,
+    LOSS,
+    TEST,
+    TRAIN_LOSS,
+    UNBIASED_ACC,
+    VALID,
+    WORST_GROUP_ACC,
+    split_metric,
+)
 
 COLORS = {
-    "rest": "#d62728", "rigl": "#1f77b4", "set": "#9467bd", "static": "#8c564b",
-    "erm": "#2ca02c", "erm_rw": "#17becf", "mrm": "#ff7f0e", "disent": "#e377c2",
-}  # fmt: skip
+    "rest": "#d62728",
+    "rigl": "#1f77b4",
+    "set": "#9467bd",
+    "static": "#8c564b",
+    "erm": "#2ca02c",
+    "erm_rw": "#17becf",
+    "mrm": "#ff7f0e",
+    "disent": "#e377c2",
+}
 _FALLBACK = ("#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31")
 # Figure 3 of the paper: solid = bias-conflicting test accuracy, dashed = unbiased.
 CURVE_METRICS = (("conflicting", "solid", "bias-conflicting"), ("unbiased", "dash", "unbiased"))
@@ -49,9 +67,12 @@ def density_curves(
     mine = df[(df["dataset"] == dataset) & (df["recipe"] == recipe) & (df["variant"] == "")]
     ratios = sorted(mine["ratio"].unique())
     fig = make_subplots(
-        rows=1, cols=max(1, len(ratios)), shared_yaxes=True, horizontal_spacing=0.04,
+        rows=1,
+        cols=max(1, len(ratios)),
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
         subplot_titles=[f"ratio {r:g}%" for r in ratios] or ["no trials"],
-    )  # fmt: skip
+    )
     stats = {name: aggregate(mine, MetricChoice(name, epoch)) for name, _, _ in CURVE_METRICS}
     x_min = float(mine["density"].min()) if not mine.empty else 1e-3
     for col, ratio in enumerate(ratios, start=1):
@@ -72,17 +93,25 @@ def density_curves(
                 else:
                     _dense_line(fig, cells.iloc[0], method, dash, legend, common, col, x_min)
     ticks = _log_ticks(sorted({*mine["density"].astype(float), 1.0}))
-    fig.update_xaxes(type="log", title_text="density (log)", tickvals=ticks,
-                     ticktext=[f"{t:g}" for t in ticks], tickangle=-60, tickfont={"size": 10})  # fmt: skip
+    fig.update_xaxes(
+        type="log",
+        title_text="density (log)",
+        tickvals=ticks,
+        ticktext=[f"{t:g}" for t in ticks],
+        tickangle=-60,
+        tickfont={"size": 10},
+    )
     fig.update_yaxes(title_text="test accuracy (%)", col=1)
     fig.update_layout(
         title=f"{DATASET_NAMES.get(dataset, dataset)}, {recipe} recipe: test accuracy vs density "
         f"({epoch} epoch)<br><sup>solid = bias-conflicting, dashed = unbiased, band = ± std over "
         "seeds, flat lines = dense methods</sup>",
-        height=440, width=260 + 340 * max(1, len(ratios)), template="plotly_white",
+        height=440,
+        width=260 + 340 * max(1, len(ratios)),
+        template="plotly_white",
         legend={"orientation": "v", "x": 1.02, "y": 1, "font": {"size": 11}},
         margin={"t": 90},
-    )  # fmt: skip
+    )
     return fig
 
 
@@ -101,37 +130,79 @@ def _log_ticks(values: list[float], min_gap: float = 0.15) -> list[float]:
     return out
 
 
-def _curve(fig: go.Figure, cells: pd.DataFrame, method: str, dash: str, legend: str,
-           common: dict, col: int) -> None:  # fmt: skip
+def _curve(
+    fig: go.Figure, cells: pd.DataFrame, method: str, dash: str, legend: str, common: dict, col: int
+) -> None:
     x, mean, std = (
         cells["density"].tolist(),
         cells["test_mean"].tolist(),
         cells["test_std"].fillna(0).tolist(),
     )
-    hover = [f"{legend}<br>density {d:g}: {m:.2f} ± {s:.2f} ({n}/{p} seeds)"
-             for d, m, s, n, p in zip(x, mean, std, cells["n_done"], cells["n_planned"], strict=True)]  # fmt: skip
+    hover = [
+        f"{legend}<br>density {d:g}: {m:.2f} ± {s:.2f} ({n}/{p} seeds)"
+        for d, m, s, n, p in zip(x, mean, std, cells["n_done"], cells["n_planned"], strict=True)
+    ]
     band_y = [m + s for m, s in zip(mean, std, strict=True)] + [
         m - s for m, s in zip(mean, std, strict=True)
     ][::-1]
-    fig.add_trace(go.Scatter(
-        x=x + x[::-1], y=band_y, mode="lines", fill="toself", fillcolor=_rgba(color(method), 0.12),
-        line={"width": 0}, hoverinfo="skip", name=f"{legend} ± std", legendgroup=legend,
-        showlegend=False,
-    ), row=1, col=col)  # fmt: skip
-    fig.add_trace(go.Scatter(
-        x=x, y=mean, mode="lines+markers", name=legend, line={"color": color(method), "dash": dash},
-        hovertext=hover, hoverinfo="text", **common,
-    ), row=1, col=col)  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=x + x[::-1],
+            y=band_y,
+            mode="lines",
+            fill="toself",
+            fillcolor=_rgba(color(method), 0.12),
+            line={"width": 0},
+            hoverinfo="skip",
+            name=f"{legend} ± std",
+            legendgroup=legend,
+            showlegend=False,
+        ),
+        row=1,
+        col=col,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=mean,
+            mode="lines+markers",
+            name=legend,
+            line={"color": color(method), "dash": dash},
+            hovertext=hover,
+            hoverinfo="text",
+            **common,
+        ),
+        row=1,
+        col=col,
+    )
 
 
-def _dense_line(fig: go.Figure, cell: pd.Series, method: str, dash: str, legend: str,
-                common: dict, col: int, x_min: float) -> None:  # fmt: skip
+def _dense_line(
+    fig: go.Figure,
+    cell: pd.Series,
+    method: str,
+    dash: str,
+    legend: str,
+    common: dict,
+    col: int,
+    x_min: float,
+) -> None:
     mean = float(cell["test_mean"])
     hover = f"{legend}: {mean:.2f} ({int(cell['n_done'])}/{int(cell['n_planned'])} seeds)"
-    fig.add_trace(go.Scatter(
-        x=[x_min, 1.0], y=[mean, mean], mode="lines", name=legend, hovertext=[hover, hover],
-        hoverinfo="text", line={"color": color(method), "dash": dash, "width": 1.5}, **common,
-    ), row=1, col=col)  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[x_min, 1.0],
+            y=[mean, mean],
+            mode="lines",
+            name=legend,
+            hovertext=[hover, hover],
+            hoverinfo="text",
+            line={"color": color(method), "dash": dash, "width": 1.5},
+            **common,
+        ),
+        row=1,
+        col=col,
+    )
 
 
 def flops_scatter(df: pd.DataFrame, dataset: str, choice: MetricChoice) -> go.Figure:
@@ -142,13 +213,26 @@ def flops_scatter(df: pd.DataFrame, dataset: str, choice: MetricChoice) -> go.Fi
     for method in _methods(done):
         mine = done[done["method"] == method]
         x = mine["train_flops_ratio"].where(mine["train_flops_ratio"].notna(), None)
-        fig.add_trace(go.Scatter(
-            x=x, y=100 * mine[column], mode="markers", name=method_label(method),
-            marker={"color": color(method), "size": 7, "opacity": 0.8},
-            hovertext=[f"{lab} ({h})<br>ratio {r:g}%, recipe {rc}" for lab, h, r, rc in
-                       zip(mine["label"], mine["trial_hash"], mine["ratio"], mine["recipe"], strict=True)],
-            hoverinfo="text+x+y",
-        ))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=100 * mine[column],
+                mode="markers",
+                name=method_label(method),
+                marker={"color": color(method), "size": 7, "opacity": 0.8},
+                hovertext=[
+                    f"{lab} ({h})<br>ratio {r:g}%, recipe {rc}"
+                    for lab, h, r, rc in zip(
+                        mine["label"],
+                        mine["trial_hash"],
+                        mine["ratio"],
+                        mine["recipe"],
+                        strict=True,
+                    )
+                ],
+                hoverinfo="text+x+y",
+            )
+        )
     fig.update_xaxes(type="log", title_text="training FLOPs / dense (log)")
     fig.update_yaxes(title_text=f"{choice.describe(dataset)} (%)")
     fig.update_layout(
@@ -161,9 +245,17 @@ def flops_scatter(df: pd.DataFrame, dataset: str, choice: MetricChoice) -> go.Fi
 
 
 TRAINING_PANELS = (
-    ("accuracy (%)", ("test_unbiased_acc", "test_acc_conflicting", "valid_worst_group_acc"), 100.0),
-    ("loss", ("train_loss", "valid_loss"), 1.0),
-    ("density", ("density",), 1.0),
+    (
+        "accuracy (%)",
+        (
+            split_metric(TEST, UNBIASED_ACC),
+            split_metric(TEST, ACC_CONFLICTING),
+            split_metric(VALID, WORST_GROUP_ACC),
+        ),
+        100.0,
+    ),
+    ("loss", (TRAIN_LOSS, split_metric(VALID, LOSS)), 1.0),
+    ("density", (DENSITY,), 1.0),
 )
 _DASHES = ("solid", "dash", "dot")
 
@@ -176,16 +268,24 @@ def training_curves(epochs: pd.DataFrame, trials: pd.DataFrame, hashes: list[str
     labels = dict(zip(trials["trial_hash"], trials["label"], strict=True))
     palette = [*COLORS.values(), *_FALLBACK]
     for i, trial_hash in enumerate(hashes):
-        rows = epochs[epochs["trial_hash"] == trial_hash].sort_values("epoch")
+        rows = epochs[epochs["trial_hash"] == trial_hash].sort_values(EPOCH)
         for col, (_, metrics, scale) in enumerate(TRAINING_PANELS, start=1):
             for metric, dash in zip(metrics, _DASHES, strict=False):
                 y = rows[metric] * scale
                 if y.isna().all():
                     continue
-                fig.add_trace(go.Scatter(
-                    x=rows["epoch"], y=y, mode="lines", name=f"{labels.get(trial_hash, trial_hash)} · {metric}",
-                    line={"color": palette[i % len(palette)], "dash": dash}, legendgroup=trial_hash,
-                ), row=1, col=col)  # fmt: skip
+                fig.add_trace(
+                    go.Scatter(
+                        x=rows[EPOCH],
+                        y=y,
+                        mode="lines",
+                        name=f"{labels.get(trial_hash, trial_hash)} · {metric}",
+                        line={"color": palette[i % len(palette)], "dash": dash},
+                        legendgroup=trial_hash,
+                    ),
+                    row=1,
+                    col=col,
+                )
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(title="Training curves", height=420, width=1200, template="plotly_white")
     return fig

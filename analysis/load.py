@@ -5,11 +5,18 @@ Ray Tune's own folders can hold duplicate rows and orphan trial directories afte
 ``experiment.json`` and read each trial folder through :mod:`trainables.results`. A planned
 trial that never started still yields a record (status ``pending``); folders under
 ``trials/`` that the ledger does not name are counted as orphans and otherwise ignored.
+
+A trial's status is the result format's one rule, :func:`trainables.results.trial_state`, the
+same ``rest-sweep status`` applies. It needs to know whether the launch owning the trial is
+alive: a caller that can tell (``rest-sweep analyze`` passes ``rest_sweep.ledger.launch_alive``)
+gives ``launch_alive``; without it a launch with ``ended`` set is dead and any other is unknown,
+so a trial whose ``state.json`` says running is reported running.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +24,7 @@ from typing import Any
 from trainables.errors import UserError
 from trainables.results import (
     CONFIG_FILE,
+    EPOCH,
     ERROR_FILE,
     METRICS_FILE,
     STATE_FILE,
@@ -24,20 +32,11 @@ from trainables.results import (
     TRIALS_DIR,
     ExperimentStore,
     TrialStore,
+    owning_launches,
+    trial_state,
 )
 
-# state.json "state" -> the status we report (a summary.json always means finished).
-_STATE_TO_STATUS = {
-    "running": "running",
-    "errored": "errored",
-    "error": "errored",
-    "pending": "pending",
-    "stopped": "stopped",
-    "paused": "stopped",
-    "terminated": "stopped",
-    "interrupted": "stopped",
-    "finished": "stopped",  # state says finished but there is no summary: interrupted write
-}
+LaunchAlive = Callable[[dict[str, Any]], bool]
 
 
 @dataclass
@@ -47,6 +46,7 @@ class TrialRecord:
     trial_hash: str
     config: dict[str, Any]
     status: str = "pending"
+    interrupted: bool = False
     error: str | None = None
     attempts: int | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
@@ -73,23 +73,25 @@ def error_line(text: str | None) -> str | None:
     return lines[-1] if lines else None
 
 
-def _status(names: set[str], state: dict[str, Any] | None) -> str:
-    if SUMMARY_FILE in names:
-        return "finished"
-    if state and "state" in state:
-        return _STATE_TO_STATUS.get(str(state["state"]), "stopped")
-    if ERROR_FILE in names:
-        return "errored"
-    if METRICS_FILE in names:
-        return "stopped"
-    return "pending"
+def read_trial(
+    store: TrialStore,
+    trial_hash: str,
+    config: dict[str, Any],
+    *,
+    launch_alive: bool | None = None,
+    ledger_stopped: bool = False,
+) -> TrialRecord:
+    """One trial's record; a missing folder is a pending trial, not an error.
 
-
-def read_trial(store: TrialStore, trial_hash: str, config: dict[str, Any]) -> TrialRecord:
-    """One trial's record; a missing folder is a pending trial, not an error."""
+    ``launch_alive``: whether the launch owning the trial runs (None: unknown);
+    ``ledger_stopped``: whether the ledger marks it stopped by a scheduler.
+    """
     names = set(store.loc.list_names())
     record = TrialRecord(trial_hash=trial_hash, config=config)
     if not names:
+        record.status = trial_state(
+            names, None, launch_alive=launch_alive, ledger_stopped=ledger_stopped
+        ).state
         return record
     try:
         state = store.read_state() if STATE_FILE in names else None
@@ -98,15 +100,16 @@ def read_trial(store: TrialStore, trial_hash: str, config: dict[str, Any]) -> Tr
         traceback = store.read_error() if ERROR_FILE in names else None
     except (json.JSONDecodeError, KeyError, ValueError) as error:
         raise UserError(f"{store.loc.path}: unreadable trial file ({error})") from None
-    record.status = _status(names, state)
+    verdict = trial_state(names, state, launch_alive=launch_alive, ledger_stopped=ledger_stopped)
+    record.status, record.interrupted = verdict.state, verdict.interrupted
     # state.json's "error" is run_trial's own one-liner; error.txt is the full traceback.
     record.error = (state or {}).get("error") or error_line(traceback)
     attempts = (record.summary or {}).get("attempts") or (state or {}).get("attempt")
     record.attempts = int(attempts) if attempts is not None else None
     if record.summary is not None:
-        final_epoch = (record.summary.get("final") or {}).get("epoch")
+        final_epoch = (record.summary.get("final") or {}).get(EPOCH)
         if final_epoch is not None:  # rows past the summary's last epoch are stale leftovers
-            record.metrics = [r for r in record.metrics if int(r["epoch"]) <= int(final_epoch)]
+            record.metrics = [r for r in record.metrics if int(r[EPOCH]) <= int(final_epoch)]
     if record.config == {} and CONFIG_FILE in names:
         record.config = store.read_config() or {}
     return record
@@ -126,8 +129,20 @@ def _grids_by_trial(ledger: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def load_experiment(storage: str, name: str, *, workers: int = 8) -> Experiment:
-    """Read the ledger and every planned trial (threads help on remote storage)."""
+def _launch_liveness(launch: dict[str, Any], launch_alive: LaunchAlive | None) -> bool | None:
+    if launch_alive is not None:
+        return bool(launch_alive(launch))
+    return False if launch.get("ended") else None
+
+
+def load_experiment(
+    storage: str, name: str, *, workers: int = 8, launch_alive: LaunchAlive | None = None
+) -> Experiment:
+    """Read the ledger and every planned trial (threads help on remote storage).
+
+    ``launch_alive(launch_record) -> bool`` tells whether a launch's driver still runs (see the
+    module docstring for what is assumed without it).
+    """
     store = ExperimentStore(storage, name)
     if not store.exists():
         raise UserError(
@@ -145,12 +160,21 @@ def load_experiment(storage: str, name: str, *, workers: int = 8) -> Experiment:
     hashes = list(planned)
 
     stopped = ledger.get("stopped") or {}
+    owners = owning_launches(ledger)
+    alive = {id(launch): _launch_liveness(launch, launch_alive) for launch in owners.values()}
+    # A trial no launch lists: dead if the caller can tell liveness (as status), else unknown.
+    unowned = False if launch_alive is not None else None
 
     def read(trial_hash: str) -> TrialRecord:
-        record = read_trial(store.trial(trial_hash), trial_hash, dict(planned[trial_hash] or {}))
+        owner = owners.get(trial_hash)
+        record = read_trial(
+            store.trial(trial_hash),
+            trial_hash,
+            dict(planned[trial_hash] or {}),
+            launch_alive=alive[id(owner)] if owner is not None else unowned,
+            ledger_stopped=trial_hash in stopped,
+        )
         record.grids = grids.get(trial_hash, ())
-        if trial_hash in stopped and record.status in ("running", "stopped"):
-            record.status = "stopped"  # a scheduler (ASHA) ended it early: terminal, not an error
         return record
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

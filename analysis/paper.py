@@ -17,8 +17,18 @@ from analysis.cells import MetricChoice, aggregate
 from analysis.tables import DATASET_NAMES, MISSING, Cell, Table, method_cells, method_label
 
 PAPER_FILE = "paper_tables.csv"
-_COLUMNS = ["table", "dataset", "model", "ratio", "method", "accuracy", "density", "metric",
-            "source", "note"]  # fmt: skip
+_COLUMNS = [
+    "table",
+    "dataset",
+    "model",
+    "ratio",
+    "method",
+    "accuracy",
+    "density",
+    "metric",
+    "source",
+    "note",
+]
 
 
 def paper_numbers() -> pd.DataFrame:
@@ -43,8 +53,17 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
     choice = MetricChoice("paper", epoch)
     cells = aggregate(df, choice)
     paper = paper_numbers()
-    header = ["Table", "Dataset", "Ratio (%)", "Method", "Recipe", "Paper",
-              "Ours (valid-chosen)", "Ours (test-chosen)", "Δ valid-chosen − paper"]  # fmt: skip
+    header = [
+        "Table",
+        "Dataset",
+        "Ratio (%)",
+        "Method",
+        "Recipe",
+        "Paper",
+        "Ours (valid-chosen)",
+        "Ours (test-chosen)",
+        "Δ valid-chosen − paper",
+    ]
     rows: list[list[str | Cell]] = []
     have = cells[["dataset", "ratio"]].drop_duplicates() if not cells.empty else pd.DataFrame()
     for _, p in paper.iterrows():
@@ -53,8 +72,12 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
             or not ((have["dataset"] == p["dataset"]) & (have["ratio"] == p["ratio"])).any()
         ):
             continue
-        mine = cells[(cells["dataset"] == p["dataset"]) & (cells["ratio"] == p["ratio"])
-                     & (cells["method"] == p["method"]) & (cells["variant"] == "")]  # fmt: skip
+        mine = cells[
+            (cells["dataset"] == p["dataset"])
+            & (cells["ratio"] == p["ratio"])
+            & (cells["method"] == p["method"])
+            & (cells["variant"] == "")
+        ]
         paper_text = f"{p['accuracy']:.1f}" + (
             f" ({p['density']:g})" if pd.notna(p["density"]) else ""
         )
@@ -62,11 +85,19 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
         for recipe in recipes:
             ours = mine[mine["recipe"] == recipe]
             valid, test = method_cells(ours, p["method"], min_seeds, with_test=True)
-            rows.append([
-                str(p["table"]), DATASET_NAMES.get(p["dataset"], p["dataset"]),
-                f"{p['ratio']:g}", method_label(p["method"]), recipe, paper_text, valid, test,
-                _delta(valid, float(p["accuracy"])),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    str(p["table"]),
+                    DATASET_NAMES.get(p["dataset"], p["dataset"]),
+                    f"{p['ratio']:g}",
+                    method_label(p["method"]),
+                    recipe,
+                    paper_text,
+                    valid,
+                    test,
+                    _delta(valid, float(p["accuracy"])),
+                ]
+            )
     notes = [
         "Paper: Zhao et al., ECML PKDD 2023 (REST), Tables 2 and 3; one number per cell, "
         "no spread given. Metric: unbiased test accuracy (CMNIST, CIFAR-10-C), "

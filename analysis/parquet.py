@@ -24,7 +24,7 @@ from analysis.schema import (
     epochs_schema,
     trials_schema,
 )
-from trainables.results import Location
+from trainables.results import DENSITY, EPOCH, EPOCH_TIME_S, TRAIN_FLOPS, Location
 
 TRIALS_FILE = "trials.parquet"
 EPOCHS_FILE = "epochs.parquet"
@@ -96,8 +96,8 @@ def trial_row(record: TrialRecord, config_names: list[str]) -> dict[str, Any]:
     row.update(_metric_values(SEL_PREFIX, summary.get("selected") if summary else None))
     train_flops = _number(summary.get("train_flops"))
     if train_flops is None and final is not None:
-        train_flops = _number(final.get("train_flops"))
-    epoch_times = [_number(r.get("epoch_time_s")) for r in record.metrics]
+        train_flops = _number(final.get(TRAIN_FLOPS))
+    epoch_times = [_number(r.get(EPOCH_TIME_S)) for r in record.metrics]
     wall = _number(summary.get("wall_time_s"))
     if wall is None and epoch_times and None not in epoch_times:
         wall = float(sum(t for t in epoch_times if t is not None))
@@ -108,7 +108,7 @@ def trial_row(record: TrialRecord, config_names: list[str]) -> dict[str, Any]:
     )
     dense_train = _number(summary.get("dense_train_flops"))
     row.update(
-        density_reached=_number(final.get("density")) if final else None,
+        density_reached=_number(final.get(DENSITY)) if final else None,
         nonzero_params=nonzero,
         total_params=total,
         params_ratio=_ratio(nonzero, total),
@@ -170,11 +170,11 @@ def epochs_table(experiment: Experiment) -> pa.Table:
     schema = epochs_schema()
     columns: dict[str, list[Any]] = {f.name: [] for f in schema}
     for record in sorted(experiment.trials, key=lambda r: r.trial_hash):
-        by_epoch = {int(r["epoch"]): r for r in record.metrics}
+        by_epoch = {int(r[EPOCH]): r for r in record.metrics}
         for epoch in sorted(by_epoch):
             row = by_epoch[epoch]
             columns["trial_hash"].append(record.trial_hash)
-            columns["epoch"].append(epoch)
+            columns[EPOCH].append(epoch)
             for name in METRIC_NAMES:
                 columns[name].append(row.get(name))
     return pa.Table.from_arrays([_column(columns[f.name], f.type) for f in schema], schema=schema)

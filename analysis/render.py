@@ -34,9 +34,7 @@ def _num(value: float | int | None) -> str:
 
 
 def csv_text(table: Table) -> str:
-    cell_columns = {
-        i for row in table.rows for i, v in enumerate(row) if isinstance(v, Cell)
-    }  # fmt: skip
+    cell_columns = {i for row in table.rows for i, v in enumerate(row) if isinstance(v, Cell)}
     header: list[str] = []
     for i, name in enumerate(table.header):
         header.append(name)
@@ -56,19 +54,33 @@ def csv_text(table: Table) -> str:
                 c = value if isinstance(value, Cell) else None
                 shown = c is not None and c.shown
                 out += [
-                    _num(c.mean) if shown else "", _num(c.std) if shown else "",
-                    _num(c.n_done) if c else "", _num(c.n_planned) if c else "",
-                    _num(c.density) if shown else "", (c.chosen_by or "") if c else "",
-                ]  # fmt: skip
+                    _num(c.mean) if shown else "",
+                    _num(c.std) if shown else "",
+                    _num(c.n_done) if c else "",
+                    _num(c.n_planned) if c else "",
+                    _num(c.density) if shown else "",
+                    (c.chosen_by or "") if c else "",
+                ]
         writer.writerow(out)
     return buffer.getvalue()
 
 
 _LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "—": "---", "×": r"$\times$", "’": "'",
-}  # fmt: skip
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "—": "---",
+    "×": r"$\times$",
+    "’": "'",
+}
 
 
 def latex_escape(text: str) -> str:

@@ -24,8 +24,16 @@ if TYPE_CHECKING:  # api imports this module lazily; the type only matters to ch
 REPORT_FILE = "report.html"
 MAX_LISTED = 60
 # The knobs where the paper and its public code disagree (docs/presets.md): shown per recipe.
-RECIPE_KNOBS = ("optimizer", "weight_decay", "lr_schedule", "augment", "reweight", "drop_fraction",
-                "drop_schedule", "reset_momentum")  # fmt: skip
+RECIPE_KNOBS = (
+    "optimizer",
+    "weight_decay",
+    "lr_schedule",
+    "augment",
+    "reweight",
+    "drop_fraction",
+    "drop_schedule",
+    "reset_momentum",
+)
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1500px;
@@ -38,8 +46,13 @@ ul.notes{font-size:12px;color:#555}nav a{margin-right:14px}.meta{color:#555;font
 .bar{display:flex;height:14px;width:600px;border:1px solid #ccc;margin:6px 0}
 .bar span{display:block;height:100%}.warn{color:#a33}.figure{margin:12px 0}
 """
-STATUS_COLORS = {"finished": "#2ca02c", "running": "#1f77b4", "errored": "#d62728",
-                 "stopped": "#ff7f0e", "pending": "#cccccc"}  # fmt: skip
+STATUS_COLORS = {
+    "finished": "#2ca02c",
+    "running": "#1f77b4",
+    "errored": "#d62728",
+    "stopped": "#ff7f0e",
+    "pending": "#cccccc",
+}
 
 
 def _esc(value: object) -> str:
@@ -66,7 +79,7 @@ def status_section(analysis: Analysis) -> str:
         f'<span title="{s}: {counts.get(s, 0)}" style="width:{100 * counts.get(s, 0) / max(1, total):.3f}%;'
         f'background:{STATUS_COLORS[s]}"></span>'
         for s in STATUSES
-    )  # fmt: skip
+    )
     summary = ", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES)
     rows = []
     for method, group in sorted(df.groupby("method"), key=lambda kv: str(kv[0])):
@@ -79,8 +92,10 @@ def status_section(analysis: Analysis) -> str:
         _simple_table(["method", *STATUSES, "planned"], rows),
     ]
     if counts.get("finished", 0) < total:
-        parts.append(f'<p class="warn">Partial sweep: {total - counts.get("finished", 0)} of {total} '
-                     "trials have not finished; tables show those cells as missing.</p>")  # fmt: skip
+        parts.append(
+            f'<p class="warn">Partial sweep: {total - counts.get("finished", 0)} of {total} '
+            "trials have not finished; tables show those cells as missing.</p>"
+        )
         parts.append(missing_cells(analysis.cells))
     errored = df[df["status"] == "errored"]
     if not errored.empty:
@@ -97,20 +112,32 @@ def status_section(analysis: Analysis) -> str:
         methods = sorted(
             {str(v.get("method")) for v in pending_rows.values() if isinstance(v, dict)}
         )
-        parts.append(f"<p class='warn'>{len(pending_rows)} grid row(s) wait for methods that are not "
-                     f"implemented yet ({_esc(', '.join(methods))}); their columns stay missing.</p>")  # fmt: skip
+        parts.append(
+            f"<p class='warn'>{len(pending_rows)} grid row(s) wait for methods that are not "
+            f"implemented yet ({_esc(', '.join(methods))}); their columns stay missing.</p>"
+        )
     if analysis.experiment.orphans:
-        parts.append(f"<p class='meta'>{len(analysis.experiment.orphans)} trial folder(s) not in the ledger "
-                     "were ignored (left over from an older plan).</p>")  # fmt: skip
+        parts.append(
+            f"<p class='meta'>{len(analysis.experiment.orphans)} trial folder(s) not in the ledger "
+            "were ignored (left over from an older plan).</p>"
+        )
     return "".join(parts)
 
 
 def missing_cells(cells: pd.DataFrame) -> str:
     """Cells with fewer finished seeds than planned (first MAX_LISTED)."""
     todo = cells[cells["n_done"] < cells["n_planned"]]
-    rows = [[DATASET_NAMES.get(r["dataset"], r["dataset"]), f"{r['ratio']:g}", r["recipe"],
-             method_label(r["method"], r["variant"]), f"{r['density']:g}", f"{r['n_done']}/{r['n_planned']}"]
-            for _, r in todo.head(MAX_LISTED).iterrows()]  # fmt: skip
+    rows = [
+        [
+            DATASET_NAMES.get(r["dataset"], r["dataset"]),
+            f"{r['ratio']:g}",
+            r["recipe"],
+            method_label(r["method"], r["variant"]),
+            f"{r['density']:g}",
+            f"{r['n_done']}/{r['n_planned']}",
+        ]
+        for _, r in todo.head(MAX_LISTED).iterrows()
+    ]
     more = (
         f"<p class='meta'>… and {len(todo) - MAX_LISTED} more.</p>"
         if len(todo) > MAX_LISTED
@@ -125,9 +152,11 @@ def recipe_section(df: pd.DataFrame) -> str:
     for recipe, group in sorted(df.groupby("recipe"), key=lambda kv: str(kv[0])):
         knobs = [", ".join(sorted({str(v) for v in group[k].dropna()})) for k in RECIPE_KNOBS]
         rows.append([recipe, len(group), int((group["status"] == "finished").sum()), *knobs])
-    intro = ("<p>Every number in the tables carries its recipe: <b>paper</b> = the paper's text "
-             "(Adam, loss reweighting, ...); <b>rest-code</b> = the public code (SGD, plateau "
-             "schedule, resampling, ...). See docs/presets.md.</p>")  # fmt: skip
+    intro = (
+        "<p>Every number in the tables carries its recipe: <b>paper</b> = the paper's text "
+        "(Adam, loss reweighting, ...); <b>rest-code</b> = the public code (SGD, plateau "
+        "schedule, resampling, ...). See docs/presets.md.</p>"
+    )
     return (
         '<h2 id="recipes">Recipes</h2>'
         + intro
@@ -149,23 +178,54 @@ def figure_section(analysis: Analysis) -> str:
 def report_html(analysis: Analysis) -> str:
     """The whole page as a string (deterministic for unchanged inputs)."""
     exp, opts = analysis.experiment, analysis.options
-    grids = sorted({g for launch in exp.ledger.get("launches") or [] if isinstance(launch, dict)
-                    for g in ([launch.get("grid")] if launch.get("grid") else launch.get("grids") or [])})  # fmt: skip
-    meta = (f"<p class='meta'>Experiment <code>{_esc(exp.uri)}</code>; grids: {_esc(', '.join(grids) or '—')}; "
-            f"metric: {_esc(opts.metric)} at the {_esc(opts.epoch)} epoch; a cell needs "
-            f"{'all planned' if opts.min_seeds is None else _esc(opts.min_seeds)} finished seed(s). "
-            "Data: trials.parquet / epochs.parquet from <code>rest-sweep analyze</code>.</p>")  # fmt: skip
-    nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in (
-        ("status", "Status"), ("recipes", "Recipes"), ("table2", "Table 2"), ("table3", "Table 3"),
-        ("table1", "Table 1"), ("paper", "Paper"), ("figures", "Figures"))) + "</nav>"  # fmt: skip
+    grids = sorted(
+        {
+            g
+            for launch in exp.ledger.get("launches") or []
+            if isinstance(launch, dict)
+            for g in ([launch.get("grid")] if launch.get("grid") else launch.get("grids") or [])
+        }
+    )
+    meta = (
+        f"<p class='meta'>Experiment <code>{_esc(exp.uri)}</code>; grids: {_esc(', '.join(grids) or '—')}; "
+        f"metric: {_esc(opts.metric)} at the {_esc(opts.epoch)} epoch; a cell needs "
+        f"{'all planned' if opts.min_seeds is None else _esc(opts.min_seeds)} finished seed(s). "
+        "Data: trials.parquet / epochs.parquet from <code>rest-sweep analyze</code>.</p>"
+    )
+    nav = (
+        "<nav>"
+        + "".join(
+            f'<a href="#{a}">{t}</a>'
+            for a, t in (
+                ("status", "Status"),
+                ("recipes", "Recipes"),
+                ("table2", "Table 2"),
+                ("table3", "Table 3"),
+                ("table1", "Table 1"),
+                ("paper", "Paper"),
+                ("figures", "Figures"),
+            )
+        )
+        + "</nav>"
+    )
     tables = '<h2 id="tables">Tables</h2>' + "".join(
         render.html_fragment(analysis.tables[k]) for k in ("table2", "table3", "table1")
     )
     paper = '<h2 id="paper-comparison">Comparison with the paper</h2>' + render.html_fragment(
         analysis.tables["paper_comparison"]
     )
-    body = "".join([f"<h1>rest-sweep report: {_esc(exp.name)}</h1>", meta, nav, status_section(analysis),
-                    recipe_section(analysis.frame), tables, paper, figure_section(analysis)])  # fmt: skip
+    body = "".join(
+        [
+            f"<h1>rest-sweep report: {_esc(exp.name)}</h1>",
+            meta,
+            nav,
+            status_section(analysis),
+            recipe_section(analysis.frame),
+            tables,
+            paper,
+            figure_section(analysis),
+        ]
+    )
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>rest-sweep report: {_esc(exp.name)}</title><style>{CSS}</style>"

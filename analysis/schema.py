@@ -13,33 +13,18 @@ from dataclasses import dataclass, fields
 import pyarrow as pa
 
 from trainables.config import TrialConfig, field_help
+from trainables.results import EPOCH, METRIC_HELP, TRIAL_STATES
+from trainables.results import EPOCH_METRICS as RESULT_METRICS
 
 SCHEMA_VERSION = "1"
 CFG_PREFIX = "cfg_"
 FINAL_PREFIX = "final_"
 SEL_PREFIX = "sel_"
-STATUSES: tuple[str, ...] = ("finished", "running", "errored", "stopped", "pending")
+STATUSES: tuple[str, ...] = TRIAL_STATES  # the result format's trial-state rule
 
-_SPLIT_METRICS = (
-    ("loss", "cross-entropy loss"),
-    ("acc", "accuracy (fraction 0-1)"),
-    ("acc_aligned", "accuracy on bias-aligned samples"),
-    ("acc_conflicting", "accuracy on bias-conflicting samples"),
-    ("worst_group_acc", "min of aligned / conflicting accuracy"),
-    ("unbiased_acc", "mean accuracy over the (label, bias) cells present"),
-)
-
-# Per-epoch metric names of the result format (docs/architecture.md), without ``epoch``.
-EPOCH_METRICS: tuple[tuple[str, str], ...] = (
-    ("train_loss", "training loss (epoch mean)"),
-    ("train_acc", "training accuracy (fraction 0-1)"),
-    *((f"{split}_{name}", f"{split}: {text}") for split in ("valid", "test") for name, text in _SPLIT_METRICS),
-    ("density", "global weight density at the end of the epoch"),
-    ("train_flops", "training FLOPs so far (cumulative)"),
-    ("lr", "learning rate"),
-    ("epoch_time_s", "wall time of the epoch, seconds"),
-)  # fmt: skip
-METRIC_NAMES: tuple[str, ...] = tuple(name for name, _ in EPOCH_METRICS)
+# Per-epoch metric names of the result format (trainables.results), without ``epoch``.
+EPOCH_METRICS: tuple[tuple[str, str], ...] = tuple(METRIC_HELP.items())
+METRIC_NAMES: tuple[str, ...] = RESULT_METRICS
 
 _ARROW_OF_ANNOTATION = {
     "str": pa.string(),
@@ -108,7 +93,7 @@ def epoch_columns() -> list[Column]:
     """Every column of ``epochs.parquet``: the key, then the per-epoch metrics."""
     key = [
         Column("trial_hash", pa.string(), "trial (join with trials.parquet)"),
-        Column("epoch", pa.int64(), "epoch number, 1-based; unique per trial"),
+        Column(EPOCH, pa.int64(), "epoch number, 1-based; unique per trial"),
     ]
     return [*key, *(Column(n, pa.float64(), m) for n, m in EPOCH_METRICS)]
 

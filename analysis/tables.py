@@ -17,13 +17,22 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analysis.cells import ROW_KEY, MetricChoice, is_sparse
+from trainables.datasets import DATASETS
 
 METHOD_ORDER = ("erm", "erm_rw", "mrm", "disent", "static", "set", "rigl", "rest")
 METHOD_NAMES = {
-    "erm": "ERM", "erm_rw": "ERM+RW", "mrm": "MRM", "disent": "DisEnt", "static": "Static",
-    "set": "SET", "rigl": "RigL", "rest": "REST",
-}  # fmt: skip
-DATASET_NAMES = {"cmnist": "CMNIST", "cifar10c": "CIFAR-10-C", "bffhq": "BFFHQ"}
+    "erm": "ERM",
+    "erm_rw": "ERM+RW",
+    "mrm": "MRM",
+    "disent": "DisEnt",
+    "static": "Static",
+    "set": "SET",
+    "rigl": "RigL",
+    "rest": "REST",
+}
+# The report's dataset names, read from the registry (``DatasetInfo.display_name``); a view
+# kept for the modules that call ``DATASET_NAMES.get(name, name)``.
+DATASET_NAMES: dict[str, str] = {name: DATASETS.get(name).display_name for name in DATASETS}
 MISSING = "—"
 
 
@@ -88,10 +97,12 @@ def _shown(row: pd.Series, min_seeds: int | None) -> bool:
 def plain_cell(row: pd.Series, min_seeds: int | None) -> Cell:
     """A dense method's (single-density) cell."""
     return Cell(
-        mean=_nan_to_none(row["test_mean"]), std=_nan_to_none(row["test_std"]),
-        n_done=int(row["n_done"]), n_planned=int(row["n_planned"]),
+        mean=_nan_to_none(row["test_mean"]),
+        std=_nan_to_none(row["test_std"]),
+        n_done=int(row["n_done"]),
+        n_planned=int(row["n_planned"]),
         shown=_shown(row, min_seeds),
-    )  # fmt: skip
+    )
 
 
 def best_cell(cells: pd.DataFrame, by: str, min_seeds: int | None) -> Cell:
@@ -110,10 +121,15 @@ def best_cell(cells: pd.DataFrame, by: str, min_seeds: int | None) -> Cell:
     ordered = shown.sort_values([f"{by}_mean", "density"], ascending=[False, True], kind="stable")
     top = ordered.iloc[0]
     return Cell(
-        mean=_nan_to_none(top["test_mean"]), std=_nan_to_none(top["test_std"]),
-        n_done=int(top["n_done"]), n_planned=int(top["n_planned"]), shown=True,
-        density=float(top["density"]), chosen_by=by, **counts,
-    )  # fmt: skip
+        mean=_nan_to_none(top["test_mean"]),
+        std=_nan_to_none(top["test_std"]),
+        n_done=int(top["n_done"]),
+        n_planned=int(top["n_planned"]),
+        shown=True,
+        density=float(top["density"]),
+        chosen_by=by,
+        **counts,
+    )
 
 
 def _method_keys(cells: pd.DataFrame) -> list[tuple[str, str]]:
@@ -130,14 +146,20 @@ def method_label(method: str, variant: str = "") -> str:
 
 def _row_head(key: tuple, choice: MetricChoice) -> list[str]:
     dataset, model, ratio, recipe = key
-    return [DATASET_NAMES.get(dataset, dataset), str(model), f"{float(ratio):g}", str(recipe),
-            choice.describe(dataset)]  # fmt: skip
+    return [
+        DATASET_NAMES.get(dataset, dataset),
+        str(model),
+        f"{float(ratio):g}",
+        str(recipe),
+        choice.describe(dataset),
+    ]
 
 
 _HEAD = ["Dataset", "Model", "Ratio (%)", "Recipe", "Metric"]
 
 
 def _notes(choice: MetricChoice, min_seeds: int | None) -> list[str]:
+    epoch_rule = "each trial’s selection rule" if choice.epoch == "selected" else "last epoch"
     seeds = "all planned seeds" if min_seeds is None else f"at least {min_seeds} finished seed(s)"
     return [
         "Mean ± sample std (ddof=1) over seeds, in percent; a cell needs " + seeds + ".",
@@ -145,7 +167,7 @@ def _notes(choice: MetricChoice, min_seeds: int | None) -> list[str]:
         "(d): best density. Plain columns choose it on the validation mean of the same metric; "
         "'test-chosen' columns choose it on the test mean (what the paper appears to do).",
         "[n/N seeds]: fewer seeds than planned; *k/K: best among the k of K densities done.",
-        f"Epoch: {choice.epoch} ({'each trial’s selection rule' if choice.epoch == 'selected' else 'last epoch'}).",
+        f"Epoch: {choice.epoch} ({epoch_rule}).",
     ]
 
 
@@ -181,8 +203,11 @@ def method_cells(mine: pd.DataFrame, method: str, min_seeds: int | None, *, with
 
 def table3(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = None) -> Table:
     """Paper Table 3: each sparse method (RigL, REST...) at its own best density."""
-    sparse = [(m, v) for m, v in _method_keys(cells)
-              if is_sparse(m, cells.loc[cells["method"] == m, "density"])]  # fmt: skip
+    sparse = [
+        (m, v)
+        for m, v in _method_keys(cells)
+        if is_sparse(m, cells.loc[cells["method"] == m, "density"])
+    ]
     header = list(_HEAD)
     for method, variant in sparse:
         header += [method_label(method, variant), method_label(method, variant) + " (test-chosen)"]
@@ -209,8 +234,18 @@ def _ratio_text(value: float | None, absolute: float | None, unit: str = "") -> 
 def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = None) -> Table:
     """Paper Table 1: training / inference FLOPs and parameters relative to dense, for each
     method at its (validation-chosen) best density; dense rows also give absolute values."""
-    header = ["Dataset", "Model", "Ratio (%)", "Recipe", "Method", "Density",
-              "Train FLOPs", "Inference FLOPs", "Params", "Seeds"]  # fmt: skip
+    header = [
+        "Dataset",
+        "Model",
+        "Ratio (%)",
+        "Recipe",
+        "Method",
+        "Density",
+        "Train FLOPs",
+        "Inference FLOPs",
+        "Params",
+        "Seeds",
+    ]
     rows: list[list[str | Cell]] = []
     for key, group in cells.groupby(ROW_KEY, sort=True):
         for method, variant in _method_keys(group):
@@ -233,12 +268,18 @@ def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
             params_text = MISSING if pd.isna(params) else f"{params / 1e6:.4g}M"
             if not dense and not pd.isna(src["params_ratio"]):
                 params_text += f" ({src['params_ratio']:.3g}×)"
-            rows.append([
-                *head, f"{float(src['density']):g}",
-                _ratio_text(src["train_flops_ratio"], src["train_flops"] if dense else None),
-                _ratio_text(src["inference_flops_ratio"], src["inference_flops"] if dense else None),
-                params_text, f"{pick.n_done}/{pick.n_planned}",
-            ])  # fmt: skip
+            rows.append(
+                [
+                    *head,
+                    f"{float(src['density']):g}",
+                    _ratio_text(src["train_flops_ratio"], src["train_flops"] if dense else None),
+                    _ratio_text(
+                        src["inference_flops_ratio"], src["inference_flops"] if dense else None
+                    ),
+                    params_text,
+                    f"{pick.n_done}/{pick.n_planned}",
+                ]
+            )
     notes = [
         "Ratios are to the dense model of the same architecture (from each trial's summary), "
         "mean over finished seeds; dense rows give absolute FLOPs in parentheses.",

@@ -1,11 +1,10 @@
 """Where an experiment stands, read from storage only (the ledger and the trial folders).
 
-Works while a sweep runs and with no Ray at all. A trial is, in this order of precedence:
-*finished* (``summary.json`` exists), *stopped* (a scheduler stopped it early, per the ledger),
-*errored* (its ``state.json`` says so; the first line of the error is shown), *running* (its
-``state.json`` says running and the launch that owns it is alive), else *pending* (waiting to
-run, or interrupted and waiting for ``rest-sweep resume``). Grid rows of methods that are not
-registered yet are counted apart as ``not_runnable``.
+Works while a sweep runs and with no Ray at all. A trial's state comes from the one rule of
+the result format, :func:`trainables.results.trial_state` (finished, stopped, errored, running,
+else pending, possibly interrupted), given the liveness of the launch that owns it
+(:func:`rest_sweep.ledger.launch_alive`); the first line of an error is shown. Grid rows of
+methods that are not registered yet are counted apart as ``not_runnable``.
 """
 
 from __future__ import annotations
@@ -17,9 +16,20 @@ from typing import Any
 
 from rest_sweep.ledger import launch_alive, planned_hashes
 from trainables.errors import UserError
-from trainables.results import ExperimentStore, list_experiments
+from trainables.results import (
+    EPOCH_TIME_S,
+    ERRORED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+    TRIAL_STATES,
+    ExperimentStore,
+    list_experiments,
+    owning_launches,
+    trial_state,
+)
 
-STATES = ("finished", "running", "errored", "stopped", "pending")
+STATES = TRIAL_STATES
 ETA_SAMPLE = 20  # finished trials whose summary gives a time per epoch when none is running
 
 
@@ -88,12 +98,13 @@ def status(storage: str, name: str) -> StatusReport:
         raise UserError(f"--name {name}: no experiment in {storage}; allowed: {known}")
     ledger = store.read_ledger()
     launches = ledger.get("launches", [])
-    live = next((launch for launch in reversed(launches) if launch_alive(launch)), None)
-    live_trials = set(live["trials"]) if live else set()
+    alive = {launch.get("id"): launch_alive(launch) for launch in launches}
+    live = next((launch for launch in reversed(launches) if alive[launch.get("id")]), None)
+    owners = owning_launches(ledger)
     stopped = ledger.get("stopped", {})
     configs = ledger.get("trials", {})
     trials = [
-        _trial_status(store, h, configs[h], stopped, h in live_trials)
+        _trial_status(store, h, configs[h], h in stopped, alive.get(owners.get(h, {}).get("id")))
         for h in planned_hashes(ledger)
     ]
     counts = Counter(t.state for t in trials)
@@ -122,32 +133,32 @@ def status(storage: str, name: str) -> StatusReport:
         last_launch=_launch_brief(launches[-1]) if launches else None,
         grids=[g["grid"] for g in ledger.get("grids", [])],
         errors=[
-            {"hash": t.hash, "name": t.name, "error": t.error}
-            for t in trials
-            if t.state == "errored"
-        ],  # fmt: skip
+            {"hash": t.hash, "name": t.name, "error": t.error} for t in trials if t.state == ERRORED
+        ],
         trials=trials,
     )
 
 
-def _trial_status(store: ExperimentStore, trial_hash: str, cfg: dict[str, Any],
-                  stopped: dict[str, Any], in_live_launch: bool) -> TrialStatus:  # fmt: skip
+def _trial_status(
+    store: ExperimentStore, trial_hash: str, cfg: dict[str, Any], stopped: bool, alive: bool | None
+) -> TrialStatus:
+    """``alive``: whether the launch owning the trial runs (None: no launch lists it = dead)."""
     trial = store.trial(trial_hash)
     epochs = int(cfg.get("epochs", 0))
-    name = _short_name(cfg)
-    base = {"hash": trial_hash, "name": name, "method": cfg.get("method", "?"), "epochs": epochs}
-    if trial.is_finished():
-        return TrialStatus(state="finished", epoch=epochs, **base)
+    base = {"hash": trial_hash, "name": _short_name(cfg), "method": cfg.get("method", "?")}
+    files = trial.loc.list_names()
     state = trial.read_state() or {}
-    epoch = int(state.get("epoch", 0) or 0)
-    if trial_hash in stopped:
-        return TrialStatus(state="stopped", epoch=epoch, **base)
-    if state.get("state") == "errored":
-        return TrialStatus(state="errored", epoch=epoch, error=_first_line(state, trial), **base)
-    if state.get("state") == "running" and in_live_launch:
-        return TrialStatus(state="running", epoch=epoch, **base)
-    interrupted = state.get("state") in ("running", "interrupted")
-    return TrialStatus(state="pending", epoch=epoch, interrupted=interrupted, **base)
+    verdict = trial_state(files, state or None, launch_alive=bool(alive), ledger_stopped=stopped)
+    epoch = epochs if verdict.state == FINISHED else int(state.get("epoch", 0) or 0)
+    error = _first_line(state, trial) if verdict.state == ERRORED else ""
+    return TrialStatus(
+        state=verdict.state,
+        epoch=epoch,
+        epochs=epochs,
+        error=error,
+        interrupted=verdict.interrupted,
+        **base,
+    )
 
 
 def _first_line(state: dict[str, Any], trial: Any) -> str:
@@ -171,15 +182,15 @@ def _eta(store: ExperimentStore, trials: list[TrialStatus], live: bool) -> float
     """Epochs left x mean epoch time / trials running at once; None when nothing runs."""
     if not live:
         return None
-    running = [t for t in trials if t.state == "running"]
-    left = sum(t.epochs - t.epoch for t in trials if t.state in ("running", "pending"))
+    running = [t for t in trials if t.state == RUNNING]
+    left = sum(t.epochs - t.epoch for t in trials if t.state in (RUNNING, PENDING))
     if left == 0:
         return 0.0
     times = []
     for t in running:
-        times += [float(r.get("epoch_time_s", 0)) for r in store.trial(t.hash).read_metrics()]
+        times += [float(r.get(EPOCH_TIME_S, 0)) for r in store.trial(t.hash).read_metrics()]
     if not times:
-        for t in [t for t in trials if t.state == "finished"][:ETA_SAMPLE]:
+        for t in [t for t in trials if t.state == FINISHED][:ETA_SAMPLE]:
             summary = store.trial(t.hash).read_summary() or {}
             if summary.get("wall_time_s") and t.epochs:
                 times.append(float(summary["wall_time_s"]) / t.epochs)

@@ -9,17 +9,36 @@ need pruning-and-retraining methods and their own knobs (pruning rounds, rewind 
 from __future__ import annotations
 
 from search_spaces.grid import Block, Grid, union
-from trainables.config import PAPER_DENSITIES, PAPER_RATIOS, PAPER_SEEDS
+from trainables.datasets import DATASETS
 from trainables.registry import Registry
 
 GRIDS: Registry[Grid] = Registry("grid")
 
-DATASET_NAMES = {"cmnist": "Colored MNIST", "cifar10c": "Corrupted CIFAR-10", "bffhq": "BFFHQ"}
+# The paper's sweep axes that are not dataset facts (the ratios are: ``paper_ratios`` in
+# ``trainables.datasets``): 14 densities and 3 seeds.
+PAPER_DENSITIES: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.005,
+    0.01,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+)
+PAPER_SEEDS: tuple[int, ...] = (41, 42, 43)
+
 DEMO_DENSITIES = (0.05, 0.2)
 
 
 def _paper_axes(dataset: str, sparse: bool) -> dict[str, tuple]:
-    axes: dict[str, tuple] = {"seed": PAPER_SEEDS, "ratio": PAPER_RATIOS[dataset]}
+    axes: dict[str, tuple] = {"seed": PAPER_SEEDS, "ratio": DATASETS.get(dataset).paper_ratios}
     if sparse:
         axes["density"] = PAPER_DENSITIES
     return axes
@@ -28,10 +47,10 @@ def _paper_axes(dataset: str, sparse: bool) -> dict[str, tuple]:
 def table2(dataset: str) -> Grid:
     """Dense baselines per ratio and seed, plus REST at every density."""
     fixed = {"dataset": dataset}
+    title = DATASETS.get(dataset).title
     return Grid(
         name=f"paper-table2-{dataset}",
-        description=f"Table 2 on {DATASET_NAMES[dataset]}: ERM, ERM+reweighting, MRM, DisEnt, "
-        "REST at every density",
+        description=f"Table 2 on {title}: ERM, ERM+reweighting, MRM, DisEnt, REST at every density",
         blocks=(
             Block.of(["erm", "erm_rw", "mrm", "disent"], _paper_axes(dataset, False), fixed),
             Block.of(["rest"], _paper_axes(dataset, True), fixed),
@@ -43,7 +62,7 @@ def table3(dataset: str) -> Grid:
     """RigL against REST over the 14 densities."""
     return Grid(
         name=f"paper-table3-{dataset}",
-        description=f"Table 3 on {DATASET_NAMES[dataset]}: RigL and REST at 14 densities",
+        description=f"Table 3 on {DATASETS.get(dataset).title}: RigL and REST at 14 densities",
         blocks=(Block.of(["rigl", "rest"], _paper_axes(dataset, True), {"dataset": dataset}),),
     )
 
@@ -51,9 +70,10 @@ def table3(dataset: str) -> Grid:
 def figure3() -> Grid:
     """CIFAR-10-C accuracy against density: dense ERM as the reference line."""
     fixed = {"dataset": "cifar10c"}
+    title = DATASETS.get("cifar10c").title
     return Grid(
         name="paper-fig3",
-        description="Figure 3 on Corrupted CIFAR-10: dense ERM, REST and RigL over 14 densities",
+        description=f"Figure 3 on {title}: dense ERM, REST and RigL over 14 densities",
         blocks=(
             Block.of(["erm"], _paper_axes("cifar10c", False), fixed),
             Block.of(["rest", "rigl"], _paper_axes("cifar10c", True), fixed),
@@ -82,16 +102,16 @@ def demo() -> Grid:
                     "epochs": 3,
                     "update_frequency": 25,
                 },
-            ),  # fmt: skip
+            ),
         ),
     )
 
 
 def _register_all() -> None:
     tables = []
-    for dataset in ("cmnist", "cifar10c", "bffhq"):
+    for dataset in DATASETS:
         tables.append(GRIDS.register(f"paper-table2-{dataset}", table2(dataset)))
-    for dataset in ("cmnist", "cifar10c", "bffhq"):
+    for dataset in DATASETS:
         tables.append(GRIDS.register(f"paper-table3-{dataset}", table3(dataset)))
     tables.append(GRIDS.register("paper-fig3", figure3()))
     GRIDS.register(

@@ -15,8 +15,9 @@ from trainables.errors import UserError
 @pytest.fixture(scope="module")
 def two_ratios(tmp_path_factory: pytest.TempPathFactory) -> str:
     storage = tmp_path_factory.mktemp("fig")
-    configs = synthetic.grid_configs(ratios=(1.0, 5.0), methods=("erm", "rigl", "rest"),
-                                     densities=(0.005, 0.05, 0.5), epochs=3)  # fmt: skip
+    configs = synthetic.grid_configs(
+        ratios=(1.0, 5.0), methods=("erm", "rigl", "rest"), densities=(0.005, 0.05, 0.5), epochs=3
+    )
     pending = {synthetic.config_hash(configs[-1]): "pending"}
     synthetic.write_experiment(str(storage), "exp", configs, statuses=pending)
     return str(storage)
@@ -47,8 +48,13 @@ def test_density_curves_traces(two_ratios: str) -> None:
     rest = next(t for t in lines if t.name == "REST · unbiased" and t.xaxis == "x")
     assert list(rest.x) == [0.005, 0.05, 0.5]
     cells = analysis.cells
-    assert rest.y[1] == pytest.approx(float(cells[(cells["method"] == "rest") & (cells["ratio"] == 1.0)
-                                                  & (cells["density"] == 0.05)]["test_mean"].iloc[0]))  # fmt: skip
+    assert rest.y[1] == pytest.approx(
+        float(
+            cells[
+                (cells["method"] == "rest") & (cells["ratio"] == 1.0) & (cells["density"] == 0.05)
+            ]["test_mean"].iloc[0]
+        )
+    )
 
 
 def test_flops_scatter_and_training_curves(two_ratios: str) -> None:
@@ -78,8 +84,19 @@ def test_analyze_and_report_commands(
 ) -> None:
     parser = _parser()
     prefix = sorted((Path(two_ratios) / "exp" / "trials").iterdir())[0].name[:8]
-    args = parser.parse_args(["analyze", "--storage", two_ratios, "--name", "exp", "--out", str(tmp_path),
-                              "--curves", prefix])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "analyze",
+            "--storage",
+            two_ratios,
+            "--name",
+            "exp",
+            "--out",
+            str(tmp_path),
+            "--curves",
+            prefix,
+        ]
+    )
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "planned trials" in out and "pending 1" in out

@@ -19,8 +19,9 @@ from trainables.results import ExperimentStore
 
 
 def _grid(tmp_path: Path, statuses: dict[str, str] | None = None, **kw) -> tuple[str, list[dict]]:
-    configs = synthetic.grid_configs(**{"ratios": (1.0,), "methods": ("erm", "rest"),
-                                        "densities": (0.005, 0.05, 0.5), **kw})  # fmt: skip
+    configs = synthetic.grid_configs(
+        **{"ratios": (1.0,), "methods": ("erm", "rest"), "densities": (0.005, 0.05, 0.5), **kw}
+    )
     synthetic.write_experiment(str(tmp_path), "exp", configs, statuses=statuses)
     return str(tmp_path), configs
 
@@ -190,8 +191,11 @@ def test_table_files_in_three_formats(tmp_path: Path) -> None:
 
 
 def test_variants_are_not_averaged_together(tmp_path: Path) -> None:
-    configs = [synthetic.make_config(method="rest", density=0.05, seed=s, epochs=2, sparse_init=init)
-               for s in (41, 42) for init in ("erk", "uniform")]  # fmt: skip
+    configs = [
+        synthetic.make_config(method="rest", density=0.05, seed=s, epochs=2, sparse_init=init)
+        for s in (41, 42)
+        for init in ("erk", "uniform")
+    ]
     synthetic.write_experiment(str(tmp_path), "exp", configs)
     header = build(str(tmp_path), "exp").tables["table2"].header
     assert "REST [sparse_init=erk]" in header and "REST [sparse_init=uniform]" in header

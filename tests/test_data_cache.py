@@ -61,8 +61,9 @@ def test_bundle_change_invalidates_the_cache(tmp_path, change):
     align = root / "cmnist" / "1pct" / "align" / "0"
     victim = sorted(align.glob("*.png"))[0]
     if change == "changed":  # different content and size: a re-extracted, different file
-        Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28, 3), dtype=np.uint8)
-                        ).save(victim)  # fmt: skip
+        Image.fromarray(
+            np.random.default_rng(0).integers(0, 255, (28, 28, 3), dtype=np.uint8)
+        ).save(victim)
     elif change == "added":
         write_png(align / "77_0_0.png", value=3)
     else:  # a partial bundle: a file is missing

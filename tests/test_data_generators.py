@@ -137,9 +137,27 @@ def test_cli_make_cmnist_lff_palette(fmnist_subset_dir, tmp_path, monkeypatch, c
     import rest_sweep.cli as cli
 
     monkeypatch.setattr(cli, "COMMANDS", ("data",))
-    argv = ["data", "make", "cmnist", "--source", str(fmnist_subset_dir), "--out", str(tmp_path),
-            "--ratios", "0.5pct,2", "--limit", "2000", "--valid-size", "60", "--test-size", "100",
-            "--palette", "lff", "--seed", "7"]  # fmt: skip
+    argv = [
+        "data",
+        "make",
+        "cmnist",
+        "--source",
+        str(fmnist_subset_dir),
+        "--out",
+        str(tmp_path),
+        "--ratios",
+        "0.5pct,2",
+        "--limit",
+        "2000",
+        "--valid-size",
+        "60",
+        "--test-size",
+        "100",
+        "--palette",
+        "lff",
+        "--seed",
+        "7",
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "train/0.5pct" in out and "train/2pct" in out and "ok: wrote" in out
@@ -180,8 +198,23 @@ def test_cli_make_cifar10c(fmnist_subset_dir, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "COMMANDS", ("data",))
     source = mnist_as_cifar(fmnist_subset_dir, tmp_path / "src", n_train=150, n_test=60)
-    argv = ["data", "make", "cifar10c", "--source", str(source), "--out", str(tmp_path / "out"),
-            "--ratios", "5", "--limit", "100", "--valid-size", "20", "--severity", "2"]  # fmt: skip
+    argv = [
+        "data",
+        "make",
+        "cifar10c",
+        "--source",
+        str(source),
+        "--out",
+        str(tmp_path / "out"),
+        "--ratios",
+        "5",
+        "--limit",
+        "100",
+        "--valid-size",
+        "20",
+        "--severity",
+        "2",
+    ]
     assert cli.main(argv) == 0
     assert "train/5pct" in capsys.readouterr().out
     missing = [*argv[:4], str(tmp_path / "nowhere"), "--out", str(tmp_path / "out2")]

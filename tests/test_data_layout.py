@@ -21,9 +21,19 @@ from trainables.errors import DataError
 
 @pytest.mark.parametrize(
     ("given", "folder"),
-    [(0.5, "0.5pct"), (1, "1pct"), (2, "2pct"), (5, "5pct"), (1.0, "1pct"), ("0.5", "0.5pct"),
-     ("0.5pct", "0.5pct"), ("1pct", "1pct"), ("5.0", "5pct"), (" 2pct ", "2pct")],
-)  # fmt: skip
+    [
+        (0.5, "0.5pct"),
+        (1, "1pct"),
+        (2, "2pct"),
+        (5, "5pct"),
+        (1.0, "1pct"),
+        ("0.5", "0.5pct"),
+        ("0.5pct", "0.5pct"),
+        ("1pct", "1pct"),
+        ("5.0", "5pct"),
+        (" 2pct ", "2pct"),
+    ],
+)
 def test_ratio_folder_accepts_every_spelling(given, folder):
     assert ratio_folder(given) == folder
     assert ratio_value(given) == float(folder.removesuffix("pct"))
@@ -46,8 +56,9 @@ def test_parse_name_uses_the_basename_only(tmp_path):
 
 def test_flat_valid_and_nested_valid_both_load(tmp_path):
     flat = write_bundle(tmp_path / "flat", "cmnist", small_layout("cmnist"))
-    nested = write_bundle(tmp_path / "nested", "cifar10c",
-                          small_layout("cifar10c", nested_valid=True, size=32))  # fmt: skip
+    nested = write_bundle(
+        tmp_path / "nested", "cifar10c", small_layout("cifar10c", nested_valid=True, size=32)
+    )
     for root, dataset in ((flat, "cmnist"), (nested, "cifar10c")):
         valid = list_split(root, dataset, 1, "valid")
         assert sorted((f.label, f.bias) for f in valid) == [(0, 0), (0, 1), (1, 0), (1, 1)]
@@ -99,11 +110,14 @@ def test_conlict_spelling_is_accepted(tmp_path):
 
 @pytest.mark.parametrize(
     ("remove", "split", "expected"),
-    [(None, "train", "data root not found"), ("cmnist", "train", "dataset folder not found"),
-     ("cmnist/1pct/conflict", "train", "train split not found"),
-     ("cmnist/1pct/valid", "valid", "valid split not found"),
-     ("cmnist/test", "test", "test split not found")],
-)  # fmt: skip
+    [
+        (None, "train", "data root not found"),
+        ("cmnist", "train", "dataset folder not found"),
+        ("cmnist/1pct/conflict", "train", "train split not found"),
+        ("cmnist/1pct/valid", "valid", "valid split not found"),
+        ("cmnist/test", "test", "test split not found"),
+    ],
+)
 def test_missing_pieces_raise_one_line_with_tree_and_url(tmp_path, remove, split, expected):
     import shutil
 
@@ -137,3 +151,15 @@ def test_data_root_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("REST_DATA_ROOT", str(tmp_path))
     assert resolve_data_root(None) == tmp_path
     assert resolve_data_root("/x/y") == Path("/x/y")
+
+
+def test_dataset_spec_is_the_registry_entry():
+    from trainables.data.layout import dataset_spec, expected_tree
+    from trainables.datasets import DATASETS
+
+    for name in DATASETS:
+        assert dataset_spec(name) is DATASETS.get(name)
+    with pytest.raises(DataError, match="allowed: cmnist, cifar10c, bffhq"):
+        dataset_spec("mnist")
+    assert "<root>/bffhq/valid/*," in expected_tree("bffhq")  # valid_at_root
+    assert "<root>/cifar10c/<pct>/valid/**," in expected_tree("cifar10c")

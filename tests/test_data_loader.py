@@ -11,8 +11,9 @@ def _split(n: int = 103, conflicting_every: int = 10) -> SplitTensors:
     labels = torch.arange(n) % 10
     bias = labels.clone()
     bias[::conflicting_every] = (labels[::conflicting_every] + 1) % 10
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    images = torch.randint(
+        0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     return SplitTensors(images, labels, bias, [str(i) for i in range(n)])
 
 
@@ -66,18 +67,21 @@ def test_no_shuffle_is_in_order_and_drop_last():
 
 
 def test_weighted_resampling_share():
-    split = DeviceSplit(_split(n=2000, conflicting_every=50), "cpu",
-                        make_transform("none", "cifar10c", True))  # fmt: skip
+    split = DeviceSplit(
+        _split(n=2000, conflicting_every=50), "cpu", make_transform("none", "cifar10c", True)
+    )
     assert int((~split.aligned).sum()) == 40
     weights = torch.where(split.aligned, 1.0, 80.0)
-    index = torch.cat([b.index for b in split.batches(
-        256, epoch=2, seed=5, shuffle=True, weights=weights)])  # fmt: skip
+    index = torch.cat(
+        [b.index for b in split.batches(256, epoch=2, seed=5, shuffle=True, weights=weights)]
+    )
     assert len(index) == 2000  # n draws with replacement per epoch
     share = (~split.aligned[index]).float().mean().item()
     expected = 40 * 80 / (1960 + 40 * 80)  # 0.62
     assert abs(share - expected) < 0.05
-    again = torch.cat([b.index for b in split.batches(
-        256, epoch=2, seed=5, shuffle=True, weights=weights)])  # fmt: skip
+    again = torch.cat(
+        [b.index for b in split.batches(256, epoch=2, seed=5, shuffle=True, weights=weights)]
+    )
     assert torch.equal(index, again)
 
 

@@ -7,20 +7,29 @@ import pytest
 import torch
 
 from trainables.data import PRESETS, epoch_generator, make_transform
-from trainables.data.transforms import CIFAR_MEAN, CIFAR_STD, crop_flip, draw_crop_flip
+from trainables.data.transforms import crop_flip, draw_crop_flip
+from trainables.datasets import AUGMENT_PRESETS, DATASETS
 from trainables.errors import UserError
 
-SIZES = {"cmnist": 28, "cifar10c": 32, "bffhq": 128}
+CIFAR_MEAN = DATASETS.get("cifar10c").mean
+CIFAR_STD = DATASETS.get("cifar10c").std
 
 
 def _batch(dataset: str, n: int = 6, seed: int = 0) -> torch.Tensor:
-    size = SIZES[dataset]
-    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    size = DATASETS.get(dataset).native_size
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
     return epoch_generator(seed, 1, "augment", "cpu")
+
+
+def _apply(transform, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Train transforms draw from a generator; augmenting eval ones per (seed, epoch, index)."""
+    if transform.draws_per_index:
+        return transform(x, index=torch.arange(len(x)), seed=seed, epoch=1)
+    return transform(x, _gen(seed))
 
 
 # (preset, dataset) -> (train output size, train augments, eval augments, normalised)
@@ -47,7 +56,7 @@ def test_preset_contract(preset, dataset):
     for train, augments in ((True, train_aug), (False, eval_aug)):
         transform = make_transform(preset, dataset, train)
         assert transform.augments is augments and transform.output_size == size
-        out = transform(x, _gen())
+        out = _apply(transform, x)
         assert out.dtype == torch.float32 and out.shape == (len(x), 3, size, size)
         if normalised:
             low = (0 - max(CIFAR_MEAN)) / min(CIFAR_STD)
@@ -56,15 +65,15 @@ def test_preset_contract(preset, dataset):
         else:
             assert out.min() >= 0.0 and out.max() <= 1.0
             assert torch.equal(out, x.float() / 255)  # ToTensor only
-        again = transform(x, _gen(seed=99))
-        assert torch.equal(out, again) is (not augments)  # only augmenting ones use the generator
+        again = _apply(transform, x, seed=99)
+        assert torch.equal(out, again) is (not augments)  # only augmenting ones use the seed
 
 
 def test_eval_is_deterministic_except_rest_code_cifar():
     x = _batch("cifar10c", n=32)
     for preset in PRESETS:
         transform = make_transform(preset, "cifar10c", train=False)
-        same = torch.equal(transform(x, _gen(1)), transform(x, _gen(2)))
+        same = torch.equal(_apply(transform, x, 1), _apply(transform, x, 2))
         assert same is (preset != "rest-code"), preset
 
 
@@ -122,8 +131,9 @@ def test_bffhq_resize_is_close_to_pil_bilinear():
     x = _batch("bffhq", n=1, seed=2)
     ours = make_transform("disent", "bffhq", train=False)(x)
     image = Image.fromarray(x[0].permute(1, 2, 0).numpy()).resize((224, 224), Image.BILINEAR)
-    ref = (torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255 - torch.tensor(
-        CIFAR_MEAN).view(3, 1, 1)) / torch.tensor(CIFAR_STD).view(3, 1, 1)  # fmt: skip
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+    mean, std = torch.tensor(CIFAR_MEAN).view(3, 1, 1), torch.tensor(CIFAR_STD).view(3, 1, 1)
+    ref = (pixels - mean) / std
     # PIL resamples in fixed point; allow a couple of uint8 levels in normalised units
     assert (ours[0] - ref).abs().max() < 3 / 255 / min(CIFAR_STD)
 
@@ -135,3 +145,21 @@ def test_unknown_preset_and_bad_input():
         make_transform("none", "cmnist", True)(torch.zeros(1, 3, 28, 28))
     with pytest.raises(ValueError, match="needs a generator"):
         make_transform("disent", "cifar10c", True)(_batch("cifar10c"))
+    with pytest.raises(ValueError, match="needs the split index, seed and epoch"):
+        make_transform("rest-code", "cifar10c", False)(_batch("cifar10c"), _gen())
+
+
+@pytest.mark.parametrize("dataset", DATASETS.names())
+@pytest.mark.parametrize("preset", AUGMENT_PRESETS)
+def test_output_size_is_the_registry_trained_size(preset, dataset):
+    info = DATASETS.get(dataset)
+    for train in (True, False):
+        transform = make_transform(preset, dataset, train)
+        assert transform.output_size == info.trained_size(preset)
+        assert (transform.mean, transform.std) == (info.normalisation or (None, None))
+        x = _batch(dataset, n=2)
+        assert _apply(transform, x).shape[-1] == info.trained_size(preset)
+
+
+def test_presets_are_the_registry_presets():
+    assert tuple(PRESETS) == AUGMENT_PRESETS

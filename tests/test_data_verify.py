@@ -123,8 +123,9 @@ def test_unreadable_image_fails(tmp_path):
 
 def test_wrong_image_size_fails(tmp_path):
     root = write_bundle(tmp_path, "cmnist", small_layout("cmnist", size=32))
-    assert any(e.startswith("image size:") and "allowed for cmnist: 28x28" in e
-               for e in _errors(root))  # fmt: skip
+    assert any(
+        e.startswith("image size:") and "allowed for cmnist: 28x28" in e for e in _errors(root)
+    )
 
 
 def test_failed_verify_writes_no_manifest(tmp_path):
@@ -162,12 +163,17 @@ def test_valid_ratio_mismatch_warns(cmnist_copy):
 
 
 def test_cli_verify_both_forms_and_exit_codes(cmnist_copy, monkeypatch, capsys):
-    assert _run_cli(["data", "verify", str(cmnist_copy / "cmnist"), "--no-manifest"],
-                    monkeypatch) == 0  # fmt: skip
+    assert (
+        _run_cli(["data", "verify", str(cmnist_copy / "cmnist"), "--no-manifest"], monkeypatch) == 0
+    )
     out = capsys.readouterr().out
     assert "train/1pct" in out and "conflict %" in out and out.rstrip().endswith("ok")
-    assert _run_cli(["data", "verify", "--data-root", str(cmnist_copy), "--dataset", "cmnist"],
-                    monkeypatch) == 0  # fmt: skip
+    assert (
+        _run_cli(
+            ["data", "verify", "--data-root", str(cmnist_copy), "--dataset", "cmnist"], monkeypatch
+        )
+        == 0
+    )
     assert (cmnist_copy / "cmnist" / MANIFEST).exists()
     shutil.rmtree(cmnist_copy / "cmnist" / "test")
     assert _run_cli(["data", "verify", str(cmnist_copy / "cmnist")], monkeypatch) == 2

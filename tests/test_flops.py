@@ -93,3 +93,25 @@ def test_training_step_flops():
     assert training_step_flops(1.0, 10.0, dense_gradient=False) == 3.0
     assert training_step_flops(1.0, 10.0, dense_gradient=True) == 12.0
     assert training_step_flops(10.0, 10.0, dense_gradient=False) == 30.0
+
+
+def test_accounting_module_matches_the_real_model():
+    """trainables.flops (torch-free, analytic) against the hook count of the real model."""
+    from trainables import flops as accounting
+
+    model = build_model("resnet18", 2)
+    hooked = layer_flops(model, 224)
+    assert accounting.dense_layer_flops("resnet18", 2, 64, "imagenet", 224) == hooked
+    shapes = {n: tuple(p.shape) for n, p in maskable_parameters(model, False, True).items()}
+    densities = layer_densities(shapes, 0.1, "erk")
+    sparse, dense = accounting.forward_flops(
+        "resnet18", 2, 64, "imagenet", 224, 0.1, "erk", dense_last_layer=True
+    )
+    assert dense == pytest.approx(sum(hooked.values()))
+    assert sparse == pytest.approx(sparse_forward_flops(hooked, densities))
+    assert accounting.forward_flops("simple_cnn", 10, 64, "imagenet", 28) == (
+        pytest.approx(2.35e7, rel=0.005),
+        pytest.approx(2.35e7, rel=0.005),
+    )
+    assert accounting.dense_train_flops(2.0, 100, 3) == 3 * 2.0 * 100 * 3
+    assert accounting.training_step_flops is training_step_flops

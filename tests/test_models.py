@@ -20,7 +20,7 @@ def count(model: nn.Module) -> int:
 def test_registry_names_and_uniform_signature():
     assert MODELS.names() == ["simple_cnn", "resnet18"]
     for name in MODELS:
-        model = MODELS.get(name)(num_classes=3, width=8, stem="imagenet")
+        model = MODELS.get(name).build(num_classes=3, width=8, stem="imagenet")
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
 
 
@@ -96,3 +96,49 @@ def test_bad_sizes():
         build_model("simple_cnn", 10, width=0)
     with pytest.raises(UserError, match="num_classes"):
         build_model("simple_cnn", 0)
+
+
+LAYER_CASES = [
+    (name, width, stem, size)
+    for name in ("simple_cnn", "resnet18")
+    for width in (8, 16, 64)
+    for stem in ("imagenet", "cifar")
+    for size in (28, 32, 128, 224)
+]
+
+
+@pytest.mark.parametrize(("name", "width", "stem", "size"), LAYER_CASES)
+def test_analytic_layers_equal_the_real_model(name, width, stem, size):
+    """The torch-free table: names, order, shapes and FLOPs of the hook counter, exactly."""
+    from trainables.sparse.flops import layer_flops
+    from trainables.sparse.masks import maskable_parameters
+
+    classes = 2 if size == 224 else 10
+    table = MODELS.get(name).layers(classes, width, stem, size)
+    model = build_model(name, classes, width=width, stem=stem)
+    params = maskable_parameters(model)
+    assert list(table) == list(params)
+    assert {n: layer.shape for n, layer in table.items()} == {
+        n: tuple(p.shape) for n, p in params.items()
+    }
+    assert {n: layer.flops for n, layer in table.items()} == layer_flops(model, size)
+
+
+def test_catalogue_facts():
+    assert MODELS.get("simple_cnn").gpu_share == 0.25
+    assert MODELS.get("resnet18").gpu_share == 0.25
+    with pytest.raises(UserError, match="stem: 'tiny'.*imagenet, cifar"):
+        MODELS.get("resnet18").layers(10, 64, "tiny", 32)
+
+
+def test_catalogue_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from trainables.models import MODELS; import trainables.flops; "
+        "import trainables.sparse.densities; "
+        "assert 'simple_cnn' in MODELS; MODELS.get('resnet18').layers(10, 64, 'imagenet', 32); "
+        "assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -21,10 +21,13 @@ def run_cli(argv):
 def test_json_schema(capsys):
     assert run_cli(["--model", "simple_cnn", "--density", "0.05", "--init", "erk", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"layers", "total"}
+    assert set(doc) == {"layers", "total", "input_size", "augment"}
     assert [layer["name"] for layer in doc["layers"]] == [
-        "conv1.weight", "conv2.weight", "conv3.weight", "fc.weight",
-    ]  # fmt: skip
+        "conv1.weight",
+        "conv2.weight",
+        "conv3.weight",
+        "fc.weight",
+    ]
     for layer in doc["layers"]:
         assert set(layer) == {"name", "shape", "density", "nonzeros", "flops"}
         assert isinstance(layer["shape"], list) and isinstance(layer["nonzeros"], int)
@@ -39,10 +42,27 @@ def test_json_schema(capsys):
 
 
 def test_dataset_sets_size_and_classes():
-    report = sparsity.sparsity_report("resnet18", 0.01, "erk", dataset="bffhq")
+    report = sparsity.sparsity_report("resnet18", 0.01, "erk", dataset="bffhq", augment="rest-code")
     assert report["layers"][-1]["shape"] == [2, 512]
     assert report["total"]["params"] == 11_167_936
+    assert report["input_size"] == 128
     assert report["total"]["flops_dense"] == pytest.approx(1.18e9, rel=0.005)
+
+
+def test_bffhq_reports_the_size_the_trial_trains(capsys):
+    """Default augment = the paper recipe's (disent): BFFHQ at 224 px, the hook count's value."""
+    from trainables.models import build_model
+    from trainables.sparse.flops import layer_flops
+
+    assert run_cli(["--model", "resnet18", "--density", "0.1", "--dataset", "bffhq", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    hooked = layer_flops(build_model("resnet18", 2), 224)
+    assert doc["input_size"] == 224 and doc["augment"] == "disent"
+    assert doc["total"]["flops_dense"] == sum(hooked.values())
+    realised = {layer["name"]: layer["density"] for layer in doc["layers"]}
+    assert doc["total"]["flops"] == pytest.approx(
+        sum(realised[n] * f for n, f in hooked.items()), rel=1e-12
+    )
 
 
 def test_table(capsys):
@@ -59,6 +79,7 @@ def test_table(capsys):
         (["--model", "simple_cnn", "--density", "1.5"], "--density"),
         (["--model", "simple_cnn", "--density", "0.1", "--dataset", "mnist"], "--dataset"),
         (["--model", "resnet18", "--density", "0.1", "--stem", "tiny"], "--stem"),
+        (["--model", "simple_cnn", "--density", "0.1", "--augment", "big"], "--augment"),
     ],
 )
 def test_bad_values_raise_user_error(argv, option):

@@ -33,17 +33,25 @@ def experiment(tmp_path) -> tuple[str, dict[str, str]]:
     }
     hashes = {k: c.trial_hash for k, c in configs.items()}
     launch = {
-        "id": "L001-x", "host": socket.gethostname(), "pid": os.getpid(), "ended": None,
-        "heartbeat": time.time(), "started": time.time(),
+        "id": "L001-x",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "ended": None,
+        "heartbeat": time.time(),
+        "started": time.time(),
         "trials": [hashes[k] for k in ("running", "pending", "errored")],
-    }  # fmt: skip
-    store.write_ledger({
-        "name": "exp", "schema": 1, "launches": [launch],
-        "trials": {c.trial_hash: c.to_dict() for c in configs.values()},
-        "grids": [{"grid": "unit", "recipe": "paper", "overrides": {}, "count": 6}],
-        "stopped": {hashes["stopped"]: {"launch": "L001-x", "epoch": 1}},
-        "pending_rows": {"cmnist_r1_mrm_s41": {"method": "mrm", "values": {}}},
-    })  # fmt: skip
+    }
+    store.write_ledger(
+        {
+            "name": "exp",
+            "schema": 1,
+            "launches": [launch],
+            "trials": {c.trial_hash: c.to_dict() for c in configs.values()},
+            "grids": [{"grid": "unit", "recipe": "paper", "overrides": {}, "count": 6}],
+            "stopped": {hashes["stopped"]: {"launch": "L001-x", "epoch": 1}},
+            "pending_rows": {"cmnist_r1_mrm_s41": {"method": "mrm", "values": {}}},
+        }
+    )
     store.trial(hashes["finished"]).write_summary({"wall_time_s": 8.0})
     store.trial(hashes["errored"]).write_state("errored", epoch=2, error="RuntimeError: boom")
     store.trial(hashes["running"]).write_state("running", epoch=1)
@@ -63,8 +71,12 @@ def test_status_counts_every_state(experiment) -> None:
         {"hash": hashes["errored"], "name": "cmnist_r1_erm_s42", "error": "RuntimeError: boom"}
     ]
     assert report.per_method["rest"] == {
-        "finished": 0, "running": 1, "errored": 0, "stopped": 1, "pending": 1,
-    }  # fmt: skip
+        "finished": 0,
+        "running": 1,
+        "errored": 0,
+        "stopped": 1,
+        "pending": 1,
+    }
     assert report.epochs_done == 4 + 2 + 1 + 3 + 1 and report.epochs_total == 24
     # 3 + 1 + 4 epochs left (running, interrupted, pending) x 2 s / 1 running trial
     assert report.eta_s == pytest.approx(16.0)
@@ -95,3 +107,59 @@ def test_status_and_list_cli(experiment, capsys: pytest.CaptureFixture[str]) -> 
     assert "exp" in capsys.readouterr().out
     assert main(["status", "--storage", storage, "--name", "nope"]) == 2
     assert "allowed: exp" in capsys.readouterr().err
+
+
+def test_status_and_analyze_agree_after_a_killed_driver(tmp_path) -> None:
+    """One trial-state rule: a killed driver's trials read the same in status and analyze."""
+    import pandas as pd
+
+    store = ExperimentStore(str(tmp_path), "exp")
+    configs = {
+        "interrupted": _config("erm", 41),
+        "running": _config("erm", 42),
+        "no_summary": _config("erm", 43),
+        "finished": _config("rest", 41, 0.1),
+        "errored": _config("rest", 42, 0.1),
+        "never": _config("rest", 43, 0.1),
+    }
+    hashes = {k: c.trial_hash for k, c in configs.items()}
+    launch = {
+        "id": "L001-x",
+        "host": socket.gethostname(),
+        "pid": 2**22 + 12345,  # killed: no such process on this host
+        "ended": None,
+        "heartbeat": time.time(),
+        "started": time.time(),
+        "trials": list(hashes.values()),
+    }
+    store.write_ledger(
+        {
+            "name": "exp",
+            "schema": 1,
+            "launches": [launch],
+            "trials": {c.trial_hash: c.to_dict() for c in configs.values()},
+            "grids": [{"grid": "unit", "recipe": "paper", "overrides": {}, "count": 6}],
+        }
+    )
+    row = {"epoch": 1, "epoch_time_s": 1.0, "test_acc": 0.5}
+    for key, written in (("interrupted", "interrupted"), ("running", "running")):
+        store.trial(hashes[key]).write_state(written, epoch=1)
+        store.trial(hashes[key]).write_metrics([row])
+    store.trial(hashes["no_summary"]).write_state("finished", epoch=4)
+    store.trial(hashes["no_summary"]).write_metrics([{**row, "epoch": e} for e in range(1, 5)])
+    store.trial(hashes["finished"]).write_summary({"wall_time_s": 8.0})
+    store.trial(hashes["errored"]).write_state("errored", epoch=2, error="RuntimeError: boom")
+
+    report = status(str(tmp_path), "exp")
+    by_status = {t.hash: t.state for t in report.trials}
+    assert [by_status[hashes[k]] for k in ("interrupted", "running", "no_summary")] == [
+        "pending"
+    ] * 3
+    assert report.interrupted == 3 and report.running == 0
+
+    out = tmp_path / "analysis"
+    argv = ["analyze", "--storage", str(tmp_path), "--name", "exp", "--out", str(out)]
+    assert main([*argv, "--no-figures"]) == 0
+    trials = pd.read_parquet(out / "trials.parquet").set_index("trial_hash")
+    assert trials["status"].to_dict() == by_status
+    assert main(["status", "--storage", str(tmp_path), "--name", "exp", "--json", "--trials"]) == 0

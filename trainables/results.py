@@ -7,7 +7,8 @@ An *experiment* lives at ``<storage>/<name>/`` (a local path or any pyarrow file
         config.json            TrialConfig.to_dict()
         metrics.jsonl          one JSON object per finished epoch, de-duplicated by "epoch"
         summary.json           written once, when the trial finished (its presence = finished)
-        state.json             {"state": running|finished|errored, "updated", "attempt", ...}
+        state.json             {"state": running|interrupted|finished|errored, "updated",
+                                "attempt", "epoch", "error"}
         error.txt              the traceback of the last failed attempt (kept for the record)
         checkpoints/epoch_NNNN.pt   the newest ``keep`` checkpoints, each written atomically
     tune/<launch>/             Ray Tune's own experiment folders (result.json, TensorBoard...)
@@ -16,6 +17,10 @@ An *experiment* lives at ``<storage>/<name>/`` (a local path or any pyarrow file
 status read only these files, with no Ray running. Every write is atomic: write a temporary
 name, then move it over the final one, so a crash never leaves a half-written file that a
 reader would trust.
+
+This module also names the per-epoch metrics (the keys of a ``metrics.jsonl`` row) and holds
+the one rule that turns a trial folder into a state (:func:`trial_state`), which ``status``
+and ``analysis`` both use.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +48,126 @@ STATE_FILE = "state.json"
 ERROR_FILE = "error.txt"
 CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
+
+# -- per-epoch metric names (the keys of a metrics.jsonl row; part of the result format) -----
+EPOCH = "epoch"  # 1-based epoch number
+TRAIN_LOSS = "train_loss"
+TRAIN_ACC = "train_acc"
+DENSITY = "density"
+TRAIN_FLOPS = "train_flops"  # cumulative
+LR = "lr"
+EPOCH_TIME_S = "epoch_time_s"
+VALID = "valid"
+TEST = "test"
+SPLITS: tuple[str, ...] = (VALID, TEST)
+# Per-split metric suffixes: the row key is ``split_metric(split, suffix)``, e.g. test_acc.
+LOSS = "loss"
+ACC = "acc"
+ACC_ALIGNED = "acc_aligned"
+ACC_CONFLICTING = "acc_conflicting"
+WORST_GROUP_ACC = "worst_group_acc"
+UNBIASED_ACC = "unbiased_acc"
+SPLIT_METRICS: tuple[str, ...] = (
+    LOSS,
+    ACC,
+    ACC_ALIGNED,
+    ACC_CONFLICTING,
+    WORST_GROUP_ACC,
+    UNBIASED_ACC,
+)
+SPLIT_METRIC_HELP: dict[str, str] = {
+    LOSS: "cross-entropy loss",
+    ACC: "accuracy (fraction 0-1)",
+    ACC_ALIGNED: "accuracy on bias-aligned samples",
+    ACC_CONFLICTING: "accuracy on bias-conflicting samples",
+    WORST_GROUP_ACC: "min of aligned / conflicting accuracy",
+    UNBIASED_ACC: "mean accuracy over the (label, bias) cells present",
+}
+
+
+def split_metric(split: str, metric: str) -> str:
+    """The row key of a per-split metric: ``split_metric("test", ACC) == "test_acc"``."""
+    return f"{split}_{metric}"
+
+
+# Every metric of an epoch row except ``epoch`` itself, in file order, with its meaning.
+METRIC_HELP: dict[str, str] = {
+    TRAIN_LOSS: "training loss (epoch mean)",
+    TRAIN_ACC: "training accuracy (fraction 0-1)",
+    **{
+        split_metric(split, name): f"{split}: {text}"
+        for split in SPLITS
+        for name, text in SPLIT_METRIC_HELP.items()
+    },
+    DENSITY: "global weight density at the end of the epoch",
+    TRAIN_FLOPS: "training FLOPs so far (cumulative)",
+    LR: "learning rate",
+    EPOCH_TIME_S: "wall time of the epoch, seconds",
+}
+EPOCH_METRICS: tuple[str, ...] = tuple(METRIC_HELP)
+
+# -- the trial-state rule -------------------------------------------------------------------
+FINISHED, RUNNING, ERRORED, STOPPED, PENDING = (
+    "finished",
+    "running",
+    "errored",
+    "stopped",
+    "pending",
+)
+TRIAL_STATES: tuple[str, ...] = (FINISHED, RUNNING, ERRORED, STOPPED, PENDING)
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """A trial's state, and whether it started and will continue on ``rest-sweep resume``."""
+
+    state: str
+    interrupted: bool = False
+
+
+def trial_state(
+    files: Iterable[str],
+    state: Mapping[str, Any] | None,
+    *,
+    launch_alive: bool | None,
+    ledger_stopped: bool,
+) -> TrialState:
+    """The one rule deciding a trial's state from its folder (status and analysis use it).
+
+    ``files`` are the names in the trial folder, ``state`` its ``state.json`` (None if absent),
+    ``launch_alive`` whether the launch that owns the trial still runs (None when unknown) and
+    ``ledger_stopped`` whether the ledger marks it stopped by a scheduler. In this order:
+
+    * *finished*: ``summary.json`` exists;
+    * *stopped*: a scheduler (ASHA) ended it early (terminal, not an error);
+    * *errored*: ``state.json`` says so (or there is no state but an ``error.txt``);
+    * *running*: ``state.json`` says running and its launch is alive or not known to be dead;
+    * else *pending*: never started, or ``interrupted`` (it left files: a dead launch's
+      "running", "interrupted", "finished" without a summary, metrics without a state) and
+      waits for ``rest-sweep resume``.
+    """
+    names = set(files)
+    if SUMMARY_FILE in names:
+        return TrialState(FINISHED)
+    if ledger_stopped:
+        return TrialState(STOPPED)
+    written = str(state["state"]) if state and state.get("state") is not None else None
+    if written in ("errored", "error") or (written is None and ERROR_FILE in names):
+        return TrialState(ERRORED)
+    if written == RUNNING and launch_alive is not False:
+        return TrialState(RUNNING)
+    started = written is not None or bool(names & {METRICS_FILE, CHECKPOINT_DIR, ERROR_FILE})
+    return TrialState(PENDING, interrupted=started)
+
+
+def owning_launches(ledger: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Trial hash -> the latest launch record of the ledger that lists it in ``trials``."""
+    owners: dict[str, dict[str, Any]] = {}
+    for launch in ledger.get("launches") or []:
+        if isinstance(launch, dict):
+            for trial_hash in launch.get("trials") or []:
+                owners[str(trial_hash)] = launch
+    return owners
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:

@@ -24,21 +24,28 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="experiment name (folder under --storage)")
     p.add_argument("--out", default=None, help="output folder (default: STORAGE/NAME/analysis)")
     p.add_argument(
-        "--metric", default="paper",
+        "--metric",
+        default="paper",
         help="table metric: paper (unbiased for cmnist/cifar10c, conflicting for bffhq), "
         "unbiased, conflicting, worst-group, aligned or accuracy",
-    )  # fmt: skip
+    )
     p.add_argument("--epoch", default="selected", help="selected (the trial's rule) or final")
     p.add_argument(
-        "--min-seeds", type=int, default=None,
+        "--min-seeds",
+        type=int,
+        default=None,
         help="finished seeds a cell needs to be shown (default: all planned seeds)",
-    )  # fmt: skip
+    )
 
 
 def options(args: argparse.Namespace):
+    """Table options; trial states use the ledger's launch liveness, as ``rest-sweep status``."""
     from analysis.api import Options
+    from rest_sweep.ledger import launch_alive
 
-    return Options(metric=args.metric, epoch=args.epoch, min_seeds=args.min_seeds)
+    return Options(
+        metric=args.metric, epoch=args.epoch, min_seeds=args.min_seeds, launch_alive=launch_alive
+    )
 
 
 def out_dir(args: argparse.Namespace) -> str:
@@ -59,9 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-figures", action="store_true", help="only Parquet and tables")
     p.add_argument("--png", action="store_true", help="also write PNGs (kaleido or chromium)")
     p.add_argument(
-        "--curves", nargs="+", default=None, metavar="HASH",
+        "--curves",
+        nargs="+",
+        default=None,
+        metavar="HASH",
         help="trial-hash prefixes whose training curves to plot (figures/training_curves.html)",
-    )  # fmt: skip
+    )
     p.set_defaults(func=run)
 
 
@@ -71,12 +81,19 @@ def run(args: argparse.Namespace) -> int:
     if args.no_figures and (args.png or args.curves):
         raise UserError("--no-figures: cannot be combined with --png or --curves")
     result = analyze(
-        args.storage, args.name, out_dir(args), options(args),
-        figures_too=not args.no_figures, png=args.png, curves=args.curves,
-    )  # fmt: skip
+        args.storage,
+        args.name,
+        out_dir(args),
+        options(args),
+        figures_too=not args.no_figures,
+        png=args.png,
+        curves=args.curves,
+    )
     counts = result.analysis.frame["status"].value_counts().to_dict()
-    print(f"{len(result.analysis.frame)} planned trials: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))  # fmt: skip
+    print(
+        f"{len(result.analysis.frame)} planned trials: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     print(f"wrote {len(result.files)} files under {result.out}")
     if result.png_note:
         print(result.png_note)

@@ -10,10 +10,9 @@ import argparse
 import time
 from pathlib import Path
 
+from trainables.data.layout import BUNDLE_URL
+from trainables.datasets import DATASETS
 from trainables.errors import DataError, UserError
-
-DATASET_NAMES = ("cmnist", "cifar10c", "bffhq")
-BUNDLE_URL = "https://drive.google.com/drive/folders/1JEOqxrhU_IhkdcRohdbuEtFETUxfNmNT"
 
 MAKE_CMNIST_EPILOG = """\
 examples:
@@ -55,19 +54,33 @@ def _ratios(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _common_make(parser: argparse.ArgumentParser, valid_default: int) -> None:
+def _common_make(parser: argparse.ArgumentParser, dataset: str, valid_default: int) -> None:
+    ratios = DATASETS.get(dataset).paper_ratios
     parser.add_argument("--source", required=True, type=Path, help="folder of the raw source")
     parser.add_argument("--out", required=True, type=Path, help="data root to write into")
-    parser.add_argument("--ratios", type=_ratios, default=(0.5, 1.0, 2.0, 5.0),
-                        help="conflicting percentages (default: 0.5,1,2,5)")  # fmt: skip
-    parser.add_argument("--valid-size", type=int, default=valid_default,
-                        help=f"held-out biased valid images (default: {valid_default})")  # fmt: skip
+    parser.add_argument(
+        "--ratios",
+        type=_ratios,
+        default=ratios,
+        help=f"conflicting percentages (default: {','.join(f'{r:g}' for r in ratios)})",
+    )
+    parser.add_argument(
+        "--valid-size",
+        type=int,
+        default=valid_default,
+        help=f"held-out biased valid images (default: {valid_default})",
+    )
     parser.add_argument("--limit", type=int, default=None, help="cap on train images")
-    parser.add_argument("--test-size", type=int, default=None,
-                        help="cap on test images (default: the whole source test split)")  # fmt: skip
+    parser.add_argument(
+        "--test-size",
+        type=int,
+        default=None,
+        help="cap on test images (default: the whole source test split)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing <out>/<dataset> folder")  # fmt: skip
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing <out>/<dataset> folder"
+    )
     parser.add_argument("--no-verify", action="store_true", help="skip verifying the output")
 
 
@@ -75,51 +88,83 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data`` with ``make cmnist``, ``make cifar10c`` and ``verify``."""
     fmt = argparse.RawDescriptionHelpFormatter
     data = subparsers.add_parser(
-        "data", help="make stand-in datasets and verify bundles", formatter_class=fmt,
+        "data",
+        help="make stand-in datasets and verify bundles",
+        formatter_class=fmt,
         description="Verify a DisEnt-format bundle (the real data REST uses) or make an offline "
         "stand-in (Colored Fashion-MNIST, Corrupted CIFAR-10). See docs/data.md.",
         epilog=VERIFY_EPILOG,
-    )  # fmt: skip
+    )
     commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
-    make = commands.add_parser("make", help="generate an offline stand-in bundle",
-                               formatter_class=fmt, epilog=MAKE_CMNIST_EPILOG + MAKE_CIFAR_EPILOG)  # fmt: skip
+    make = commands.add_parser(
+        "make",
+        help="generate an offline stand-in bundle",
+        formatter_class=fmt,
+        epilog=MAKE_CMNIST_EPILOG + MAKE_CIFAR_EPILOG,
+    )
     kinds = make.add_subparsers(dest="make_dataset", metavar="DATASET", required=True)
 
     cmnist = kinds.add_parser(
-        "cmnist", help="Colored MNIST from MNIST-format IDX files", formatter_class=fmt,
+        "cmnist",
+        help="Colored MNIST from MNIST-format IDX files",
+        formatter_class=fmt,
         description="Colour MNIST-format images (foreground on black) by a bias palette and "
-        "write them in the DisEnt layout.", epilog=MAKE_CMNIST_EPILOG,
-    )  # fmt: skip
-    _common_make(cmnist, valid_default=5000)
-    cmnist.add_argument("--palette", choices=("disent", "lff"), default="disent",
-                        help="colour table (default: disent, the hue wheel)")  # fmt: skip
-    cmnist.add_argument("--color-noise", type=float, default=0.005,
-                        help="std of the per-image colour jitter (default: 0.005)")  # fmt: skip
+        "write them in the DisEnt layout.",
+        epilog=MAKE_CMNIST_EPILOG,
+    )
+    _common_make(cmnist, "cmnist", valid_default=5000)
+    cmnist.add_argument(
+        "--palette",
+        choices=("disent", "lff"),
+        default="disent",
+        help="colour table (default: disent, the hue wheel)",
+    )
+    cmnist.add_argument(
+        "--color-noise",
+        type=float,
+        default=0.005,
+        help="std of the per-image colour jitter (default: 0.005)",
+    )
     cmnist.set_defaults(func=run_make_cmnist)
 
     cifar = kinds.add_parser(
-        "cifar10c", help="Corrupted CIFAR-10 (type0) from CIFAR-10 python batches",
-        formatter_class=fmt, epilog=MAKE_CIFAR_EPILOG,
+        "cifar10c",
+        help="Corrupted CIFAR-10 (type0) from CIFAR-10 python batches",
+        formatter_class=fmt,
+        epilog=MAKE_CIFAR_EPILOG,
         description="Corrupt each image with corruption TYPE0[bias] and write the DisEnt layout.",
-    )  # fmt: skip
-    _common_make(cifar, valid_default=5000)
-    cifar.add_argument("--severity", type=int, choices=(1, 2, 3, 4), default=4,
-                       help="LfF severity; corruption level = severity + 1 (default: 4)")  # fmt: skip
+    )
+    _common_make(cifar, "cifar10c", valid_default=5000)
+    cifar.add_argument(
+        "--severity",
+        type=int,
+        choices=(1, 2, 3, 4),
+        default=4,
+        help="LfF severity; corruption level = severity + 1 (default: 4)",
+    )
     cifar.add_argument("--workers", type=int, default=1, help="corruption processes (default: 1)")
     cifar.set_defaults(func=run_make_cifar10c)
 
     verify = commands.add_parser(
-        "verify", help="check a bundle, print its counts, write manifest.json",
-        formatter_class=fmt, epilog=VERIFY_EPILOG,
+        "verify",
+        help="check a bundle, print its counts, write manifest.json",
+        formatter_class=fmt,
+        epilog=VERIFY_EPILOG,
         description="Check a DisEnt-format bundle (hard failures exit 2, warnings are printed) "
         "and write <dataset>/manifest.json.",
-    )  # fmt: skip
+    )
     verify.add_argument("path", nargs="?", type=Path, help="the dataset folder ROOT/DATASET")
     verify.add_argument("--data-root", type=Path, help="data root (with --dataset)")
-    verify.add_argument("--dataset", choices=DATASET_NAMES, help="dataset name (with --data-root)")
-    verify.add_argument("--ratios", type=_ratios, default=None,
-                        help="only these ratios (default: every <pct> folder found)")  # fmt: skip
+    verify.add_argument(
+        "--dataset", choices=DATASETS.names(), help="dataset name (with --data-root)"
+    )
+    verify.add_argument(
+        "--ratios",
+        type=_ratios,
+        default=None,
+        help="only these ratios (default: every <pct> folder found)",
+    )
     verify.add_argument("--no-manifest", action="store_true", help="do not write manifest.json")
     verify.set_defaults(func=run_verify)
 
@@ -129,9 +174,11 @@ def _resolve_target(args: argparse.Namespace) -> tuple[Path, str]:
         if args.data_root is not None or args.dataset is not None:
             raise UserError("verify: give either ROOT/DATASET or --data-root with --dataset")
         path = args.path.expanduser()
-        if path.name not in DATASET_NAMES:
-            raise UserError(f"verify: {path} does not end in a dataset folder; allowed: "
-                            f"{', '.join(DATASET_NAMES)} (or use --data-root/--dataset)")  # fmt: skip
+        if path.name not in DATASETS:
+            raise UserError(
+                f"verify: {path} does not end in a dataset folder; allowed: "
+                f"{', '.join(DATASETS)} (or use --data-root/--dataset)"
+            )
         return path.parent, path.name
     if args.data_root is None or args.dataset is None:
         raise UserError("verify: give ROOT/DATASET, or both --data-root and --dataset")
@@ -150,8 +197,9 @@ def _print_report(report) -> None:
 def _verify_and_report(root: Path, dataset: str, ratios, write_manifest: bool) -> int:
     from trainables.data.verify import MANIFEST, verify_bundle
 
-    report = verify_bundle(root, dataset, ratios=list(ratios) if ratios else None,
-                           write_manifest=write_manifest)  # fmt: skip
+    report = verify_bundle(
+        root, dataset, ratios=list(ratios) if ratios else None, write_manifest=write_manifest
+    )
     _print_report(report)
     if not report.ok:
         more = f" (+{len(report.errors) - 1} more, listed above)" if len(report.errors) > 1 else ""
@@ -180,10 +228,17 @@ def run_make_cmnist(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     folder = make_cmnist(
-        args.source, args.out, ratios=args.ratios, palette=args.palette,
-        color_noise=args.color_noise, valid_size=args.valid_size, limit=args.limit,
-        test_size=args.test_size, seed=args.seed, overwrite=args.overwrite,
-    )  # fmt: skip
+        args.source,
+        args.out,
+        ratios=args.ratios,
+        palette=args.palette,
+        color_noise=args.color_noise,
+        valid_size=args.valid_size,
+        limit=args.limit,
+        test_size=args.test_size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     return _finish_make(args, "cmnist", folder, started)
 
 
@@ -192,8 +247,15 @@ def run_make_cifar10c(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     folder = make_cifar10c(
-        args.source, args.out, ratios=args.ratios, severity=args.severity,
-        valid_size=args.valid_size, limit=args.limit, test_size=args.test_size,
-        seed=args.seed, workers=args.workers, overwrite=args.overwrite,
-    )  # fmt: skip
+        args.source,
+        args.out,
+        ratios=args.ratios,
+        severity=args.severity,
+        valid_size=args.valid_size,
+        limit=args.limit,
+        test_size=args.test_size,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
     return _finish_make(args, "cifar10c", folder, started)

@@ -2,7 +2,9 @@
 
 Shows what a trial at a given density will train before any GPU time is spent: the layer
 densities the rule assigns, the exact non-zero counts the engine will build and the forward
-FLOPs per image at the dataset's input size.
+FLOPs per image at the size the trial trains (``DatasetInfo.trained_size(augment)``: BFFHQ is
+224 px under the paper recipe's ``disent`` preset, 128 under ``rest-code``). Shapes and FLOPs
+come from the model catalogue's analytic tables (:mod:`trainables.flops`); no model is built.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ examples:
   rest-sweep sparsity --model simple_cnn --density 0.05 --init erk
   rest-sweep sparsity --model resnet18 --density 0.01 --init erk --dataset cifar10c
   rest-sweep sparsity --model resnet18 --density 0.1 --init uniform --dataset bffhq --json
+  rest-sweep sparsity --model resnet18 --density 0.1 --dataset bffhq --augment rest-code
   rest-sweep sparsity --model resnet18 --density 0.1 --init erk --dataset cifar10c --stem cifar
 """
 
@@ -39,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dataset", default="cmnist", help="sets input size and classes (cmnist, cifar10c, bffhq)"
     )
+    parser.add_argument(
+        "--augment",
+        default=None,
+        help="augmentation preset, sets the input size (default: the paper recipe's, disent; "
+        "rest-code trains bffhq at 128 px instead of 224)",
+    )
     parser.add_argument("--width", type=int, default=64, help="base width (64 = paper)")
     parser.add_argument("--stem", default="imagenet", help="ResNet stem: imagenet or cifar")
     parser.add_argument(
@@ -54,6 +63,13 @@ def _allowed(option: str, value: Any, allowed: list[str] | tuple[str, ...]) -> N
         raise UserError(f"--{option}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
 
 
+def default_augment(dataset: str) -> str:
+    """The augmentation preset of the ``paper`` recipe for ``dataset``."""
+    from trainables.config import TrialConfig
+
+    return TrialConfig.from_recipe("paper", dataset=dataset).augment
+
+
 def sparsity_report(
     model: str,
     density: float,
@@ -63,34 +79,39 @@ def sparsity_report(
     stem: str = "imagenet",
     dense_first_layer: bool = False,
     dense_last_layer: bool = False,
+    augment: str | None = None,
 ) -> dict[str, Any]:
-    """The ``--json`` document: one row per maskable layer and the totals."""
-    from trainables.config import DATASETS
-    from trainables.models import MODELS, build_model
-    from trainables.sparse import (
-        DENSITY_RULES,
-        layer_counts,
-        layer_densities,
-        layer_flops,
-        maskable_parameters,
-        sparse_forward_flops,
-    )
+    """The ``--json`` document: one row per maskable layer, the totals and the input size."""
+    from trainables.datasets import DATASETS
+    from trainables.flops import layer_densities_for, sparse_forward_flops
+    from trainables.models import MODELS
+    from trainables.models.catalog import STEMS
+    from trainables.sparse.densities import DENSITY_RULES
 
     _allowed("model", model, MODELS.names())
     _allowed("init", init, DENSITY_RULES.names())
-    _allowed("dataset", dataset, tuple(DATASETS))
-    _allowed("stem", stem, ("imagenet", "cifar"))
+    _allowed("dataset", dataset, DATASETS.names())
+    _allowed("stem", stem, STEMS)
     if not 0 < density <= 1:
         raise UserError(f"--density: {density!r} is not allowed; allowed: a number in (0, 1]")
     if width < 1:
         raise UserError(f"--width: {width!r} is not allowed; allowed: an integer >= 1")
-    info = DATASETS[dataset]
-    net = build_model(model, info["num_classes"], width=width, stem=stem)
-    params = maskable_parameters(net, dense_first_layer, dense_last_layer)
-    shapes = {name: tuple(p.shape) for name, p in params.items()}
-    counts = layer_counts(shapes, layer_densities(shapes, density, init))
-    flops = layer_flops(net, info["image_size"])
-    realised = {name: counts[name] / params[name].numel() for name in params}
+    info = DATASETS.get(dataset)
+    augment = augment or default_augment(dataset)
+    _allowed("augment", augment, tuple(info.trained_sizes))
+    size = info.trained_size(augment)
+    table = MODELS.get(model).layers(info.num_classes, width, stem, size)
+    shapes = {name: layer.shape for name, layer in table.items()}
+    densities = layer_densities_for(
+        shapes,
+        density,
+        init,
+        dense_first_layer=dense_first_layer,
+        dense_last_layer=dense_last_layer,
+    )
+    counts = _layer_counts(shapes, densities)
+    realised = {name: counts[name] / table[name].numel for name in counts}
+    flops = {name: layer.flops for name, layer in table.items()}
     layers = [
         {
             "name": name,
@@ -99,9 +120,9 @@ def sparsity_report(
             "nonzeros": counts[name],
             "flops": realised[name] * flops[name],
         }
-        for name in params
+        for name in counts
     ]
-    total_params = sum(p.numel() for p in params.values())
+    total_params = sum(table[name].numel for name in counts)
     nonzeros = sum(counts.values())
     return {
         "layers": layers,
@@ -112,22 +133,31 @@ def sparsity_report(
             "flops_dense": sum(flops.values()),
             "flops": sparse_forward_flops(flops, realised),
         },
+        "input_size": size,
+        "augment": augment,
     }
+
+
+def _layer_counts(shapes: dict[str, tuple[int, ...]], densities: dict[str, float]) -> dict:
+    # The engine's exact-count rule lives with the masks (trainables.sparse.masks, which
+    # imports torch); it is used, not restated, so the counts shown are the ones trained.
+    from trainables.sparse.masks import layer_counts
+
+    return layer_counts({n: shapes[n] for n in densities}, densities)
 
 
 def _table(report: dict[str, Any], title: str) -> str:
     rows = [("layer", "shape", "density", "nonzeros", "flops/img")]
     for layer in report["layers"]:
         shape = "x".join(map(str, layer["shape"]))
+        flops = f"{layer['flops']:.3e}"
         rows.append(
-            (layer["name"], shape, f"{layer['density']:.4f}", f"{layer['nonzeros']:,}",
-             f"{layer['flops']:.3e}")
-        )  # fmt: skip
+            (layer["name"], shape, f"{layer['density']:.4f}", f"{layer['nonzeros']:,}", flops)
+        )
     total = report["total"]
-    rows.append(
-        ("total", f"{total['params']:,} weights", f"{total['density']:.4f}",
-         f"{total['nonzeros']:,}", f"{total['flops']:.3e}")
-    )  # fmt: skip
+    weights = f"{total['params']:,} weights"
+    nonzeros = f"{total['nonzeros']:,}"
+    rows.append(("total", weights, f"{total['density']:.4f}", nonzeros, f"{total['flops']:.3e}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [title]
     for index, row in enumerate(rows):
@@ -146,18 +176,24 @@ def _table(report: dict[str, Any], title: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     report = sparsity_report(
-        args.model, args.density, args.init, args.dataset, args.width, args.stem,
-        args.dense_first_layer, args.dense_last_layer,
-    )  # fmt: skip
+        args.model,
+        args.density,
+        args.init,
+        args.dataset,
+        args.width,
+        args.stem,
+        args.dense_first_layer,
+        args.dense_last_layer,
+        augment=args.augment,
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        from trainables.config import DATASETS
-
-        size = DATASETS[args.dataset]["image_size"]
+        size = report["input_size"]
         title = (
             f"{args.model} (width {args.width}, {args.stem} stem) on {args.dataset} "
-            f"({size}x{size}), {args.init} at density {args.density:g}"
+            f"({size}x{size}, {report['augment']} preset), {args.init} at density "
+            f"{args.density:g}"
         )
         print(_table(report, title))
     return 0

@@ -37,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     live = f"running (launch {report.live_launch})" if report.live_launch else report.state
     print(f"{report.name}: {live}; grids: {', '.join(report.grids) or '-'}")
-    print(f"planned {report.planned} | finished {report.finished} | running {report.running} | "
-          f"errored {report.errored} | pending {report.pending} "
-          f"(interrupted {report.interrupted}) | stopped early {report.stopped}")  # fmt: skip
+    print(
+        f"planned {report.planned} | finished {report.finished} | running {report.running} | "
+        f"errored {report.errored} | pending {report.pending} "
+        f"(interrupted {report.interrupted}) | stopped early {report.stopped}"
+    )
     eta = f"; ETA {format_duration(report.eta_s)}" if report.eta_s is not None else ""
     print(f"epochs {report.epochs_done}/{report.epochs_total}{eta}")
     if report.not_runnable:

@@ -22,7 +22,7 @@ _EXPORTS = {
     "PRESETS": "transforms",
     "available_ratios": "layout",
     "ratio_folder": "layout",
-    "DATASETS": "layout",
+    "DATASETS": "trainables.datasets",  # the dataset registry (torch-free)
 }
 
 __all__ = [
@@ -42,16 +42,18 @@ __all__ = [
 
 if TYPE_CHECKING:
     from trainables.data.cache import SplitTensors, load_split, load_splits
-    from trainables.data.layout import DATASETS, available_ratios, ratio_folder
+    from trainables.data.layout import available_ratios, ratio_folder
     from trainables.data.loader import Batch, DeviceSplit, epoch_generator
     from trainables.data.transforms import PRESETS, Transform, make_transform
+    from trainables.datasets import DATASETS
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'trainables.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"trainables.data.{module}"), name)
+    path = module if "." in module else f"trainables.data.{module}"
+    value = getattr(importlib.import_module(path), name)
     globals()[name] = value
     return value
 

@@ -48,9 +48,11 @@ class BundlePlan:
         for ratio in self.ratios:
             ratio_folder(ratio)
         if self.valid_size < 1 or self.valid_size >= n_train_source:
-            raise UserError(f"valid_size: {self.valid_size} is not allowed; allowed: "
-                            f"1..{n_train_source - 1} (the source has {n_train_source} train "
-                            "images)")  # fmt: skip
+            raise UserError(
+                f"valid_size: {self.valid_size} is not allowed; allowed: "
+                f"1..{n_train_source - 1} (the source has {n_train_source} train "
+                "images)"
+            )
         for name in ("limit", "test_size"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -153,8 +155,9 @@ def _render_split(
             )
     images = render(source[0][idx], labels, bias, stream_seed(plan.seed, "render", pct, split))
     files = []
-    for ident, y, b, image in zip(ids.tolist(), labels.tolist(), bias.tolist(), images,
-                                  strict=True):  # fmt: skip
+    for ident, y, b, image in zip(
+        ids.tolist(), labels.tolist(), bias.tolist(), images, strict=True
+    ):
         name = _name(ident, y, b)
         if split == "train":
             rel = f"{pct}/{'align' if y == b else 'conflict'}/{y}/{name}"

@@ -23,9 +23,17 @@ from trainables.errors import UserError
 from trainables.registry import Registry
 
 TYPE0: tuple[str, ...] = (
-    "snow", "frost", "fog", "brightness", "contrast",
-    "spatter", "elastic", "jpeg", "pixelate", "saturate",
-)  # fmt: skip
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "spatter",
+    "elastic",
+    "jpeg",
+    "pixelate",
+    "saturate",
+)
 LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 MIN_SIDE = 16
 

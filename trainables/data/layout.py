@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainables.datasets import DATASETS, DatasetInfo
 from trainables.errors import DataError
 
 BUNDLE_URL = "https://drive.google.com/drive/folders/1JEOqxrhU_IhkdcRohdbuEtFETUxfNmNT"
@@ -29,22 +30,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "valid", "test")
 _NAME_RE = re.compile(r"^(?P<id>.+?)_(?P<label>\d+)_(?P<bias>\d+)\.(?:png|jpe?g)$", re.IGNORECASE)
 PCT_RE = re.compile(r"^(\d+(?:\.\d+)?)pct$")
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a dataset's files must look like: class count and the allowed stored sizes."""
-
-    num_classes: int
-    sizes: tuple[int, ...]
-    nested_valid: bool  # how our generators write valid/ (the loader accepts both)
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "cmnist": DatasetSpec(num_classes=10, sizes=(28,), nested_valid=False),
-    "cifar10c": DatasetSpec(num_classes=10, sizes=(32,), nested_valid=True),
-    "bffhq": DatasetSpec(num_classes=2, sizes=(128, 224), nested_valid=False),
-}
 
 
 @dataclass(frozen=True)
@@ -60,10 +45,12 @@ class ImageFile:
     size: int = -1  # bytes on disk when listed (the cache manifest hashes it)
 
 
-def dataset_spec(dataset: str) -> DatasetSpec:
+def dataset_spec(dataset: str) -> DatasetInfo:
+    """The registry entry of ``dataset`` (``trainables.datasets``); unknown names are a
+    :class:`DataError` listing the registered ones."""
     if dataset not in DATASETS:
         raise DataError(f"dataset: {dataset!r} is not allowed; allowed: {', '.join(DATASETS)}")
-    return DATASETS[dataset]
+    return DATASETS.get(dataset)
 
 
 def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
@@ -74,7 +61,8 @@ def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
 
 def expected_tree(dataset: str) -> str:
     """The one-line description of the expected layout that every missing-data error carries."""
-    valid = f"{dataset}/valid/*" if dataset == "bffhq" else f"{dataset}/<pct>/valid/**"
+    at_root = dataset in DATASETS and DATASETS.get(dataset).valid_at_root
+    valid = f"{dataset}/valid/*" if at_root else f"{dataset}/<pct>/valid/**"
     return (
         f"expected <root>/{dataset}/<pct>/{{align,conflict}}/**, <root>/{valid}, "
         f"<root>/{dataset}/test/** with files <id>_<label>_<bias>.png; get the DisEnt bundle "
@@ -83,7 +71,9 @@ def expected_tree(dataset: str) -> str:
 
 
 def ratio_folder(ratio: float | int | str) -> str:
-    """``0.5``/``"0.5pct"`` -> ``"0.5pct"``, ``1``/``1.0``/``"1pct"`` -> ``"1pct"`` (REST's names)."""
+    """``0.5``/``"0.5pct"`` -> ``"0.5pct"``, ``1``/``1.0``/``"1pct"`` -> ``"1pct"``.
+
+    These are REST's folder names."""
     text = str(ratio).strip().lower().removesuffix("pct")
     try:
         value = float(text)

@@ -4,6 +4,8 @@ The datasets are small (at most ~1 GB as uint8), so each split lives on the devi
 epoch is a permutation sliced into batches, transformed on the device. Order and augmentation
 are drawn from generators seeded by (seed, epoch, stream), so epoch ``e`` yields the same
 batches whether the run is fresh or resumed from a checkpoint taken after epoch ``e - 1``.
+An augmenting evaluation transform (``rest-code`` on CIFAR-10-C) draws per image index
+instead (``Transform.draws_per_index``), so evaluation does not depend on the batch size.
 """
 
 from __future__ import annotations
@@ -85,20 +87,31 @@ class DeviceSplit:
         weights: torch.Tensor | None = None,
         drop_last: bool = False,
     ) -> Iterator[Batch]:
-        """Batches of one epoch; the last partial batch is kept unless ``drop_last``."""
+        """Batches of one epoch; the last partial batch is kept unless ``drop_last``.
+
+        A training transform draws crops and flips from the epoch's ``augment`` generator, in
+        batch order; an augmenting evaluation transform draws them per image from (seed,
+        epoch, split index), whatever ``batch_size``.
+        """
         if batch_size <= 0:
             raise ValueError(f"batch_size: {batch_size} must be positive")
         order = self.order(epoch=epoch, seed=seed, shuffle=shuffle, weights=weights)
+        per_index = self.transform.draws_per_index
         augment = (
             epoch_generator(seed, epoch, "augment", self.device)
-            if self.transform.augments
+            if self.transform.augments and not per_index
             else None
         )
         stop = self.n - self.n % batch_size if drop_last else self.n
         for start in range(0, stop, batch_size):
             index = order[start : start + batch_size]
+            images = self.images.index_select(0, index)
+            if per_index:
+                x = self.transform(images, index=index, seed=seed, epoch=epoch)
+            else:
+                x = self.transform(images, augment)
             yield Batch(
-                x=self.transform(self.images.index_select(0, index), augment),
+                x=x,
                 y=self.labels.index_select(0, index),
                 b=self.bias.index_select(0, index),
                 index=index,

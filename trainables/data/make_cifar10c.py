@@ -67,8 +67,10 @@ def make_cifar10c(
 ) -> Path:
     """Write ``<out>/cifar10c/`` from CIFAR-10 python batches in ``source``; returns it."""
     if severity not in SEVERITIES:
-        raise UserError(f"severity: {severity} is not allowed; allowed: 1, 2, 3, 4 "
-                        "(corruption level = severity + 1)")  # fmt: skip
+        raise UserError(
+            f"severity: {severity} is not allowed; allowed: 1, 2, 3, 4 "
+            "(corruption level = severity + 1)"
+        )
     if workers < 1:
         raise UserError(f"workers: {workers} is not allowed; allowed: a positive integer")
     from trainables.data.corruptions import TYPE0  # lazily: scipy and the corruption tables
@@ -77,14 +79,22 @@ def make_cifar10c(
     test = read_cifar_batches(Path(source), "test")
     for split, (_, labels) in (("train", train), ("test", test)):
         if labels.min() < 0 or labels.max() >= len(TYPE0):
-            raise UserError(f"source: {source} {split} labels span {labels.min()}..{labels.max()};"
-                            f" allowed: 0..{len(TYPE0) - 1}")  # fmt: skip
+            raise UserError(
+                f"source: {source} {split} labels span {labels.min()}..{labels.max()};"
+                f" allowed: 0..{len(TYPE0) - 1}"
+            )
 
     def render(images, labels, bias, seed_sequence):
         return corrupt_images(images, bias, severity + 1, seed_sequence, workers)
 
     plan = BundlePlan(
-        dataset="cifar10c", ratios=tuple(ratios), valid_size=valid_size, limit=limit,
-        test_size=test_size, seed=seed, nested_valid=True, num_classes=10,
-    )  # fmt: skip
+        dataset="cifar10c",
+        ratios=tuple(ratios),
+        valid_size=valid_size,
+        limit=limit,
+        test_size=test_size,
+        seed=seed,
+        nested_valid=True,
+        num_classes=10,
+    )
     return write_bundle(plan, Path(out), train, test, render, overwrite=overwrite)

@@ -17,19 +17,40 @@ from trainables.data.sources import read_mnist_format
 from trainables.errors import UserError
 
 # DisEnt's hue wheel, measured from its README figure (datasets.md section 2.2).
-DISENT_PALETTE = np.array(
-    [(255, 0, 0), (255, 128, 0), (255, 255, 0), (128, 255, 0), (0, 255, 0),
-     (0, 255, 255), (0, 0, 255), (128, 0, 255), (255, 0, 128), (255, 0, 255)],
-    dtype=np.float64,
-) / 255.0  # fmt: skip
+DISENT_PALETTE = (
+    np.array(
+        [
+            (255, 0, 0),
+            (255, 128, 0),
+            (255, 255, 0),
+            (128, 255, 0),
+            (0, 255, 0),
+            (0, 255, 255),
+            (0, 0, 255),
+            (128, 0, 255),
+            (255, 0, 128),
+            (255, 0, 255),
+        ],
+        dtype=np.float64,
+    )
+    / 255.0
+)
 # LfF's fixed random colours (its colors.th, decoded; datasets.md section 2.2).
 LFF_PALETTE = np.array(
-    [(0.9837, 0.3125, 0.1686), (0.9905, 0.9156, 0.3515), (0.6730, 0.4611, 0.5798),
-     (0.7833, 0.8316, 0.6013), (0.0880, 0.7780, 0.9818), (0.3214, 0.9611, 0.4464),
-     (0.0246, 0.2357, 0.7587), (0.5552, 0.1016, 0.7618), (0.2077, 0.3929, 0.0187),
-     (0.8337, 0.2024, 0.2669)],
+    [
+        (0.9837, 0.3125, 0.1686),
+        (0.9905, 0.9156, 0.3515),
+        (0.6730, 0.4611, 0.5798),
+        (0.7833, 0.8316, 0.6013),
+        (0.0880, 0.7780, 0.9818),
+        (0.3214, 0.9611, 0.4464),
+        (0.0246, 0.2357, 0.7587),
+        (0.5552, 0.1016, 0.7618),
+        (0.2077, 0.3929, 0.0187),
+        (0.8337, 0.2024, 0.2669),
+    ],
     dtype=np.float64,
-)  # fmt: skip
+)
 PALETTES = {"disent": DISENT_PALETTE, "lff": LFF_PALETTE}
 DEFAULT_COLOR_NOISE = 0.005  # LfF severity 4, the setting its headline runs use
 
@@ -68,14 +89,22 @@ def make_cmnist(
     test = read_mnist_format(Path(source), "test")
     for split, (_, labels) in (("train", train), ("test", test)):
         if labels.min() < 0 or labels.max() > 9:
-            raise UserError(f"source: {source} {split} labels span {labels.min()}..{labels.max()};"
-                            " allowed: 0..9")  # fmt: skip
+            raise UserError(
+                f"source: {source} {split} labels span {labels.min()}..{labels.max()};"
+                " allowed: 0..9"
+            )
 
     def render(gray, labels, bias, seed_sequence):
         return colorize(gray, bias, table, color_noise, np.random.default_rng(seed_sequence))
 
     plan = BundlePlan(
-        dataset="cmnist", ratios=tuple(ratios), valid_size=valid_size, limit=limit,
-        test_size=test_size, seed=seed, nested_valid=False, num_classes=10,
-    )  # fmt: skip
+        dataset="cmnist",
+        ratios=tuple(ratios),
+        valid_size=valid_size,
+        limit=limit,
+        test_size=test_size,
+        seed=seed,
+        nested_valid=False,
+        num_classes=10,
+    )
     return write_bundle(plan, Path(out), train, test, render, overwrite=overwrite)

@@ -25,9 +25,11 @@ def _find(directory: Path, name: str) -> Path:
     for candidate in (directory / name, directory / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise DataError(f"source: {directory / name}[.gz] not found; expected MNIST-format IDX files "
-                    "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-                    "t10k-labels-idx1-ubyte, gzipped or not)")  # fmt: skip
+    raise DataError(
+        f"source: {directory / name}[.gz] not found; expected MNIST-format IDX files "
+        "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+        "t10k-labels-idx1-ubyte, gzipped or not)"
+    )
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -51,15 +53,19 @@ def read_mnist_format(directory: Path, split: str) -> tuple[np.ndarray, np.ndarr
     images = read_idx(_find(directory, images_name))
     labels = read_idx(_find(directory, labels_name)).astype(np.int64)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"source: {directory} {split} images {images.shape} and labels "
-                        f"{labels.shape} do not match")  # fmt: skip
+        raise DataError(
+            f"source: {directory} {split} images {images.shape} and labels "
+            f"{labels.shape} do not match"
+        )
     return images, labels
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
-        raise DataError(f"source: {path} not found; expected the CIFAR-10 python batches "
-                        f"{', '.join(CIFAR_TRAIN + CIFAR_TEST)}")  # fmt: skip
+        raise DataError(
+            f"source: {path} not found; expected the CIFAR-10 python batches "
+            f"{', '.join(CIFAR_TRAIN + CIFAR_TEST)}"
+        )
     with open(path, "rb") as handle:
         try:
             blob = pickle.load(handle, encoding="bytes")
@@ -68,8 +74,10 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(blob.get(b"data", blob.get("data")), dtype=np.uint8)
     labels = np.asarray(blob.get(b"labels", blob.get("labels")), dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise DataError(f"source: {path} data {data.shape} / labels {labels.shape}; expected "
-                        "(N, 3072) uint8 and N labels")  # fmt: skip
+        raise DataError(
+            f"source: {path} data {data.shape} / labels {labels.shape}; expected "
+            "(N, 3072) uint8 and N labels"
+        )
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
@@ -95,8 +103,10 @@ def write_cifar_batches(
     jobs.append((CIFAR_TEST[0], test, np.arange(len(test[0]))))
     for name, (images, labels), idx in jobs:
         flat = images[idx].transpose(0, 3, 1, 2).reshape(len(idx), 3072)
-        blob = {b"data": np.ascontiguousarray(flat, dtype=np.uint8),
-                b"labels": [int(v) for v in labels[idx]]}  # fmt: skip
+        blob = {
+            b"data": np.ascontiguousarray(flat, dtype=np.uint8),
+            b"labels": [int(v) for v in labels[idx]],
+        }
         tmp = directory / f".{name}.tmp"
         with open(tmp, "wb") as handle:
             pickle.dump(blob, handle, protocol=4)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.data.layout import (
-    DatasetSpec,
     ImageFile,
     available_ratios,
     dataset_dir,
@@ -32,6 +31,7 @@ from trainables.data.layout import (
     scan_images,
     split_dirs,
 )
+from trainables.datasets import DatasetInfo
 from trainables.errors import DataError
 
 MANIFEST = "manifest.json"
@@ -100,7 +100,7 @@ class _Checker:
 
     def __init__(self, data_root: str | os.PathLike, dataset: str):
         self.data_root = data_root
-        self.spec: DatasetSpec = dataset_spec(dataset)
+        self.spec: DatasetInfo = dataset_spec(dataset)
         self.report = VerifyReport(dataset, dataset_dir(data_root, dataset))
 
     def read(self, ratio: float | str, split: str) -> list[ImageFile] | None:
@@ -169,7 +169,7 @@ class _Checker:
         if not row.files:
             return
         step = max(1, len(row.files) // sample)
-        allowed = " or ".join(f"{s}x{s}" for s in self.spec.sizes)
+        allowed = " or ".join(f"{s}x{s}" for s in self.spec.stored_sizes)
         for f in row.files[::step][:sample]:
             try:
                 with Image.open(f.path) as image:
@@ -178,7 +178,7 @@ class _Checker:
             except (OSError, UnidentifiedImageError, ValueError) as error:
                 self.report.errors.append(f"image: cannot decode {f.path} ({error})")
                 return
-            if size[0] != size[1] or size[0] not in self.spec.sizes:
+            if size[0] != size[1] or size[0] not in self.spec.stored_sizes:
                 self.report.errors.append(
                     f"image size: {f.relpath} is {size[0]}x{size[1]}; allowed for "
                     f"{self.report.dataset}: {allowed}"

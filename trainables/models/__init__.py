@@ -1,33 +1,63 @@
-"""Model registry: ``MODELS.get(name)(num_classes=..., width=..., stem=...)`` builds a network.
+"""Model catalogue: ``MODELS`` maps a name to a torch-free :class:`ModelInfo`.
 
-Every entry takes the same keyword arguments so the trial code never branches on the model
-name; an entry that has no use for ``width`` or ``stem`` accepts and ignores it. A new model
-is one ``MODELS.register`` line below.
+Planning (config validation, grid cost, ``rest-sweep sparsity``) reads facts from here without
+importing torch: the builder is named as ``"module:function"`` and imported only by
+:func:`build_model`, and :meth:`ModelInfo.layers` gives every maskable weight's shape and dense
+forward FLOPs analytically. A new model is one network module plus one ``MODELS.register``
+call below (with its layer table in :mod:`trainables.models.catalog`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
-from trainables.models.resnet import resnet18
-from trainables.models.simple_cnn import simple_cnn
+from trainables.models.catalog import LayerInfo, ModelInfo, resnet18_layers, simple_cnn_layers
 from trainables.registry import Registry
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
-MODELS.register("simple_cnn", simple_cnn)
-MODELS.register("resnet18", resnet18)
+if TYPE_CHECKING:
+    from torch import nn
+
+MODELS: Registry[ModelInfo] = Registry("model")
+# gpu_share: the Ray GPU fraction one unpacked trial takes by default on CUDA (measured,
+# trainables/pack/defaults.py: four single trials per GPU).
+MODELS.register(
+    "simple_cnn",
+    ModelInfo(
+        name="simple_cnn",
+        builder="trainables.models.simple_cnn:simple_cnn",
+        gpu_share=0.25,
+        layer_table=simple_cnn_layers,
+    ),
+)
+MODELS.register(
+    "resnet18",
+    ModelInfo(
+        name="resnet18",
+        builder="trainables.models.resnet:resnet18",
+        gpu_share=0.25,
+        layer_table=resnet18_layers,
+    ),
+)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registered model ``name`` (a one-line error lists the allowed names)."""
+    return MODELS.get(name)
 
 
 def build_model(name: str, num_classes: int, width: int = 64, stem: str = "imagenet") -> nn.Module:
-    """Build a registered model; bad sizes are a :class:`UserError` naming the argument."""
+    """Build a registered model (imports torch); bad sizes are a :class:`UserError`."""
+    info = MODELS.get(name)
+    _check_sizes(num_classes, width)
+    return info.build(num_classes=num_classes, width=width, stem=stem)
+
+
+def _check_sizes(num_classes: int, width: int) -> None:
     if num_classes < 1:
         raise UserError(f"num_classes: {num_classes!r} is not allowed; allowed: an integer >= 1")
     if width < 1:
         raise UserError(f"width: {width!r} is not allowed; allowed: an integer >= 1")
-    return MODELS.get(name)(num_classes=num_classes, width=width, stem=stem)
 
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "LayerInfo", "ModelInfo", "build_model", "model_info"]

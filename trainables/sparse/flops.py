@@ -1,4 +1,8 @@
-"""FLOPs accounting: dense per-layer forward FLOPs and the sparse/training totals built on them.
+"""The hook-based FLOPs counter of a real torch model (the reference for ``trainables.flops``).
+
+The accounting itself (sparse and training totals, the analytic dense table) lives in the
+torch-free :mod:`trainables.flops`; ``sparse_forward_flops`` and ``training_step_flops`` are
+re-exported here for the callers that still import them from ``trainables.sparse``.
 
 Convention (that of ``torch.utils.flop_counter``): 2 FLOPs per multiply-accumulate, Conv2d and
 Linear only, bias adds, norms, activations and pooling ignored, per image at the real training
@@ -7,11 +11,10 @@ input size. A layer at density d costs d times its dense FLOPs.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from trainables.flops import sparse_forward_flops, training_step_flops
 from trainables.sparse.masks import MASKABLE_MODULES
 
 
@@ -52,16 +55,4 @@ def layer_flops(model: nn.Module, input_size: int, in_channels: int = 3) -> dict
     return flops
 
 
-def sparse_forward_flops(flops: dict[str, float], densities: dict[str, float]) -> float:
-    """``sum_l d_l * F_l``; a layer absent from ``densities`` (kept dense) counts in full."""
-    return math.fsum(f * densities.get(name, 1.0) for name, f in flops.items())
-
-
-def training_step_flops(sparse: float, dense: float, *, dense_gradient: bool) -> float:
-    """FLOPs per example of one training step (RigL paper appendix).
-
-    Forward plus two backward passes of the sparse network (3 f_S); on a step whose mask update
-    reads dense gradients, the weight-gradient pass is dense (2 f_S + f_D). A dense model has
-    f_S = f_D, giving 3 f_D.
-    """
-    return 2 * sparse + dense if dense_gradient else 3 * sparse
+__all__ = ["layer_flops", "sparse_forward_flops", "training_step_flops"]
