@@ -24,16 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis import synthetic  # noqa: E402
 from analysis.api import analyze, report  # noqa: E402
-from trainables.config import PAPER_DENSITIES, PAPER_SEEDS  # noqa: E402
+from search_spaces.catalog import PAPER_DENSITIES, PAPER_SEEDS  # noqa: E402
 
 
 def plan(n_trials: int, epochs: int) -> list[dict]:
     """The paper's CMNIST / CIFAR-10-C grid shape (14 densities x 3 seeds), cut at n_trials."""
     configs = synthetic.grid_configs(
-        datasets=("cmnist", "cifar10c"), ratios=(0.5, 1.0, 2.0, 5.0),
-        methods=("erm", "set", "rigl", "rest"), densities=PAPER_DENSITIES, seeds=PAPER_SEEDS,
+        datasets=("cmnist", "cifar10c"),
+        ratios=(0.5, 1.0, 2.0, 5.0),
+        methods=("erm", "set", "rigl", "rest"),
+        densities=PAPER_DENSITIES,
+        seeds=PAPER_SEEDS,
         epochs=epochs,
-    )  # fmt: skip
+    )
     seed = PAPER_SEEDS[-1]
     while len(configs) < n_trials:  # more seeds when asked for more trials than the grid has
         seed += 1
@@ -65,8 +68,10 @@ def main() -> int:
         synthetic.write_experiment(str(root), "exp", configs, statuses=statuses, grid="scale")
     build_s = time.perf_counter() - start
     size_mb = sum(f.stat().st_size for f in (root / "exp").rglob("*") if f.is_file()) / 1e6
-    print(f"experiment: {len(configs)} trials x {args.epochs} epochs, {size_mb:.1f} MB on disk, "
-          f"built in {build_s:.1f} s ({root / 'exp'}); cores: {os.cpu_count()}")  # fmt: skip
+    print(
+        f"experiment: {len(configs)} trials x {args.epochs} epochs, {size_mb:.1f} MB on disk, "
+        f"built in {build_s:.1f} s ({root / 'exp'}); cores: {os.cpu_count()}"
+    )
 
     for label, kwargs in (("analyze --no-figures", {"figures_too": False}), ("analyze", {})):
         out = root / "out" / label.replace(" ", "_")
@@ -75,9 +80,11 @@ def main() -> int:
         total = time.perf_counter() - start
         steps = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
         rows = result.analysis.trials.num_rows, result.analysis.epochs.num_rows
-        print(f"{label}: {total:.2f} s total ({steps}); trials.parquet {rows[0]} rows "
-              f"{(out / 'trials.parquet').stat().st_size / 1e3:.0f} kB, epochs.parquet {rows[1]} rows "
-              f"{(out / 'epochs.parquet').stat().st_size / 1e6:.2f} MB")  # fmt: skip
+        print(
+            f"{label}: {total:.2f} s total ({steps}); trials.parquet {rows[0]} rows "
+            f"{(out / 'trials.parquet').stat().st_size / 1e3:.0f} kB, epochs.parquet {rows[1]} rows "
+            f"{(out / 'epochs.parquet').stat().st_size / 1e6:.2f} MB"
+        )
     start = time.perf_counter()
     path = report(str(root), "exp", str(root / "out" / "report"))
     print(f"report: {time.perf_counter() - start:.2f} s, {Path(path).stat().st_size / 1e6:.1f} MB")

@@ -6,7 +6,7 @@ trial, N single trials sharing one GPU, a packed process), the cost is
 
     hours = sum over trials of epochs x train samples x (1 + epoch overhead) / samples per second
 
-with the real bundles' train-set sizes (``search_spaces.cost.TRAIN_SAMPLES`` when importable).
+with the real bundles' train-set sizes (``trainables.datasets`` when importable).
 ``epoch overhead`` is what a real epoch costs beyond its training steps (valid and test passes,
 metrics, checkpoint), as a fraction: 0.45 was measured on an H100 (a real 100-epoch-recipe
 trial's steady epoch time against the benchmark's training throughput, both models), and is
@@ -37,9 +37,12 @@ DOCUMENTED_GRIDS: dict[str, dict[tuple[str, str], int]] = {
     "paper-table3-cmnist": {("cmnist", "simple_cnn"): 336},
     "paper-table3-cifar10c": {("cifar10c", "resnet18"): 336},
     "paper-table3-bffhq": {("bffhq", "resnet18"): 84},
-    "paper-all": {("cmnist", "simple_cnn"): 360, ("cifar10c", "resnet18"): 360,
-                  ("bffhq", "resnet18"): 90},
-}  # fmt: skip
+    "paper-all": {
+        ("cmnist", "simple_cnn"): 360,
+        ("cifar10c", "resnet18"): 360,
+        ("bffhq", "resnet18"): 90,
+    },
+}
 DOCUMENTED_TRAIN_SAMPLES = {"cmnist": 55_000, "cifar10c": 45_000, "bffhq": 19_200}
 BFFHQ_SIZE = {"paper": 224, "rest-code": 128}
 EPOCHS = 100
@@ -62,9 +65,9 @@ def grid_counts(names: list[str]) -> tuple[dict[str, dict[tuple[str, str], int]]
 
 def train_samples() -> dict[str, int]:
     try:
-        from search_spaces.cost import TRAIN_SAMPLES
+        from trainables.datasets import DATASETS
 
-        return dict(TRAIN_SAMPLES)
+        return {name: DATASETS.get(name).train_samples for name in DATASETS}
     except Exception:
         return dict(DOCUMENTED_TRAIN_SAMPLES)
 
@@ -115,8 +118,15 @@ def cost_table(
                     bffhq += seconds * bffhq_scale / 3600
                 else:
                     hours += seconds / 3600
-            rows.append({"grid": grid, "mode": mode, "gpu_hours": hours, "bffhq_gpu_hours": bffhq,
-                         "complete": complete})  # fmt: skip
+            rows.append(
+                {
+                    "grid": grid,
+                    "mode": mode,
+                    "gpu_hours": hours,
+                    "bffhq_gpu_hours": bffhq,
+                    "complete": complete,
+                }
+            )
     return rows, source
 
 
@@ -124,13 +134,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("json", nargs="+", help="trainer_throughput --json-out files (one per model)")
     p.add_argument("--grids", default="paper-table3-cmnist,paper-table3-cifar10c,paper-all")
-    p.add_argument("--epoch-overhead", type=float, default=0.45,
-                   help="evaluation, metrics and checkpoint time as a fraction of the training "
-                   "time of an epoch (default 0.45, measured)")  # fmt: skip
-    p.add_argument("--recipe", default="paper", choices=sorted(BFFHQ_SIZE),
-                   help="BFFHQ image size: paper 224 px, rest-code 128 px")  # fmt: skip
-    p.add_argument("--shared", action="append", default=[], metavar="MODEL:K=SAMPLES_PER_S",
-                   help="aggregate rate of K single-trial processes on one GPU (measured)")  # fmt: skip
+    p.add_argument(
+        "--epoch-overhead",
+        type=float,
+        default=0.45,
+        help="evaluation, metrics and checkpoint time as a fraction of the training "
+        "time of an epoch (default 0.45, measured)",
+    )
+    p.add_argument(
+        "--recipe",
+        default="paper",
+        choices=sorted(BFFHQ_SIZE),
+        help="BFFHQ image size: paper 224 px, rest-code 128 px",
+    )
+    p.add_argument(
+        "--shared",
+        action="append",
+        default=[],
+        metavar="MODEL:K=SAMPLES_PER_S",
+        help="aggregate rate of K single-trial processes on one GPU (measured)",
+    )
     args = p.parse_args(argv)
     reports: dict[str, dict[str, Any]] = {}
     for path in args.json:
@@ -142,14 +165,18 @@ def main(argv: list[str] | None = None) -> int:
         reports[model].setdefault("shared", {})[k] = float(rate)
     rows, source = cost_table(reports, args.grids.split(","), args.epoch_overhead, args.recipe)
     device = ", ".join(sorted({r["machine"] for r in reports.values()}))
-    print(f"# GPU-hours on {device}; trial counts from {source}; {EPOCHS} epochs; epoch overhead "
-          f"{args.epoch_overhead:.0%}; BFFHQ ({BFFHQ_SIZE[args.recipe]} px) FLOP-scaled from "
-          "ResNet-18 at 32 px (upper bound, not measured)")  # fmt: skip
+    print(
+        f"# GPU-hours on {device}; trial counts from {source}; {EPOCHS} epochs; epoch overhead "
+        f"{args.epoch_overhead:.0%}; BFFHQ ({BFFHQ_SIZE[args.recipe]} px) FLOP-scaled from "
+        "ResNet-18 at 32 px (upper bound, not measured)"
+    )
     print(f"{'grid':<24} {'mode':<36} {'GPU-h':>8} {'BFFHQ':>8}")
     for row in rows:
         mark = "" if row["complete"] else "  (a model was not measured)"
-        print(f"{row['grid']:<24} {row['mode']:<36} {row['gpu_hours']:8.2f} "
-              f"{row['bffhq_gpu_hours']:8.2f}{mark}")  # fmt: skip
+        print(
+            f"{row['grid']:<24} {row['mode']:<36} {row['gpu_hours']:8.2f} "
+            f"{row['bffhq_gpu_hours']:8.2f}{mark}"
+        )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Training throughput: the public REST pipeline vs our single-trial loop vs packed trials.
+"""Training throughput: the public REST pipeline vs our single-trial loop.
 
 All loops run in one process on the same PNG bundle, model, batch size and method:
 
@@ -11,7 +11,10 @@ All loops run in one process on the same PNG bundle, model, batch size and metho
   data resident on the device, batched device augmentation, no per-step host sync, fused
   in-place mask multiply; variants ``fp32`` (the default path: on CUDA channels_last + CUDA
   graphs), ``fp32-eager`` (neither), ``+cl-eager``, ``-graphs-nocl``, ``bf16``, ``+compile``.
-* ``pack``: ``trainables.pack.PackTrainer`` with N trials (seeds 0..N-1) in one process.
+
+Packed trials (a vmap over N trials in one process) were measured here until the trial-core
+rebuild and removed: the graphed single trial beat the eager pack of 32 (486k vs 404k
+samples/s simple_cnn, 116k vs 100k resnet18, H100; docs/performance.md).
 
 Samples/s count training images only (no evaluation). The last printed line is exactly
 ``speedup: X.XX`` = the first single variant over the reference. With no ``--data-root`` the
@@ -19,7 +22,7 @@ script writes a small Colored Fashion-MNIST bundle (28 px for simple_cnn, zero-p
 in the cifar10c layout for resnet18) from the Debian Fashion-MNIST files with the project's own
 generator. ``--quick`` is a smoke test (a few steps), not a measurement.
 
-    python benchmarks/trainer_throughput.py --model simple_cnn --device cuda --pack 1,4,16
+    python benchmarks/trainer_throughput.py --model simple_cnn --device cuda
 """
 
 from __future__ import annotations
@@ -58,16 +61,21 @@ def make_bench_bundle(root: Path, dataset: str, n_train: int, n_eval: int, sourc
     if (root / dataset).is_dir():
         return root
     if dataset == "cmnist":
-        make_cmnist(source, root, ratios=(1.0,), valid_size=n_eval, limit=n_train,
-                    test_size=n_eval)  # fmt: skip
+        make_cmnist(source, root, ratios=(1.0,), valid_size=n_eval, limit=n_train, test_size=n_eval)
         return root
 
     def render(gray, labels, bias, seed_sequence):  # colour as CMNIST, then pad 28 -> 32 px
         rgb = colorize(gray, bias, DISENT_PALETTE, 0.005, np.random.default_rng(seed_sequence))
         return np.pad(rgb, ((0, 0), (2, 2), (2, 2), (0, 0)))
 
-    plan = BundlePlan(dataset=dataset, ratios=(1.0,), valid_size=n_eval, limit=n_train,
-                      test_size=n_eval, nested_valid=True)  # fmt: skip
+    plan = BundlePlan(
+        dataset=dataset,
+        ratios=(1.0,),
+        valid_size=n_eval,
+        limit=n_train,
+        test_size=n_eval,
+        nested_valid=True,
+    )
     train = read_mnist_format(source, "train")
     test = read_mnist_format(source, "test")
     write_bundle(plan, root, train, test, render)
@@ -79,9 +87,17 @@ def bench_config(model: str, root: Path, device: str, **overrides: Any):
     from trainables.config import TrialConfig
 
     values = dict(
-        dataset=MODEL_DATASET[model], model=model, ratio=1.0, method="rigl", density=0.05,
-        data_root=str(root), device=device, seed=0, epochs=100, augment="rest-code",
-    )  # fmt: skip
+        dataset=MODEL_DATASET[model],
+        model=model,
+        ratio=1.0,
+        method="rigl",
+        density=0.05,
+        data_root=str(root),
+        device=device,
+        seed=0,
+        epochs=100,
+        augment="rest-code",
+    )
     values.update(overrides)
     return TrialConfig.from_recipe("rest-code", **values)
 
@@ -113,10 +129,14 @@ def rest_transform(dataset: str):
 
     if dataset == "cmnist":
         return T.Compose([T.Resize(28), T.ToTensor()])
-    return T.Compose([
-        T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-        T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    ])  # fmt: skip
+    return T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+        ]
+    )
 
 
 def reference_loop(cfg, steps: int, warmup: int, workers: int) -> tuple[int, float]:
@@ -141,9 +161,12 @@ def reference_loop(cfg, steps: int, warmup: int, workers: int) -> tuple[int, flo
         model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
     )
     loader = DataLoader(
-        PngDataset(files, rest_transform(cfg.dataset)), batch_size=cfg.batch_size, shuffle=True,
-        num_workers=workers, pin_memory=device.type == "cuda",
-    )  # fmt: skip
+        PngDataset(files, rest_transform(cfg.dataset)),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
     model.train()
     done, samples, started = 0, 0, 0.0
     while done < warmup + steps:
@@ -203,25 +226,11 @@ def single_loop(cfg, steps: int) -> tuple[int, float, float]:
     return trial.train.n * epochs, seconds, built + first_epoch / trial.steps_per_epoch
 
 
-def pack_loop(cfg, n: int, steps: int) -> tuple[int, float]:
-    """``PackTrainer`` with ``n`` seeds of ``cfg``: (aggregate samples, seconds)."""
-    from trainables.pack.trainer import PackTrainer
-
-    trainer = PackTrainer([cfg.replace(seed=s) for s in range(n)])
-    trainer.train_epoch(1)
-    _sync(cfg.device)
-    epochs = max(1, math.ceil(steps / trainer.steps_per_epoch))
-    t0 = time.perf_counter()
-    for epoch in range(2, 2 + epochs):
-        trainer.train_epoch(epoch)
-    _sync(cfg.device)
-    return trainer.train.size * n * epochs, time.perf_counter() - t0
-
-
 VARIANTS = {
     # "fp32" is the default path: on CUDA, channels_last + each full batch replayed as a CUDA graph.
     "fp32": {},
     "fp32-eager": {"channels_last": False, "cuda_graphs": False},
+    "tf32": {"precision": "tf32"},
     "fp32+cl-eager": {"cuda_graphs": False},
     "fp32-graphs-nocl": {"channels_last": False},
     "bf16": {"precision": "bf16"},
@@ -252,15 +261,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="simple_cnn", choices=sorted(MODEL_DATASET))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--steps", type=int, default=None, help="timed steps per loop (default 200)")
-    p.add_argument("--pack", default="", help="pack sizes, e.g. 1,2,4,8 (empty: no pack runs)")
-    p.add_argument("--pack-precision", default="fp32", choices=("fp32", "bf16"))
-    p.add_argument("--pack-compile", action="store_true", help="torch.compile the packed step")
     p.add_argument(
         "--variants", default="fp32", help=f"single-trial variants: {','.join(VARIANTS)}"
     )
-    p.add_argument("--only", default="reference,single,pack", help="which loops to run")
-    p.add_argument("--workers", type=int, default=None, help="reference DataLoader workers "
-                   "(REST: 10; default min(10, cores))")  # fmt: skip
+    p.add_argument("--only", default="reference,single", help="which loops to run")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="reference DataLoader workers (REST: 10; default min(10, cores))",
+    )
     p.add_argument("--data-root", default="", help="bundle root (default: generate one)")
     p.add_argument("--source", default=str(FASHION_MNIST), help="Fashion-MNIST IDX folder")
     p.add_argument("--train-size", type=int, default=None, help="train images (default 4096)")
@@ -292,14 +302,24 @@ def main(argv: list[str] | None = None) -> int:
             cfg = cfg.replace(batch_size=64)
         results = run_all(args, cfg, steps, workers)
     report = {
-        "model": args.model, "dataset": dataset, "device": device, "steps": steps,
-        "batch_size": cfg.batch_size, "width": cfg.width, "train_size": n_train,
+        "model": args.model,
+        "dataset": dataset,
+        "device": device,
+        "steps": steps,
+        "batch_size": cfg.batch_size,
+        "width": cfg.width,
+        "train_size": n_train,
         "workers": workers,
-        "bundle_s": bundle_s, "machine": machine(device), "torch": torch.__version__,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "argv": sys.argv[1:],
-        "results": {m.name: {"samples_per_s": m.rate, "samples": m.samples, "seconds": m.seconds,
-                             **m.extra} for m in results},
-    }  # fmt: skip
+        "bundle_s": bundle_s,
+        "machine": machine(device),
+        "torch": torch.__version__,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "argv": sys.argv[1:],
+        "results": {
+            m.name: {"samples_per_s": m.rate, "samples": m.samples, "seconds": m.seconds, **m.extra}
+            for m in results
+        },
+    }
     print_table(report, results)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=1) + "\n")
@@ -325,11 +345,6 @@ def run_all(args: argparse.Namespace, cfg, steps: int, workers: int) -> list[Mea
             jobs.append(
                 (f"single {name}", lambda n=name: _single(cfg.replace(**VARIANTS[n]), steps))
             )
-    if "pack" in only:
-        for n in [int(v) for v in args.pack.split(",") if v]:
-            pcfg = cfg.replace(precision=args.pack_precision, compile=args.pack_compile)
-            label = f"pack {n} {args.pack_precision}" + (" compile" if args.pack_compile else "")
-            jobs.append((label, lambda n=n, c=pcfg: _pack(c, n, steps)))
     out: list[Measured] = []
     for name, job in jobs:
         try:
@@ -352,11 +367,6 @@ def _reference(cfg, steps: int, workers: int) -> tuple[int, float, dict[str, Any
 def _single(cfg, steps: int) -> tuple[int, float, dict[str, Any]]:
     samples, seconds, startup = single_loop(cfg, steps)
     return samples, seconds, {"startup_s": startup}
-
-
-def _pack(cfg, n: int, steps: int) -> tuple[int, float, dict[str, Any]]:
-    samples, seconds = pack_loop(cfg, n, steps)
-    return samples, seconds, {"pack": n}
 
 
 def _peak_memory(device: str) -> dict[str, float]:
@@ -391,12 +401,15 @@ def machine(device: str) -> str:
 
 def print_table(report: dict[str, Any], results: list[Measured]) -> None:
     ref = next((m.rate for m in results if m.name == "reference"), None)
-    print(f"# {report['model']} on {report['dataset']}-like data, {report['device']} "
-          f"({report['machine']}), batch {report['batch_size']}, torch {report['torch']}")  # fmt: skip
+    print(
+        f"# {report['model']} on {report['dataset']}-like data, {report['device']} "
+        f"({report['machine']}), batch {report['batch_size']}, torch {report['torch']}"
+    )
     for m in results:
         ratio = f"{m.rate / ref:7.2f}x ref" if ref else ""
-        extra = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in m.extra.items())  # fmt: skip
+        extra = " ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.extra.items()
+        )
         print(f"{m.name:<24} {m.rate:>12,.0f} samples/s {ratio}  {extra}")
 
 

@@ -1,33 +1,15 @@
 """rest-sweep: launch, resume and report the REST paper's grid on Ray Tune.
 
-The Python API mirrors the CLI verbs: :func:`run`, :func:`resume`, :func:`status`.
-Importing this package does not import Ray; the verbs do, when called.
+The Python API mirrors the CLI verbs: :func:`run`, :func:`resume`, :func:`status`, with the
+signatures of :func:`rest_sweep.service.run`, :func:`rest_sweep.service.resume` and
+:func:`rest_sweep.sweep_status.status`. Importing this package does not import Ray (nor torch);
+the verbs import Ray when they launch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from rest_sweep.ledger import LaunchSettings
+from rest_sweep.service import SweepResult, resume, run
+from rest_sweep.sweep_status import StatusReport, status
 
-
-def run(*args: Any, **kwargs: Any) -> Any:
-    """Launch (or continue) an experiment; see :func:`rest_sweep.service.run`."""
-    from rest_sweep.service import run as _run
-
-    return _run(*args, **kwargs)
-
-
-def resume(*args: Any, **kwargs: Any) -> Any:
-    """Continue an interrupted experiment; see :func:`rest_sweep.service.resume`."""
-    from rest_sweep.service import resume as _resume
-
-    return _resume(*args, **kwargs)
-
-
-def status(*args: Any, **kwargs: Any) -> Any:
-    """Counts per state and method, read from storage; see :func:`rest_sweep.sweep_status.status`."""
-    from rest_sweep.sweep_status import status as _status
-
-    return _status(*args, **kwargs)
-
-
-__all__ = ["run", "resume", "status"]
+__all__ = ["LaunchSettings", "StatusReport", "SweepResult", "resume", "run", "status"]

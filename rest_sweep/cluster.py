@@ -61,8 +61,9 @@ class TrialResources:
 
 
 @contextlib.contextmanager
-def ray_context(address: str | None, num_cpus: int | None = None,
-                num_gpus: int | None = None) -> Iterator[str]:  # fmt: skip
+def ray_context(
+    address: str | None, num_cpus: int | None = None, num_gpus: int | None = None
+) -> Iterator[str]:
     """Yield a description of the Ray in use: the caller's, a joined cluster, or embedded."""
     quiet_ray_env()
     import ray
@@ -95,9 +96,8 @@ def check_fits(resources: TrialResources) -> None:
 
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     fits = [
-        n for n in nodes
-        if n.get("CPU", 0) >= resources.cpus and n.get("GPU", 0) >= resources.gpus
-    ]  # fmt: skip
+        n for n in nodes if n.get("CPU", 0) >= resources.cpus and n.get("GPU", 0) >= resources.gpus
+    ]
     if fits:
         return
     best_cpu = max((n.get("CPU", 0) for n in nodes), default=0)

@@ -40,8 +40,9 @@ class ProgressCallback(tune.Callback):
         self.started.setdefault(trial.trial_id, time.time())
         self.fraction.setdefault(trial.trial_id, 0.0)
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
-                        **info: Any) -> None:  # fmt: skip
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
         epochs = int(trial.config["trial"]["config"]["epochs"])
         self.fraction[trial.trial_id] = min(1.0, float(result.get("epoch", 0)) / epochs)
 
@@ -49,24 +50,24 @@ class ProgressCallback(tune.Callback):
         result = trial.last_result or {}
         epochs = int(trial.config["trial"]["config"]["epochs"])
         finished = int(result.get("epoch", 0)) >= epochs or not result
-        size = int(trial.config["trial"].get("size", 1))  # a packed process counts its trials
         if finished:
-            self.done += size
+            self.done += 1
         else:
-            self.stopped += size
+            self.stopped += 1
         self._forget(trial)
         scores = " ".join(f"{k} {result[k]:.3f}" for k in SHOWN_METRICS if k in result)
         what = "finished" if finished else f"stopped early at epoch {result.get('epoch')}"
         self._print(f"{what} {self._name(trial)} {scores}".rstrip())
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.errors += int(trial.config["trial"].get("size", 1))
+        self.errors += 1
         self._forget(trial)
         self._print(f"errored {self._name(trial)}: {self._first_line(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(f"retrying {self._name(trial)} from its newest checkpoint: "
-                    f"{self._first_line(trial)}")  # fmt: skip
+        self._print(
+            f"retrying {self._name(trial)} from its newest checkpoint: {self._first_line(trial)}"
+        )
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if time.time() - self.last_line >= SUMMARY_EVERY_S:
@@ -102,9 +103,7 @@ class ProgressCallback(tune.Callback):
         if self.durations:
             return sum(self.durations) / len(self.durations)
         now = time.time()
-        rates = [
-            (now - self.started[t]) / f for t, f in self.fraction.items() if f > 0
-        ]  # fmt: skip
+        rates = [(now - self.started[t]) / f for t, f in self.fraction.items() if f > 0]
         return sum(rates) / len(rates) if rates else None
 
     def _forget(self, trial: Any) -> None:

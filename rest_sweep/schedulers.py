@@ -40,8 +40,9 @@ class RecordingASHA(AsyncHyperBandScheduler):
         epoch = int(result.get("epoch", 0))
         if decision == TrialScheduler.STOP and epoch < epochs:
             storage, name, launch_id = self._experiment
-            mark_stopped(ExperimentStore(storage, name), trial.config["trial"]["hash"],
-                         launch_id, epoch)  # fmt: skip
+            mark_stopped(
+                ExperimentStore(storage, name), trial.config["trial"]["hash"], launch_id, epoch
+            )
         return decision
 
 
@@ -52,9 +53,13 @@ def _fifo(**_: Any) -> TrialScheduler:
 def _asha(*, storage: str, name: str, launch_id: str, max_epochs: int, **_: Any) -> TrialScheduler:
     # max_t above the last epoch: ASHA never stops a trial for having reached the end.
     return RecordingASHA(
-        storage, name, launch_id, max_t=max_epochs + 1,
-        grace_period=max(1, max_epochs // 10), reduction_factor=3,
-    )  # fmt: skip
+        storage,
+        name,
+        launch_id,
+        max_t=max_epochs + 1,
+        grace_period=max(1, max_epochs // 10),
+        reduction_factor=3,
+    )
 
 
 SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")

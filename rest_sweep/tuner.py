@@ -9,7 +9,6 @@ refers to them by name.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from rest_sweep.cluster import TrialResources
 from rest_sweep.progress import HeartbeatCallback, ProgressCallback
 from rest_sweep.schedulers import SCHEDULERS
 from trainables.config import TrialConfig
-from trainables.ray_trainable import FAULT_ENV, train_trial
+from trainables.ray_trainable import train_trial
 from trainables.results import ExperimentStore, Location
 
 
@@ -30,7 +29,6 @@ class LaunchPlan:
     store: ExperimentStore
     launch_id: str
     configs: dict[str, TrialConfig]  # hash -> config (with this launch's data_root/device)
-    units: list[list[str]]  # Ray units: one trial hash, or the hashes of one packed process
     resources: TrialResources
     max_concurrent: int | None
     scheduler: str
@@ -51,35 +49,27 @@ def trial_dirname(trial: Any) -> str:
 
 def trial_entry(plan: LaunchPlan, trial_hash: str) -> dict[str, Any]:
     cfg = plan.configs[trial_hash]
-    return {"hash": trial_hash, "name": cfg.short_name(), "uri": plan.store.trial_uri(trial_hash),
-            "config": cfg.to_dict(), "size": 1}  # fmt: skip
-
-
-def unit_entry(plan: LaunchPlan, hashes: list[str]) -> dict[str, Any]:
-    """A single trial's entry, or a pack's: the first member's fields plus ``members``."""
-    first = trial_entry(plan, hashes[0])
-    if len(hashes) == 1:
-        return first
-    members = [trial_entry(plan, h) for h in hashes]
-    return {**first, "hash": f"pack{len(hashes)}-{hashes[0]}", "size": len(hashes),
-            "name": f"pack of {len(hashes)}: {first['name']}...", "members": members}  # fmt: skip
+    return {
+        "hash": trial_hash,
+        "name": cfg.short_name(),
+        "uri": plan.store.trial_uri(trial_hash),
+        "config": cfg.to_dict(),
+    }
 
 
 def param_space(plan: LaunchPlan) -> dict[str, Any]:
-    entries = [unit_entry(plan, unit) for unit in plan.units]
-    space: dict[str, Any] = {"trial": tune.grid_search(entries)}
-    fault = os.environ.get(FAULT_ENV, "")
-    if fault:
-        space["fault"] = fault
-    return space
+    """One ``grid_search`` value per trial, in plan order."""
+    return {"trial": tune.grid_search([trial_entry(plan, h) for h in plan.configs])}
 
 
 def build_tuner(plan: LaunchPlan) -> tune.Tuner:
     spec = SCHEDULERS.get(plan.scheduler)
     scheduler = spec.build(
-        storage=plan.store.storage, name=plan.store.name, launch_id=plan.launch_id,
+        storage=plan.store.storage,
+        name=plan.store.name,
+        launch_id=plan.launch_id,
         max_epochs=max(cfg.epochs for cfg in plan.configs.values()),
-    )  # fmt: skip
+    )
     metric_mode = {"metric": plan.metric, "mode": "max"} if spec.needs_metric else {}
     tune_root = plan.store.tune_location()
     storage: dict[str, Any] = {"storage_path": tune_root.path}

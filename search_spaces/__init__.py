@@ -25,5 +25,12 @@ def resolve(name_or_path: str) -> Grid:
 
 
 __all__ = [
-    "GRIDS", "Block", "Expansion", "Grid", "PendingRow", "expand", "parse_overrides", "resolve",
-]  # fmt: skip
+    "GRIDS",
+    "Block",
+    "Expansion",
+    "Grid",
+    "PendingRow",
+    "expand",
+    "parse_overrides",
+    "resolve",
+]

@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.config import TrialConfig, coerce
+from trainables.config import TrialConfig, coerce, parse_assignments
 from trainables.errors import UserError
-from trainables.methods import METHODS, PAPER_BASELINES_PENDING
+from trainables.methods import METHODS, PAPER_BASELINES_PENDING, method_takes
 
 # Keys that are not swept or fixed per block: the recipe is chosen for the whole grid.
 RESERVED_KEYS = ("method", "recipe")
@@ -86,6 +86,16 @@ class Expansion:
     trials: tuple[TrialConfig, ...]
     pending: tuple[PendingRow, ...] = field(default=())
     overrides: tuple[tuple[str, Any], ...] = ()
+    applied: tuple[tuple[str, int], ...] = ()  # --set key -> trials it applied to
+
+    def set_notes(self) -> list[str]:
+        """One line per ``--set`` key that skipped some trials (methods that do not take it)."""
+        return [
+            f"--set {key}: applied to {n} of {self.count} trials (the methods that take it: "
+            f"{', '.join(methods_taking(key, self.per_method()))})"
+            for key, n in self.applied
+            if n < self.count
+        ]
 
     @property
     def count(self) -> int:
@@ -108,37 +118,68 @@ def union(name: str, description: str, grids: Sequence[Grid]) -> Grid:
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["epochs=2", "recipe=rest-code"]`` -> typed values; bad keys name the allowed ones."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserError(f"--set {pair!r}: expected key=value, e.g. --set epochs=2")
-        out[key] = value if key == "recipe" else coerce(key, value)
-    return out
+    """``["epochs=2", "recipe=rest-code"]`` -> typed values (``trainables.config`` rules).
+
+    The one ``--set`` parser of ``train``, ``run`` and ``grids``: bad keys and values are a
+    one-line error naming the key and the allowed keys or values.
+    """
+    return parse_assignments(list(pairs))
+
+
+def takes(method: str, key: str) -> bool:
+    """Whether ``method`` has the field ``key``; a pending (unregistered) method takes every key."""
+    if method not in METHODS:
+        return True
+    return method_takes(method, key)
+
+
+def methods_taking(key: str, among: Sequence[str] | None = None) -> list[str]:
+    """The methods (registered ones, or those of ``among``) that take ``key``."""
+    names = METHODS.names() if among is None else [m for m in among if m in METHODS]
+    return [m for m in names if method_takes(m, key)]
+
+
+def check_sets(keys: Sequence[str], methods: Sequence[str], where: str) -> None:
+    """The ``--set`` rule: a key that no method of the command takes is an error.
+
+    ``recipe`` picks the recipe and is always taken; ``method`` is checked by the caller.
+    """
+    for key in keys:
+        if key == "recipe" or any(takes(m, key) for m in methods):
+            continue
+        takers = ", ".join(methods_taking(key)) or "none"
+        raise UserError(
+            f"--set {key}: no trial of {where} takes it (its methods: {', '.join(methods)}); "
+            f"methods that take {key}: {takers}"
+        )
 
 
 def expand(grid: Grid, overrides: Mapping[str, Any] | None = None) -> Expansion:
     """Every trial of ``grid`` in order, de-duplicated by ``trial_hash`` (first one wins).
 
-    ``overrides`` set a field for every trial, axes included (``recipe`` picks the recipe);
-    overriding an axis collapses it, and the duplicates it creates are dropped. ``density``
-    only applies to sparse methods, like the density axis.
+    ``overrides`` (``--set``) set a field for every trial whose method takes it, axes included
+    (overriding an axis collapses it, and the duplicates it creates are dropped); ``recipe``
+    picks the recipe. A key that no method of the grid takes is an error naming the methods
+    that take it, and ``method`` cannot be set (it is an axis). :meth:`Expansion.set_notes`
+    says which keys skipped some trials.
     """
     values = dict(overrides or {})
+    if "method" in values:
+        raise UserError(
+            "--set method: not allowed on a grid (the method is an axis); pick a grid, or write "
+            "a YAML grid with the methods you want"
+        )
     recipe = str(values.pop("recipe", grid.recipe))
     for key in values:
-        coerce(key, values[key])  # unknown keys fail here, naming the allowed ones
-    if "method" in values:
-        raise UserError("--set method=...: the method is an axis of the grid; pick a grid instead")
+        values[key] = coerce(key, values[key])  # unknown keys fail, naming the allowed ones
+    methods = list(dict.fromkeys(m for block in grid.blocks for m in block.methods))
+    check_sets(list(values), methods, f"grid {grid.name}")
     trials: dict[str, TrialConfig] = {}
     pending: dict[tuple, PendingRow] = {}
     for block in grid.blocks:
         for method in block.methods:
-            dense = method in METHODS and not METHODS.get(method).sparse
             for row in _rows(block, method):
-                row.update({k: v for k, v in values.items() if not (dense and k == "density")})
+                row.update({k: v for k, v in values.items() if takes(method, k)})
                 if method in METHODS:
                     cfg = TrialConfig.from_recipe(recipe, method=method, **row)
                     trials.setdefault(cfg.trial_hash, cfg)
@@ -150,12 +191,14 @@ def expand(grid: Grid, overrides: Mapping[str, Any] | None = None) -> Expansion:
                     raise UserError(
                         f"grid {grid.name}: method {method!r} is not allowed; allowed: {allowed}"
                     )
+    applied = tuple((k, sum(takes(t.method, k) for t in trials.values())) for k in values)
     return Expansion(
         grid=grid.name,
         recipe=recipe,
         trials=tuple(trials.values()),
         pending=tuple(pending.values()),
         overrides=tuple(sorted((k, v) for k, v in (overrides or {}).items())),
+        applied=applied,
     )
 
 

@@ -73,8 +73,11 @@ def _grid_from_mapping(path: Path, data: Any) -> Grid:
             raise _fail(path, f"methods.{method}", "expected a mapping with keys axes, fixed")
         bad = sorted(set(extra) - set(METHOD_KEYS))
         if bad:
-            raise _fail(path, f"methods.{method}.{bad[0]}",
-                        f"unknown key; allowed: {', '.join(METHOD_KEYS)}")  # fmt: skip
+            raise _fail(
+                path,
+                f"methods.{method}.{bad[0]}",
+                f"unknown key; allowed: {', '.join(METHOD_KEYS)}",
+            )
         method_axes = {**axes, **_axes(path, f"methods.{method}.axes", extra.get("axes", {}))}
         method_fixed = {**fixed, **_fixed(path, f"methods.{method}.fixed", extra.get("fixed", {}))}
         for key in set(method_axes) & set(method_fixed):
@@ -82,8 +85,9 @@ def _grid_from_mapping(path: Path, data: Any) -> Grid:
         blocks.append(Block.of([method], method_axes, method_fixed))
     name = str(data.get("name") or path.stem)
     description = str(data.get("description") or f"user grid from {path}")
-    return Grid(name=name, description=description, blocks=tuple(blocks), recipe=recipe,
-                source=str(path))  # fmt: skip
+    return Grid(
+        name=name, description=description, blocks=tuple(blocks), recipe=recipe, source=str(path)
+    )
 
 
 def _check_key(path: Path, where: str, key: Any) -> None:

@@ -62,9 +62,17 @@ def _rng(name: str, level: int) -> np.random.Generator:
 
 def test_type0_order_is_the_bias_label() -> None:
     assert TYPE0 == (
-        "snow", "frost", "fog", "brightness", "contrast",
-        "spatter", "elastic", "jpeg", "pixelate", "saturate",
-    )  # fmt: skip
+        "snow",
+        "frost",
+        "fog",
+        "brightness",
+        "contrast",
+        "spatter",
+        "elastic",
+        "jpeg",
+        "pixelate",
+        "saturate",
+    )
     assert tuple(CORRUPTIONS.names()) == TYPE0
 
 
@@ -206,7 +214,7 @@ GOLDEN: dict[tuple[str, int], tuple[float, float, float, float]] = {
     ("saturate", 3): (87.343, 65.214, 9.892, 0.7499),
     ("saturate", 4): (77.170, 67.000, 20.066, 0.8507),
     ("saturate", 5): (70.804, 68.262, 26.432, 0.8507),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,16 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def config(root, recipe: str, **overrides) -> TrialConfig:
     values = dict(
-        dataset="cmnist", ratio=1.0, method="rest", density=0.1, epochs=3, update_frequency=3,
-        data_root=str(root), device="cuda", seed=41,
-    )  # fmt: skip
+        dataset="cmnist",
+        ratio=1.0,
+        method="rest",
+        density=0.1,
+        epochs=3,
+        update_frequency=3,
+        data_root=str(root),
+        device="cuda",
+        seed=41,
+    )
     values.update(overrides)
     return TrialConfig.from_recipe(recipe, **values)
 

@@ -8,9 +8,10 @@ import pytest
 
 import search_spaces
 from search_spaces import GRIDS, expand, parse_overrides, resolve
-from trainables.config import PAPER_DENSITIES
+from search_spaces.catalog import PAPER_DENSITIES
 from trainables.errors import UserError
-from trainables.methods import METHODS, MethodSpec
+from trainables.methods import METHODS, MethodInfo
+from trainables.methods.erm import METHOD as ERM
 
 EXAMPLE = "search_spaces/examples/density_sweep.yaml"
 
@@ -51,7 +52,7 @@ def test_dense_methods_have_no_density_axis_and_baselines_are_pending() -> None:
 
 
 def test_pending_rows_become_trials_once_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = MethodSpec("mrm", "test stand-in", sparse=False, reweight=False)
+    spec = MethodInfo("mrm", "test stand-in", ERM.implementation)
     monkeypatch.setitem(METHODS._items, "mrm", spec)
     expansion = expand(GRIDS.get("paper-table2-cmnist"))
     assert expansion.per_method()["mrm"] == 12

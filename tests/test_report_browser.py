@@ -31,8 +31,12 @@ def chromium() -> str:
 def partial_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A partial sweep: two datasets, one pending and one errored trial."""
     storage = tmp_path_factory.mktemp("report")
-    configs = synthetic.grid_configs(datasets=("cmnist", "bffhq"), ratios=(0.5, 1.0),
-                                     methods=("erm", "rigl", "rest"), densities=(0.005, 0.05, 0.5))  # fmt: skip
+    configs = synthetic.grid_configs(
+        datasets=("cmnist", "bffhq"),
+        ratios=(0.5, 1.0),
+        methods=("erm", "rigl", "rest"),
+        densities=(0.005, 0.05, 0.5),
+    )
     configs = [c for c in configs if not (c["dataset"] == "bffhq" and c["ratio"] != 0.5)]
     statuses = {
         synthetic.config_hash(configs[1]): "pending",
@@ -55,8 +59,13 @@ def test_report_renders_in_headless_chromium(
     chromium: str, partial_report: Path, tmp_path: Path
 ) -> None:
     with Chromium(chromium, timeout_s=90) as browser:
-        page = browser.open(partial_report, width=1400, wait_for=".js-plotly-plot .main-svg", min_count=4,
-                            count=(".js-plotly-plot", ".main-svg", "path.js-line", "td.missing"))  # fmt: skip
+        page = browser.open(
+            partial_report,
+            width=1400,
+            wait_for=".js-plotly-plot .main-svg",
+            min_count=4,
+            count=(".js-plotly-plot", ".main-svg", "path.js-line", "td.missing"),
+        )
     screenshot = tmp_path / "report.png"
     screenshot.write_bytes(page.png)
     print(f"screenshot: {screenshot}")

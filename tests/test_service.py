@@ -1,12 +1,13 @@
 """The sweep service on the session's embedded Ray with tiny real data (Colored Fashion-MNIST).
 
-A finished experiment that gains seeds runs only the new trials; a trial that fails once is
-retried from its own checkpoint and finishes; bad data, resources and a live driver are
-rejected before any trial starts.
+A finished experiment that gains seeds runs only the new trials; bad data, resources, settings
+and a live driver are rejected before any trial starts; a resume reuses the last launch's
+settings. (Retries after an injected failure: tests/test_service_recovery.py.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -15,9 +16,9 @@ from pathlib import Path
 import pytest
 
 import rest_sweep
-from rest_sweep.ledger import start_launch
+from rest_sweep.ledger import LaunchSettings, start_launch
+from rest_sweep.ledger import last_settings as ledger_last_settings
 from trainables.errors import UserError
-from trainables.ray_trainable import FAULT_ENV
 from trainables.results import ExperimentStore
 
 pytestmark = pytest.mark.ray
@@ -47,18 +48,22 @@ def test_sweep_completes_and_added_seeds_run_alone(ray_session, tiny_cmnist_root
     first = sweep(write_grid(tmp_path, [41]), tiny_cmnist_root, tmp_path / "s", "exp")
     assert first.outcome == "completed" and first.launched == 2
     store = ExperimentStore(str(tmp_path / "s"), "exp")
-    old = {h: store.trial(h).loc.fs.get_file_info(store.trial(h).loc.file("summary.json")).mtime
-           for h in store.read_ledger()["trials"]}  # fmt: skip
+    old = {
+        h: store.trial(h).loc.fs.get_file_info(store.trial(h).loc.file("summary.json")).mtime
+        for h in store.read_ledger()["trials"]
+    }
     grown = sweep(write_grid(tmp_path, [41, 42]), tiny_cmnist_root, tmp_path / "s", "exp")
     assert grown.outcome == "completed" and grown.launched == 2 and grown.planned == 4
     ledger = store.read_ledger()
     assert len(ledger["trials"]) == 4 and [x["outcome"] for x in ledger["launches"]] == [
-        "completed", "completed",
-    ]  # fmt: skip
+        "completed",
+        "completed",
+    ]
     assert set(ledger["launches"][1]["trials"]).isdisjoint(old)
     for trial_hash, mtime in old.items():  # finished trials were never touched again
-        info = store.trial(trial_hash).loc.fs.get_file_info(store.trial(trial_hash).loc.file(
-            "summary.json"))  # fmt: skip
+        info = store.trial(trial_hash).loc.fs.get_file_info(
+            store.trial(trial_hash).loc.file("summary.json")
+        )
         assert info.mtime == mtime
     again = sweep(write_grid(tmp_path, [41, 42]), tiny_cmnist_root, tmp_path / "s", "exp")
     assert again.launch_id is None and again.launched == 0
@@ -66,26 +71,6 @@ def test_sweep_completes_and_added_seeds_run_alone(ray_session, tiny_cmnist_root
     assert (report.planned, report.finished, report.pending, report.errored) == (4, 4, 0, 0)
     tune_dirs = sorted(p.name for p in (tmp_path / "s" / "exp" / "tune").iterdir())
     assert tune_dirs == [x["id"] for x in ledger["launches"]]
-
-
-def test_failed_trial_is_retried_from_its_checkpoint(
-    ray_session, tiny_cmnist_root, tmp_path, monkeypatch
-):
-    grid = tmp_path / "one.yaml"
-    grid.write_text("fixed: {dataset: cmnist, ratio: 5.0, epochs: 2}\nmethods: [erm]\n")
-    monkeypatch.setenv(FAULT_ENV, f"epoch=1;dir={tmp_path / 'faults'}")
-    uri = (tmp_path / "s").as_uri()  # storage as a pyarrow URI (file://), not a plain path
-    result = sweep(str(grid), tiny_cmnist_root, uri, "retry", max_failures=1)
-    assert result.outcome == "completed"
-    store = ExperimentStore(str(tmp_path / "s"), "retry")
-    (trial_hash,) = store.read_ledger()["trials"]
-    trial = store.trial(trial_hash)
-    state = trial.read_state()
-    assert state["attempt"] == 2 and state["resumed_from_epoch"] == 1
-    assert [r["epoch"] for r in trial.read_metrics()] == [1, 2]
-    assert [r["attempt"] for r in trial.read_metrics()] == [1, 2]
-    assert "injected failure" in trial.read_error()
-    assert (tmp_path / "faults" / trial_hash).exists()
 
 
 def test_rejections_happen_before_any_trial(ray_session, tiny_cmnist_root, tmp_path):
@@ -102,7 +87,7 @@ def test_rejections_happen_before_any_trial(ray_session, tiny_cmnist_root, tmp_p
         sweep(grid, tiny_cmnist_root, tmp_path / "s", "e", gpus_per_trial=1.5)
     store = ExperimentStore(str(tmp_path / "s"), "e")
     assert store.read_ledger()["launches"] == []  # planned, but nothing launched
-    start_launch(store, "run", "tiny", [], {})  # a live driver: this very process
+    start_launch(store, "run", "tiny", [], LaunchSettings())  # a live driver: this process
     with pytest.raises(UserError, match=r"is being run by launch L001"):
         sweep(grid, tiny_cmnist_root, tmp_path / "s", "e")
     with pytest.raises(UserError, match=r"no experiment in .*allowed: e"):
@@ -117,8 +102,16 @@ def test_asha_stop_is_recorded_as_stopped_early(tmp_path):
 
     store = ExperimentStore(str(tmp_path), "asha")
     store.write_ledger({"name": "asha", "trials": {}, "launches": []})
-    asha = RecordingASHA(str(tmp_path), "asha", "L001", max_t=4, grace_period=1,
-                         reduction_factor=2, metric="valid_worst_group_acc", mode="max")  # fmt: skip
+    asha = RecordingASHA(
+        str(tmp_path),
+        "asha",
+        "L001",
+        max_t=4,
+        grace_period=1,
+        reduction_factor=2,
+        metric="valid_worst_group_acc",
+        mode="max",
+    )
 
     class FakeTrial:
         def __init__(self, n: int) -> None:
@@ -149,39 +142,91 @@ def test_launch_liveness_follows_the_driver_pid(tmp_path):
     assert not launch_alive({**far, "heartbeat": time.time() - 600})
 
 
-def test_fault_hook_parses_and_fires_once(tmp_path) -> None:
-    from trainables.ray_trainable import Fault
-
-    assert Fault.parse("", "h").epoch is None
-    with pytest.raises(ValueError, match="expected 'epoch=N;dir=PATH"):
-        Fault.parse("epoch=1", "h")
-    fault = Fault.parse(f"epoch=2;dir={tmp_path}", "h")
-    fault.maybe_fail(1)
-    with pytest.raises(RuntimeError, match="injected failure after epoch 2"):
-        fault.maybe_fail(2)
-    fault.maybe_fail(2)  # the marker exists: a retry runs clean
-    assert (tmp_path / "h").exists()
-
-
-def test_packed_sweep_writes_single_trial_results(ray_session, tiny_cmnist_root, tmp_path):
-    grid = write_grid(tmp_path, [41, 42], epochs=2)  # 4 trials: erm and rest, two seeds
-    result = sweep(grid, tiny_cmnist_root, tmp_path / "s", "packed", pack_size=2)
-    assert result.outcome == "completed" and result.launched == 4
-    store = ExperimentStore(str(tmp_path / "s"), "packed")
-    hashes = list(store.read_ledger()["trials"])
-    for trial_hash in hashes:  # the trial stays the unit of results
-        rows = store.trial(trial_hash).read_metrics()
-        assert [r["epoch"] for r in rows] == [1, 2]
-        assert all(r["pack_size"] == 2 for r in rows)
-        assert store.trial(trial_hash).read_summary()["status"] == "finished"
-    tune_trials = [p for p in (tmp_path / "s" / "packed" / "tune").glob("*/*") if p.is_dir()]
-    assert len(tune_trials) == 2 and all(p.name.startswith("pack2-") for p in tune_trials)
-    assert rest_sweep.status(str(tmp_path / "s"), "packed").finished == 4
+def _ledger_with_launch(tmp_path: Path, launch: dict) -> ExperimentStore:
+    store = ExperimentStore(str(tmp_path), "exp")
+    record = {
+        "id": "L001",
+        "host": "elsewhere",
+        "pid": 1,
+        "ended": 1.0,
+        "heartbeat": 0.0,
+        "trials": [],
+        **launch,
+    }
+    store.write_ledger({"name": "exp", "trials": {}, "launches": [record], "data_root": ""})
+    return store
 
 
-def test_pack_size_is_validated_before_ray(tiny_cmnist_root, tmp_path):
+def _captured_resume(monkeypatch, store: ExperimentStore, **given) -> LaunchSettings:
+    """The settings ``resume`` would launch with (data check and the launch itself stubbed)."""
+    from rest_sweep import service
+
+    seen = {}
+    monkeypatch.setattr(service, "validate_data", lambda root, trials: "/data")
+
+    def launch(store, ledger, command, grid, configs, settings, *, quiet):
+        seen["settings"] = settings
+        return service.SweepResult(store.name, store.storage, None, 0, 0)
+
+    monkeypatch.setattr(service, "_launch", launch)
+    service.resume(store.storage, store.name, **given)
+    return seen["settings"]
+
+
+def test_resume_without_flags_reuses_every_setting_of_the_last_launch(tmp_path, monkeypatch):
+    settings = LaunchSettings(
+        address="auto",
+        cpus_per_trial=2.0,
+        gpus_per_trial=0.5,
+        max_concurrent=3,
+        max_failures=5,
+        scheduler="asha",
+        metric="valid_unbiased_acc",
+        num_cpus=None,
+        num_gpus=None,
+        reuse_actors=True,
+    )
+    assert LaunchSettings.of({"settings": settings.to_dict()}) == settings
+    store = _ledger_with_launch(tmp_path, {"settings": settings.to_dict()})
+    assert _captured_resume(monkeypatch, store) == settings
+    changed = _captured_resume(monkeypatch, store, max_failures=0, reuse_actors=False)
+    assert changed == dataclasses.replace(settings, max_failures=0, reuse_actors=False)
+
+
+def test_settings_of_an_older_flat_launch_record_drop_pack_size(tmp_path, monkeypatch):
+    old = {
+        "address": None,
+        "resources": {"cpu": 2.0, "gpu": 0.25},
+        "max_concurrent": None,
+        "scheduler": "fifo",
+        "metric": "valid_worst_group_acc",
+        "max_failures": 1,
+        "pack_size": "auto",
+    }
+    store = _ledger_with_launch(tmp_path, old)
+    expected = LaunchSettings(cpus_per_trial=2.0, gpus_per_trial=0.25, max_failures=1)
+    assert _captured_resume(monkeypatch, store) == expected
+    assert ledger_last_settings({"launches": []}) == LaunchSettings()
+
+
+def test_launch_settings_are_validated_before_ray(tiny_cmnist_root, tmp_path):
     grid = write_grid(tmp_path, [41])
-    with pytest.raises(UserError, match="--pack-size"):
-        sweep(grid, tiny_cmnist_root, tmp_path / "s", "bad", pack_size="zero")
-    with pytest.raises(UserError, match="asha"):
-        sweep(grid, tiny_cmnist_root, tmp_path / "s", "bad", pack_size=4, scheduler="asha")
+    for bad, match in [
+        ({"scheduler": "hyperband"}, "--scheduler: 'hyperband' is not allowed"),
+        ({"max_failures": -2}, "--max-failures: -2 is not allowed"),
+        ({"max_concurrent": 0}, "--max-concurrent: 0 is not allowed"),
+        ({"cpus_per_trial": 0}, "--cpus-per-trial: 0 is not allowed"),
+    ]:
+        with pytest.raises(UserError, match=match):
+            sweep(grid, tiny_cmnist_root, tmp_path / "s", "bad", **bad)
+
+
+def test_default_gpu_share_comes_from_the_model_catalogue():
+    from rest_sweep.service import gpu_share
+    from trainables.models import MODELS
+
+    assert gpu_share(["simple_cnn"]) == MODELS.get("simple_cnn").gpu_share
+    assert gpu_share(["simple_cnn", "resnet18"]) == max(
+        MODELS.get(m).gpu_share for m in ("simple_cnn", "resnet18")
+    )
+    assert gpu_share([]) == 0.0

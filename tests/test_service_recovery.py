@@ -2,7 +2,9 @@
 
 The driver killed mid-sweep runs in a subprocess (its own session, killed with its embedded Ray
 as a node loss would); the two-node cluster runs in a subprocess script, so the session's
-embedded Ray stays the only Ray in the test process.
+embedded Ray stays the only Ray in the test process. Trial failures are injected from outside the
+product: a driver subprocess gets ``tests/fault_injection`` (a test-only ``sitecustomize``) on
+``PYTHONPATH``, and the Ray workers it spawns inherit it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from trainables.results import ExperimentStore
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
+FAULT_HOOK = REPO / "tests" / "fault_injection"
 GRID = """name: recovery
 fixed: {dataset: cmnist, ratio: 1.0, epochs: 3, update_frequency: 4}
 methods:
@@ -67,12 +70,28 @@ def test_sigkill_driver_then_resume_finishes_the_plan(ray_session, tiny_cmnist_r
     grid = tmp_path / "grid.yaml"
     grid.write_text(GRID)
     storage = tmp_path / "store"
-    cmd = [sys.executable, "-m", "rest_sweep.cli", "run", "--grid", str(grid), "--data-root",
-           str(tiny_cmnist_root), "--storage", str(storage), "--name", "kill", "--num-cpus", "2",
-           "--max-failures", "0"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "rest_sweep.cli",
+        "run",
+        "--grid",
+        str(grid),
+        "--data-root",
+        str(tiny_cmnist_root),
+        "--storage",
+        str(storage),
+        "--name",
+        "kill",
+        "--num-cpus",
+        "2",
+        "--max-failures",
+        "0",
+    ]
     log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     store = ExperimentStore(str(storage), "kill")
     try:
         _wait_for_checkpoint(store, proc, limit_s=300)
@@ -107,6 +126,81 @@ def test_sigkill_driver_then_resume_finishes_the_plan(ray_session, tiny_cmnist_r
     assert [x["outcome"] for x in store.read_ledger()["launches"]] == [None, "completed"]
 
 
+def _driver(args: list[str], fault: str, log: Path) -> int:
+    """Run ``rest-sweep`` in a subprocess whose Ray workers fail as ``fault`` says."""
+    env = {
+        **os.environ,
+        "REST_SWEEP_TEST_FAULT": fault,
+        "PYTHONPATH": os.pathsep.join([str(FAULT_HOOK), str(REPO)]),
+    }
+    with open(log, "w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rest_sweep.cli", *args],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=480,
+        )
+    return proc.returncode
+
+
+@pytest.mark.parametrize("mode", ["raise", "exit"])
+def test_failed_trial_is_retried_from_its_checkpoint(tiny_cmnist_root, tmp_path, mode):
+    """A one-time exception (or a dead worker) after epoch 1; the retry continues from it."""
+    grid = tmp_path / "one.yaml"
+    grid.write_text("fixed: {dataset: cmnist, ratio: 5.0, epochs: 2}\nmethods: [erm]\n")
+    uri = (tmp_path / "s").as_uri()  # storage as a pyarrow URI (file://), not a plain path
+    code = _driver(
+        [
+            "run",
+            "--grid",
+            str(grid),
+            "--data-root",
+            str(tiny_cmnist_root),
+            "--storage",
+            uri,
+            "--name",
+            "retry",
+            "--max-failures",
+            "1",
+            "--num-cpus",
+            "2",
+            "--quiet",
+        ],
+        f"epoch=1;dir={tmp_path / 'faults'};mode={mode}",
+        tmp_path / "driver.log",
+    )
+    assert code == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    store = ExperimentStore(str(tmp_path / "s"), "retry")
+    (trial_hash,) = store.read_ledger()["trials"]
+    trial = store.trial(trial_hash)
+    state = trial.read_state()
+    assert state["attempt"] == 2 and state["resumed_from_epoch"] == 1
+    assert [r["epoch"] for r in trial.read_metrics()] == [1, 2]
+    assert [r["attempt"] for r in trial.read_metrics()] == [1, 2]
+    if mode == "raise":
+        assert "injected failure" in trial.read_error()
+    assert (tmp_path / "faults" / trial_hash).exists()
+    assert store.read_ledger()["launches"][-1]["outcome"] == "completed"
+
+
+def test_fault_hook_parses_and_fires_once(tmp_path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fault_hook", FAULT_HOOK / "sitecustomize.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    with pytest.raises(ValueError, match="expected 'epoch=N;dir=PATH"):
+        hook.parse("epoch=1")
+    fault = hook.parse(f"epoch=2;dir={tmp_path}")
+    hook.maybe_fail(fault, {"epoch": 1, "trial_hash": "h"})
+    with pytest.raises(RuntimeError, match="injected failure after epoch 2"):
+        hook.maybe_fail(fault, {"epoch": 2, "trial_hash": "h"})
+    hook.maybe_fail(fault, {"epoch": 2, "trial_hash": "h"})  # the marker exists: retry runs clean
+    assert (tmp_path / "h").exists()
+
+
 CLUSTER_SCRIPT = """
 import json, sys
 from rest_sweep.cluster import quiet_ray_env
@@ -122,7 +216,8 @@ cluster.wait_for_nodes()
 out = {"head": cluster.head_node.node_id, "gpu_node": gpu_node.node_id}
 try:
     common = dict(address=cluster.address, quiet=True)
-    out["cpu"] = rest_sweep.run(grid, data, storage, "cpu", cpus_per_trial=1, **common).outcome
+    out["cpu"] = rest_sweep.run(grid, data, storage, "cpu", cpus_per_trial=1, gpus_per_trial=0,
+                                **common).outcome
     out["gpu"] = rest_sweep.run(grid, data, storage, "gpu", cpus_per_trial=0.5,
                                 gpus_per_trial=0.5, **common).outcome
     try:
@@ -149,8 +244,12 @@ def test_two_node_cluster_places_trials_by_resources(tiny_cmnist_root, tmp_path)
     storage = tmp_path / "store"
     proc = subprocess.run(
         [sys.executable, "-c", CLUSTER_SCRIPT, str(grid), str(tiny_cmnist_root), str(storage)],
-        cwd=REPO, capture_output=True, text=True, timeout=480, start_new_session=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=480,
+        start_new_session=True,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = json.loads(lines[-1].removeprefix("RESULT "))

@@ -16,9 +16,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SETTINGS = dict(
-    density=0.1, sparse_init="erk", growth="gradient", drop_fraction=0.3, drop_schedule="rigl",
-    drop_end=0.75, update_frequency=4, total_steps=60, reset_momentum=True, mask_updates=True,
-)  # fmt: skip
+    density=0.1,
+    sparse_init="erk",
+    growth="gradient",
+    drop_fraction=0.3,
+    drop_schedule="rigl",
+    drop_end=0.75,
+    update_frequency=4,
+    total_steps=60,
+    reset_momentum=True,
+    mask_updates=True,
+)
 
 
 def make_engine(model, optimizer=None, **overrides):

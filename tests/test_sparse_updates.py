@@ -21,10 +21,20 @@ def engine_with(
 ):
     model = nn.Sequential(nn.Linear(4, 2, bias=False))
     engine = SparseEngine(
-        model, None, density=0.5, sparse_init="uniform", growth=growth, drop_fraction=0.5,
-        drop_schedule="constant", drop_end=1.0, update_frequency=update_frequency, total_steps=10,
-        reset_momentum=reset_momentum, mask_updates=True, generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+        model,
+        None,
+        density=0.5,
+        sparse_init="uniform",
+        growth=growth,
+        drop_fraction=0.5,
+        drop_schedule="constant",
+        drop_end=1.0,
+        update_frequency=update_frequency,
+        total_steps=10,
+        reset_momentum=reset_momentum,
+        mask_updates=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     state = engine.state_dict()
     state["masks"] = {"0.weight": mask.view(2, 4).clone()}
     engine.load_state_dict(state)

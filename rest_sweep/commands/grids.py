@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 EPILOG = """examples:
@@ -25,9 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("grid", nargs="?", help="grid name or YAML file (for show)")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
-        help="set a TrialConfig field for every trial (repeatable); recipe=rest-code too",
-    )  # fmt: skip
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="sets",
+        help="set a TrialConfig field for every trial whose method takes it (repeatable); a key "
+        "no method of the grid takes is an error; recipe=rest-code picks the recipe; method "
+        "cannot be set",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=50, help="trials printed by show (text)")
     p.add_argument("--no-cost", action="store_true", help="skip the FLOPs estimate (faster)")
@@ -53,8 +60,14 @@ def _list(args: argparse.Namespace) -> int:
     for name in search_spaces.GRIDS:
         grid = search_spaces.GRIDS.get(name)
         expansion = search_spaces.expand(grid, search_spaces.parse_overrides(args.sets))
-        rows.append({"name": name, "count": expansion.count, "pending": len(expansion.pending),
-                     "description": grid.description})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "count": expansion.count,
+                "pending": len(expansion.pending),
+                "description": grid.description,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -81,6 +94,8 @@ def _show(args: argparse.Namespace) -> int:
     grid = search_spaces.resolve(args.grid)
     expansion = search_spaces.expand(grid, search_spaces.parse_overrides(args.sets))
     cost = None if args.no_cost else estimate(expansion.trials).to_dict()
+    for note in expansion.set_notes():  # keys that skipped some trials (stderr with --json)
+        print(note, file=sys.stderr if args.json else sys.stdout)
     doc: dict[str, Any] = {
         "name": grid.name,
         "description": grid.description,
@@ -89,21 +104,23 @@ def _show(args: argparse.Namespace) -> int:
         "count": expansion.count,
         "per_method": expansion.per_method(),
         "trials": [_trial_row(t) for t in expansion.trials],
-        "pending": [
-            {"method": p.method, "name": p.label(), **p.values} for p in expansion.pending
-        ],  # fmt: skip
+        "pending": [{"method": p.method, "name": p.label(), **p.values} for p in expansion.pending],
         "cost": cost,
     }
     if args.json:
         print(json.dumps(doc, indent=1, default=str))
         return 0
     print(f"{grid.name}: {grid.description}")
-    print(f"recipe {expansion.recipe}; {expansion.count} trials; per method: "
-          + ", ".join(f"{m} {n}" for m, n in doc["per_method"].items()))  # fmt: skip
+    print(
+        f"recipe {expansion.recipe}; {expansion.count} trials; per method: "
+        + ", ".join(f"{m} {n}" for m, n in doc["per_method"].items())
+    )
     if expansion.pending:
         per = expansion.pending_per_method()
-        print(f"pending (method not registered yet, not runnable): {len(expansion.pending)} rows: "
-              + ", ".join(f"{m} {n}" for m, n in per.items()))  # fmt: skip
+        print(
+            f"pending (method not registered yet, not runnable): {len(expansion.pending)} rows: "
+            + ", ".join(f"{m} {n}" for m, n in per.items())
+        )
     if cost:
         print(
             f"estimated training compute: {cost['train_flops']:.3g} FLOPs "

@@ -35,10 +35,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"no experiments in {args.storage}")
         return 0
     width = max(len("experiment"), *(len(r.name) for r in reports))
-    print(f"{'experiment':<{width}}  {'state':<11} planned finished errored pending  "
-          "last launch       grids")  # fmt: skip
+    print(
+        f"{'experiment':<{width}}  {'state':<11} planned finished errored pending  "
+        "last launch       grids"
+    )
     for r in reports:
         started = age((r.last_launch or {}).get("started"))
-        print(f"{r.name:<{width}}  {r.state:<11} {r.planned:>7} {r.finished:>8} {r.errored:>7} "
-              f"{r.pending:>7}  {started:<16}  {', '.join(r.grids)}")  # fmt: skip
+        print(
+            f"{r.name:<{width}}  {r.state:<11} {r.planned:>7} {r.finished:>8} {r.errored:>7} "
+            f"{r.pending:>7}  {started:<16}  {', '.join(r.grids)}"
+        )
     return 0

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from rest_sweep.commands.run import add_launch_arguments, print_result
+from rest_sweep.commands.run import add_launch_arguments, launch_options, print_result
 
 EPILOG = """examples:
   rest-sweep resume --storage results --name demo
   rest-sweep resume --storage /nfs/sweeps --name t3-cmnist --address auto
   rest-sweep resume --storage results --name t3-cmnist --data-root /new/data/path
 After a driver crash, Ctrl-C, SIGTERM or a lost node: unfinished and errored trials run again
-from their newest checkpoint on storage; finished trials are never rerun. Resources, retries
-and scheduler default to those of the last launch."""
+from their newest checkpoint on storage; finished trials are never rerun. Every launch setting
+(address, resources, retries, scheduler, metric, embedded Ray size, actor reuse) is that of the
+last launch unless given here."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,12 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rest_sweep.service import resume
 
-    result = resume(
-        args.storage, args.name, data_root=args.data_root, address=args.address,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-        num_cpus=args.num_cpus, num_gpus=args.num_gpus, reuse_actors=args.reuse_actors,
-        quiet=args.quiet, pack_size=args.pack_size,
-    )  # fmt: skip
+    result = resume(args.storage, args.name, data_root=args.data_root, **launch_options(args))
     print_result(result)
     return result.exit_code

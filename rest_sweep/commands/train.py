@@ -1,19 +1,42 @@
-"""``rest-sweep train``: one trial, no Ray. Re-running on the same --out resumes it."""
+"""``rest-sweep train``: one trial, no Ray. Re-running on the same --out resumes it.
+
+Every ``TrialConfig`` field is a flag (``--field-name``), generated from the field's metadata
+(type, help, choices); only the fields the user gives override the recipe's values.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError
+
+if TYPE_CHECKING:
+    from trainables.config import TrialConfig
 
 EPILOG = """examples:
   rest-sweep train --dataset cmnist --data-root data --ratio 1 --method rest --density 0.05 \\
       --seed 41 --epochs 2 --device cpu --out runs/rest-d0.05
-  rest-sweep train --dataset cmnist --data-root data --ratio 1 --method erm --recipe rest-code \\
-      --set lr=0.005 --set batch_size=128 --out runs/erm-code
+  rest-sweep train --dataset cmnist --data-root data --ratio 1pct --method erm --recipe rest-code \\
+      --lr 0.005 --batch-size 128 --out runs/erm-code
 Writes OUT/config.json, OUT/metrics.jsonl (one row per epoch), OUT/summary.json and
-checkpoints; running the same command again continues from the newest checkpoint."""
+checkpoints; running the same command again continues from the newest checkpoint.
+A field the method does not take (--density with a dense method such as erm) is an error naming
+the methods that take it; --set KEY=VALUE is the same as --key value, and --set recipe=NAME is
+the same as --recipe NAME."""
+
+# The command's own defaults where they differ from TrialConfig's (kept from earlier releases).
+TRAIN_DEFAULTS: dict[str, Any] = {"dataset": "cmnist", "ratio": 1.0, "method": "rest", "seed": 41}
+NOT_FIELD_FLAGS = ("out", "set", "no_progress")
+PREFIX = "field:"
+
+
+def _config_fields() -> list[dataclasses.Field]:
+    from trainables.config import TrialConfig
+
+    return list(dataclasses.fields(TrialConfig))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,53 +47,69 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", default="cmnist", help="cmnist, cifar10c or bffhq")
-    p.add_argument("--data-root", required=True, help="folder holding <dataset>/")
-    p.add_argument("--ratio", default="1", help="bias-conflicting %% (0.5, 1, 2, 5 or 1pct)")
-    p.add_argument("--method", default="rest", help="erm, erm_rw, static, set, rigl, rest")
-    p.add_argument("--density", type=float, default=None, help="weight density (sparse methods)")
-    p.add_argument("--seed", type=int, default=41)
-    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's 100")
-    p.add_argument("--recipe", default="paper", help="paper or rest-code (see docs/presets.md)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    for f in _config_fields():
+        add_field_argument(p, f)
     p.add_argument("--out", required=True, help="trial folder (local path or pyarrow URI)")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="override any TrialConfig field (repeatable)",
-    )  # fmt: skip
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any TrialConfig field (repeatable; same as --key value), recipe=NAME too",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def parse_sets(pairs: list[str]) -> dict[str, str]:
-    """``["lr=0.1", "epochs=3"]`` -> dict; a malformed pair is a one-line error."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set: expected KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
+def add_field_argument(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
+    """``--field-name`` for one TrialConfig field; absent from the namespace unless given."""
+    flag = "--" + f.name.replace("_", "-")
+    text = str(f.metadata.get("help", "")).replace("%", "%%")
+    choices = f.metadata.get("choices")
+    default = TRAIN_DEFAULTS.get(f.name, f.default)
+    if f.name == "ratio":
+        text += " (e.g. 1 or 1pct)"
+    if f.name in TRAIN_DEFAULTS or f.name in ("recipe", "device"):
+        text += f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+    elif f.name != "data_root":
+        text += " (default: the recipe's)"
+    kwargs: dict[str, Any] = {"dest": PREFIX + f.name, "default": argparse.SUPPRESS, "help": text}
+    if f.name == "data_root":
+        kwargs.update(required=True, default=None)
+    if f.type == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif choices:
+        kwargs["metavar"] = "{" + ",".join(map(str, choices)) + "}"
+    else:
+        kwargs["metavar"] = f.name.upper() if f.type == "str" else {"int": "N"}.get(f.type, "X")
+    p.add_argument(flag, **kwargs)
 
 
-def build_config(args: argparse.Namespace):
-    from trainables.config import TrialConfig, coerce
+def given_fields(args: argparse.Namespace) -> list[str]:
+    """``key=value`` strings for every field flag and ``--set`` the user gave, in that order."""
+    pairs = []
+    for key, value in vars(args).items():
+        if key.startswith(PREFIX):
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            pairs.append(f"{key.removeprefix(PREFIX)}={text}")
+    return pairs + list(args.set)
 
-    overrides: dict = {
-        "dataset": args.dataset,
-        "ratio": coerce("ratio", str(args.ratio)),
-        "method": args.method,
-        "seed": args.seed,
-        "data_root": args.data_root,
-        "device": args.device,
-    }
-    if args.density is not None:
-        overrides["density"] = args.density
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    for key, value in parse_sets(args.set).items():
-        overrides[key] = coerce(key, value)
-    return TrialConfig.from_recipe(args.recipe, **overrides)
+
+def build_config(args: argparse.Namespace) -> TrialConfig:
+    """The trial: the recipe's values for (dataset, ratio, method), then the given fields.
+
+    One parser (``search_spaces.parse_overrides``) reads flags and ``--set`` alike; a field the
+    method does not take is an error naming the methods that take it.
+    """
+    from search_spaces.grid import check_sets, parse_overrides
+    from trainables.config import TrialConfig  # noqa: F811 (runtime import of the typed name)
+
+    values = parse_overrides(given_fields(args))
+    recipe = str(values.pop("recipe", "paper"))
+    method = str(values.get("method", TRAIN_DEFAULTS["method"]))
+    check_sets([k for k in values if k != "method"], [method], f"method {method}")
+    cell = {k: values.get(k, TRAIN_DEFAULTS[k]) for k in ("dataset", "ratio", "method", "seed")}
+    return TrialConfig.from_recipe(recipe, **{**cell, **values})
 
 
 def run(args: argparse.Namespace) -> int:
