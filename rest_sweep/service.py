@@ -238,7 +238,7 @@ def trial_resources(settings: LaunchSettings, configs: Iterable[TrialConfig]) ->
 # ---------------------------------------------------------------------- the launch
 
 
-def _unfinished(store: ExperimentStore, ledger: dict[str, Any], hashes: list[str]) -> list[str]:
+def unfinished(store: ExperimentStore, ledger: dict[str, Any], hashes: list[str]) -> list[str]:
     stopped = ledger.get("stopped", {})
     return [h for h in hashes if h not in stopped and not store.trial(h).is_finished()]
 
@@ -254,11 +254,13 @@ def _launch(
     quiet: bool,
 ) -> SweepResult:
     planned = len(ledger.get("trials", {}))
-    todo = _unfinished(store, ledger, list(configs))
+    todo = unfinished(store, ledger, list(configs))
     if not todo:
         if not quiet:
             print(f"{store.name}: nothing to run; all {len(configs)} trials finished or stopped")
-        return SweepResult(store.name, store.storage, None, planned, 0, _counts(store, configs))
+        return SweepResult(
+            store.name, store.storage, None, planned, 0, trial_counts(store, configs)
+        )
     from rest_sweep.cluster import check_fits, ray_context, sigterm_as_sigint
 
     with ray_context(settings.address, settings.num_cpus, settings.num_gpus) as where:
@@ -295,7 +297,7 @@ def _launch(
                 results = build_tuner(launch_plan).fit()
             outcome = _outcome(store, todo, results.num_errors)
         finally:
-            counts = _counts(store, placed)
+            counts = trial_counts(store, placed)
             ledgers.end_launch(store, launch["id"], outcome, counts)
     if not quiet and outcome == "interrupted":
         print(
@@ -308,20 +310,20 @@ def _launch(
         launch["id"],
         planned,
         len(todo),
-        _counts(store, configs),
+        trial_counts(store, configs),
         outcome,
     )
 
 
 def _outcome(store: ExperimentStore, todo: list[str], num_errors: int) -> str:
     """completed; errors (every unfinished trial exhausted its retries); else interrupted."""
-    left = _unfinished(store, store.read_ledger(), todo)
+    left = unfinished(store, store.read_ledger(), todo)
     if not left:
         return "completed"
     return "errors" if num_errors >= len(left) else "interrupted"
 
 
-def _counts(store: ExperimentStore, configs: Mapping[str, TrialConfig]) -> dict[str, int]:
+def trial_counts(store: ExperimentStore, configs: Mapping[str, TrialConfig]) -> dict[str, int]:
     stopped = store.read_ledger().get("stopped", {})
     finished = sum(store.trial(h).is_finished() for h in configs)
     stopped_n = sum(h in stopped and not store.trial(h).is_finished() for h in configs)
