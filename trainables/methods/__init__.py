@@ -10,7 +10,13 @@ from __future__ import annotations
 import importlib
 
 from trainables.methods.base import LABELS, Method, MethodInfo, SparseMethod, TrialContext
-from trainables.methods.params import ParamGroup, ReweightParams, SparseParams, param
+from trainables.methods.params import (
+    ObjectiveParams,
+    ParamGroup,
+    ReweightParams,
+    SparseParams,
+    param,
+)
 from trainables.registry import Registry
 
 # One line per method, in the order grids and reports list them.
@@ -18,9 +24,15 @@ _MODULES = (
     "erm",
     "erm_rw",
     "static",
-    "set",
+    "set_",  # the module name avoids shadowing the builtin `set` in this package
     "rigl",
     "rest",
+    "jtt",
+    "groupdro",
+    "dfr",
+    "lff",
+    "disent",
+    "mrm",
 )
 
 METHODS: Registry[MethodInfo] = Registry("method")
@@ -33,6 +45,26 @@ for _name in _MODULES:
 PAPER_BASELINES_PENDING: tuple[str, ...] = tuple(m for m in ("mrm", "disent") if m not in METHODS)
 
 
+def objectives() -> list[str]:
+    """Names a sparse-training method can take as ``objective`` (``erm`` first)."""
+    return [METHODS.get(m).objective for m in METHODS if METHODS.get(m).objective is not None]
+
+
+def effective_method(method: str, objective: str = "erm") -> MethodInfo:
+    """The method a trial trains: ``method`` itself, or a sparse-training method combined with
+    the objective named ``objective`` (an unknown name is an error listing the allowed ones)."""
+    info = METHODS.get(method)
+    if objective == "erm" or not info.takes_objective:
+        return info
+    for name in METHODS:
+        if METHODS.get(name).objective == objective:
+            return info.with_objective(METHODS.get(name))
+    from trainables.errors import UserError
+
+    allowed = ", ".join(objectives())
+    raise UserError(f"objective: {objective!r} is not allowed; allowed: {allowed}")
+
+
 def param_groups() -> list[type[ParamGroup]]:
     """Every parameter group of a registered method, once each, by ``ParamGroup.order``."""
     groups: list[type[ParamGroup]] = []
@@ -42,13 +74,19 @@ def param_groups() -> list[type[ParamGroup]]:
 
 
 def method_takes(method: str, key: str) -> bool:
-    """Whether ``key`` is a parameter of ``method`` (False for another method's parameter)."""
+    """Whether ``key`` is a parameter of ``method`` (False for another method's parameter).
+
+    A sparse-training method that takes an objective takes every objective's parameters too
+    (which of them a trial may set depends on its ``objective``; validation says so)."""
     import dataclasses
 
     info = METHODS.get(method)
+    groups = set(info.params)
+    if info.takes_objective:
+        groups.update(g for name in METHODS for g in METHODS.get(name).params)
     for group in param_groups():
         if key in {f.name for f in dataclasses.fields(group)}:
-            return info.takes(group)
+            return group in groups
     return True  # a core field: every method has it
 
 
@@ -58,12 +96,15 @@ __all__ = [
     "PAPER_BASELINES_PENDING",
     "Method",
     "MethodInfo",
+    "ObjectiveParams",
     "ParamGroup",
     "ReweightParams",
     "SparseMethod",
     "SparseParams",
     "TrialContext",
+    "effective_method",
     "method_takes",
+    "objectives",
     "param",
     "param_groups",
 ]

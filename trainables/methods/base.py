@@ -24,6 +24,8 @@ the :class:`MethodInfo` entries, and torch is loaded when a trial really trains.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -52,6 +54,11 @@ class MethodInfo:
     ``bias`` (the bias label of each sample) or ``group`` ((label, bias) cells); the report
     shows it next to the method's numbers. ``defaults`` are values every recipe gives this
     method (e.g. SET grows at random).
+
+    Sparsity x objective: a method with ``objective`` set (a name such as ``reweight``) can be
+    the training objective of a sparse-training method that ``takes_objective`` (static, SET,
+    RigL): ``method=rigl, objective=groupdro`` trains RigL's sparse network on GroupDRO's loss.
+    :meth:`with_objective` builds that combination.
     """
 
     name: str
@@ -61,6 +68,8 @@ class MethodInfo:
     labels: str = "none"
     can_graph: bool = True
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    objective: str | None = None
+    takes_objective: bool = False
 
     def __post_init__(self) -> None:
         if self.labels not in LABELS:
@@ -78,6 +87,42 @@ class MethodInfo:
     def reweights(self) -> bool:
         return self.takes(ReweightParams)
 
+    def with_objective(self, objective: MethodInfo | None) -> MethodInfo:
+        """This sparse-training method trained on ``objective``'s loss (None: itself).
+
+        The code is the two classes combined (the objective's hooks first, so its ``loss``,
+        ``sampling_weights`` and stage logic wrap the sparse method's engine); the parameters,
+        labels and graphability are the union of both.
+        """
+        if objective is None or objective.objective == "erm":
+            return self
+        labels = max(self.labels, objective.labels, key=LABELS.index)
+        params = self.params + tuple(g for g in objective.params if g not in self.params)
+        return dataclasses.replace(
+            self,
+            description=f"{self.description}, trained on the {objective.objective} objective",
+            implementation=_combined(objective.implementation, self.implementation),
+            params=params,
+            labels=labels,
+            can_graph=self.can_graph and objective.can_graph,
+            defaults={**objective.defaults, **self.defaults},
+            takes_objective=False,
+        )
+
+
+@functools.cache
+def _combined(objective: type[Method], sparse: type[Method]) -> type[Method]:
+    """One class per (objective, sparse method) pair, built once."""
+
+    def after_epoch(self: Method, epoch: int, row: Mapping[str, Any]) -> None:
+        super(combined, self).after_epoch(epoch, row)
+        if self.engine is not None:  # the objective may rewrite weights (JTT re-initialises)
+            self.engine.apply_masks()
+
+    name = f"{objective.__name__}On{sparse.__name__}"
+    combined = type(name, (objective, sparse), {"after_epoch": after_epoch})
+    return combined
+
 
 @dataclass
 class TrialContext:
@@ -89,6 +134,8 @@ class TrialContext:
     input_size: int
     steps_per_epoch: int
     channels_last: bool
+    # The validation split, for methods that fit on it (DFR's last layer); None when not given.
+    valid: DeviceSplit | None = None
 
     @property
     def total_steps(self) -> int:
@@ -125,7 +172,7 @@ class Method:
     """
 
     def __init__(self, ctx: TrialContext) -> None:
-        from trainables.sparse.flops import layer_flops
+        from trainables.flops import dense_layer_flops
         from trainables.train.optim import EpochSchedule, build_optimizer
 
         self.ctx = ctx
@@ -137,7 +184,11 @@ class Method:
             self.engine.bind_optimizer(self.optimizer)
         self.schedule = EpochSchedule(self.optimizer, self.cfg)
         self.forward = torch.compile(self.model) if self.cfg.compile else self.model
-        self.layer_flops = layer_flops(self.model, ctx.input_size)
+        cfg = self.cfg
+        # The analytic per-layer table (the one FLOPs accounting; tested equal to a counted pass)
+        self.layer_flops = dense_layer_flops(
+            cfg.model, cfg.num_classes, cfg.width, cfg.stem, ctx.input_size
+        )
         self.dense_flops = float(sum(self.layer_flops.values()))
 
     def build_engine(self, model: nn.Module) -> SparseEngine | None:
@@ -166,9 +217,19 @@ class Method:
         """Eager work after optimizer step ``step`` (1-based); True if dense gradients were read."""
         return False
 
+    def before_evaluate(self, epoch: int) -> float:
+        """Eager work after epoch ``epoch``'s training, before its evaluation (DFR refits its last
+        layer here); returns the training FLOPs it spent (0.0: nothing)."""
+        return 0.0
+
     def after_epoch(self, epoch: int, row: Mapping[str, Any]) -> None:
         """After an epoch's metrics are complete: the epoch LR schedule on the valid loss."""
         self.schedule.step(row["valid_loss"])
+
+    def selectable(self, epoch: int) -> bool:
+        """Whether epoch ``epoch``'s model may be the one ``selection=best-valid`` reports (JTT's
+        identification epochs may not)."""
+        return True
 
     def zero_grad(self, set_to_none: bool) -> None:
         for optimizer in self.optimizers():
@@ -224,20 +285,22 @@ class Method:
 
     def forward_flops(self) -> float:
         """Inference FLOPs per example of the evaluated network at its current densities."""
-        from trainables.sparse.flops import sparse_forward_flops
+        from trainables.flops import sparse_forward_flops
 
         return sparse_forward_flops(self.layer_flops, self.layer_densities())
 
     def step_flops(self, n: int, dense_gradient: bool) -> float:
         """Training FLOPs of one step on ``n`` examples (RigL appendix accounting)."""
-        from trainables.sparse.flops import training_step_flops
+        from trainables.flops import training_step_flops
 
         forward = self.forward_flops()
         return n * training_step_flops(forward, self.dense_flops, dense_gradient=dense_gradient)
 
     def dense_step_flops(self, n: int) -> float:
         """What the same step costs a dense network (the denominator of FLOPs ratios)."""
-        return 3.0 * self.dense_flops * n
+        from trainables.flops import PASSES_PER_STEP
+
+        return PASSES_PER_STEP * self.dense_flops * n
 
     def parameter_counts(self) -> tuple[int, int]:
         """(non-zero, total) weights of the evaluated network's Conv2d/Linear layers."""
@@ -252,8 +315,9 @@ class Method:
         return sum(masked.values()) + dense, total
 
     def density(self) -> float:
-        nonzero, total = self.parameter_counts()
-        return nonzero / total if self.engine is not None else 1.0
+        """Realised density over the masked layers (1.0 when dense): the trial's ``density``.
+        ``parameter_counts`` also counts layers kept dense (``nonzero_params``)."""
+        return self.engine.density() if self.engine is not None else 1.0
 
 
 class SparseMethod(Method):
@@ -261,6 +325,7 @@ class SparseMethod(Method):
     ``update_frequency`` steps (``mask_updates``), weights re-masked after every step."""
 
     mask_updates = True
+    _forward_flops: float | None = None  # cached; cleared when a mask changes or is loaded
 
     def build_engine(self, model: nn.Module) -> SparseEngine:
         from trainables.sparse import SparseEngine
@@ -288,17 +353,25 @@ class SparseMethod(Method):
 
     def after_step(self, step: int) -> bool:
         assert self.engine is not None
-        updated = self.engine.step(step) and self.engine.last_update_changed
-        return updated and self.cfg.growth == "gradient"  # random growth reads no gradient
+        if not (self.engine.step(step) and self.engine.last_update_changed):
+            return False
+        self._forward_flops = None  # the layer densities moved
+        return self.cfg.growth == "gradient"  # random growth reads no gradient
+
+    def forward_flops(self) -> float:
+        # Cached: the per-step FLOPs count would otherwise rebuild it on every step.
+        if self._forward_flops is None:
+            self._forward_flops = super().forward_flops()
+        return self._forward_flops
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._forward_flops = None
 
     def step_flops(self, n: int, dense_gradient: bool) -> float:
         # Momentum growth reads a dense first moment, hence dense weight gradients, every step.
         every = self.cfg.growth == "momentum" and self.mask_updates
         return super().step_flops(n, dense_gradient or every)
-
-    def density(self) -> float:
-        assert self.engine is not None
-        return self.engine.density()
 
 
 class Reweighted(Method):

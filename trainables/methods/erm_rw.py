@@ -16,4 +16,5 @@ METHOD = MethodInfo(
     ErmReweighted,
     params=(ReweightParams,),
     labels="bias",
+    objective="reweight",
 )

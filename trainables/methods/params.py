@@ -141,6 +141,35 @@ class SparseParams(ParamGroup):
 
 
 @dataclass(frozen=True)
+class ObjectiveParams(ParamGroup):
+    """The training objective of a sparse-training method (sparsity x objective)."""
+
+    order: ClassVar[int] = 15
+
+    objective: str = param(
+        "erm",
+        "training objective of a sparse-training method (static, set, rigl): erm, reweight, "
+        "groupdro, jtt (trainables.methods.objectives())",
+    )
+
+    @classmethod
+    def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
+        from trainables.methods import objectives
+
+        if method.takes(cls):
+            names = objectives()
+            check(cfg.objective in names, "objective", cfg.objective, ", ".join(names))
+        else:
+            check(
+                cfg.objective == "erm",
+                "objective",
+                cfg.objective,
+                f"erm (method {method.name!r} is not a sparse-training method; use static, "
+                "set or rigl)",
+            )
+
+
+@dataclass(frozen=True)
 class ReweightParams(ParamGroup):
     """Up-weighting of bias-conflicting samples, by the loss or by resampling (docs/presets.md)."""
 
@@ -186,12 +215,11 @@ class ReweightParams(ParamGroup):
                 f"loss or resample (method {method.name!r} up-weights)",
             )
         else:
-            check(
-                cfg.reweight == "none",
-                "reweight",
-                cfg.reweight,
-                f"none (method {method.name!r} does not up-weight)",
-            )
+            why = f"(method {method.name!r} does not up-weight)"
+            check(cfg.reweight == "none", "reweight", cfg.reweight, f"none {why}")
+            check(cfg.upweight == 1.0, "upweight", cfg.upweight, f"1.0 {why}")
+            normalise = cfg.reweight_normalise
+            check(not normalise, "reweight_normalise", normalise, f"false {why}")
 
 
 REST_CODE_UPWEIGHT = 80.0  # hard-coded in the public code's sampler, whatever the ratio

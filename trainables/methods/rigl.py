@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trainables.methods.base import MethodInfo, SparseMethod
-from trainables.methods.params import SparseParams
+from trainables.methods.params import ObjectiveParams, SparseParams
 
 
 class Rigl(SparseMethod):
@@ -14,6 +14,7 @@ METHOD = MethodInfo(
     "rigl",
     "RigL: magnitude drop, dense-gradient grow",
     Rigl,
-    params=(SparseParams,),
+    params=(SparseParams, ObjectiveParams),
+    takes_objective=True,
     defaults={"growth": "gradient"},
 )

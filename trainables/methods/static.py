@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trainables.methods.base import MethodInfo, SparseMethod
-from trainables.methods.params import SparseParams
+from trainables.methods.params import ObjectiveParams, SparseParams
 
 
 class Static(SparseMethod):
@@ -13,5 +13,9 @@ class Static(SparseMethod):
 
 
 METHOD = MethodInfo(
-    "static", "static sparse mask (ERK/ER/uniform), no updates", Static, params=(SparseParams,)
+    "static",
+    "static sparse mask (ERK/ER/uniform), no updates",
+    Static,
+    params=(SparseParams, ObjectiveParams),
+    takes_objective=True,
 )

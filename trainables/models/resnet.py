@@ -95,6 +95,12 @@ class VariableWidthResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
 
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate features (after GAP, before ``fc``): what two-encoder methods concatenate."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x).flatten(1)
+
 
 def resnet18(num_classes: int, width: int = 64, stem: str = "imagenet") -> nn.Module:
     """REST's ``resnet18vw``: BasicBlock [2, 2, 2, 2]."""

@@ -31,6 +31,13 @@ class SimpleCNN(nn.Module):
         x = self.relu(self.bn3(self.conv3(x)))
         return self.fc(self.avgpool(x).flatten(1))
 
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate features (after GAP, before ``fc``): what two-encoder methods concatenate."""
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        x = self.relu(self.bn3(self.conv3(x)))
+        return self.avgpool(x).flatten(1)
+
 
 def simple_cnn(num_classes: int, width: int = 64, stem: str = "imagenet") -> nn.Module:
     """Registry entry; ``stem`` is accepted for a uniform signature and ignored."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trainables.methods.base import MethodInfo, SparseMethod
-from trainables.methods.params import SparseParams
+from trainables.methods.params import ObjectiveParams, SparseParams
 
 
 class Set(SparseMethod):
@@ -14,6 +14,7 @@ METHOD = MethodInfo(
     "set",
     "SET: magnitude drop, random grow",
     Set,
-    params=(SparseParams,),
+    params=(SparseParams, ObjectiveParams),
+    takes_objective=True,
     defaults={"growth": "random"},
 )

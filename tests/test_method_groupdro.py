@@ -1,0 +1,115 @@
+"""GroupDRO: exponentiated-gradient group weights move toward the group with the higher loss,
+stay state of the trial (checkpointed), and the run resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from rest_sweep.cli import main as cli_main
+from trainables.config import TrialConfig
+from trainables.data import Batch
+from trainables.train import run_trial
+from trainables.train.trial import Trial
+
+VOLATILE = {"epoch_time_s", "attempt"}
+
+
+def _config(root, **overrides) -> TrialConfig:
+    values = dict(method="groupdro", epochs=2, data_root=str(root), device="cpu", width=8, seed=3)
+    values.update(overrides)
+    return TrialConfig.from_recipe("paper", **values)
+
+
+def _batch(y, b) -> Batch:
+    y, b = torch.tensor(y), torch.tensor(b)
+    return Batch(x=torch.zeros(len(y), 3, 28, 28), y=y, b=b, index=torch.arange(len(y)))
+
+
+def test_q_moves_toward_the_group_with_the_higher_loss(tiny_cmnist_root):
+    method = Trial(_config(tiny_cmnist_root, groupdro_groups="bias", groupdro_eta=0.1)).method
+    assert torch.allclose(method.q, torch.tensor([0.5, 0.5]))
+    batch = _batch([0, 1, 2, 3], [0, 1, 5, 7])  # two aligned, two conflicting samples
+    losses = torch.tensor([0.1, 0.3, 2.0, 1.0], requires_grad=True)
+    loss = method.loss(losses, batch)
+    # one exponentiated-gradient step: q_g * exp(eta * mean loss of g), renormalised
+    q = torch.tensor([0.5 * math.exp(0.1 * 0.2), 0.5 * math.exp(0.1 * 1.5)])
+    q = q / q.sum()
+    assert torch.allclose(method.q, q)
+    assert float(loss.detach()) == pytest.approx(float(q[0] * 0.2 + q[1] * 1.5))
+    loss.backward()  # the gradient weights each sample by its group's q over the group size
+    assert torch.allclose(losses.grad, torch.stack([q[0], q[0], q[1], q[1]]) / 2)
+    for _ in range(20):
+        method.loss(losses.detach(), batch)
+    assert float(method.q[1]) > float(q[1]) > 0.5  # keeps moving toward the worse group
+
+
+def test_cells_adjustment_and_balanced_sampling(tiny_cmnist_root):
+    cfg = _config(
+        tiny_cmnist_root, groupdro_adjustment=1.0, groupdro_eta=1.0, groupdro_sampling="balanced"
+    )
+    trial = Trial(cfg)
+    method = trial.method
+    assert method.q.shape == (100,)
+    counts = method.train_counts
+    # equal losses: the adjustment C / sqrt(n_g) favours the smaller of two present cells
+    small, large = int(torch.argmin(counts + 1e9 * (counts == 0))), int(torch.argmax(counts))
+    y = [small // 10, large // 10]
+    b = [small % 10, large % 10]
+    method.loss(torch.tensor([1.0, 1.0]), _batch(y, b))
+    assert float(method.q[small]) > float(method.q[large])
+    # balanced sampling: every present cell carries the same total draw weight
+    weights = method.sampling_weights()
+    cells = trial.train.labels * 10 + trial.train.bias
+    totals = torch.zeros(100).index_add_(0, cells, weights)
+    assert torch.allclose(totals[counts > 0], torch.ones(int((counts > 0).sum())))
+    assert Trial(_config(tiny_cmnist_root)).method.sampling_weights() is None
+
+
+def test_train_cli_writes_the_standard_metrics(tiny_cmnist_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--method", "groupdro", "--data-root", str(tiny_cmnist_root)]
+    args += ["--ratio", "1pct", "--epochs", "1", "--device", "cpu", "--out", str(out)]
+    assert cli_main([*args, "--no-progress", "--set", "width=8"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["labels_used"] == "group"
+    assert "test_acc_conflicting" in summary["final"]
+    capsys.readouterr()
+
+
+def test_interrupted_run_resumes_exactly(tiny_cmnist_root, tmp_path):
+    cfg = _config(tiny_cmnist_root)
+    whole = run_trial(cfg, checkpoint_dir=str(tmp_path / "whole"))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(row):
+        if row["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_trial(cfg, report=stop_after_first, checkpoint_dir=str(tmp_path / "split"))
+    resumed = run_trial(cfg, checkpoint_dir=str(tmp_path / "split"))
+    assert {k: v for k, v in resumed["final"].items() if k not in VOLATILE} == {
+        k: v for k, v in whole["final"].items() if k not in VOLATILE
+    }
+    # q is the trial's state: it left uniform, and ERM on the same seed ends elsewhere
+    erm = run_trial(cfg.replace(method="erm"), checkpoint_dir=str(tmp_path / "erm"))
+    assert erm["final"]["train_loss"] != whole["final"]["train_loss"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_graphs_match_the_eager_loop(tiny_cmnist_root, tmp_path):
+    values = dict(device="cuda", epochs=3)
+    eager = run_trial(
+        _config(tiny_cmnist_root, cuda_graphs=False, channels_last=False, **values),
+        checkpoint_dir=str(tmp_path / "e"),
+    )
+    graphed = run_trial(_config(tiny_cmnist_root, **values), checkpoint_dir=str(tmp_path / "g"))
+    assert graphed["cuda_graphs"]
+    for key in ("train_loss", "train_acc", "test_acc", "valid_acc"):
+        assert graphed["final"][key] == pytest.approx(eager["final"][key], rel=0.05, abs=0.03)

@@ -1,0 +1,208 @@
+"""``jtt``: Just Train Twice (Liu et al. 2021): ERM for T epochs, then a fresh network with the
+first one's training errors up-weighted.
+
+Stage 1 (epochs 1..T, ``jtt_epochs``): the identification model trains with plain ERM. After
+epoch T's training (in :meth:`Jtt.before_evaluate`, so epoch T's metrics row is still the
+identification model's) the training split is classified without augmentation and the
+misclassified samples form the error set E. In :meth:`Jtt.after_epoch` of epoch T the network
+is re-initialised from the trial seed and the optimizer and LR schedule start afresh, all
+written into the same tensors (so a captured CUDA graph keeps replaying the right step), and
+epochs T+1..``epochs`` train that second model with E up-weighted by ``1 + jtt_upweight``:
+drawn more often (``jtt_reweight=resample``, the paper's up-sampling) or weighted in the loss
+(``loss``). Training reads no bias or group label; ``selection=best-valid`` (validation group
+labels, as the paper selects) ranks only the second model's epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from trainables.lazy import lazy_module
+from trainables.methods.base import Method, MethodInfo
+from trainables.methods.params import ParamGroup, param
+
+if TYPE_CHECKING:
+    import torch
+
+    from trainables.data import Batch
+else:
+    torch = lazy_module("torch")  # planning imports this module without loading torch
+
+ERROR_SET_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class JttParams(ParamGroup):
+    """JTT's two stages; the total training stays ``epochs`` (T for stage 1, the rest for 2)."""
+
+    order: ClassVar[int] = 40
+
+    jtt_epochs: int = param(
+        1, "JTT: epochs T of the identification model (stage 1); must be < epochs"
+    )
+    jtt_upweight: float = param(
+        50.0,
+        "JTT: lambda_up, extra weight of each error-set sample (total 1 + lambda_up); "
+        "-1 = floor((N - |E|) / |E|) - 1, as run_expt.py's up_weight=-1",
+    )
+    jtt_reweight: str = param(
+        "resample",
+        "JTT: up-weight the error set by draws with replacement (the paper's up-sampling) "
+        "or by the loss",
+        choices=("resample", "loss"),
+    )
+
+    @classmethod
+    def check(cls, cfg: Any, method: MethodInfo, check) -> None:
+        check(cfg.jtt_epochs >= 1, "jtt_epochs", cfg.jtt_epochs, "an integer >= 1")
+        if method.takes(cls):
+            check(
+                cfg.jtt_epochs < cfg.epochs,
+                "jtt_epochs",
+                cfg.jtt_epochs,
+                f"an integer < epochs ({cfg.epochs}): stage 2 needs at least one epoch",
+            )
+        check(
+            cfg.jtt_upweight == -1 or cfg.jtt_upweight >= 0,
+            "jtt_upweight",
+            cfg.jtt_upweight,
+            "-1 (automatic) or a number >= 0",
+        )
+
+
+class Jtt(Method):
+    """One network trained twice; the error set of the first run up-weights the second."""
+
+    def __init__(self, ctx) -> None:
+        super().__init__(ctx)
+        n = ctx.train.n
+        self.stage2 = False
+        self.error = torch.zeros(n, dtype=torch.bool, device=ctx.device)
+        # Loss weights of every training sample and their mean, read inside the step (graphable):
+        # all ones in stage 1, so the loss is ERM's mean exactly.
+        self.weights = torch.ones(n, device=ctx.device)
+        self.mean_weight = torch.ones((), device=ctx.device)
+        self._stage_schedule(self.cfg.jtt_epochs)
+
+    # ------------------------------------------------------------------ stage switch
+    def _stage_schedule(self, epochs: int) -> None:
+        """Each model gets its own schedule: cosine anneals over its own stage."""
+        if self.schedule.kind == "cosine":
+            self.schedule.scheduler.T_max = epochs
+
+    def misclassified(self, epoch: int) -> torch.Tensor:
+        """Which training samples the current network gets wrong, without training
+        augmentation (the evaluation transform), in eval mode: JTT's error set at ``epoch``."""
+        from trainables.data import make_transform
+
+        cfg = self.cfg
+        train = self.ctx.train
+        transform = make_transform(cfg.augment, cfg.dataset, train=False)
+        self.model.eval()
+        wrong = torch.zeros(train.n, dtype=torch.bool, device=self.ctx.device)
+        for start in range(0, train.n, ERROR_SET_BATCH):
+            index = torch.arange(start, min(start + ERROR_SET_BATCH, train.n), device=wrong.device)
+            images = train.images.index_select(0, index)
+            if transform.draws_per_index:
+                x = transform(images, index=index, seed=cfg.seed, epoch=epoch)
+            else:
+                x = transform(images)
+            with torch.no_grad():
+                logits = self.predict(x)
+            wrong[index] = logits.argmax(dim=1) != train.labels.index_select(0, index)
+        self.model.train()
+        return wrong
+
+    def before_evaluate(self, epoch: int) -> float:
+        if epoch != self.cfg.jtt_epochs:
+            return 0.0
+        self.error.copy_(self.misclassified(epoch))
+        return self.ctx.train.n * self.forward_flops()  # one forward pass over the split
+
+    def after_epoch(self, epoch: int, row: Mapping[str, Any]) -> None:
+        if epoch != self.cfg.jtt_epochs:
+            super().after_epoch(epoch, row)
+            return
+        self._reinitialise()
+        self._set_weights()
+        self.stage2 = True
+
+    def _reinitialise(self) -> None:
+        """A fresh network (seeded like the first), optimizer and schedule, in place."""
+        from trainables.train.optim import EpochSchedule
+
+        fresh = self.ctx.new_model()
+        with torch.no_grad():
+            self.model.load_state_dict(fresh.state_dict())  # copies into the same tensors
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(self.cfg.lr)
+            else:
+                group["lr"] = self.cfg.lr
+        # Zeroed moments (and step count) update exactly like a fresh optimizer's lazily created
+        # state: Adam's step 0 with zero moments, or SGD's buffer 0 * momentum + grad.
+        for state in self.optimizer.state.values():
+            for value in state.values():
+                if isinstance(value, torch.Tensor):
+                    value.zero_()
+        self.schedule = EpochSchedule(self.optimizer, self.cfg)
+        self._stage_schedule(self.cfg.epochs - self.cfg.jtt_epochs)
+
+    def upweight(self) -> float:
+        """lambda_up; -1 picks floor((N - |E|) / |E|) - 1 (run_expt.py), so that E ends up about
+        half the draws."""
+        lam = float(self.cfg.jtt_upweight)
+        if lam != -1:
+            return lam
+        errors = int(self.error.sum())
+        return float(max((self.ctx.train.n - errors) // max(errors, 1) - 1, 0))
+
+    def _set_weights(self) -> None:
+        weights = torch.where(self.error, 1.0 + self.upweight(), 1.0).float()
+        if self.cfg.jtt_reweight == "loss":
+            self.weights.copy_(weights)
+            self.mean_weight.copy_(weights.mean())
+
+    # ------------------------------------------------------------------ training hooks
+    def loss(self, losses: torch.Tensor, batch: Batch) -> torch.Tensor:
+        # Weighted mean over the split's mean weight: an unbiased estimate of the loss on the
+        # up-sampled training set. Stage 1 (and resample mode) has all weights 1.
+        return (losses * self.weights[batch.index]).mean() / self.mean_weight
+
+    def sampling_weights(self) -> torch.Tensor | None:
+        if not self.stage2 or self.cfg.jtt_reweight != "resample":
+            return None
+        return torch.where(self.error, 1.0 + self.upweight(), 1.0).float()
+
+    def selectable(self, epoch: int) -> bool:
+        return epoch > self.cfg.jtt_epochs  # only the final model is JTT's
+
+    def graph_state(self) -> list[torch.Tensor]:
+        return [self.weights, self.mean_weight]
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "jtt_stage2": self.stage2,
+            "jtt_error": self.error.cpu().clone(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.stage2 = bool(state["jtt_stage2"])
+        self.error.copy_(state["jtt_error"])
+        if self.stage2:
+            self._set_weights()
+
+
+METHOD = MethodInfo(
+    "jtt",
+    "Just Train Twice: ERM for T epochs, then a fresh network with its errors up-weighted",
+    Jtt,
+    params=(JttParams,),
+    labels="none",
+    objective="jtt",
+)
