@@ -20,7 +20,7 @@ from analysis.cells import MetricChoice, aggregate, plain
 from analysis.export import FigureWriter
 from analysis.load import Experiment, load_experiment
 from analysis.paper import comparison
-from analysis.tables import Table, table1, table2, table3
+from analysis.tables import Table, methods_table, table1, table2, table3
 from trainables.errors import UserError
 from trainables.results import Location
 
@@ -86,6 +86,7 @@ def build(storage: str, name: str, options: Options | None = None) -> Analysis:
         "table2": table2(cells, options.choice, options.min_seeds),
         "table3": table3(cells, options.choice, options.min_seeds),
         "table1": table1(cells, options.choice, options.min_seeds),
+        "methods": methods_table(frame, cells, options.choice, options.min_seeds),
         "paper_comparison": comparison(frame, options.epoch, options.min_seeds),
     }
     timings["tables_s"] = time.perf_counter() - start

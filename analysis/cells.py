@@ -47,6 +47,8 @@ _COSTS = (
     "inference_flops",
     "density_reached",
 )
+# What each cell's method is: the labels it reads in training, the networks it trains.
+_FACTS = ("labels_used", "networks")
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,20 @@ def _variants(df: pd.DataFrame) -> pd.Series:
     return out
 
 
+def labels_text(values: pd.Series) -> str | None:
+    """The labels a cell's trials read (``none`` / ``bias`` / ``group``), one value normally;
+    several joined by ``/`` (a cell mixing them); None when no trial says."""
+    found = sorted({str(v) for v in values.dropna() if str(v)})
+    return "/".join(found) or None
+
+
 def aggregate(df: pd.DataFrame, choice: MetricChoice) -> pd.DataFrame:
     """One row per cell: planned/finished seed counts, test and valid mean/std (percent),
-    mean costs. Only finished trials with the metric present count as done."""
+    mean costs, the labels used and networks trained. Only finished trials with the metric
+    present count as done."""
     columns = [
         *KEY,
+        *_FACTS,
         "n_planned",
         "n_done",
         "test_mean",
@@ -129,6 +140,12 @@ def aggregate(df: pd.DataFrame, choice: MetricChoice) -> pd.DataFrame:
         work.loc[rows, "_test"] = 100 * df.loc[rows, choice.column(dataset, "test")]
         work.loc[rows, "_valid"] = 100 * df.loc[rows, choice.column(dataset, "valid")]
     planned = work.groupby(KEY, dropna=False, sort=True).size().rename("n_planned")
+    facts = df[KEY].copy()
+    for name in _FACTS:  # a frame from an older trials.parquet may lack them
+        facts[name] = df[name] if name in df.columns else None
+    facts = facts.groupby(KEY, dropna=False, sort=True).agg(
+        labels_used=("labels_used", labels_text), networks=("networks", "max")
+    )
     done = work[(work["status"] == "finished") & work["_test"].notna()]
     stats = done.groupby(KEY, dropna=False, sort=True).agg(
         n_done=("_test", "size"),
@@ -138,7 +155,7 @@ def aggregate(df: pd.DataFrame, choice: MetricChoice) -> pd.DataFrame:
         valid_std=("_valid", "std"),
         **{cost: (cost, "mean") for cost in _COSTS},
     )
-    out = planned.to_frame().join(stats, how="left").reset_index()
+    out = planned.to_frame().join(facts, how="left").join(stats, how="left").reset_index()
     out["n_done"] = out["n_done"].fillna(0).astype(int)
     return out[columns]
 

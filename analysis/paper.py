@@ -14,7 +14,17 @@ from importlib import resources
 import pandas as pd
 
 from analysis.cells import MetricChoice, aggregate
-from analysis.tables import DATASET_NAMES, MISSING, Cell, Table, method_cells, method_label
+from analysis.parquet import registry_labels
+from analysis.tables import (
+    DATASET_NAMES,
+    LABELS_NOTE,
+    MISSING,
+    Cell,
+    Table,
+    cell_labels,
+    labelled,
+    method_cells,
+)
 
 PAPER_FILE = "paper_tables.csv"
 _COLUMNS = [
@@ -81,6 +91,7 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
         paper_text = f"{p['accuracy']:.1f}" + (
             f" ({p['density']:g})" if pd.notna(p["density"]) else ""
         )
+        labels = cell_labels(mine, p["method"]) or registry_labels({"method": p["method"]})
         recipes = sorted(mine["recipe"].unique()) if not mine.empty else ["—"]
         for recipe in recipes:
             ours = mine[mine["recipe"] == recipe]
@@ -90,7 +101,7 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
                     str(p["table"]),
                     DATASET_NAMES.get(p["dataset"], p["dataset"]),
                     f"{p['ratio']:g}",
-                    method_label(p["method"]),
+                    labelled(p["method"], "", labels),
                     recipe,
                     paper_text,
                     valid,
@@ -106,6 +117,7 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
         "The paper prints 63.5 (Table 2) and 63.6 (Table 3) for the same BFFHQ REST cell.",
         f"Ours: mean ± std over seeds at the {epoch} epoch; {MISSING} (done/planned) = missing.",
         "Rows appear only for the (dataset, ratio) pairs this experiment has.",
+        LABELS_NOTE,
     ]
     title = "Comparison with the paper (Tables 2 and 3)"
     return Table("paper", title, header, rows, notes)

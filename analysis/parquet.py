@@ -70,6 +70,27 @@ def label(config: dict[str, Any]) -> str:
     return "_".join(parts)
 
 
+def registry_labels(config: dict[str, Any]) -> str | None:
+    """The labels a trial's method reads in training, from the method registry (torch-free):
+    the fallback for trials without a summary. None for a method that is not registered."""
+    from trainables import methods
+    from trainables.errors import UserError
+
+    method = str(config.get("method", ""))
+    if method not in methods.METHODS:
+        return None
+    resolve = getattr(methods, "effective_method", None)
+    try:
+        info = (
+            resolve(method, str(config.get("objective") or "erm"))
+            if resolve is not None
+            else methods.METHODS.get(method)
+        )
+    except UserError:  # an objective this registry does not know
+        info = methods.METHODS.get(method)
+    return str(info.labels)
+
+
 def _metric_values(prefix: str, row: dict[str, Any] | None) -> dict[str, float | None]:
     row = row or {}
     return {prefix + name: _number(row.get(name)) for name in METRIC_NAMES}
@@ -89,6 +110,8 @@ def trial_row(record: TrialRecord, config_names: list[str]) -> dict[str, Any]:
         "grids": ",".join(record.grids) or None,
         "epochs_done": len(record.metrics),
         "selected_epoch": _integer(summary.get("selected_epoch")),
+        "labels_used": str(summary.get("labels_used") or "") or registry_labels(record.config),
+        "networks": _integer(summary.get("networks")),
         "config_json": json.dumps(record.config, sort_keys=True),
     }
     row.update({CFG_PREFIX + n: record.config.get(n) for n in config_names})

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page (plotly.js inlined once, no CDN, no timestamps).
 
 Sections: the sweep's status (counts per state and method, what is missing, errors), the
-recipes and the knobs each one sets, the tables, the comparison with the paper, the figures.
+recipes and the knobs each one sets, the tables (Tables 2, 3, 1 and the methods table: labels
+used, networks, training cost), the comparison with the paper, the figures.
 A partial sweep gives a partial page that lists what is missing rather than hiding it.
 """
 
@@ -14,9 +15,10 @@ import pandas as pd
 from plotly.offline import get_plotlyjs
 
 from analysis import figures, render
+from analysis.cells import labels_text
 from analysis.export import figure_div
 from analysis.schema import STATUSES
-from analysis.tables import DATASET_NAMES, method_label
+from analysis.tables import DATASET_NAMES, labelled, method_label
 
 if TYPE_CHECKING:  # api imports this module lazily; the type only matters to checkers
     from analysis.api import Analysis
@@ -84,7 +86,9 @@ def status_section(analysis: Analysis) -> str:
     rows = []
     for method, group in sorted(df.groupby("method"), key=lambda kv: str(kv[0])):
         c = group["status"].value_counts().to_dict()
-        rows.append([method_label(str(method)), *(c.get(s, 0) for s in STATUSES), len(group)])
+        labels = labels_text(group["labels_used"]) if "labels_used" in group else None
+        name = labelled(str(method), "", labels)
+        rows.append([name, *(c.get(s, 0) for s in STATUSES), len(group)])
     rows.append(["all", *(counts.get(s, 0) for s in STATUSES), total])
     parts = [
         '<h2 id="status">Status</h2>',
@@ -202,6 +206,7 @@ def report_html(analysis: Analysis) -> str:
                 ("table2", "Table 2"),
                 ("table3", "Table 3"),
                 ("table1", "Table 1"),
+                ("methods", "Methods"),
                 ("paper", "Paper"),
                 ("figures", "Figures"),
             )
@@ -209,7 +214,9 @@ def report_html(analysis: Analysis) -> str:
         + "</nav>"
     )
     tables = '<h2 id="tables">Tables</h2>' + "".join(
-        render.html_fragment(analysis.tables[k]) for k in ("table2", "table3", "table1")
+        render.html_fragment(analysis.tables[k])
+        for k in ("table2", "table3", "table1", "methods")
+        if k in analysis.tables
     )
     paper = '<h2 id="paper-comparison">Comparison with the paper</h2>' + render.html_fragment(
         analysis.tables["paper_comparison"]

@@ -16,7 +16,7 @@ from trainables.config import TrialConfig, field_help
 from trainables.results import EPOCH, METRIC_HELP, TRIAL_STATES
 from trainables.results import EPOCH_METRICS as RESULT_METRICS
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: labels_used, networks
 CFG_PREFIX = "cfg_"
 FINAL_PREFIX = "final_"
 SEL_PREFIX = "sel_"
@@ -67,6 +67,15 @@ def trial_columns() -> list[Column]:
         Column("grids", s, "comma-separated grid names of the launches that planned this trial"),
         Column("epochs_done", i64, "epochs with a metrics row (0 when none)"),
         Column("selected_epoch", i64, "epoch chosen by cfg_selection (finished trials only)"),
+        Column(
+            "labels_used",
+            s,
+            "labels the method reads in training besides the class label: none / bias / group "
+            "(summary, else the method registry)",
+        ),
+        Column(
+            "networks", i64, "networks the method trains (summary; null until the trial finishes)"
+        ),
     ]
     metrics = [Column(FINAL_PREFIX + n, f64, f"last recorded epoch: {m}") for n, m in EPOCH_METRICS]
     selected = [Column(SEL_PREFIX + n, f64, f"selected epoch: {m}") for n, m in EPOCH_METRICS]

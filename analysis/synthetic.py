@@ -16,12 +16,15 @@ import random
 from dataclasses import MISSING, fields
 from typing import Any
 
+from analysis.parquet import registry_labels
 from trainables import results as R
 from trainables.config import TrialConfig, recipe_defaults
 from trainables.results import ExperimentStore
 
 TOTAL_PARAMS = {"simple_cnn": 661_000, "resnet18": 11_170_000}
 DENSE_INFERENCE_FLOPS = {"simple_cnn": 3.44e9 / 100, "resnet18": 3.27e9 / 100}
+# Methods that train two networks (both counted in train_flops); every other one trains one.
+NETWORKS = {"lff": 2, "disent": 2}
 
 
 def _defaults() -> dict[str, Any]:
@@ -98,7 +101,7 @@ def epoch_rows(
                 R.UNBIASED_ACC: u,
             }
             row.update({R.split_metric(split, k): v for k, v in values.items()})
-        flops += 3 * dense * float(config["density"]) * 10_000
+        flops += 3 * dense * float(config["density"]) * 10_000 * NETWORKS.get(config["method"], 1)
         row[R.DENSITY] = float(config["density"])
         row[R.TRAIN_FLOPS] = flops
         row[R.LR] = float(config["lr"])
@@ -126,6 +129,8 @@ def summary_of(config: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, 
         "selected_epoch": selected[R.EPOCH],
         "selection": config["selection"],
         "recipe": config["recipe"],
+        "labels_used": registry_labels(config) or "none",
+        "networks": NETWORKS.get(config["method"], 1),
         "density": density,
         "nonzero_params": int(round(total * density)),
         "total_params": total,

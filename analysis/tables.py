@@ -1,4 +1,5 @@
-"""The paper's tables (1, 2, 3) computed from the seed cells, as renderer-neutral data.
+"""The paper's tables (1, 2, 3) and the methods table, computed from the seed cells, as
+renderer-neutral data.
 
 A :class:`Cell` keeps the numbers (mean, std, seeds done/planned, chosen density) so the
 Markdown, CSV, LaTeX and HTML renderers all say the same thing. A cell with too few finished
@@ -16,13 +17,31 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis.cells import ROW_KEY, MetricChoice, is_sparse
+from analysis.cells import EPOCHS, METRICS, ROW_KEY, MetricChoice, is_sparse, labels_text
 from trainables.datasets import DATASETS
+from trainables.results import split_metric
 
-METHOD_ORDER = ("erm", "erm_rw", "mrm", "disent", "static", "set", "rigl", "rest")
+METHOD_ORDER = (
+    "erm",
+    "erm_rw",
+    "jtt",
+    "groupdro",
+    "dfr",
+    "lff",
+    "mrm",
+    "disent",
+    "static",
+    "set",
+    "rigl",
+    "rest",
+)
 METHOD_NAMES = {
     "erm": "ERM",
     "erm_rw": "ERM+RW",
+    "jtt": "JTT",
+    "groupdro": "GroupDRO",
+    "dfr": "DFR",
+    "lff": "LfF",
     "mrm": "MRM",
     "disent": "DisEnt",
     "static": "Static",
@@ -144,6 +163,29 @@ def method_label(method: str, variant: str = "") -> str:
     return f"{name} [{variant}]" if variant else name
 
 
+def cell_labels(cells: pd.DataFrame, method: str, variant: str = "") -> str | None:
+    """The labels (none / bias / group) the trials of (method, variant) read in training."""
+    if "labels_used" not in cells.columns:
+        return None
+    mine = cells[(cells["method"] == method) & (cells["variant"] == variant)]
+    return labels_text(mine["labels_used"])
+
+
+def labelled(method: str, variant: str, labels: str | None) -> str:
+    """A method's name with the labels it reads in training: ``REST [bias]``, ``DisEnt [none]``
+    (an ablation variant comes first: ``REST [sparse_init=er] [bias]``)."""
+    name = method_label(method, variant)
+    return f"{name} [{labels}]" if labels else name
+
+
+LABELS_NOTE = (
+    "[none] / [bias] / [group] after a method: the labels it reads in training besides the "
+    "class label (nothing, each sample's bias label, its (label, bias) group). The default "
+    "epoch selection (best validation worst-group accuracy) reads validation bias labels for "
+    "every method."
+)
+
+
 def _row_head(key: tuple, choice: MetricChoice) -> list[str]:
     dataset, model, ratio, recipe = key
     return [
@@ -176,9 +218,10 @@ def table2(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
     methods = _method_keys(cells)
     header = list(_HEAD)
     for method, variant in methods:
-        header.append(method_label(method, variant))
+        name = labelled(method, variant, cell_labels(cells, method, variant))
+        header.append(name)
         if method == "rest":
-            header.append(method_label(method, variant) + " (test-chosen)")
+            header.append(name + " (test-chosen)")
     rows: list[list[str | Cell]] = []
     for key, group in cells.groupby(ROW_KEY, sort=True):
         row: list[str | Cell] = list(_row_head(key, choice))
@@ -187,7 +230,7 @@ def table2(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
             row.extend(method_cells(mine, method, min_seeds, with_test=method == "rest"))
         rows.append(row)
     title = "Table 2 (style): test accuracy per method; sparse methods at their best density"
-    return Table("table2", title, header, rows, _notes(choice, min_seeds))
+    return Table("table2", title, header, rows, [*_notes(choice, min_seeds), LABELS_NOTE])
 
 
 def method_cells(mine: pd.DataFrame, method: str, min_seeds: int | None, *, with_test: bool):
@@ -210,7 +253,8 @@ def table3(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
     ]
     header = list(_HEAD)
     for method, variant in sparse:
-        header += [method_label(method, variant), method_label(method, variant) + " (test-chosen)"]
+        name = labelled(method, variant, cell_labels(cells, method, variant))
+        header += [name, name + " (test-chosen)"]
     rows: list[list[str | Cell]] = []
     for key, group in cells.groupby(ROW_KEY, sort=True):
         row: list[str | Cell] = list(_row_head(key, choice))
@@ -219,7 +263,7 @@ def table3(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
             row.extend(method_cells(mine, method, min_seeds, with_test=True))
         rows.append(row)
     title = "Table 3 (style): sparse training methods, each at its best density"
-    return Table("table3", title, header, rows, _notes(choice, min_seeds))
+    return Table("table3", title, header, rows, [*_notes(choice, min_seeds), LABELS_NOTE])
 
 
 def _ratio_text(value: float | None, absolute: float | None, unit: str = "") -> str:
@@ -256,7 +300,8 @@ def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
                 if sparse
                 else plain_cell(mine.iloc[0], min_seeds)
             )
-            head = [*_row_head(key, choice)[:4], method_label(method, variant)]
+            labels = cell_labels(group, method, variant)
+            head = [*_row_head(key, choice)[:4], labelled(method, variant, labels)]
             if not pick.shown:
                 rows.append(
                     [*head, MISSING, MISSING, MISSING, MISSING, f"{pick.n_done}/{pick.n_planned}"]
@@ -285,6 +330,112 @@ def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
         "mean over finished seeds; dense rows give absolute FLOPs in parentheses.",
         "Train FLOPs: the whole run; inference FLOPs: one forward pass of one sample.",
         "Sparse methods at the density chosen on the validation metric (as Table 2).",
+        LABELS_NOTE,
     ]
     title = "Table 1 (style): training / inference FLOPs and parameters relative to dense"
     return Table("table1", title, header, rows, notes)
+
+
+# The methods table's accuracy columns: (header, split, metric name in analysis.cells.METRICS).
+METHODS_METRICS = (
+    ("Test unbiased", "test", "unbiased"),
+    ("Test conflicting", "test", "conflicting"),
+    ("Valid worst-group", "valid", "worst-group"),
+)
+
+
+def _seed_cell(values: pd.Series, n_planned: int, min_seeds: int | None) -> Cell:
+    """Mean ± sample std (percent) of one metric over a cell's finished seeds."""
+    done = 100 * values.dropna().astype(float)
+    n_done = len(done)
+    shown = n_done > 0 and n_done >= _needed(n_planned, min_seeds)
+    return Cell(
+        mean=float(done.mean()) if n_done else None,
+        std=_nan_to_none(float(done.std())) if n_done > 1 else None,
+        n_done=n_done,
+        n_planned=n_planned,
+        shown=shown,
+    )
+
+
+def methods_table(
+    frame: pd.DataFrame, cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = None
+) -> Table:
+    """One row per (dataset, model, ratio, recipe, method[, variant]): the labels the method
+    reads, the networks it trains, its training FLOPs relative to ERM's and three accuracies,
+    mean ± std over seeds. Sparse methods at the density Table 2 picks (validation-chosen on
+    the table metric).
+
+    FLOPs: each trial's ``train_flops / dense_train_flops`` (the single-network dense ERM run
+    of the same architecture and schedule; a two-network method counts both), averaged over
+    the finished seeds."""
+    prefix = EPOCHS[choice.epoch]
+    header = [
+        "Dataset",
+        "Model",
+        "Ratio (%)",
+        "Recipe",
+        "Method",
+        "Labels used",
+        "Networks",
+        "Density",
+        "Train FLOPs / ERM",
+        *(name for name, _, _ in METHODS_METRICS),
+        "Seeds",
+    ]
+    rows: list[list[str | Cell]] = []
+    for key, group in cells.groupby(ROW_KEY, sort=True):
+        for method, variant in _method_keys(group):
+            mine = group[(group["method"] == method) & (group["variant"] == variant)]
+            sparse = is_sparse(method, mine["density"])
+            pick = (
+                best_cell(mine, "valid", min_seeds)
+                if sparse
+                else plain_cell(mine.iloc[0], min_seeds)
+            )
+            density = pick.density if sparse else float(mine.iloc[0]["density"])
+            trials = frame[
+                (frame["dataset"] == key[0])
+                & (frame["model"] == key[1])
+                & (frame["ratio"] == key[2])
+                & (frame["recipe"] == key[3])
+                & (frame["method"] == method)
+                & (frame["variant"] == variant)
+            ]
+            if density is not None:
+                trials = trials[trials["density"] == density]
+            finished = trials[trials["status"] == "finished"]
+            n_planned = len(trials) if density is not None else int(mine["n_planned"].sum())
+            networks = finished["networks"].dropna() if "networks" in finished else pd.Series()
+            flops = finished["train_flops_ratio"].dropna()
+            labels = labels_text(trials["labels_used"]) if "labels_used" in trials else None
+            row: list[str | Cell] = [
+                *_row_head(key, choice)[:4],
+                method_label(method, variant),
+                labels or MISSING,
+                f"{int(networks.max())}" if not networks.empty else MISSING,
+                MISSING if density is None else f"{density:g}",
+                f"{flops.mean():.3g}×" if pick.shown and not flops.empty else MISSING,
+            ]
+            for _, split, metric in METHODS_METRICS:
+                column = prefix + split_metric(split, METRICS[metric])
+                if density is None:
+                    row.append(Cell(None, None, pick.n_done, pick.n_planned, shown=False))
+                    continue
+                values = finished[column] if column in finished else pd.Series(dtype=float)
+                row.append(_seed_cell(values, n_planned, min_seeds))
+            row.append(f"{pick.n_done}/{pick.n_planned}")
+            rows.append(row)
+    epoch_rule = "each trial's selection rule" if choice.epoch == "selected" else "last epoch"
+    notes = [
+        f"Accuracies at the {choice.epoch} epoch ({epoch_rule}): mean ± sample std (ddof=1) "
+        f"over finished seeds, in percent; {MISSING} (done/planned) = missing.",
+        "Train FLOPs / ERM: each trial's training FLOPs over those of the dense single-network "
+        "ERM run with the same architecture and schedule (two-network methods such as LfF and "
+        "DisEnt count both networks), mean over finished seeds.",
+        "Density: sparse methods at the density chosen on the validation mean of the table "
+        f"metric ({choice.metric}), as Table 2; dense methods at 1.",
+        LABELS_NOTE,
+    ]
+    title = "Methods: labels used, networks, training cost and accuracies"
+    return Table("methods", title, header, rows, notes)

@@ -92,7 +92,10 @@ def test_real_trials_to_parquet(real_experiment: dict, tmp_path: Path) -> None:
     epochs = pd.read_parquet(tmp_path / "epochs.parquet")
     summaries = real_experiment["summaries"]
     assert len(trials) == 5 and trials.index.is_unique
-    assert trials.loc[real_experiment["pending"], "status"] == "pending"
+    pending = trials.loc[real_experiment["pending"]]
+    assert pending["status"] == "pending"
+    # no summary yet: labels from the method registry, networks unknown
+    assert pending["labels_used"] == "bias" and pd.isna(pending["networks"])
     retried = trials.loc[real_experiment["retried"]]
     assert retried["status"] == "finished" and retried["attempts"] == 2
     assert retried["error"].startswith("Interrupt: driver lost")
@@ -110,6 +113,8 @@ def test_real_trials_to_parquet(real_experiment: dict, tmp_path: Path) -> None:
         else:
             assert row["final_valid_worst_group_acc"] == pytest.approx(worst)
         assert row["nonzero_params"] == summary["nonzero_params"]
+        assert row["labels_used"] == summary["labels_used"]
+        assert row["networks"] == summary["networks"] == 1
         assert row["inference_flops_ratio"] == pytest.approx(
             summary["inference_flops"] / summary["dense_inference_flops"]
         )
@@ -125,11 +130,11 @@ def test_real_trials_to_parquet(real_experiment: dict, tmp_path: Path) -> None:
         if trials.loc[h, "cfg_method"] == "erm"
     ]
     table = result.analysis.tables["table2"]
-    cell = table.rows[0][table.header.index("ERM")]
+    cell = table.rows[0][table.header.index("ERM [none]")]
     assert cell.mean == pytest.approx(statistics.mean(erm)) and cell.std == pytest.approx(
         statistics.stdev(erm)
     )
-    rest = table.rows[0][table.header.index("REST")]
+    rest = table.rows[0][table.header.index("REST [bias]")]
     assert rest.density == 0.05 and rest.text().endswith("*1/2")  # density 0.2: 1 of 2 seeds
 
 

@@ -43,12 +43,12 @@ def test_table2_matches_hand_computation_from_epochs(tmp_path: Path) -> None:
     valid_means = {d: 100 * g["valid_unbiased_acc"].mean() for d, g in rest.groupby("cfg_density")}
     chosen = max(valid_means, key=valid_means.get)
     tests = list(100 * rest[rest["cfg_density"] == chosen]["test_unbiased_acc"])
-    cell = _cell(analysis, "table2", "REST")
+    cell = _cell(analysis, "table2", "REST [bias]")
     assert cell.density == chosen
     assert cell.mean == pytest.approx(statistics.mean(tests))
     assert cell.std == pytest.approx(statistics.stdev(tests))
     erm = list(100 * best[best["cfg_method"] == "erm"]["test_unbiased_acc"])
-    erm_cell = _cell(analysis, "table2", "ERM")
+    erm_cell = _cell(analysis, "table2", "ERM [none]")
     assert erm_cell.mean == pytest.approx(statistics.mean(erm)) and erm_cell.density is None
     assert erm_cell.text() == f"{statistics.mean(erm):.1f} ± {statistics.stdev(erm):.1f}"
 
@@ -76,10 +76,10 @@ def test_valid_chosen_and_test_chosen_differ_and_are_labelled(tmp_path: Path) ->
     store.write_ledger({"name": "exp", "trials": trials, "launches": []})
     analysis = build(str(tmp_path), "exp")
     table = analysis.tables["table2"]
-    assert "REST" in table.header and "REST (test-chosen)" in table.header
+    assert "REST [bias]" in table.header and "REST [bias] (test-chosen)" in table.header
     valid_cell, test_cell = (
-        _cell(analysis, "table2", "REST"),
-        _cell(analysis, "table2", "REST (test-chosen)"),
+        _cell(analysis, "table2", "REST [bias]"),
+        _cell(analysis, "table2", "REST [bias] (test-chosen)"),
     )
     assert (valid_cell.density, valid_cell.chosen_by, valid_cell.mean) == (
         0.05,
@@ -101,17 +101,17 @@ def test_missing_cells_show_counts_never_zero(tmp_path: Path) -> None:
     statuses = {erm[1]: "running", erm[2]: "pending", **{h: "pending" for h in rest}}
     synthetic.write_experiment(str(tmp_path), "exp", configs, statuses=statuses)
     analysis = build(str(tmp_path), "exp")
-    assert _cell(analysis, "table2", "ERM").text() == "— (1/3)"
-    assert _cell(analysis, "table2", "REST").text() == "— (0/3)"
+    assert _cell(analysis, "table2", "ERM [none]").text() == "— (1/3)"
+    assert _cell(analysis, "table2", "REST [bias]").text() == "— (0/3)"
     markdown = render.markdown(analysis.tables["table2"])
     assert "— (1/3)" in markdown and "0.0 ±" not in markdown
     relaxed = build(str(tmp_path), "exp", Options(min_seeds=1))
-    assert _cell(relaxed, "table2", "ERM").text().endswith("[1/3 seeds]")
+    assert _cell(relaxed, "table2", "ERM [none]").text().endswith("[1/3 seeds]")
     table = list(csv.DictReader(io.StringIO(render.csv_text(analysis.tables["table2"]))))
     assert (
-        table[0]["ERM:mean"] == ""
-        and table[0]["ERM:done"] == "1"
-        and table[0]["ERM:planned"] == "3"
+        table[0]["ERM [none]:mean"] == ""
+        and table[0]["ERM [none]:done"] == "1"
+        and table[0]["ERM [none]:planned"] == "3"
     )
 
 
@@ -119,7 +119,7 @@ def test_partial_densities_are_flagged(tmp_path: Path) -> None:
     configs = synthetic.grid_configs(ratios=(1.0,), methods=("rest",), densities=(0.05, 0.2))
     unfinished = {synthetic.config_hash(c): "running" for c in configs if c["density"] == 0.2}
     synthetic.write_experiment(str(tmp_path), "exp", configs, statuses=unfinished)
-    cell = _cell(build(str(tmp_path), "exp"), "table2", "REST")
+    cell = _cell(build(str(tmp_path), "exp"), "table2", "REST [bias]")
     assert cell.density == 0.05 and cell.text().endswith("*1/2")
 
 
@@ -144,18 +144,24 @@ def test_table1_and_table3_and_paper_comparison(tmp_path: Path) -> None:
     synthetic.write_experiment(str(tmp_path), "exp", configs)
     analysis = build(str(tmp_path), "exp")
     t3 = analysis.tables["table3"]
-    assert t3.header[-4:] == ["RigL", "RigL (test-chosen)", "REST", "REST (test-chosen)"]
+    assert t3.header[-4:] == [
+        "RigL [none]",
+        "RigL [none] (test-chosen)",
+        "REST [bias]",
+        "REST [bias] (test-chosen)",
+    ]
     t1 = analysis.tables["table1"]
-    rest = next(r for r in t1.rows if r[4] == "REST")
+    rest = next(r for r in t1.rows if r[4] == "REST [bias]")
     assert rest[5] == "0.05" and rest[6] == "0.05×" and rest[8].endswith("(0.05×)")
-    erm = next(r for r in t1.rows if r[4] == "ERM")
+    erm = next(r for r in t1.rows if r[4] == "ERM [none]")
     assert erm[6].startswith("1× (")
     paper = analysis.tables["paper_comparison"]
     rows = {(r[0], r[3]): r for r in paper.rows}
-    assert rows[("2", "REST")][5] == "72.1 (0.05)" and rows[("3", "RigL")][5] == "60.1 (0.05)"
-    assert rows[("2", "MRM")][6].text() == "— (not run)"
-    ours = rows[("2", "REST")][6]
-    assert rows[("2", "REST")][8] == f"{ours.mean - 72.1:+.1f}"
+    assert rows[("2", "REST [bias]")][5] == "72.1 (0.05)"
+    assert rows[("3", "RigL [none]")][5] == "60.1 (0.05)"
+    assert rows[("2", "MRM [none]")][6].text() == "— (not run)"
+    ours = rows[("2", "REST [bias]")][6]
+    assert rows[("2", "REST [bias]")][8] == f"{ours.mean - 72.1:+.1f}"
 
 
 def test_paper_numbers_are_complete() -> None:
@@ -198,4 +204,5 @@ def test_variants_are_not_averaged_together(tmp_path: Path) -> None:
     ]
     synthetic.write_experiment(str(tmp_path), "exp", configs)
     header = build(str(tmp_path), "exp").tables["table2"].header
-    assert "REST [sparse_init=erk]" in header and "REST [sparse_init=uniform]" in header
+    assert "REST [sparse_init=erk] [bias]" in header
+    assert "REST [sparse_init=uniform] [bias]" in header

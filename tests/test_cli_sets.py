@@ -77,10 +77,10 @@ def test_train_rejects_what_the_method_does_not_take(capsys: pytest.CaptureFixtu
 def test_set_applies_to_the_methods_that_take_it_and_says_so() -> None:
     grid = GRIDS.get("paper-table2-bffhq")
     expansion = expand(grid, parse_overrides(["density=0.1", "epochs=2"]))
-    assert expansion.per_method() == {"erm": 3, "erm_rw": 3, "rest": 3}
+    assert expansion.per_method() == {"erm": 3, "erm_rw": 3, "disent": 3, "mrm": 3, "rest": 3}
     assert {t.epochs for t in expansion.trials} == {2}
     (note,) = expansion.set_notes()
-    assert note.startswith("--set density: applied to 3 of 9 trials") and "rest" in note
+    assert note.startswith("--set density: applied to 6 of 15 trials") and "rest" in note
 
 
 def test_set_key_no_trial_takes_is_an_error_naming_the_takers() -> None:
@@ -96,7 +96,7 @@ def test_set_key_no_trial_takes_is_an_error_naming_the_takers() -> None:
 
 def test_grids_show_prints_the_set_note(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["grids", "show", "paper-table2-bffhq", "--no-cost", "--set", "density=0.1"]) == 0
-    assert "--set density: applied to 3 of 9 trials" in capsys.readouterr().out
+    assert "--set density: applied to 6 of 15 trials" in capsys.readouterr().out
 
 
 def test_run_and_resume_flags() -> None:

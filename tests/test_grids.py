@@ -10,8 +10,7 @@ import search_spaces
 from search_spaces import GRIDS, expand, parse_overrides, resolve
 from search_spaces.catalog import PAPER_DENSITIES
 from trainables.errors import UserError
-from trainables.methods import METHODS, MethodInfo
-from trainables.methods.erm import METHOD as ERM
+from trainables.methods import METHODS
 
 EXAMPLE = "search_spaces/examples/density_sweep.yaml"
 
@@ -22,10 +21,12 @@ EXAMPLE = "search_spaces/examples/density_sweep.yaml"
         ("paper-table3-cmnist", 336),
         ("paper-table3-cifar10c", 336),
         ("paper-table3-bffhq", 84),
-        ("paper-table2-cmnist", 192),
-        ("paper-table2-bffhq", 48),
+        ("paper-table2-cmnist", 372),
+        ("paper-table2-cifar10c", 372),
+        ("paper-table2-bffhq", 93),
         ("paper-fig3", 348),
-        ("paper-all", 810),
+        ("paper-all", 1215),
+        ("baselines", 30),
         ("demo", 6),
     ],
 )
@@ -42,21 +43,56 @@ def test_table3_per_method_and_axes() -> None:
     assert len({t.trial_hash for t in trials}) == 336
 
 
-def test_dense_methods_have_no_density_axis_and_baselines_are_pending() -> None:
+def test_dense_methods_have_no_density_axis_and_sparse_baselines_sweep_it() -> None:
     expansion = expand(GRIDS.get("paper-table2-cmnist"))
-    assert expansion.per_method() == {"erm": 12, "erm_rw": 12, "rest": 168}
-    assert {t.density for t in expansion.trials if t.method in ("erm", "erm_rw")} == {1.0}
-    assert expansion.pending_per_method() == {"mrm": 12, "disent": 12}
+    assert expansion.per_method() == {
+        "erm": 12,
+        "erm_rw": 12,
+        "disent": 12,
+        "mrm": 168,
+        "rest": 168,
+    }
+    assert {t.density for t in expansion.trials if t.method in ("erm", "erm_rw", "disent")} == {1.0}
+    for sparse in ("mrm", "rest"):
+        densities = {t.density for t in expansion.trials if t.method == sparse}
+        assert sorted(densities) == sorted(PAPER_DENSITIES)
+    assert expansion.pending == ()
     erm_rw = next(t for t in expansion.trials if t.method == "erm_rw" and t.ratio == 0.5)
     assert (erm_rw.reweight, erm_rw.upweight) == ("loss", 10.0)
 
 
 def test_pending_rows_become_trials_once_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = MethodInfo("mrm", "test stand-in", ERM.implementation)
-    monkeypatch.setitem(METHODS._items, "mrm", spec)
-    expansion = expand(GRIDS.get("paper-table2-cmnist"))
-    assert expansion.per_method()["mrm"] == 12
-    assert expansion.pending_per_method() == {"disent": 12}
+    import search_spaces.grid
+
+    registered = {name: METHODS.get(name) for name in ("mrm", "disent")}
+    with monkeypatch.context() as patch:
+        for name in registered:
+            patch.delitem(METHODS._items, name)
+        patch.setattr(search_spaces.grid, "PAPER_BASELINES_PENDING", ("mrm", "disent"))
+        before = expand(GRIDS.get("paper-table2-cmnist"))
+        assert before.pending_per_method() == {"mrm": 168, "disent": 12}
+        assert {p.values["density"] for p in before.pending if p.method == "mrm"} == set(
+            PAPER_DENSITIES
+        )
+        assert "mrm" not in before.per_method() and before.count == 192
+    after = expand(GRIDS.get("paper-table2-cmnist"))
+    assert after.pending == () and after.per_method()["mrm"] == 168
+
+
+def test_baselines_grid_every_debiasing_method_on_cmnist_1pct() -> None:
+    from search_spaces.catalog import SPARSE_ABLATIONS
+
+    expansion = expand(GRIDS.get("baselines"))
+    expected = [m for m in METHODS.names() if m not in SPARSE_ABLATIONS]
+    assert {"erm", "erm_rw", "lff", "disent", "jtt", "groupdro", "dfr", "mrm", "rigl", "rest"} <= (
+        set(expected)
+    )
+    assert expansion.per_method() == {m: 3 for m in expected}
+    assert expansion.pending == ()
+    assert {(t.dataset, t.ratio, t.recipe) for t in expansion.trials} == {("cmnist", 1.0, "paper")}
+    assert {t.seed for t in expansion.trials} == {41, 42, 43}
+    for t in expansion.trials:
+        assert t.density == (0.05 if METHODS.get(t.method).sparse else 1.0)
 
 
 def test_union_counts_shared_trials_once() -> None:
@@ -77,7 +113,7 @@ def test_set_switches_recipe_and_collapses_axes() -> None:
     one_seed = expand(grid, parse_overrides(["seed=41"]))
     assert one_seed.count == 28
     one_density = expand(GRIDS.get("paper-table2-bffhq"), parse_overrides(["density=0.1"]))
-    assert one_density.per_method() == {"erm": 3, "erm_rw": 3, "rest": 3}
+    assert one_density.per_method() == {"erm": 3, "erm_rw": 3, "disent": 3, "mrm": 3, "rest": 3}
     with pytest.raises(UserError, match="allowed"):
         parse_overrides(["epoch=2"])
     with pytest.raises(UserError, match="key=value"):
@@ -135,9 +171,33 @@ def test_grids_cli_list_and_show_json(capsys: pytest.CaptureFixture[str]) -> Non
     assert doc["count"] == 6 == len(doc["trials"])
     assert doc["per_method"] == {"erm": 1, "erm_rw": 1, "rigl": 2, "rest": 2}
     assert 0 < doc["cost"]["train_flops"] < doc["cost"]["dense_train_flops"]
+    assert main(["grids", "show", "nope"]) == 2
+
+
+def test_grids_show_table2_runs_mrm_at_every_density(capsys: pytest.CaptureFixture[str]) -> None:
+    from rest_sweep.cli import main
+
+    assert main(["grids", "show", "paper-table2-cmnist", "--json", "--no-cost"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["pending"] == [] and doc["count"] == 372 == len(doc["trials"])
+    mrm = {t["density"] for t in doc["trials"] if t["method"] == "mrm"}
+    assert mrm == set(PAPER_DENSITIES)
+    assert {t["density"] for t in doc["trials"] if t["method"] == "disent"} == {1.0}
+    assert main(["grids", "show", "baselines", "--json", "--no-cost"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["count"] == 30 and doc["pending"] == []
+
+
+def test_grids_show_lists_pending_rows(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search_spaces.grid
+    from rest_sweep.cli import main
+
+    monkeypatch.delitem(METHODS._items, "disent")
+    monkeypatch.setattr(search_spaces.grid, "PAPER_BASELINES_PENDING", ("disent",))
     assert main(["grids", "show", "paper-table2-bffhq", "--no-cost"]) == 0
     assert "pending (method not registered yet" in capsys.readouterr().out
-    assert main(["grids", "show", "nope"]) == 2
 
 
 def test_resolve_is_the_only_entry_point() -> None:

@@ -13,7 +13,7 @@ EPILOG = """examples:
       --min-seeds 2 --curves 2ee8a857 9f01c2aa
 Reads only the experiment folder (no Ray): the ledger experiment.json decides which trials
 exist. Writes OUT/trials.parquet (one row per planned trial), OUT/epochs.parquet (one row per
-trial and epoch), OUT/cells.csv, OUT/tables/{table1,table2,table3,paper_comparison}.{md,csv,tex}
+trial and epoch), OUT/cells.csv, OUT/tables/{table1,table2,table3,methods,paper_comparison}.{md,csv,tex}
 and OUT/figures/*.html (+ .png with --png). OUT defaults to STORAGE/NAME/analysis.
 Schema and choices: docs/analysis.md."""
 
