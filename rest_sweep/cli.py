@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from trainables.errors import UserError
@@ -42,17 +43,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LAUNCHERS = ("run", "resume")  # SIGTERM stops them like Ctrl-C, before and after Ray starts
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so launches end their record and print a hint."""
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if args.command in LAUNCHERS:
+        try:
+            previous = signal.signal(signal.SIGTERM, _sigterm)
+        except ValueError:  # not the main thread (an embedding application)
+            previous = None
     try:
         return int(args.func(args) or 0)
     except UserError as error:
         print(f"rest-sweep {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"rest-sweep {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        what = "SIGTERM" if isinstance(error, Terminated) else "interrupted"
+        hint = ""
+        if args.command in LAUNCHERS:
+            hint = (
+                f"; nothing finished is lost: run the same command again, or `rest-sweep resume "
+                f"--storage {args.storage} --name {args.name}`"
+            )
+        print(f"rest-sweep {args.command}: {what}{hint}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ def ray_context(
     if ray.is_initialized():
         yield "existing Ray in this process"
         return
+    own_sigterm = _main_thread_sigterm()
     kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         if num_cpus is not None or num_gpus is not None:
@@ -84,10 +85,21 @@ def ray_context(
     else:
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
         where = "embedded Ray"
+    if callable(own_sigterm):  # ray.init replaced the CLI's handler (SIGTERM -> interrupted)
+        signal.signal(signal.SIGTERM, own_sigterm)
     try:
         yield where
     finally:
         ray.shutdown()
+
+
+def _main_thread_sigterm() -> object:
+    """The SIGTERM handler installed now (None outside the main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
 
 
 def check_fits(resources: TrialResources) -> None:

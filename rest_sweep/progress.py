@@ -1,12 +1,19 @@
 """What a person watching a long sweep sees: one line per event and a periodic summary line.
 
-Ray's own output is silenced (``RAY_AIR_NEW_OUTPUT=0``, ``verbose=0``); its TensorBoard, CSV
-and JSON loggers still write under ``tune/<launch>/``. These callbacks run in the driver, so
-they see every result at once, with no polling of storage.
+Ray's own output is silenced (``RAY_AIR_NEW_OUTPUT=0``, ``verbose=0``, Tune's per-attempt
+tracebacks and raylet messages routed off the console by ``rest_sweep.tuner``); its
+TensorBoard, CSV and JSON loggers still write under ``tune/<launch>/``. These callbacks run in
+the driver, so they see every result at once, with no polling of storage.
+
+A failed attempt is described by one line (:func:`attempt_error`): the error the trial recorded
+itself (``run_trial`` writes ``state.json`` and ``error.txt`` on an exception), else Tune's error
+for it (a dead worker, or a trial that could not record its own error, e.g. on a full disk).
+:class:`FailureRecorder` writes the latter into the trial folder, so ``status`` shows it.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -15,7 +22,7 @@ from ray import tune
 
 from rest_sweep.ledger import HEARTBEAT_S, heartbeat
 from rest_sweep.sweep_status import format_duration
-from trainables.results import ExperimentStore
+from trainables.results import ExperimentStore, TrialStore
 
 SUMMARY_EVERY_S = 30.0
 SHOWN_METRICS = ("valid_worst_group_acc", "test_unbiased_acc")
@@ -62,7 +69,10 @@ class ProgressCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.errors += 1
         self._forget(trial)
-        self._print(f"errored {self._name(trial)}: {self._first_line(trial)}")
+        self._print(
+            f"errored {self._name(trial)}: {self._first_line(trial)} "
+            f"(traceback: {_error_path(trial)})"
+        )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._print(
@@ -118,16 +128,7 @@ class ProgressCallback(tune.Callback):
 
     @staticmethod
     def _first_line(trial: Any) -> str:
-        """The error line ``run_trial`` wrote to state.json; a dead worker leaves none."""
-        from trainables.results import TrialStore
-
-        try:
-            state = TrialStore(trial.config["trial"]["uri"]).read_state() or {}
-        except (OSError, ValueError):
-            state = {}
-        if state.get("state") == "errored" and state.get("error"):
-            return str(state["error"])
-        return "the worker process died (see error.txt in its tune/ trial folder)"
+        return attempt_error(trial)[0]
 
     def _print(self, text: str) -> None:
         self.last_line = time.time()
@@ -146,3 +147,109 @@ class HeartbeatCallback(tune.Callback):
         if time.time() - self.last >= HEARTBEAT_S:
             self.last = time.time()
             heartbeat(ExperimentStore(self.storage, self.name), self.launch_id)
+
+
+# ---------------------------------------------------------------------- failed attempts
+WORKER_DIED = "the worker process died"
+_EXIT_RE = re.compile(r"Worker exit type: (\S+) Worker exit detail: (.+?)(?:\. Some common|$)")
+
+
+def attempt_error(trial: Any) -> tuple[str, str | None]:
+    """One line for the trial's failed attempt, and Tune's full error text when the trial did
+    not record its own (None when it did: ``state.json`` says errored, ``error.txt`` holds it)."""
+    try:
+        state = TrialStore(trial.config["trial"]["uri"]).read_state() or {}
+    except (OSError, ValueError):
+        state = {}
+    if state.get("state") == "errored" and state.get("error"):
+        return str(state["error"]), None
+    error = _tune_error(trial)
+    text = _tune_error_text(trial) or (str(error) if error is not None else "")
+    return describe_error(error, text), text or None
+
+
+def describe_error(error: BaseException | None, text: str = "") -> str:
+    """One line naming the cause: the trial's own exception inside a Ray task error, or why
+    the worker process died."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        return _one_line(cause)
+    body = str(error) if error is not None else text
+    match = _EXIT_RE.search(body)
+    if match:
+        return f"{WORKER_DIED} ({match.group(1)}: {match.group(2).strip()})"
+    if error is not None and "died" in type(error).__name__.lower():
+        return WORKER_DIED
+    last = [ln.strip() for ln in body.splitlines() if ln.strip()]
+    exception_lines = [ln for ln in last if re.match(r"^[\w.]+(Error|Exception)\b.*:", ln)]
+    if exception_lines:
+        return exception_lines[-1]
+    return last[0] if last else f"{WORKER_DIED} (no error recorded)"
+
+
+def _one_line(error: BaseException) -> str:
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _tune_error(trial: Any) -> BaseException | None:
+    try:
+        return trial.get_pickled_error()
+    except Exception:  # noqa: BLE001 - an unreadable error file: fall back to its text
+        return None
+
+
+def _tune_error_text(trial: Any) -> str:
+    """The last failure block of Tune's ``error.txt`` for the trial (its own tune/ folder)."""
+    try:
+        path = trial.error_file
+        if not path:
+            return ""
+        with open(path) as handle:
+            text = handle.read()
+    except (OSError, AttributeError):
+        return ""
+    blocks = re.split(r"^Failure # \d+ \(occurred at [^)]*\)\n", text, flags=re.M)
+    return blocks[-1].strip()
+
+
+def _error_path(trial: Any) -> str:
+    return f"{trial.config['trial']['uri']}/error.txt"
+
+
+class FailureRecorder(tune.Callback):
+    """Writes Tune's error into the trial folder when the trial could not record its own.
+
+    Every failed attempt's traceback lands in ``trials/<hash>/error.txt``; a trial out of
+    retries is marked ``errored`` in ``state.json`` with the one-line cause, so ``status`` and
+    the launch's counts see it. A write that fails (a full disk) is tried again at the end of
+    the launch."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, tuple[str, str, bool]] = {}  # uri -> (line, text, final)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, final=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, final=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for uri, (line, text, final) in list(self.pending.items()):
+            self._write(uri, line, text, final)
+
+    def _record(self, trial: Any, final: bool) -> None:
+        line, text = attempt_error(trial)
+        if text is not None:  # the trial recorded nothing for this attempt
+            self._write(trial.config["trial"]["uri"], line, text, final)
+
+    def _write(self, uri: str, line: str, text: str, final: bool) -> None:
+        store = TrialStore(uri)
+        try:
+            store.write_error(f"{line}\n\nRay Tune's error for this attempt:\n{text}\n")
+            if final and not store.is_finished():
+                store.write_state("errored", error=line)
+        except OSError:
+            self.pending[uri] = (line, text, final)
+        else:
+            self.pending.pop(uri, None)

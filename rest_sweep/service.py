@@ -75,13 +75,17 @@ def run(
     num_gpus: int | None = None,
     reuse_actors: bool = False,
     quiet: bool = False,
+    force: bool = False,
 ) -> SweepResult:
     """Plan ``grid`` in experiment ``name`` and run its trials that are not finished.
 
     ``overrides`` (``--set``) apply to every trial whose method takes the key.
     ``gpus_per_trial`` None gives each trial its model's ``gpu_share`` on a cluster with GPUs
     (0 on a CPU-only one). The settings are stored in the launch record (``resume`` reuses them).
+    ``force`` takes over a launch believed live (with a warning). Diverged trials (non-finite
+    loss) are not run again: ``resume(retry_errored=True)`` does that.
     """
+    ledgers.check_name(name)
     settings = LaunchSettings(
         address=address,
         cpus_per_trial=cpus_per_trial,
@@ -102,11 +106,17 @@ def run(
         raise UserError(f"grid {grid}: no runnable trials (pending rows: {len(expansion.pending)})")
     root = validate_data(data_root, expansion.trials)
     settings.validate()
-    store = ExperimentStore(absolute_storage(storage), name)
-    ledgers.ensure_no_live_driver(store)
+    store = ledgers.open_store(absolute_storage(storage), name, write=True)
+    ledgers.ensure_no_live_driver(store, force=force, by="run")
+    new = not store.exists()
     ledger = ledgers.record_plan(store, expansion, root)
     configs = {h: cfg.replace(data_root=root) for h, cfg in expansion.by_hash().items()}
-    return _launch(store, ledger, "run", expansion.grid, configs, settings, quiet=quiet)
+    try:
+        return _launch(store, ledger, "run", expansion.grid, configs, settings, quiet=quiet)
+    except UserError:
+        if new:  # rejected before any trial ran: leave no planned experiment behind
+            ledgers.discard_if_unlaunched(store)
+        raise
 
 
 def resume(
@@ -125,20 +135,25 @@ def resume(
     num_gpus: int | None = None,
     reuse_actors: bool | None = None,
     quiet: bool = False,
+    force: bool = False,
+    retry_errored: bool = False,
 ) -> SweepResult:
     """Run every planned trial of ``name`` that is not finished (errored ones included).
 
     Starts from the settings of the latest launch and overrides only those given (not None);
-    interrupted trials continue from their newest checkpoint on storage.
+    interrupted trials continue from their newest checkpoint on storage. Trials that errored
+    from a divergence (``state.json`` error ``non-finite loss ...``) run again only with
+    ``retry_errored``. ``force`` takes over a launch believed live (with a warning).
     """
-    store = ExperimentStore(absolute_storage(storage), name)
+    store = ledgers.open_store(absolute_storage(storage), name)
     if not store.exists():
         from trainables.results import list_experiments
 
         known = ", ".join(list_experiments(storage)) or "none"
         raise UserError(f"--name {name}: no experiment in {storage}; allowed: {known}")
     ledger = store.read_ledger()
-    ledgers.ensure_no_live_driver(store, ledger)
+    ledgers.check_writable("--storage", store.storage)
+    ledgers.ensure_no_live_driver(store, force=force, by="resume")
     settings = ledgers.last_settings(ledger).override(
         address=address,
         cpus_per_trial=cpus_per_trial,
@@ -157,10 +172,19 @@ def resume(
     root = validate_data(data_root or ledger.get("data_root", ""), planned.values())
     settings.validate()
     if root != ledger.get("data_root"):
+        ledgers.set_data_root(store, root)
         ledger["data_root"] = root
-        store.write_ledger(ledger)
     configs = {h: cfg.replace(data_root=root) for h, cfg in planned.items()}
-    return _launch(store, ledger, "resume", "(all planned)", configs, settings, quiet=quiet)
+    return _launch(
+        store,
+        ledger,
+        "resume",
+        "(all planned)",
+        configs,
+        settings,
+        quiet=quiet,
+        retry_errored=retry_errored,
+    )
 
 
 def plan(grid: str, overrides: Overrides = None) -> Expansion:
@@ -179,12 +203,14 @@ def absolute_storage(storage: str) -> str:
 
 
 def validate_data(data_root: str, trials: Iterable[TrialConfig]) -> str:
-    """The absolute data root, after checking every (dataset, ratio) of ``trials`` is there.
+    """The absolute data root, after checking every (dataset, ratio) of ``trials`` is there
+    and that no file changed since ``data verify`` wrote the bundle's manifest.
 
     Trials read the same path on every node, so on a cluster it must be a shared mount.
     """
     from trainables.data import available_ratios
     from trainables.data.layout import ratio_folder
+    from trainables.data.verify import ensure_manifest_current
 
     if not data_root:
         raise UserError("--data-root: required (the folder holding <dataset>/<pct>/ bundles)")
@@ -204,6 +230,7 @@ def validate_data(data_root: str, trials: Iterable[TrialConfig]) -> str:
                 f"--data-root {root}: {dataset} has no {names} folder needed by the grid; "
                 f"allowed ratios there: {allowed} (or narrow the grid, e.g. --set ratio=...)"
             )
+        ensure_manifest_current(root, dataset, sorted(ratios))  # verified, and unchanged since
     return root
 
 
@@ -238,9 +265,37 @@ def trial_resources(settings: LaunchSettings, configs: Iterable[TrialConfig]) ->
 # ---------------------------------------------------------------------- the launch
 
 
-def unfinished(store: ExperimentStore, ledger: dict[str, Any], hashes: list[str]) -> list[str]:
+DIVERGED = "non-finite loss"  # how state.json's error starts for a trial stopped by a NaN/inf
+
+
+def unfinished(
+    store: ExperimentStore,
+    ledger: dict[str, Any],
+    hashes: list[str],
+    *,
+    retry_diverged: bool = True,
+) -> list[str]:
+    """Planned trials not finished and not stopped early (without ``retry_diverged``: nor
+    errored from a divergence, see :func:`diverged`)."""
     stopped = ledger.get("stopped", {})
-    return [h for h in hashes if h not in stopped and not store.trial(h).is_finished()]
+    left = [h for h in hashes if h not in stopped and not store.trial(h).is_finished()]
+    if retry_diverged:
+        return left
+    skip = set(diverged(store, left))
+    return [h for h in left if h not in skip]
+
+
+def diverged(store: ExperimentStore, hashes: Iterable[str]) -> list[str]:
+    """Trials whose ``state.json`` says errored with an error starting ``non-finite loss``."""
+    out = []
+    for trial_hash in hashes:
+        try:
+            state = store.trial(trial_hash).read_state() or {}
+        except ValueError:  # a garbled state.json is not a divergence
+            continue
+        if state.get("state") == "errored" and str(state.get("error") or "").startswith(DIVERGED):
+            out.append(trial_hash)
+    return out
 
 
 def _launch(
@@ -252,53 +307,49 @@ def _launch(
     settings: LaunchSettings,
     *,
     quiet: bool,
+    retry_errored: bool = False,
 ) -> SweepResult:
     planned = len(ledger.get("trials", {}))
-    todo = unfinished(store, ledger, list(configs))
+    todo = unfinished(store, ledger, list(configs), retry_diverged=retry_errored)
+    skipped = len(unfinished(store, ledger, list(configs))) - len(todo)
+    if skipped and not quiet:
+        print(
+            f"{store.name}: {skipped} diverged trial(s) (non-finite loss) not run again; "
+            f"`rest-sweep resume --storage {store.storage} --name {store.name} --retry-errored` "
+            "runs them"
+        )
     if not todo:
         if not quiet:
-            print(f"{store.name}: nothing to run; all {len(configs)} trials finished or stopped")
+            ended = "finished, stopped or diverged" if skipped else "finished or stopped"
+            print(f"{store.name}: nothing to run; all {len(configs)} trials {ended}")
         return SweepResult(
             store.name, store.storage, None, planned, 0, trial_counts(store, configs)
         )
-    from rest_sweep.cluster import check_fits, ray_context, sigterm_as_sigint
+    from rest_sweep.cluster import check_fits, ray_context
 
-    with ray_context(settings.address, settings.num_cpus, settings.num_gpus) as where:
-        resources = trial_resources(settings, (configs[h] for h in todo))
-        resources.validate()
-        check_fits(resources)
-        device = "auto" if resources.gpus > 0 else "cpu"  # where-field: not in the hash
-        placed = {h: configs[h].replace(device=device) for h in todo}
-        launch = ledgers.start_launch(store, command, grid, todo, settings, resources.as_dict())
-        from rest_sweep.tuner import LaunchPlan, build_tuner
-
-        launch_plan = LaunchPlan(
-            store=store,
-            launch_id=launch["id"],
-            configs=placed,
-            resources=resources,
-            max_concurrent=settings.max_concurrent,
-            scheduler=settings.scheduler,
-            metric=settings.metric,
-            max_failures=settings.max_failures,
-            already_finished=len(configs) - len(todo),
-            reuse_actors=settings.reuse_actors,
-            quiet=quiet,
-        )
-        if not quiet:
-            print(
-                f"{store.name}: launch {launch['id']} on {where}: {len(todo)} of {len(configs)} "
-                f"trials to run, {resources.cpus:g} CPU / {resources.gpus:g} GPU each; Ray Tune "
-                f"output in {launch['tune_path']}"
-            )
-        outcome = "interrupted"
-        try:
-            with sigterm_as_sigint():
-                results = build_tuner(launch_plan).fit()
-            outcome = _outcome(store, todo, results.num_errors)
-        finally:
-            counts = trial_counts(store, placed)
-            ledgers.end_launch(store, launch["id"], outcome, counts)
+    # The launch is recorded before Ray starts, so a second driver is refused before its Ray.
+    launch = ledgers.start_launch(store, command, grid, todo, settings)
+    placed = {h: configs[h] for h in todo}
+    outcome = "interrupted"
+    fitting = dropped = False
+    try:
+        with ray_context(settings.address, settings.num_cpus, settings.num_gpus) as where:
+            resources = trial_resources(settings, (configs[h] for h in todo))
+            resources.validate()
+            check_fits(resources)
+            fitting = True
+            ledgers.update_launch(store, launch["id"], resources=resources.as_dict())
+            device = "auto" if resources.gpus > 0 else "cpu"  # where-field: not in the hash
+            placed = {h: configs[h].replace(device=device) for h in todo}
+            outcome = _fit(store, launch, placed, configs, resources, settings, where, quiet)
+    except UserError:
+        if not fitting:  # rejected before any trial ran (resources, --address)
+            ledgers.drop_launch(store, launch["id"])
+            dropped = True
+        raise
+    finally:
+        if not dropped:
+            ledgers.end_launch(store, launch["id"], outcome, trial_counts(store, placed))
     if not quiet and outcome == "interrupted":
         print(
             f"{store.name}: interrupted; continue with: rest-sweep resume --storage "
@@ -313,6 +364,45 @@ def _launch(
         trial_counts(store, configs),
         outcome,
     )
+
+
+def _fit(
+    store: ExperimentStore,
+    launch: dict[str, Any],
+    placed: dict[str, TrialConfig],
+    configs: dict[str, TrialConfig],
+    resources: TrialResources,
+    settings: LaunchSettings,
+    where: str,
+    quiet: bool,
+) -> str:
+    """Build the launch's Tuner, fit it, and return the outcome."""
+    from rest_sweep.cluster import sigterm_as_sigint
+    from rest_sweep.tuner import LaunchPlan, build_tuner
+
+    todo = list(placed)
+    launch_plan = LaunchPlan(
+        store=store,
+        launch_id=launch["id"],
+        configs=placed,
+        resources=resources,
+        max_concurrent=settings.max_concurrent,
+        scheduler=settings.scheduler,
+        metric=settings.metric,
+        max_failures=settings.max_failures,
+        already_finished=len(configs) - len(todo),
+        reuse_actors=settings.reuse_actors,
+        quiet=quiet,
+    )
+    if not quiet:
+        print(
+            f"{store.name}: launch {launch['id']} on {where}: {len(todo)} of {len(configs)} "
+            f"trials to run, {resources.cpus:g} CPU / {resources.gpus:g} GPU each; Ray Tune "
+            f"output in {launch['tune_path']}"
+        )
+    with sigterm_as_sigint():
+        results = build_tuner(launch_plan).fit()
+    return _outcome(store, todo, results.num_errors)
 
 
 def _outcome(store: ExperimentStore, todo: list[str], num_errors: int) -> str:

@@ -9,11 +9,13 @@ methods that are not registered yet are counted apart as ``not_runnable``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rest_sweep import ledger as ledgers
 from rest_sweep.ledger import launch_alive, planned_hashes
 from trainables.errors import UserError
 from trainables.results import (
@@ -68,10 +70,13 @@ class StatusReport:
     grids: list[str]
     errors: list[dict[str, str]] = field(default_factory=list)
     trials: list[TrialStatus] = field(default_factory=list)
+    unreadable: str = ""  # why the experiment could not be read (``list`` shows it)
 
     @property
     def state(self) -> str:
         """One word for ``rest-sweep list``."""
+        if self.unreadable:
+            return "unreadable"
         if self.live_launch:
             return "running"
         if self.planned and self.finished + self.stopped == self.planned:
@@ -90,13 +95,20 @@ class StatusReport:
         return out
 
 
-def status(storage: str, name: str) -> StatusReport:
-    """Read the experiment ``name`` in ``storage``; no Ray needed."""
-    store = ExperimentStore(storage, name)
+def status(storage: str, name: str, *, close_dead: bool = True) -> StatusReport:
+    """Read the experiment ``name`` in ``storage``; no Ray needed.
+
+    ``close_dead``: record launches whose driver died as ended (``outcome: "died"``); skipped
+    silently where the storage cannot be written.
+    """
+    store = ledgers.open_store(storage, name)
     if not store.exists():
         known = ", ".join(list_experiments(storage)) or "none"
         raise UserError(f"--name {name}: no experiment in {storage}; allowed: {known}")
     ledger = store.read_ledger()
+    if close_dead and any(not x.get("ended") for x in ledger.get("launches", [])):
+        with contextlib.suppress(UserError):  # read-only storage: judge liveness in memory
+            ledger = ledgers.close_dead_launches(store, "status")
     launches = ledger.get("launches", [])
     alive = {launch.get("id"): launch_alive(launch) for launch in launches}
     live = next((launch for launch in reversed(launches) if alive[launch.get("id")]), None)
@@ -209,8 +221,33 @@ def _launch_brief(launch: dict[str, Any]) -> dict[str, Any]:
 
 def experiments(storage: str) -> list[StatusReport]:
     """Every experiment in ``storage`` (for ``rest-sweep list``), newest launch last."""
-    reports = [status(storage, name) for name in list_experiments(storage)]
+    reports = []
+    for name in list_experiments(storage):
+        try:
+            reports.append(status(storage, name, close_dead=False))
+        except (UserError, OSError) as error:  # one bad experiment must not hide the others
+            reports.append(_unreadable(storage, name, str(error)))
     return sorted(reports, key=lambda r: (r.last_launch or {}).get("started") or 0)
+
+
+def _unreadable(storage: str, name: str, why: str) -> StatusReport:
+    zero = dict.fromkeys(
+        ("planned", "finished", "running", "errored", "stopped", "pending", "interrupted"), 0
+    )
+    return StatusReport(
+        name=name,
+        storage=storage,
+        **zero,
+        not_runnable=0,
+        per_method={},
+        epochs_done=0,
+        epochs_total=0,
+        eta_s=None,
+        live_launch=None,
+        last_launch=None,
+        grids=[],
+        unreadable=why,
+    )
 
 
 def format_duration(seconds: float | None) -> str:

@@ -5,17 +5,25 @@ still to run, one ``grid_search`` value per trial, in grid order. Tune's TensorB
 outputs land there; the trials' own results live in ``<exp>/trials/<hash>/``. The trainable,
 callbacks, scheduler and name creators live at stable import paths because ``tuner.pkl``
 refers to them by name.
+
+Ray's output stays off the console (:func:`route_ray_output`): Tune's traceback for each failed
+attempt goes to the trial's ``error.txt`` (``progress.FailureRecorder``) and the console gets
+one line per failed attempt (``progress.ProgressCallback``); raylet messages (a worker killed,
+OOM notices) go to ``tune/<launch>/ray-messages.log``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from ray import tune
 
 from rest_sweep.cluster import TrialResources
-from rest_sweep.progress import HeartbeatCallback, ProgressCallback
+from rest_sweep.progress import FailureRecorder, HeartbeatCallback, ProgressCallback
 from rest_sweep.schedulers import SCHEDULERS
 from trainables.config import TrialConfig
 from trainables.ray_trainable import train_trial
@@ -75,8 +83,10 @@ def build_tuner(plan: LaunchPlan) -> tune.Tuner:
     storage: dict[str, Any] = {"storage_path": tune_root.path}
     if not _is_local(tune_root):
         storage["storage_filesystem"] = tune_root.fs
+    route_ray_output(tune_root.child(plan.launch_id) if _is_local(tune_root) else None)
     callbacks: list[tune.Callback] = [
-        HeartbeatCallback(plan.store.storage, plan.store.name, plan.launch_id)
+        HeartbeatCallback(plan.store.storage, plan.store.name, plan.launch_id),
+        FailureRecorder(),  # before the progress lines, which read what it records
     ]
     if not plan.quiet:
         callbacks.append(ProgressCallback(len(plan.configs), plan.already_finished))
@@ -106,3 +116,58 @@ def _is_local(location: Location) -> bool:
     import pyarrow.fs as pafs
 
     return isinstance(location.fs, pafs.LocalFileSystem)
+
+
+# ---------------------------------------------------------------------- Ray's console output
+RAY_MESSAGES = "ray-messages.log"
+# Tune logs each failed attempt's traceback (~50 lines) unless this is 0; read at fit().
+TUNE_TRACEBACKS_ENV = "TUNE_PRINT_ALL_TRIAL_ERRORS"
+_DROPPED = ("Trials did not complete",)  # the service prints its own outcome line
+
+
+class _DropFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_DROPPED)
+
+
+_raylet_log: list[str | None] = [None]
+
+
+def route_ray_output(launch_dir: Location | None) -> None:
+    """Keep Ray's per-failure output off the console (idempotent; a user's setting wins).
+
+    Raylet messages, which Ray's driver prints from a background thread even with
+    ``log_to_driver=False``, are appended to ``<launch_dir>/ray-messages.log`` (dropped when
+    the launch folder is not local). Relies on ``ray._private.worker.print_to_stdstream``; if a
+    Ray release renames it, those messages reach the console again, nothing breaks.
+    """
+    os.environ.setdefault(TUNE_TRACEBACKS_ENV, "0")
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _DropFilter) for f in tune_logger.filters):
+        tune_logger.addFilter(_DropFilter())
+    _raylet_log[0] = launch_dir.file(RAY_MESSAGES) if launch_dir is not None else None
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - a Ray without this module
+        return
+    real = getattr(worker, "print_to_stdstream", None)
+    if real is None or getattr(real, "_rest_sweep", False):
+        return
+
+    def print_to_stdstream(data: dict, *args: Any, **kwargs: Any) -> None:
+        if data.get("pid") != "raylet":
+            real(data, *args, **kwargs)
+            return
+        path = _raylet_log[0]
+        if path is None:
+            return
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a") as out:
+                for line in data.get("lines", []):
+                    out.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {line}\n")
+        except OSError:
+            pass
+
+    print_to_stdstream._rest_sweep = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_to_stdstream

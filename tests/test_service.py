@@ -164,7 +164,7 @@ def _captured_resume(monkeypatch, store: ExperimentStore, **given) -> LaunchSett
     seen = {}
     monkeypatch.setattr(service, "validate_data", lambda root, trials: "/data")
 
-    def launch(store, ledger, command, grid, configs, settings, *, quiet):
+    def launch(store, ledger, command, grid, configs, settings, *, quiet, **_):
         seen["settings"] = settings
         return service.SweepResult(store.name, store.storage, None, 0, 0)
 

@@ -123,7 +123,10 @@ def test_sigkill_driver_then_resume_finishes_the_plan(ray_session, tiny_cmnist_r
         rows = store.trial(trial_hash).read_metrics()
         assert [r["attempt"] for r in rows if r["epoch"] <= epoch] == [1] * epoch
         assert {r["attempt"] for r in rows if r["epoch"] > state["resumed_from_epoch"]} == {2}
-    assert [x["outcome"] for x in store.read_ledger()["launches"]] == [None, "completed"]
+    # the killed launch was closed as died (by the status above), with how it was detected
+    first, second = store.read_ledger()["launches"]
+    assert (first["outcome"], second["outcome"]) == ("died", "completed")
+    assert first["closed"]["by"] == "status" and "is gone" in first["closed"]["how"]
 
 
 def _driver(args: list[str], fault: str, log: Path) -> int:

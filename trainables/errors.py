@@ -8,3 +8,11 @@ class UserError(ValueError):
 
 class DataError(UserError):
     """The data root or a bundle is missing, partial or malformed."""
+
+
+class DivergenceError(RuntimeError):
+    """A trial's training loss became NaN or infinite (``non-finite loss at epoch E step S``).
+
+    Not a ``UserError``: the run itself failed. ``run_trial`` marks the trial errored with this
+    message; retrying from the same checkpoint would diverge again, so the Ray adapter does not
+    retry it within a launch (a later launch may, when asked)."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainables.errors import DivergenceError
+
 
 def train_trial(params: dict[str, Any]) -> None:
     """Run one trial of a sweep under Ray Tune (see the module docstring for ``params``)."""
@@ -39,10 +41,48 @@ def train_trial(params: dict[str, Any]) -> None:
         else:
             tune.report(row)
 
-    run_trial(config, report=report, checkpoint_dir=trial["uri"])
+    _refuse_diverged_retry(trial["uri"])
+    try:
+        run_trial(config, report=report, checkpoint_dir=trial["uri"])
+    except DivergenceError:
+        _mark_diverged_here(trial["uri"])
+        raise
     _record_node(trial["uri"])
     for row in held:
         tune.report(row)
+
+
+def _refuse_diverged_retry(uri: str) -> None:
+    """A Tune retry of a trial that diverged in this launch fails at once, training nothing.
+
+    Its checkpoint would diverge again; the failed attempt recorded ``diverged`` and the Tune
+    trial that ran it in ``state.json``. A later launch (a new Tune trial) may retry it.
+    """
+    from trainables.results import TrialStore
+
+    state = TrialStore(uri).read_state() or {}
+    tune_trial = _tune_trial_id()
+    diverged = state.get("state") == "errored" and state.get("diverged")
+    if diverged and tune_trial and state.get("tune_trial") == tune_trial:
+        raise DivergenceError(str(state.get("error", "")).removeprefix("DivergenceError: "))
+
+
+def _mark_diverged_here(uri: str) -> None:
+    from trainables.results import TrialStore
+
+    tune_trial = _tune_trial_id()
+    if tune_trial:
+        store = TrialStore(uri)
+        store.write_state((store.read_state() or {}).get("state", "errored"), tune_trial=tune_trial)
+
+
+def _tune_trial_id() -> str:
+    try:
+        from ray import tune
+
+        return str(tune.get_context().get_trial_id() or "")
+    except Exception:  # outside a Tune session (unit tests call train_trial directly)
+        return ""
 
 
 def _record_node(uri: str) -> None:

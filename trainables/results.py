@@ -32,6 +32,7 @@ import os
 import re
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,12 @@ STATE_FILE = "state.json"
 ERROR_FILE = "error.txt"
 CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
+# The temporary sibling of an atomic write (``Location.write_bytes``): ``.<name>.<8 hex>.tmp``.
+_TMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+STALE_TMP_S = 60.0  # a writer that is alive renames its temporary well within this
+# The metrics rows of epochs 1..E, kept inside the checkpoint of epoch E (a lost or corrupt
+# metrics.jsonl is rebuilt from it).
+CHECKPOINT_ROWS = "metrics_rows"
 
 # -- per-epoch metric names (the keys of a metrics.jsonl row; part of the result format) -----
 EPOCH = "epoch"  # 1-based epoch number
@@ -173,7 +180,19 @@ def owning_launches(ledger: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """A (filesystem, path) pair for a local path, ``file://`` or any pyarrow URI (s3://...)."""
     if "://" in uri:
-        fs, path = pafs.FileSystem.from_uri(uri)
+        import pyarrow as pa
+
+        from trainables.errors import UserError
+
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+        except pa.ArrowInvalid as error:
+            scheme = uri.split("://", 1)[0]
+            first = (str(error).splitlines() or ["invalid URI"])[0]
+            raise UserError(
+                f"{uri}: unknown or unusable URI scheme {scheme!r} ({first}); allowed: a local "
+                "path, file://, s3://, gs://, hdfs://, abfs://"
+            ) from None
         return fs, path.rstrip("/")
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
@@ -298,14 +317,25 @@ class TrialStore:
 
     # -- metrics ----------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Per-epoch rows, one per epoch (the last written wins), sorted by epoch."""
+        """Per-epoch rows, one per epoch (the last written wins), sorted by epoch.
+
+        A line that is not a JSON object with an integer ``epoch`` raises
+        :class:`MetricsFileError` naming the file and the line."""
         if not self.loc.exists(METRICS_FILE):
             return []
         rows: dict[int, dict[str, Any]] = {}
-        for line in self.loc.read_bytes(METRICS_FILE).decode().splitlines():
-            if line.strip():
+        text = self.loc.read_bytes(METRICS_FILE).decode(errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
-                rows[int(row["epoch"])] = row
+                epoch = int(row["epoch"])
+            except (ValueError, KeyError, TypeError) as error:
+                problem = f"not a metrics row ({type(error).__name__}: {error})"
+                done = [rows[k] for k in sorted(rows)]
+                raise MetricsFileError(self.loc.file(METRICS_FILE), number, problem, done) from None
+            rows[epoch] = row
         return [rows[k] for k in sorted(rows)]
 
     def write_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -345,17 +375,70 @@ class TrialStore:
             self.checkpoints.delete(f"epoch_{old:04d}.pt")
 
     def load_latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
-        """The newest checkpoint that loads, as (epoch, state); None when there is none."""
+        """The newest checkpoint that loads, as (epoch, state); None when there is none.
+
+        A checkpoint that does not load (truncated by a crash, garbled) is skipped with a
+        warning naming it, and the previous one is used."""
         import torch
 
         for epoch in reversed(self.checkpoint_epochs()):
+            name = f"epoch_{epoch:04d}.pt"
             try:
-                data = self.checkpoints.read_bytes(f"epoch_{epoch:04d}.pt")
+                data = self.checkpoints.read_bytes(name)
                 state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-            except Exception:  # a truncated file from a crash: fall back to the previous one
+            except Exception as error:  # a truncated file from a crash: use the previous one
+                warnings.warn(
+                    f"{self.checkpoints.file(name)}: cannot load ({type(error).__name__}); "
+                    "using the previous checkpoint",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 continue
             return epoch, state
         return None
+
+    def delete_checkpoints(self) -> list[int]:
+        """Remove every checkpoint (a restart from epoch 1); returns the epochs removed."""
+        epochs = self.checkpoint_epochs()
+        for epoch in epochs:
+            self.checkpoints.delete(f"epoch_{epoch:04d}.pt")
+        return epochs
+
+    # -- temporaries ------------------------------------------------------------
+    def remove_stale_temporaries(self, min_age_s: float = STALE_TMP_S) -> list[str]:
+        """Delete the temporaries of atomic writes that a killed writer left behind.
+
+        Only names of the ``Location.write_bytes`` form (``.<name>.<8 hex>.tmp``) in the trial
+        folder and its ``checkpoints/`` are touched, and only when older than ``min_age_s``: a
+        live writer renames its temporary within a second or so. Returns the paths removed."""
+        removed = []
+        now = time.time()
+        for loc in (self.loc, self.checkpoints):
+            if not loc.exists():
+                continue
+            selector = pafs.FileSelector(loc.path, recursive=False)
+            for info in loc.fs.get_file_info(selector):
+                if info.type != pafs.FileType.File or not _TMP_RE.match(info.base_name):
+                    continue
+                mtime = info.mtime.timestamp() if info.mtime is not None else None
+                if mtime is not None and now - mtime < min_age_s:
+                    continue
+                try:
+                    loc.fs.delete_file(info.path)
+                except OSError:  # removed meanwhile, or not ours to remove: leave it
+                    continue
+                removed.append(info.path)
+        return removed
+
+
+class MetricsFileError(ValueError):
+    """``metrics.jsonl`` has a line that is not a JSON row; names the file and the line.
+
+    ``rows`` holds the rows read before that line (a truncated tail keeps its head)."""
+
+    def __init__(self, path: str, line: int, problem: str, rows: list[dict[str, Any]]) -> None:
+        super().__init__(f"{path} line {line}: {problem}")
+        self.path, self.line, self.rows = path, line, rows
 
 
 class ExperimentStore:
@@ -374,9 +457,24 @@ class ExperimentStore:
         return self.loc.exists(EXPERIMENT_FILE)
 
     def read_ledger(self) -> dict[str, Any]:
-        return self.loc.read_json(
-            EXPERIMENT_FILE, default={"name": self.name, "schema": 1, "trials": {}, "launches": []}
-        )
+        """The ledger; a garbled file is a one-line ``UserError`` naming it."""
+        from trainables.errors import UserError
+
+        default = {"name": self.name, "schema": 1, "trials": {}, "launches": []}
+        try:
+            ledger = self.loc.read_json(EXPERIMENT_FILE, default=default)
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            first = (str(error).splitlines() or [type(error).__name__])[0]
+            raise UserError(
+                f"{join(self.uri, EXPERIMENT_FILE)}: unreadable ledger ({first}); restore it "
+                "from a copy or move the experiment away"
+            ) from None
+        if not isinstance(ledger, dict):
+            raise UserError(
+                f"{join(self.uri, EXPERIMENT_FILE)}: unreadable ledger (not a JSON object); "
+                "restore it from a copy or move the experiment away"
+            )
+        return ledger
 
     def write_ledger(self, ledger: dict[str, Any]) -> None:
         self.loc.write_json(EXPERIMENT_FILE, ledger)

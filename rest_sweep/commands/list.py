@@ -45,4 +45,6 @@ def run(args: argparse.Namespace) -> int:
             f"{r.name:<{width}}  {r.state:<11} {r.planned:>7} {r.finished:>8} {r.errored:>7} "
             f"{r.pending:>7}  {started:<16}  {', '.join(r.grids)}"
         )
+        if r.unreadable:
+            print(f"  {r.name}: {r.unreadable}")
     return 0

@@ -13,7 +13,8 @@ EPILOG = """examples:
 After a driver crash, Ctrl-C, SIGTERM or a lost node: unfinished and errored trials run again
 from their newest checkpoint on storage; finished trials are never rerun. Every launch setting
 (address, resources, retries, scheduler, metric, embedded Ray size, actor reuse) is that of the
-last launch unless given here."""
+last launch unless given here. Trials that errored from a divergence (state.json error
+"non-finite loss ...") are not run again unless --retry-errored is given."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,12 +27,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-root", default=None, help="default: the data root of the last launch")
     add_launch_arguments(p, resume=True)
+    p.add_argument(
+        "--retry-errored",
+        action="store_true",
+        help="also run again the trials that errored from a divergence (non-finite loss); "
+        "other errored trials are always retried",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rest_sweep.service import resume
 
-    result = resume(args.storage, args.name, data_root=args.data_root, **launch_options(args))
+    result = resume(
+        args.storage,
+        args.name,
+        data_root=args.data_root,
+        retry_errored=args.retry_errored,
+        **launch_options(args),
+    )
     print_result(result)
     return result.exit_code

@@ -113,6 +113,12 @@ def add_launch_arguments(p: argparse.ArgumentParser, *, resume: bool) -> None:
     else:
         p.add_argument("--reuse-actors", action="store_true", help=reuse_help)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="take over from a launch believed live (its driver is gone but looks alive, e.g. "
+        "a fresh heartbeat from a lost host); prints a warning",
+    )
 
 
 def launch_options(args: argparse.Namespace) -> dict[str, object]:
@@ -129,6 +135,7 @@ def launch_options(args: argparse.Namespace) -> dict[str, object]:
         "num_gpus",
         "reuse_actors",
         "quiet",
+        "force",
     )
     return {k: getattr(args, k) for k in keys}
 

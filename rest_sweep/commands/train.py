@@ -112,11 +112,30 @@ def build_config(args: argparse.Namespace) -> TrialConfig:
     return TrialConfig.from_recipe(recipe, **{**cell, **values})
 
 
+def check_device(device: str) -> None:
+    """``--device cuda[:N]`` needs that GPU here: a one-line error instead of torch's."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    suffix = device.partition(":")[2] or "0"
+    index = int(suffix) if suffix.isdigit() else -1
+    if not 0 <= index < count:
+        raise UserError(
+            f"--device {device}: this machine has {count} CUDA GPU(s); allowed: auto, cpu"
+            + (f", cuda:0..cuda:{count - 1}" if count else "")
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    from rest_sweep.ledger import check_writable
     from trainables.results import TrialStore
     from trainables.train import run_trial
 
     config = build_config(args)
+    check_device(config.device)
+    check_writable("--out", args.out)
     existing = TrialStore(args.out).read_config()
     if existing is not None:
         from trainables.config import TrialConfig

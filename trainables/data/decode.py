@@ -86,3 +86,46 @@ def decode_images(paths: list[str] | list[Path], workers: int | None = None) -> 
         if parts is not None:
             return np.concatenate(parts)
     return decode_chunk(names, shape, names[0])
+
+
+# ---------------------------------------------------------------------- checking (data verify)
+Problem = tuple[str, str, str]  # (path, "decode" | "size", error text or "WxH")
+
+
+def probe_chunk(paths: list[str], sizes: tuple[int, ...]) -> list[Problem]:
+    """Decode every image fully; report the ones that fail or are not square of ``sizes``."""
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()  # the whole stream: a truncated or garbled file fails here
+                width, height = image.size
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+            problems.append((path, "decode", str(error).splitlines()[0] if str(error) else ""))
+            continue
+        if width != height or width not in sizes:
+            problems.append((path, "size", f"{width}x{height}"))
+    return problems
+
+
+def find_bad_images(
+    paths: list[str], sizes: tuple[int, ...], workers: int | None = None
+) -> list[Problem]:
+    """Every image of ``paths`` decoded (in forked worker processes for large lists, as
+    :func:`decode_images` does); returns the problems in ``paths`` order."""
+    names = [os.fspath(p) for p in paths]
+    workers = min(workers or default_workers(), 32)
+    if (
+        workers > 1
+        and len(names) >= PARALLEL_MIN
+        and "fork" in multiprocessing.get_all_start_methods()
+    ):
+        chunks = [names[i : i + CHUNK] for i in range(0, len(names), CHUNK)]
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = [pool.submit(probe_chunk, chunk, sizes) for chunk in chunks]
+                return [problem for future in futures for problem in future.result()]
+        except (AssertionError, BrokenProcessPool, OSError):  # daemonic parent, no /dev/shm...
+            pass
+    return probe_chunk(names, sizes)

@@ -3,11 +3,13 @@
 The DisEnt and REST loaders glob silently: a wrong root or a half-extracted download shows up
 much later as ``num_samples=0`` or as quietly wrong numbers. This check fails hard on anything
 that makes the labels untrustworthy (missing or empty split, unparsable name, label or bias out
-of range, an ``align`` file that is conflicting or the reverse, an id in two splits, an unreadable
-or wrongly sized image) and warns on what is only unusual (ratios off nominal, valid not matching
-train, test not unbiased, the README's ``conlict`` spelling). On success it writes
-``<dataset>/manifest.json``: counts plus a sha256 of the sorted relative path list, so the exact
-bundle behind a result can be named and a later change is noticed.
+of range, an ``align`` file that is conflicting or the reverse, an id in two splits, an image that
+does not decode completely or has a wrong size: every image is decoded, in worker processes)
+and warns on what is only unusual (ratios off nominal, valid not matching train, test not
+unbiased, the README's ``conlict`` spelling). On success it writes ``<dataset>/manifest.json``:
+counts plus a sha256 of the sorted relative path list, so the exact bundle behind a result can
+be named and a later change is noticed. :func:`ensure_manifest_current` (called before a sweep
+starts) refuses a bundle changed after its manifest was written.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from trainables.errors import DataError
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
-SAMPLE_PER_SPLIT = 20
 RATIO_TOLERANCE = 0.002  # 0.2 percentage points, widened by 3 binomial standard deviations
 
 
@@ -162,28 +163,29 @@ class _Checker:
                 "label == bias; every file under conflict/ must have label != bias"
             )
 
-    def check_images(self, row: SplitRow, sample: int) -> None:
-        """Open an evenly spaced sample of a split: it must decode to a square allowed size."""
-        from PIL import Image, UnidentifiedImageError
+    def check_images(self, rows: list[SplitRow], workers: int | None = None) -> None:
+        """Decode every image of ``rows`` (worker processes): each must decode completely to
+        a square allowed size. Names the first failing file and counts the rest."""
+        from trainables.data.decode import find_bad_images
 
-        if not row.files:
+        paths = sorted({f.path for row in rows for f in row.files})
+        if not paths:
             return
-        step = max(1, len(row.files) // sample)
-        allowed = " or ".join(f"{s}x{s}" for s in self.spec.stored_sizes)
-        for f in row.files[::step][:sample]:
-            try:
-                with Image.open(f.path) as image:
-                    image.load()
-                    size = image.size
-            except (OSError, UnidentifiedImageError, ValueError) as error:
-                self.report.errors.append(f"image: cannot decode {f.path} ({error})")
-                return
-            if size[0] != size[1] or size[0] not in self.spec.stored_sizes:
-                self.report.errors.append(
-                    f"image size: {f.relpath} is {size[0]}x{size[1]}; allowed for "
-                    f"{self.report.dataset}: {allowed}"
-                )
-                return
+        problems = find_bad_images(paths, tuple(self.spec.stored_sizes), workers)
+        undecodable = [(p, detail) for p, kind, detail in problems if kind == "decode"]
+        wrong_size = [(p, detail) for p, kind, detail in problems if kind == "size"]
+        if undecodable:
+            path, detail = undecodable[0]
+            more = f" (and {len(undecodable) - 1} more)" if len(undecodable) > 1 else ""
+            self.report.errors.append(f"image: cannot decode {path} ({detail}){more}")
+        if wrong_size:
+            path, size = wrong_size[0]
+            more = f" (and {len(wrong_size) - 1} more)" if len(wrong_size) > 1 else ""
+            allowed = " or ".join(f"{s}x{s}" for s in self.spec.stored_sizes)
+            rel = os.path.relpath(path, self.report.folder).replace(os.sep, "/")
+            self.report.errors.append(
+                f"image size: {rel} is {size}{more}; allowed for {self.report.dataset}: {allowed}"
+            )
 
     def check_duplicates(self, name: str, rows: list[SplitRow]) -> None:
         seen: dict[str, list[str]] = defaultdict(list)
@@ -285,10 +287,11 @@ def verify_bundle(
     dataset: str,
     *,
     ratios: list[float | str] | None = None,
-    sample: int = SAMPLE_PER_SPLIT,
+    workers: int | None = None,
     write_manifest: bool = True,
 ) -> VerifyReport:
-    """Check every ratio of a bundle (or ``ratios``); on success write ``manifest.json``."""
+    """Check every ratio of a bundle (or ``ratios``), decoding every image (``workers``
+    processes, default: the CPUs this process may use); on success write ``manifest.json``."""
     checker = _Checker(data_root, dataset)
     report = checker.report
     found = available_ratios(data_root, dataset)
@@ -316,11 +319,63 @@ def verify_bundle(
     report.rows.append(test)
     _test_checks(report, test, checker.spec.num_classes)
     _class_checks(report, test, checker.spec.num_classes)
-    for row in report.rows:
-        checker.check_images(row, sample)
+    checker.check_images(report.rows, workers)
     if report.ok:
         report.manifest = build_manifest(report)
         if write_manifest:
             _compare_manifest(report, report.manifest)
             write_json_atomic(report.folder / MANIFEST, report.manifest)
     return report
+
+
+MTIME_SLACK_S = 1.0  # filesystems with coarse timestamps (FAT: 2 s, some NFS: 1 s)
+
+
+def ensure_manifest_current(
+    data_root: str | os.PathLike, dataset: str, ratios: list[float | str] | None = None
+) -> Path | None:
+    """Refuse (``DataError``) a bundle with a file or folder newer than its ``manifest.json``.
+
+    A verified bundle that changed afterwards (an image replaced, added or removed) would train
+    on data ``data verify`` never checked. Scans the ratio folders of ``ratios`` (default all)
+    and the shared ones (``test``, ``valid``) by modification time (``stat`` only, no decoding).
+    Returns the manifest's path, or None when the bundle has none (never verified: nothing to
+    compare). A copy that does not keep modification times (``cp -r`` without ``-p``) makes
+    files newer than the manifest: verify the copy again.
+    """
+    from trainables.data.layout import PCT_RE
+
+    folder = dataset_dir(data_root, dataset)
+    manifest = folder / MANIFEST
+    try:
+        written = manifest.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    wanted = {ratio_folder(r) for r in ratios} if ratios else None
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith(".") or entry.name == MANIFEST:
+            continue
+        if wanted is not None and PCT_RE.match(entry.name) and entry.name not in wanted:
+            continue
+        newer = _newer_than(entry, written + MTIME_SLACK_S)
+        if newer is not None:
+            raise DataError(
+                f"data: {newer} changed after {manifest} was written; run `rest-sweep data "
+                f"verify {folder}` again (it checks every image) before training on it"
+            )
+    return manifest
+
+
+def _newer_than(entry: os.DirEntry, limit: float) -> str | None:
+    """The first path under ``entry`` (itself included) modified after ``limit``."""
+    stack = [entry]
+    while stack:
+        item = stack.pop()
+        try:
+            if item.stat(follow_symlinks=True).st_mtime > limit:
+                return item.path
+            if item.is_dir(follow_symlinks=True):
+                stack.extend(e for e in os.scandir(item.path) if not e.name.startswith("."))
+        except FileNotFoundError:  # removed while scanning: the folder's mtime says so
+            continue
+    return None

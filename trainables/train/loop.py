@@ -7,15 +7,24 @@ trial, or a resumed sweep). Re-running a finished trial returns its summary and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from trainables.config import TrialConfig
-from trainables.results import TrialStore
+from trainables.errors import DivergenceError
+from trainables.results import (
+    CHECKPOINT_ROWS,
+    METRICS_FILE,
+    MetricsFileError,
+    TrialStore,
+    json_safe,
+)
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -33,6 +42,7 @@ def run_trial(
     ``checkpoint_dir`` is the trial folder (local path or pyarrow URI). Each epoch ends with an
     atomic checkpoint, a metrics row and a call to ``report(row)``. A crash leaves the folder
     resumable: the next call continues from the newest checkpoint and never duplicates a row.
+    A non-finite training loss raises :class:`DivergenceError` (the trial is marked errored).
     """
     if checkpoint_dir is None:
         checkpoint_dir = tempfile.mkdtemp(prefix=f"trial-{config.trial_hash}-")
@@ -40,18 +50,35 @@ def run_trial(
     summary = store.read_summary()
     if summary is not None:
         return summary
+    store.remove_stale_temporaries()  # left by a writer killed between write and rename
     attempt = int((store.read_state() or {}).get("attempt", 0)) + 1
     store.write_config(config.to_dict())
     try:
         return _train(config, store, report, progress, attempt)
     except (KeyboardInterrupt, SystemExit):
-        store.write_state("interrupted", attempt=attempt)
+        _record(store.write_state, "interrupted", attempt=attempt)
         raise
     except BaseException as error:
-        store.write_error(traceback.format_exc())
+        # Recorded when the storage allows (a full disk may not): the original error is raised
+        # either way, never a second one from the recording.
+        _record(store.write_error, traceback.format_exc())
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        store.write_state("errored", attempt=attempt, error=f"{type(error).__name__}: {first_line}")
+        diverged = isinstance(error, DivergenceError)
+        _record(
+            store.write_state,
+            "errored",
+            attempt=attempt,
+            # A divergence's reason is the message itself: "non-finite loss at epoch E step S".
+            error=first_line if diverged else f"{type(error).__name__}: {first_line}",
+            diverged=diverged,
+        )
         raise
+
+
+def _record(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    # The error being handled matters more than its record.
+    with contextlib.suppress(Exception):
+        write(*args, **kwargs)
 
 
 def _train(
@@ -60,16 +87,15 @@ def _train(
     from trainables.train.trial import Trial  # torch import deferred until a trial really runs
 
     trial = Trial(config)
-    start_epoch = 0
-    latest = store.load_latest_checkpoint()
-    if latest is not None:
-        start_epoch, state = latest
+    start_epoch, state = store.load_latest_checkpoint() or (0, None)
+    rows, warning = _recover_rows(store, start_epoch, state)
+    if rows is None:  # the rows of the checkpointed epochs are lost: start over, once
+        store.delete_checkpoints()
+        start_epoch, state, rows = 0, None, []
+    if warning:
+        warnings.warn(warning, RuntimeWarning, stacklevel=2)
+    if state is not None:
         trial.load_state_dict(state)
-    rows = [r for r in store.read_metrics() if int(r["epoch"]) <= start_epoch]
-    if len(rows) != start_epoch:
-        raise RuntimeError(
-            f"metrics of epochs 1..{start_epoch} are missing next to their checkpoint"
-        )
     store.write_metrics(rows)  # drop rows of epochs whose checkpoint did not survive
     store.write_state(
         "running",
@@ -79,6 +105,8 @@ def _train(
         host=socket.gethostname(),
         pid=os.getpid(),
         epochs=config.epochs,
+        diverged=False,
+        warning=warning,
     )
     bar = _progress_bar(config, trial.steps_per_epoch, start_epoch) if progress else None
     try:
@@ -87,8 +115,12 @@ def _train(
             # Row first, checkpoint second: a crash in between leaves a row without its
             # checkpoint, which the next attempt truncates and recomputes (never a gap).
             store.append_metrics(row)
-            store.save_checkpoint(epoch, trial.state_dict(epoch))
             rows.append(row)
+            # The checkpoint also keeps the rows so far (small), so a lost or corrupt
+            # metrics.jsonl is rebuilt from it.
+            state = trial.state_dict(epoch)
+            state[CHECKPOINT_ROWS] = json_safe(rows)
+            store.save_checkpoint(epoch, state)
             store.write_state("running", epoch=epoch)
             if bar is not None:
                 bar.set_postfix_str(_postfix(row))
@@ -100,6 +132,42 @@ def _train(
     store.write_summary(trial.summary(rows, attempts=attempt))
     store.write_state("finished", epoch=config.epochs)
     return store.read_summary()  # as stored (NaN -> null), the same on every later call
+
+
+def _recover_rows(
+    store: TrialStore, start_epoch: int, state: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The metrics rows of epochs 1..``start_epoch`` and a warning when they needed repair.
+
+    ``metrics.jsonl`` first; when it is missing, corrupt or short, the rows kept in the
+    checkpoint. None when neither has them: the trial restarts from epoch 1 (the warning names
+    the file and what was lost), so a broken file never makes a trial fail on every attempt.
+    """
+    path = store.loc.file(METRICS_FILE)
+    try:
+        found, problem = store.read_metrics(), None
+    except MetricsFileError as error:
+        found, problem = error.rows, str(error)
+    rows = [r for r in found if int(r["epoch"]) <= start_epoch]
+    if len(rows) == start_epoch and problem is None:
+        return rows, None
+    if start_epoch == 0:
+        return [], f"{problem}; no checkpoint: the trial starts from epoch 1"
+    if problem is None:
+        have = ", ".join(str(r["epoch"]) for r in rows) or "none"
+        problem = f"{path}: rows of epochs 1..{start_epoch} expected, found epochs {have}"
+    saved = (state or {}).get(CHECKPOINT_ROWS)
+    epochs = [int(r["epoch"]) for r in saved or [] if int(r["epoch"]) <= start_epoch]
+    if epochs == list(range(1, start_epoch + 1)):
+        kept = [r for r in saved if int(r["epoch"]) <= start_epoch]
+        return kept, (
+            f"{problem}; rebuilt epochs 1..{start_epoch} from the checkpoint of epoch "
+            f"{start_epoch}, nothing lost"
+        )
+    return None, (
+        f"{problem}; the checkpoints hold no metrics rows, so the trial restarts from epoch 1 "
+        f"(lost: the {start_epoch} trained epoch(s) and their checkpoints)"
+    )
 
 
 def _progress_bar(config: TrialConfig, steps_per_epoch: int, start_epoch: int):

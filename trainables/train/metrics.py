@@ -35,12 +35,20 @@ class GroupAccumulator:
         self.count = torch.zeros(cells, dtype=torch.long, device=device)
         self.correct = torch.zeros(cells, dtype=torch.long, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        # Updates while ``loss_sum`` was still finite: a non-finite sum stays non-finite (the
+        # losses are >= 0), so the first non-finite update is ``finite_updates + 1``. Counted
+        # on the device, read only when the epoch's sum is not finite.
+        self.finite_updates = torch.zeros((), dtype=torch.long, device=device)
+
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        """Every sum (what a CUDA graph's warm-up must snapshot and restore)."""
+        return [self.count, self.correct, self.loss_sum, self.finite_updates]
 
     def reset(self) -> None:
         """Zero in place (a CUDA graph keeps pointing at these tensors)."""
-        self.count.zero_()
-        self.correct.zero_()
-        self.loss_sum.zero_()
+        for tensor in self.tensors:
+            tensor.zero_()
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, y: torch.Tensor, b: torch.Tensor, losses: torch.Tensor):
@@ -49,6 +57,13 @@ class GroupAccumulator:
         self.count.index_add_(0, cell, torch.ones_like(cell))
         self.correct.index_add_(0, cell, (logits.argmax(dim=1) == y).long())
         self.loss_sum += losses.detach().double().sum()
+        self.finite_updates += torch.isfinite(self.loss_sum)
+
+    def first_nonfinite_update(self) -> int | None:
+        """1-based index of the update whose loss made the sum non-finite (a host sync)."""
+        if torch.isfinite(self.loss_sum).item():
+            return None
+        return int(self.finite_updates.item()) + 1
 
     def compute(self, prefix: str) -> dict[str, float]:
         """Metrics named ``{prefix}_acc`` etc. (one device->host copy)."""

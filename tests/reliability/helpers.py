@@ -1,0 +1,79 @@
+"""Shared by the reliability suite: the tiny grid, CLI runs in subprocesses, one-line checks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rest_sweep.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+NO_RAY = Path(__file__).resolve().parent / "no_ray"
+GRID = """name: tiny
+fixed: {{dataset: cmnist, ratio: 1.0, epochs: 1, width: 8, update_frequency: 4}}
+axes: {{seed: {seeds}}}
+methods:
+  erm: {{}}
+"""
+
+
+def write_grid(folder: Path, seeds: tuple[int, ...] = (41,)) -> str:
+    path = folder / "tiny.yaml"
+    path.write_text(GRID.format(seeds=list(seeds)))
+    return str(path)
+
+
+def cli(*args: str, no_ray: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``rest-sweep ARGS`` in a subprocess; ``no_ray``: with a ``ray`` that cannot be imported."""
+    env = dict(os.environ)
+    paths = ([str(NO_RAY)] if no_ray else []) + [str(REPO), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return subprocess.run(
+        [sys.executable, "-m", "rest_sweep.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def popen_cli(*args: str, no_ray: bool = False) -> subprocess.Popen:
+    env = dict(os.environ)
+    paths = ([str(NO_RAY)] if no_ray else []) + [str(REPO), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rest_sweep.cli", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """The CLI in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(code: int, stderr: str, *needles: str) -> str:
+    """Exit 2, exactly one line on stderr, no traceback, every needle in it."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2, (code, stderr)
+    assert "Traceback" not in stderr and len(lines) == 1, stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
