@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(timing))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(timing, indent=1) + "\n")
-    return 0 if result.outcome in ("completed", "nothing to run") else 1
+    return 0 if result.outcome in ("completed", "nothing to run", "deadline") else 1
 
 
 def summarize(args: argparse.Namespace) -> int:
@@ -105,13 +105,15 @@ def difference_table(trials) -> str:
     sparse = done[done["cfg_method"].isin(["rest", "rigl"])]
     lines = [
         "## REST vs RigL per density (test accuracy at the valid-selected epoch, %, mean ± std over seeds)\n",
-        "| recipe | density | seeds | RigL unbiased | REST unbiased | REST − RigL unbiased | RigL conflicting | REST conflicting | REST − RigL conflicting |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| dataset | ratio | epochs | recipe | density | seeds | RigL unbiased | REST unbiased "
+        "| REST − RigL unbiased | RigL conflicting | REST conflicting | REST − RigL conflicting |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (recipe, density), cell in sparse.groupby(["cfg_recipe", "cfg_density"]):
+    keys = ["cfg_dataset", "cfg_ratio", "cfg_epochs", "cfg_recipe", "cfg_density"]
+    for (dataset, ratio, epochs, recipe, density), cell in sparse.groupby(keys):
         by = {m: cell[cell["cfg_method"] == m].set_index("cfg_seed") for m in ("rigl", "rest")}
         seeds = sorted(set(by["rigl"].index) & set(by["rest"].index))
-        row = [recipe, f"{density:g}", str(len(seeds))]
+        row = [dataset, f"{ratio:g}", str(epochs), recipe, f"{density:g}", str(len(seeds))]
         for metric in ("unbiased", "conflicting"):
             column = METRICS[metric]
             rigl = [float(by["rigl"].loc[s, column]) for s in seeds]
@@ -130,12 +132,14 @@ def dense_table(trials) -> str:
     dense = done[done["cfg_method"].isin(["erm", "erm_rw"])]
     lines = [
         "## Dense references (test accuracy at the valid-selected epoch, %)\n",
-        "| recipe | method | seeds | unbiased | conflicting |",
-        "|---|---|---|---|---|",
+        "| dataset | ratio | epochs | recipe | method | seeds | unbiased | conflicting |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for (recipe, method), cell in dense.groupby(["cfg_recipe", "cfg_method"]):
+    keys = ["cfg_dataset", "cfg_ratio", "cfg_epochs", "cfg_recipe", "cfg_method"]
+    for (dataset, ratio, epochs, recipe, method), cell in dense.groupby(keys):
         lines.append(
-            f"| {recipe} | {method} | {len(cell)} | {_spread(list(cell[METRICS['unbiased']]))} "
+            f"| {dataset} | {ratio:g} | {epochs} | {recipe} | {method} | {len(cell)} "
+            f"| {_spread(list(cell[METRICS['unbiased']]))} "
             f"| {_spread(list(cell[METRICS['conflicting']]))} |"
         )
     return "\n".join(lines) + "\n"

@@ -15,9 +15,11 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from rest_sweep import ledger as ledgers
+from rest_sweep.cluster import sigterm_as_sigint
 from rest_sweep.ledger import LaunchSettings
 from rest_sweep.service import (
     Overrides,
@@ -43,9 +45,15 @@ def run_local(
     device: str = "auto",
     deadline_s: float | None = None,
     quiet: bool = False,
+    force: bool = False,
+    retry_errored: bool = False,
 ) -> SweepResult:
     """Plan every grid of ``grids`` into experiment ``name`` (in order) and train the
-    unfinished trials in plan order, ``workers`` at a time, on ``device``."""
+    unfinished trials in plan order, ``workers`` at a time, on ``device``.
+
+    ``force`` takes over a launch believed live; diverged trials (non-finite loss) run again
+    only with ``retry_errored``."""
+    ledgers.check_name(name)
     if workers < 1:
         raise UserError(f"--workers: {workers} is not allowed; allowed: an integer >= 1")
     if not grids:
@@ -55,8 +63,8 @@ def run_local(
     if not trials:
         raise UserError(f"grids {', '.join(grids)}: no runnable trials")
     root = validate_data(data_root, trials)
-    store = ExperimentStore(absolute_storage(storage), name)
-    ledgers.ensure_no_live_driver(store)
+    store = ledgers.open_store(absolute_storage(storage), name, write=True)
+    ledgers.ensure_no_live_driver(store, force=force, by="local")
     for expansion in expansions:
         ledger = ledgers.record_plan(store, expansion, root)
     configs = {
@@ -65,7 +73,10 @@ def run_local(
         for h, cfg in expansion.by_hash().items()
     }
     planned = len(ledger.get("trials", {}))
-    todo = unfinished(store, ledger, list(configs))
+    todo = unfinished(store, ledger, list(configs), retry_diverged=retry_errored)
+    skipped = len(unfinished(store, ledger, list(configs))) - len(todo)
+    if skipped and not quiet:
+        print(f"{store.name}: {skipped} diverged trial(s) (non-finite loss) not run again")
     if not todo:
         if not quiet:
             print(f"{store.name}: nothing to run; all {len(configs)} trials finished or stopped")
@@ -83,13 +94,23 @@ def run_local(
     outcome = "interrupted"
     started = time.monotonic()
     try:
-        ran = _run_pool(store, todo, configs, workers, started, deadline_s, quiet)
+        with sigterm_as_sigint():
+            ran, stop = _run_pool(
+                store, launch["id"], todo, configs, workers, started, deadline_s, quiet
+            )
         left = unfinished(store, store.read_ledger(), todo)
         errored = trial_counts(store, {h: configs[h] for h in left})["errored"]
-        outcome = "completed" if not left else ("errors" if errored == len(left) else "interrupted")
+        if not left:
+            outcome = "completed"
+        elif errored == len(left):
+            outcome = "errors"
+        else:  # "deadline": the budget ran out, the rest stays pending (not a failure)
+            outcome = stop or "interrupted"
     finally:
-        counts = trial_counts(store, configs)
-        ledgers.end_launch(store, launch["id"], outcome, counts)
+        ledgers.end_launch(
+            store, launch["id"], outcome, trial_counts(store, {h: configs[h] for h in todo})
+        )
+    counts = trial_counts(store, configs)
     if not quiet:
         print(
             f"{store.name}: {outcome}; {counts['finished']}/{counts['trials']} finished, "
@@ -100,34 +121,51 @@ def run_local(
 
 def _run_pool(
     store: ExperimentStore,
+    launch_id: str,
     todo: list[str],
     configs: dict[str, Any],
     workers: int,
     started: float,
     deadline_s: float | None,
     quiet: bool,
-) -> int:
-    """Keep ``workers`` trials in flight until ``todo`` is empty or the deadline passes."""
+) -> tuple[int, str | None]:
+    """Keep ``workers`` trials in flight until ``todo`` is empty or the deadline passes.
+
+    Returns the trials that ran and why it stopped early (``deadline``, ``errors`` when the
+    pool broke, e.g. a worker killed by the OOM killer; None when it did not)."""
     queue = list(todo)
     ran = 0
+    stop: str | None = None
     # spawn: a CUDA context cannot cross fork, and each worker imports torch once.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         running: dict[Future, str] = {}
 
         def fill() -> None:
+            nonlocal stop
             while queue and len(running) < workers:
                 if deadline_s is not None and time.monotonic() - started > deadline_s:
                     queue.clear()  # what is not started stays pending for the next run
+                    stop = "deadline"
                     return
-                trial_hash = queue.pop(0)
+                trial_hash = queue[0]
                 cfg = configs[trial_hash]
-                future = pool.submit(_train_one, cfg.to_dict(), store.trial_uri(trial_hash))
+                try:
+                    future = pool.submit(_train_one, cfg.to_dict(), store.trial_uri(trial_hash))
+                except BrokenProcessPool:
+                    queue.clear()
+                    stop = "errors"
+                    return
+                queue.pop(0)
                 running[future] = trial_hash
 
         fill()
+        beat = time.monotonic()
         while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=ledgers.HEARTBEAT_S, return_when=FIRST_COMPLETED)
+            if time.monotonic() - beat >= ledgers.HEARTBEAT_S:
+                ledgers.heartbeat(store, launch_id)
+                beat = time.monotonic()
             for future in done:
                 trial_hash = running.pop(future)
                 ran += 1
@@ -140,7 +178,7 @@ def _run_pool(
                         flush=True,
                     )
             fill()
-    return ran
+    return ran, stop
 
 
 def _train_one(config: dict[str, Any], uri: str) -> None:

@@ -201,6 +201,6 @@ def test_method_parameters_are_config_fields_with_help():
     from trainables.methods import METHODS, method_takes
 
     assert method_takes("rest", "density") and not method_takes("erm", "density")
-    assert method_takes("erm", "lr") and not method_takes("rigl", "upweight")
+    assert method_takes("erm", "lr") and not method_takes("erm_rw", "drop_fraction")
     assert METHODS.get("rest").labels == "bias" and METHODS.get("rigl").labels == "none"
     assert {"density", "upweight", "drop_rounding"} <= set(field_names())

@@ -52,7 +52,8 @@ def test_harness_runs_resumes_and_summarises(tiny_cmnist_root, tmp_path, capsys)
     ]
 
     # a deadline already passed: the plan is recorded, nothing starts, everything is pending
-    assert reproduce.main(["run", *common, "--deadline", "0"]) == 1
+    assert reproduce.main(["run", *common, "--deadline", "0"]) == 0
+    assert '"outcome": "deadline"' in capsys.readouterr().out
     capsys.readouterr()
     assert (
         cli_main(["status", "--storage", str(tmp_path / "runs"), "--name", "tiny", "--json"]) == 0
@@ -76,8 +77,8 @@ def test_harness_runs_resumes_and_summarises(tiny_cmnist_root, tmp_path, capsys)
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 7 and set(trials["status"]) == {"finished"}
     text = (out / "tables.md").read_text()
-    assert "REST − RigL unbiased" in text and "| paper | 0.05 | 1 |" in text
-    assert "| paper | erm | 1 |" in text
+    assert "REST − RigL unbiased" in text and "| cmnist | 1 | 1 | paper | 0.05 | 1 |" in text
+    assert "| cmnist | 1 | 1 | paper | erm | 1 |" in text
     ledger = json.loads((tmp_path / "runs" / "tiny" / "experiment.json").read_text())
     assert [launch["command"] for launch in ledger["launches"]] == ["local", "local"]
     assert ledger["launches"][-1]["outcome"] == "completed"

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainables.datasets import DATASETS
 from trainables.errors import UserError
-from trainables.methods import METHODS, method_takes, param, param_groups
+from trainables.methods import METHODS, effective_method, method_takes, param, param_groups
 
 RECIPES: tuple[str, ...] = ("paper", "rest-code")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
@@ -115,7 +115,10 @@ class _ConfigBehaviour:
         method = overrides.get("method", "erm")
         _check(method in METHODS, "method", method, ", ".join(METHODS.names()))
         ratio = float(coerce("ratio", overrides.get("ratio", 1.0)))
-        values = recipe_defaults(recipe, dataset, ratio, method, given=set(overrides))
+        objective = str(overrides.get("objective", "erm"))
+        values = recipe_defaults(
+            recipe, dataset, ratio, method, given=set(overrides), objective=objective
+        )
         values.update({k: coerce(k, v) for k, v in overrides.items()})
         values["recipe"] = recipe
         return TrialConfig(**values)
@@ -132,6 +135,10 @@ class _ConfigBehaviour:
     def to_dict(self) -> dict[str, Any]:
         """Flat dict of every field (JSON-able): Ray's param space and Parquet columns."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # By name, not by position: the field list grows with every registered method.
+        return _config_from_dict, (self.to_dict(),)
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **{k: coerce(k, v) for k, v in changes.items()})
@@ -214,6 +221,10 @@ else:
 # ---------------------------------------------------------------------- helpers
 
 
+def _config_from_dict(values: dict[str, Any]) -> TrialConfig:
+    return TrialConfig.from_dict(values)
+
+
 def field_names() -> list[str]:
     return [f.name for f in fields(TrialConfig)]
 
@@ -223,7 +234,13 @@ def field_help() -> dict[str, str]:
 
 
 def recipe_defaults(
-    recipe: str, dataset: str, ratio: float, method: str, *, given: set[str] | None = None
+    recipe: str,
+    dataset: str,
+    ratio: float,
+    method: str,
+    *,
+    given: set[str] | None = None,
+    objective: str = "erm",
 ) -> dict[str, Any]:
     """The values a recipe gives a (dataset, ratio, method) cell; see docs/presets.md.
 
@@ -231,7 +248,7 @@ def recipe_defaults(
     cell (the paper has no up-weight for a ratio it never ran) is not asked for them.
     """
     info = DATASETS.get(dataset)
-    spec = METHODS.get(method)
+    spec = effective_method(method, objective)
     values: dict[str, Any] = {
         "dataset": dataset,
         "ratio": ratio,
@@ -349,7 +366,10 @@ def validate(cfg: TrialConfig) -> None:
     _check(cfg.lr > 0, "lr", cfg.lr, "a positive number")
     _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "a number >= 0")
     _check(0 <= cfg.momentum < 1, "momentum", cfg.momentum, "a number in [0, 1)")
+    _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     spec = METHODS.get(cfg.method)
+    if spec.takes_objective:
+        spec = effective_method(cfg.method, cfg.objective)
     for group in param_groups():
         group.check(cfg, spec, _check)
     device_ok = cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")

@@ -129,11 +129,13 @@ class SparseEngine:
     def step(self, step: int) -> bool:
         """Call right after ``optimizer.step()`` with the 1-based global step count.
 
-        Returns True iff a mask update ran at this step. :attr:`last_update_changed` says
-        whether it changed any layer: an update whose drop counts all round to 0 reads no growth
-        scores (no dense gradient), which the FLOPs accounting must not charge.
+        Returns True iff a mask update ran at this step (it counts in :attr:`updates`).
+        :attr:`last_update_changed` (reset at every call) says whether it changed a layer: an
+        update whose drop counts all round to 0 reads no growth scores (no dense gradient), which
+        the FLOPs accounting must not charge.
         """
         self.apply_masks()
+        self.last_update_changed = False
         if not self._mask_updates or step % self._update_frequency != 0:
             return False
         fraction = self._schedule(step)

@@ -36,6 +36,7 @@ class GraphedStep:
     def __init__(
         self,
         run_step: StepFn,
+        zero_grad: Callable[[bool], None],
         modules: Sequence[torch.nn.Module],
         optimizers: Sequence[torch.optim.Optimizer],
         extra_state: list[torch.Tensor],
@@ -45,18 +46,22 @@ class GraphedStep:
             x=batch.x.clone(), y=batch.y.clone(), b=batch.b.clone(), index=batch.index.clone()
         )
         saved = _Snapshot(modules, optimizers, extra_state)
+        # Warm-up and capture must not advance the CUDA RNG: a resumed run captures at another
+        # epoch than an uninterrupted one, and both must draw the same numbers afterwards.
+        rng = torch.cuda.get_rng_state()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(WARMUP_STEPS):
-                _zero_grad(optimizers)
+                zero_grad(True)
                 run_step(self.static)
         torch.cuda.current_stream().wait_stream(stream)
         saved.restore()
         self.graph = torch.cuda.CUDAGraph()
-        _zero_grad(optimizers)
+        zero_grad(True)
         with torch.cuda.graph(self.graph):
             run_step(self.static)
+        torch.cuda.set_rng_state(rng)
 
     def fits(self, batch: Batch) -> bool:
         return batch.x.shape == self.static.x.shape
@@ -65,11 +70,6 @@ class GraphedStep:
         for name in ("x", "y", "b", "index"):
             getattr(self.static, name).copy_(getattr(batch, name), non_blocking=True)
         self.graph.replay()
-
-
-def _zero_grad(optimizers: Sequence[torch.optim.Optimizer]) -> None:
-    for optimizer in optimizers:
-        optimizer.zero_grad(set_to_none=True)
 
 
 class _Snapshot:
@@ -88,8 +88,11 @@ class _Snapshot:
             *extra,
         ]
         self.copies = [t.detach().clone() for t in self.tensors]
+        # keyed by (optimizer, parameter): a parameter may sit in two optimizers
         self.had_state = {
-            id(p): {k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
+            (id(optimizer), id(p)): {
+                k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)
+            }
             for optimizer in self.optimizers
             for group in optimizer.param_groups
             for p in group["params"]
@@ -104,10 +107,11 @@ class _Snapshot:
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     state = optimizer.state.get(p, {})
-                    before = self.had_state.get(id(p), {})
+                    before = self.had_state.get((id(optimizer), id(p)), {})
                     for key, value in state.items():
                         if not torch.is_tensor(value):
                             continue
                         # State born in warm-up is zeroed: Adam's step 0 with zero moments, or
-                        # an SGD momentum buffer of 0, updates exactly like a fresh optimizer.
+                        # an SGD momentum buffer of 0 (dampening 0), updates exactly like a fresh
+                        # optimizer.
                         value.copy_(before[key]) if key in before else value.zero_()

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from trainables.config import TrialConfig
 from trainables.data import Batch, DeviceSplit, load_splits, make_transform
-from trainables.methods import METHODS, Method, TrialContext
+from trainables.errors import DivergenceError
+from trainables.methods import Method, TrialContext, effective_method
 from trainables.train.graphs import GraphedStep
 from trainables.train.metrics import GroupAccumulator, selection_score
 from trainables.train.optim import graphed
@@ -51,7 +52,7 @@ class Trial:
 
     def __init__(self, cfg: TrialConfig) -> None:
         self.cfg = cfg
-        self.info = METHODS.get(cfg.method)
+        self.info = effective_method(cfg.method, cfg.objective)
         self.device = resolve_device(cfg.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -67,6 +68,7 @@ class Trial:
                 input_size=self.input_size,
                 steps_per_epoch=self.steps_per_epoch,
                 channels_last=self.channels_last,
+                valid=self.valid,
             )
         )
         self.sampling_weights = self.method.sampling_weights()
@@ -88,7 +90,6 @@ class Trial:
         self.valid = DeviceSplit(splits["valid"], self.device, eval_tf)
         self.test = DeviceSplit(splits["test"], self.device, eval_tf)
         self.steps_per_epoch = math.ceil(self.train.n / cfg.batch_size)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
 
     # ------------------------------------------------------------------ one epoch
     def run_epoch(self, epoch: int, progress=None, attempt: int = 1) -> dict[str, Any]:
@@ -96,6 +97,7 @@ class Trial:
         started = time.perf_counter()
         lr = self.method.lr()
         train = self.train_epoch(epoch, progress)
+        self.train_flops += self.method.before_evaluate(epoch)
         row: dict[str, Any] = {"epoch": epoch, **train}
         row.update(self.evaluate(self.valid, "valid", epoch))
         row.update(self.evaluate(self.test, "test", epoch))
@@ -108,7 +110,7 @@ class Trial:
         )
         self.method.after_epoch(epoch, row)
         score = selection_score(row)
-        if self.best_row is None or score > self.best_score:
+        if self.method.selectable(epoch) and (self.best_row is None or score > self.best_score):
             self.best_score, self.best_row = score, dict(row)
         return row
 
@@ -119,14 +121,21 @@ class Trial:
             module.train()
         acc = self.train_acc
         acc.reset()
+        # Read every epoch: a method may change its draw weights between epochs (JTT).
+        self.sampling_weights = self.method.sampling_weights()
         batches = self.train.batches(
             cfg.batch_size, epoch=epoch, seed=cfg.seed, shuffle=True, weights=self.sampling_weights
         )
         for batch in batches:
             if self.use_graphs and self.graph is None and batch.x.shape[0] == cfg.batch_size:
-                state = [acc.count, acc.correct, acc.loss_sum, *self.method.graph_state()]
+                state = [*acc.tensors, *self.method.graph_state()]
                 self.graph = GraphedStep(
-                    self._step, self.method.modules(), self.method.optimizers(), state, batch
+                    self._step,
+                    self.method.zero_grad,
+                    self.method.modules(),
+                    self.method.optimizers(),
+                    state,
+                    batch,
                 )
             if self.graph is not None and self.graph.fits(batch):
                 self.graph.replay(batch)
@@ -140,6 +149,11 @@ class Trial:
             if progress is not None:
                 progress.update(1)
         metrics = acc.compute("train")
+        if not math.isfinite(metrics["train_loss"]):
+            # The loss sums live on the device: checked once per epoch, with no per-step sync.
+            raise DivergenceError(
+                f"non-finite loss at epoch {epoch} step {acc.first_nonfinite_update()}"
+            )
         return {"train_loss": metrics["train_loss"], "train_acc": metrics["train_acc"]}
 
     def _step(self, batch: Batch) -> None:
@@ -183,6 +197,7 @@ class Trial:
             "selection": cfg.selection,
             "recipe": cfg.recipe,
             "labels_used": self.info.labels,
+            "networks": len(method.modules()),
             "density": method.density(),
             "nonzero_params": nonzero,
             "total_params": total,
