@@ -19,36 +19,13 @@ import pandas as pd
 
 from analysis.cells import EPOCHS, METRICS, ROW_KEY, MetricChoice, is_sparse, labels_text
 from trainables.datasets import DATASETS
+from trainables.methods import METHODS
 from trainables.results import split_metric
 
-METHOD_ORDER = (
-    "erm",
-    "erm_rw",
-    "jtt",
-    "groupdro",
-    "dfr",
-    "lff",
-    "mrm",
-    "disent",
-    "static",
-    "set",
-    "rigl",
-    "rest",
-)
-METHOD_NAMES = {
-    "erm": "ERM",
-    "erm_rw": "ERM+RW",
-    "jtt": "JTT",
-    "groupdro": "GroupDRO",
-    "dfr": "DFR",
-    "lff": "LfF",
-    "mrm": "MRM",
-    "disent": "DisEnt",
-    "static": "Static",
-    "set": "SET",
-    "rigl": "RigL",
-    "rest": "REST",
-}
+# The report's method order and names come from the method registry (torch-free), so a new
+# method is named in its own module only.
+METHOD_ORDER: tuple[str, ...] = tuple(METHODS)
+METHOD_NAMES: dict[str, str] = {name: METHODS.get(name).title for name in METHODS}
 # The report's dataset names, read from the registry (``DatasetInfo.display_name``); a view
 # kept for the modules that call ``DATASET_NAMES.get(name, name)``.
 DATASET_NAMES: dict[str, str] = {name: DATASETS.get(name).display_name for name in DATASETS}
@@ -431,8 +408,8 @@ def methods_table(
         f"Accuracies at the {choice.epoch} epoch ({epoch_rule}): mean ± sample std (ddof=1) "
         f"over finished seeds, in percent; {MISSING} (done/planned) = missing.",
         "Train FLOPs / ERM: each trial's training FLOPs over those of the dense single-network "
-        "ERM run with the same architecture and schedule (two-network methods such as LfF and "
-        "DisEnt count both networks), mean over finished seeds.",
+        "ERM run with the same architecture and schedule (methods with two networks count "
+        "both), mean over finished seeds.",
         "Density: sparse methods at the density chosen on the validation mean of the table "
         f"metric ({choice.metric}), as Table 2; dense methods at 1.",
         LABELS_NOTE,

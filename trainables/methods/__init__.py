@@ -19,20 +19,20 @@ from trainables.methods.params import (
 )
 from trainables.registry import Registry
 
-# One line per method, in the order grids and reports list them.
+# One line per method, in the order reports list them (dense baselines, then sparse training).
 _MODULES = (
     "erm",
     "erm_rw",
-    "static",
-    "set_",  # the module name avoids shadowing the builtin `set` in this package
-    "rigl",
-    "rest",
     "jtt",
     "groupdro",
     "dfr",
     "lff",
-    "disent",
     "mrm",
+    "disent",
+    "static",
+    "set_",  # the module name avoids shadowing the builtin `set` in this package
+    "rigl",
+    "rest",
 )
 
 METHODS: Registry[MethodInfo] = Registry("method")

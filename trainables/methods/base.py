@@ -70,6 +70,7 @@ class MethodInfo:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     objective: str | None = None
     takes_objective: bool = False
+    display_name: str = ""  # how reports name it ("GroupDRO"); default: the name
 
     def __post_init__(self) -> None:
         if self.labels not in LABELS:
@@ -77,6 +78,10 @@ class MethodInfo:
 
     def takes(self, group: type[ParamGroup]) -> bool:
         return group in self.params
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
 
     @property
     def sparse(self) -> bool:

@@ -256,4 +256,5 @@ METHOD = MethodInfo(
     Dfr,
     params=(DfrParams,),
     labels="group",
+    display_name="DFR",
 )

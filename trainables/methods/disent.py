@@ -318,4 +318,5 @@ METHOD = MethodInfo(
     Disent,
     params=(DifficultyParams, DisentParams),
     labels="none",
+    display_name="DisEnt",
 )

@@ -17,4 +17,5 @@ METHOD = MethodInfo(
     params=(ReweightParams,),
     labels="bias",
     objective="reweight",
+    display_name="ERM+RW",
 )

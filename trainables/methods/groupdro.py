@@ -130,4 +130,5 @@ METHOD = MethodInfo(
     params=(GroupDroParams,),
     labels="group",
     objective="groupdro",
+    display_name="GroupDRO",
 )

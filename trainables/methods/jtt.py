@@ -205,4 +205,5 @@ METHOD = MethodInfo(
     params=(JttParams,),
     labels="none",
     objective="jtt",
+    display_name="JTT",
 )

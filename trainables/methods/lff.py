@@ -107,4 +107,5 @@ METHOD = MethodInfo(
     Lff,
     params=(DifficultyParams,),
     labels="none",
+    display_name="LfF",
 )

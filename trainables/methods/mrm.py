@@ -378,4 +378,5 @@ METHOD = MethodInfo(
     labels="none",
     can_graph=False,
     defaults={"density": DEFAULT_DENSITY},
+    display_name="MRM",
 )

@@ -18,4 +18,5 @@ METHOD = MethodInfo(
     params=(SparseParams, ReweightParams),
     labels="bias",
     defaults={"growth": "gradient"},
+    display_name="REST",
 )

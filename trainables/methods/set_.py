@@ -17,4 +17,5 @@ METHOD = MethodInfo(
     params=(SparseParams, ObjectiveParams),
     takes_objective=True,
     defaults={"growth": "random"},
+    display_name="SET",
 )

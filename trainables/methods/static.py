@@ -18,4 +18,5 @@ METHOD = MethodInfo(
     Static,
     params=(SparseParams, ObjectiveParams),
     takes_objective=True,
+    display_name="Static",
 )
