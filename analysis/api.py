@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from analysis import figures, parquet, render
+from analysis import figures, levels, parquet, render
 from analysis.cells import MetricChoice, aggregate, plain
 from analysis.export import FigureWriter
 from analysis.load import Experiment, load_experiment
@@ -125,6 +125,26 @@ def write_figures(
     return writer
 
 
+def write_levels(analysis: Analysis, out: Location, *, figures_too: bool, png: bool) -> list[str]:
+    """For pruning trials: levels.parquet, tables/levels.md and the double-descent figure per
+    dataset (nothing when no trial has levels)."""
+    table = levels.levels_table(analysis.experiment)
+    if table is None:
+        return []
+    parquet.write_parquet(out, levels.LEVELS_FILE, table)
+    frame = table.to_pandas()
+    out.child("tables").write_bytes("levels.md", levels.best_levels_markdown(frame).encode())
+    written = [levels.LEVELS_FILE, "tables/levels.md"]
+    if figures_too:
+        with FigureWriter(out.child("figures"), png=png) as writer:
+            for dataset in sorted(frame["cfg_dataset"].dropna().unique()):
+                writer.write(
+                    f"double_descent_{dataset}", levels.double_descent_figure(frame, dataset)
+                )
+        written += [f"figures/{f}" for f in writer.written]
+    return written
+
+
 def resolve_hashes(df: pd.DataFrame, prefixes: list[str]) -> list[str]:
     """Full trial hashes for unique prefixes; an unknown or ambiguous one is a UserError."""
     out = []
@@ -168,6 +188,7 @@ def analyze(
     start = time.perf_counter()
     files = [parquet.TRIALS_FILE, parquet.EPOCHS_FILE, *write_tables(analysis, target)]
     analysis.timings["tables_write_s"] = time.perf_counter() - start
+    files += write_levels(analysis, target, figures_too=figures_too, png=png)
     note = None
     if figures_too:
         start = time.perf_counter()
