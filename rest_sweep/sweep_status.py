@@ -45,6 +45,7 @@ class TrialStatus:
     epochs: int
     error: str = ""
     interrupted: bool = False
+    level: int | None = None  # staged trials that report one in state.json (prune)
 
 
 @dataclass
@@ -156,10 +157,12 @@ def _trial_status(
 ) -> TrialStatus:
     """``alive``: whether the launch owning the trial runs (None: no launch lists it = dead)."""
     trial = store.trial(trial_hash)
-    epochs = int(cfg.get("epochs", 0))
     base = {"hash": trial_hash, "name": _short_name(cfg), "method": cfg.get("method", "?")}
     files = trial.loc.list_names()
     state = trial.read_state() or {}
+    # The loop writes the trial's own epoch count (prune: every level's epochs) once it runs.
+    epochs = int(state.get("epochs") or cfg.get("epochs", 0))
+    level = state.get("level")
     verdict = trial_state(files, state or None, launch_alive=bool(alive), ledger_stopped=stopped)
     epoch = epochs if verdict.state == FINISHED else int(state.get("epoch", 0) or 0)
     error = _first_line(state, trial) if verdict.state == ERRORED else ""
@@ -169,6 +172,7 @@ def _trial_status(
         epochs=epochs,
         error=error,
         interrupted=verdict.interrupted,
+        level=None if level is None else int(level),
         **base,
     )
 

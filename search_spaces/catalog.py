@@ -10,6 +10,7 @@ need pruning-and-retraining methods and their own knobs (pruning rounds, rewind 
 from __future__ import annotations
 
 from search_spaces.grid import Block, Grid, union
+from search_spaces.sdd import sdd_grids
 from trainables.datasets import DATASETS
 from trainables.methods import METHODS
 from trainables.registry import Registry
@@ -39,8 +40,9 @@ PAPER_SEEDS: tuple[int, ...] = (41, 42, 43)
 DEMO_DENSITIES = (0.05, 0.2)
 
 # The ``baselines`` grid: every registered method but the pure sparse-training ablations
-# (static masks, SET's random growth: Table 3's territory, not debiasing baselines).
-SPARSE_ABLATIONS: tuple[str, ...] = ("static", "set")
+# (static masks, SET's random growth: Table 3's territory, not debiasing baselines) and the
+# Sparse Double Descent pruning trunk (its density follows from its levels: no density axis).
+SPARSE_ABLATIONS: tuple[str, ...] = ("static", "set", "prune")
 BASELINES_DENSITY = 0.05
 
 
@@ -142,15 +144,18 @@ def demo() -> Grid:
 
 def _register_all() -> None:
     tables = []
-    for dataset in DATASETS:
+    biased = [d for d in DATASETS if DATASETS.get(d).biased]  # the paper's datasets
+    for dataset in biased:
         tables.append(GRIDS.register(f"paper-table2-{dataset}", table2(dataset)))
-    for dataset in DATASETS:
+    for dataset in biased:
         tables.append(GRIDS.register(f"paper-table3-{dataset}", table3(dataset)))
     tables.append(GRIDS.register("paper-fig3", figure3()))
     GRIDS.register(
         "paper-all", union("paper-all", "Every paper grid above (shared trials once)", tables)
     )
     GRIDS.register("baselines", baselines())
+    for grid in sdd_grids():
+        GRIDS.register(grid.name, grid)
     GRIDS.register("demo", demo())
 
 

@@ -26,6 +26,7 @@ from trainables.flops import forward_flops as _forward_flops
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
+from trainables.methods import effective_method
 
 
 def _assumption() -> str:
@@ -66,22 +67,24 @@ def estimate(trials: Iterable[TrialConfig]) -> CostEstimate:
     per_method: dict[str, float] = defaultdict(float)
     for cfg in trials:
         train_samples = DATASETS.get(cfg.dataset).train_samples
-        forward, dense = forward_flops(
-            cfg.model,
-            cfg.dataset,
-            cfg.augment,
-            cfg.width,
-            cfg.stem,
-            cfg.density if cfg.is_sparse else 1.0,
-            cfg.sparse_init,
-            cfg.dense_first_layer,
-            cfg.dense_last_layer,
-        )
-        flops = training_step_flops(forward, dense, dense_gradient=False) * train_samples
-        total += flops * cfg.epochs
+        schedule = effective_method(cfg.method, cfg.objective).implementation.cost_schedule(cfg)
+        for epochs, density in schedule:
+            forward, dense = forward_flops(
+                cfg.model,
+                cfg.dataset,
+                cfg.augment,
+                cfg.width,
+                cfg.stem,
+                density,
+                cfg.sparse_init,
+                cfg.dense_first_layer,
+                cfg.dense_last_layer,
+            )
+            flops = training_step_flops(forward, dense, dense_gradient=False) * train_samples
+            total += flops * epochs
+            per_method[cfg.method] += flops * epochs
+            samples += epochs * train_samples
         dense_total += dense_train_flops(dense, train_samples, cfg.epochs)
-        per_method[cfg.method] += flops * cfg.epochs
-        samples += cfg.epochs * train_samples
     return CostEstimate(total, dense_total, dict(per_method), samples)
 
 

@@ -58,7 +58,9 @@ def test_levels_parquet_table_and_figure(tmp_path):
     assert seed41.loc[2, "test_acc"] == pytest.approx(0.84)
     assert seed41.loc[3, "density"] == pytest.approx(0.512)
     table = (out / "tables" / "levels.md").read_text()
-    assert "| cmnist | clean labels | 2 | 0.64 | 84.5 ± 0.7 | 80.5 | 2 |" in table
+    assert (
+        "| cmnist | lottery, magnitude, clean labels | 2 | 0.64 | 84.5 ± 0.7 | 80.5 | 2 |" in table
+    )
 
 
 def test_no_levels_no_files(tmp_path):

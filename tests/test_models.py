@@ -18,7 +18,7 @@ def count(model: nn.Module) -> int:
 
 
 def test_registry_names_and_uniform_signature():
-    assert MODELS.names() == ["simple_cnn", "resnet18"]
+    assert MODELS.names() == ["simple_cnn", "resnet18", "vgg16", "mlp"]
     for name in MODELS:
         model = MODELS.get(name).build(num_classes=3, width=8, stem="imagenet")
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)

@@ -26,9 +26,10 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from trainables.datasets import DATASETS
+from trainables.datasets import DATASETS, UNBIASED_RATIO
 from trainables.errors import UserError
 from trainables.methods import METHODS, effective_method, method_takes, param, param_groups
+from trainables.methods.params import NoiseParams
 
 RECIPES: tuple[str, ...] = ("paper", "rest-code")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
@@ -184,7 +185,8 @@ def _compose() -> type:
     """The TrialConfig class: core fields, then every method parameter group's fields."""
     specs: list[tuple[str, Any, dataclasses.Field]] = []
     owner: dict[str, str] = {}
-    parts = [_DataAndModel, *param_groups(), _Optimisation]
+    # NoiseParams belongs to no method: a core group every trial takes (docs/data.md).
+    parts = [_DataAndModel, NoiseParams, *param_groups(), _Optimisation]
     for part in parts:
         for f in fields(part):
             if f.name in owner:
@@ -268,6 +270,8 @@ def recipe_defaults(
             lr_schedule="plateau",
             augment="rest-code",
         )
+    if not info.biased:  # no conflicting valid sample: best-valid could not rank epochs
+        values["selection"] = "last"
     for group in param_groups():
         values.update(group.recipe_values(recipe, info, ratio, spec, frozenset(given or ())))
     values.update(spec.defaults)
@@ -367,10 +371,14 @@ def validate(cfg: TrialConfig) -> None:
     _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "a number >= 0")
     _check(0 <= cfg.momentum < 1, "momentum", cfg.momentum, "a number in [0, 1)")
     _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
+    if not DATASETS.get(cfg.dataset).biased:  # docs/data.md, "Unbiased datasets"
+        why = f"({cfg.dataset} is unbiased: one ratio folder, no conflicting sample)"
+        _check(cfg.ratio == UNBIASED_RATIO, "ratio", cfg.ratio, f"{UNBIASED_RATIO:g} {why}")
+        _check(cfg.selection == "last", "selection", cfg.selection, f"last {why}")
     spec = METHODS.get(cfg.method)
     if spec.takes_objective:
         spec = effective_method(cfg.method, cfg.objective)
-    for group in param_groups():
+    for group in (NoiseParams, *param_groups()):
         group.check(cfg, spec, _check)
     device_ok = cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")
     _check(device_ok, "device", cfg.device, "auto, cpu, cuda or cuda:N")

@@ -52,6 +52,9 @@ class DatasetInfo:
     std: tuple[float, float, float] = CIFAR_STD
     crop_flip_presets: tuple[str, ...] = ()
     valid_at_root: bool = False  # valid/ at the dataset root, shared by every ratio (BFFHQ)
+    # False for a plain classification dataset (bias label = label, every sample aligned):
+    # its bundle holds one ratio folder, UNBIASED_RATIO, with align/ only (docs/data.md).
+    biased: bool = True
 
     @property
     def title(self) -> str:
@@ -94,6 +97,9 @@ def _sizes(size: int, **overrides: int) -> dict[str, int]:
 
 
 _PAPER_UPWEIGHTS = {0.5: 10.0, 1.0: 30.0, 2.0: 50.0, 5.0: 80.0}
+# The one ratio folder of an unbiased dataset (`1pct`): the config's default ratio, so a trial
+# needs no --set ratio; the number means nothing there (no sample is bias-conflicting).
+UNBIASED_RATIO = 1.0
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
 DATASETS.register(
@@ -159,6 +165,52 @@ DATASETS.register(
         valid_at_root=True,
     ),
 )
+
+# Plain (unbiased) classification datasets for the pruning family (docs/data.md): bias = label.
+DATASETS.register(
+    "fashion_mnist",
+    DatasetInfo(
+        name="fashion_mnist",
+        display_name="Fashion-MNIST",
+        num_classes=10,
+        native_size=28,
+        stored_sizes=(28,),
+        trained_sizes=_sizes(28),
+        model="mlp",
+        lr=0.001,
+        paper_ratios=(),
+        paper_upweights={},
+        paper_metric="unbiased",
+        train_samples=55_000,
+        normalise=False,
+        nested_valid=True,
+        long_name="Fashion-MNIST",
+        biased=False,
+    ),
+)
+for _name, _display, _classes in (("cifar10", "CIFAR-10", 10), ("cifar100", "CIFAR-100", 100)):
+    DATASETS.register(
+        _name,
+        DatasetInfo(
+            name=_name,
+            display_name=_display,
+            num_classes=_classes,
+            native_size=32,
+            stored_sizes=(32,),
+            trained_sizes=_sizes(32),
+            model="resnet18",
+            lr=0.001,
+            paper_ratios=(),
+            paper_upweights={},
+            paper_metric="unbiased",
+            train_samples=45_000,
+            normalise=True,  # CIFAR mean/std (SDD normalises with ImageNet's; docs/data.md)
+            nested_valid=True,
+            long_name=_display,
+            crop_flip_presets=("disent", "rest-code", "rest-intended"),
+            biased=False,
+        ),
+    )
 
 
 def dataset_info(name: str) -> DatasetInfo:

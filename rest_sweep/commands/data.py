@@ -30,6 +30,20 @@ examples:
   rest-sweep data make cifar10c --source cifar-10-batches-py --out /tmp/demo --ratios 5 \\
       --limit 300 --valid-size 100 --test-size 200
 """
+MAKE_PLAIN_EPILOG = """\
+examples:
+  # plain Fashion-MNIST (the offline dataset of the pruning family)
+  rest-sweep data make fashion_mnist --source /usr/share/datasets/fashion-mnist --out data
+  # CIFAR-10 / CIFAR-100 from the python batches you already have (nothing is downloaded)
+  rest-sweep data make cifar10 --source cifar-10-batches-py --out data
+  rest-sweep data make cifar100 --source cifar-100-python --out data
+"""
+# dataset -> its raw source (trainables.data.make_plain)
+PLAIN_SOURCES = {
+    "fashion_mnist": "MNIST-format IDX files",
+    "cifar10": "the CIFAR-10 python batches data_batch_1..5, test_batch",
+    "cifar100": "the CIFAR-100 python files train, test",
+}
 VERIFY_EPILOG = f"""\
 examples:
   rest-sweep data verify data/cmnist
@@ -146,6 +160,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cifar.add_argument("--workers", type=int, default=1, help="corruption processes (default: 1)")
     cifar.set_defaults(func=run_make_cifar10c)
 
+    for name, what in PLAIN_SOURCES.items():
+        plain = kinds.add_parser(
+            name,
+            help=f"plain (unbiased) {DATASETS.get(name).display_name} from {what}",
+            formatter_class=fmt,
+            epilog=MAKE_PLAIN_EPILOG,
+            description="Write an unbiased classification dataset (bias label = label) in the "
+            "DisEnt layout under the single ratio folder 1pct (docs/data.md).",
+        )
+        plain.add_argument("--source", required=True, type=Path, help="folder of the raw source")
+        plain.add_argument("--out", required=True, type=Path, help="data root to write into")
+        plain.add_argument(
+            "--valid-size", type=int, default=5000, help="valid images held out of train (5000)"
+        )
+        plain.add_argument("--limit", type=int, default=None, help="cap on train images")
+        plain.add_argument("--test-size", type=int, default=None, help="cap on test images")
+        plain.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+        plain.add_argument(
+            "--overwrite", action="store_true", help="replace an existing <out>/<dataset> folder"
+        )
+        plain.add_argument("--no-verify", action="store_true", help="skip verifying the output")
+        plain.set_defaults(func=run_make_plain, ratios=None)
+
     verify = commands.add_parser(
         "verify",
         help="check a bundle, print its counts, write manifest.json",
@@ -259,3 +296,20 @@ def run_make_cifar10c(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     return _finish_make(args, "cifar10c", folder, started)
+
+
+def run_make_plain(args: argparse.Namespace) -> int:
+    from trainables.data.make_plain import make_plain
+
+    started = time.perf_counter()
+    folder = make_plain(
+        args.make_dataset,
+        args.source,
+        args.out,
+        valid_size=args.valid_size,
+        limit=args.limit,
+        test_size=args.test_size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    return _finish_make(args, args.make_dataset, folder, started)

@@ -56,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"... {len(report.errors) - 20} more errored trials (--json)")
     if args.trials:
         for t in report.trials:
-            print(f"  {t.hash}  {t.name:<32} {t.state:<9} epoch {t.epoch}/{t.epochs}")
+            level = f" level {t.level}" if t.level is not None else ""
+            print(f"  {t.hash}  {t.name:<32} {t.state:<9} epoch {t.epoch}/{t.epochs}{level}")
     return 0

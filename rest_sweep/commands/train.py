@@ -154,9 +154,10 @@ def run(args: argparse.Namespace) -> int:
                 "trial": config.short_name(),
                 "trial_hash": config.trial_hash,
                 "selected_epoch": summary["selected_epoch"],
-                "test_acc_conflicting": round(selected["test_acc_conflicting"], 4),
-                "test_unbiased_acc": round(selected["test_unbiased_acc"], 4),
-                "test_worst_group_acc": round(selected["test_worst_group_acc"], 4),
+                **{
+                    key: None if selected.get(key) is None else round(selected[key], 4)
+                    for key in ("test_acc_conflicting", "test_unbiased_acc", "test_worst_group_acc")
+                },  # None: NaN on an unbiased dataset (no conflicting sample)
                 "density": round(summary["density"], 6),
                 "out": args.out,
             }

@@ -41,6 +41,7 @@ class BundlePlan:
     seed: int = 0
     nested_valid: bool = False
     num_classes: int = 10
+    unbiased: bool = False  # a plain classification dataset: bias = label (docs/data.md)
 
     def check(self, n_train_source: int) -> None:
         if not self.ratios:
@@ -143,7 +144,9 @@ def _render_split(
     """Bias labels and rendered images of one split, with their relative file paths."""
     labels = source[1][idx]
     rng = stream_rng(plan.seed, "bias", pct or "shared", split)
-    if ratio is None:
+    if plan.unbiased:
+        bias = labels.copy()
+    elif ratio is None:
         bias = assign_unbiased(labels, plan.num_classes, rng)
     else:
         bias = assign_bias(labels, float(ratio), plan.num_classes, rng)

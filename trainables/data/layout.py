@@ -133,6 +133,8 @@ def split_dirs(
     pct = folder / ratio_folder(ratio)
     if split == "train":
         align, conflict = pct / "align", conflict_dir(pct)
+        if conflict is None and align.is_dir() and not dataset_spec(dataset).biased:
+            return [(align, "align")]  # an unbiased dataset: every sample is aligned
         if not align.is_dir() or conflict is None:
             missing = align if not align.is_dir() else pct / "conflict"
             raise DataError(f"train split not found: {missing}; {expected_tree(dataset)}")

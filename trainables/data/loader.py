@@ -58,6 +58,19 @@ class DeviceSplit:
         self.aligned = self.labels == self.bias
         self.ids = split.ids
         self.n = len(split.ids)
+        self.clean_labels = self.labels  # differs from labels only under label noise
+        self.flipped: torch.Tensor | None = None  # bool (N), set by set_noisy_labels
+
+    def set_noisy_labels(self, noisy: torch.Tensor) -> int:
+        """Train on ``noisy`` from now on; ``clean_labels`` keeps the originals and ``aligned``
+        stays as computed from them (a group is a property of the image, not of its label).
+        Returns how many labels changed."""
+        noisy = noisy.to(self.device, torch.int64)
+        if noisy.shape != self.clean_labels.shape:
+            raise ValueError(f"noisy labels: shape {tuple(noisy.shape)}, expected ({self.n},)")
+        self.labels = noisy
+        self.flipped = noisy != self.clean_labels
+        return int(self.flipped.sum().item())
 
     def __len__(self) -> int:
         return self.n

@@ -19,6 +19,7 @@ IDX_FILES = {
 }
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = ("test_batch",)
+CIFAR100_FILES = {"train": "train", "test": "test"}  # cifar-100-python/{train,test}
 
 
 def _find(directory: Path, name: str) -> Path:
@@ -60,19 +61,21 @@ def read_mnist_format(directory: Path, split: str) -> tuple[np.ndarray, np.ndarr
     return images, labels
 
 
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_batch(
+    path: Path, label_key: str = "labels", expected: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
-        raise DataError(
-            f"source: {path} not found; expected the CIFAR-10 python batches "
-            f"{', '.join(CIFAR_TRAIN + CIFAR_TEST)}"
+        expected = expected or (
+            f"the CIFAR-10 python batches {', '.join(CIFAR_TRAIN + CIFAR_TEST)}"
         )
+        raise DataError(f"source: {path} not found; expected {expected}")
     with open(path, "rb") as handle:
         try:
             blob = pickle.load(handle, encoding="bytes")
         except (pickle.UnpicklingError, EOFError, ValueError) as error:
             raise DataError(f"source: {path} is not a CIFAR python batch ({error})") from None
     data = np.asarray(blob.get(b"data", blob.get("data")), dtype=np.uint8)
-    labels = np.asarray(blob.get(b"labels", blob.get("labels")), dtype=np.int64)
+    labels = np.asarray(blob.get(label_key.encode(), blob.get(label_key)), dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise DataError(
             f"source: {path} data {data.shape} / labels {labels.shape}; expected "
@@ -90,6 +93,14 @@ def read_cifar_batches(directory: Path, split: str) -> tuple[np.ndarray, np.ndar
     parts = [_read_batch(directory / name) for name in names]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
+    return np.ascontiguousarray(images), labels
+
+
+def read_cifar100(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images (N, 32, 32, 3) uint8, fine labels (N,) int64)`` of the CIFAR-100 python files
+    ``train`` or ``test`` (``cifar-100-python/``). Pickles: only read a source you trust."""
+    expected = "the CIFAR-100 python files train, test (with fine_labels)"
+    images, labels = _read_batch(Path(directory) / CIFAR100_FILES[split], "fine_labels", expected)
     return np.ascontiguousarray(images), labels
 
 

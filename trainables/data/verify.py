@@ -313,11 +313,13 @@ def verify_bundle(
         valid = valid_rows.setdefault(valid_name, SplitRow(valid_name, valid_files))
         report.rows.append(train)
         checker.check_duplicates(pct, [train, valid, test])
-        _soft_checks(report, ratio, train, valid)
+        if checker.spec.biased:  # an unbiased dataset has no conflicting ratio to check
+            _soft_checks(report, ratio, train, valid)
         _class_checks(report, train, checker.spec.num_classes)
     report.rows.extend(valid_rows.values())
     report.rows.append(test)
-    _test_checks(report, test, checker.spec.num_classes)
+    if checker.spec.biased:
+        _test_checks(report, test, checker.spec.num_classes)
     _class_checks(report, test, checker.spec.num_classes)
     checker.check_images(report.rows, workers)
     if report.ok:

@@ -33,6 +33,7 @@ _MODULES = (
     "set_",  # the module name avoids shadowing the builtin `set` in this package
     "rigl",
     "rest",
+    "prune",
 )
 
 METHODS: Registry[MethodInfo] = Registry("method")

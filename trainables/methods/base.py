@@ -236,6 +236,43 @@ class Method:
         identification epochs may not)."""
         return True
 
+    # ------------------------------------------------------------------ staged trials
+    def total_epochs(self) -> int:
+        """How many epochs (rows, checkpoints) the core runs: ``epochs``, or a staged method's
+        own count (``prune``: every level's epochs)."""
+        return self.cfg.epochs
+
+    def epoch_batches(self, epoch: int) -> tuple[int, int, int | None]:
+        """(data epoch, first batch, stop batch or None) of epoch ``epoch``: the data order and
+        augmentation of ``data epoch`` are drawn, and only its batches ``first..stop`` train
+        (``prune`` replays level-local epochs and starts mid-epoch after a rewind)."""
+        return epoch, 0, None
+
+    def row_fields(self, epoch: int) -> dict[str, Any]:
+        """Extra columns of epoch ``epoch``'s metrics row (``prune``: ``level``)."""
+        return {}
+
+    def status_fields(self) -> dict[str, Any]:
+        """Extra keys of ``state.json`` after each epoch (``prune``: ``level``)."""
+        return {}
+
+    def summary_fields(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Extra keys of ``summary.json`` (``prune``: ``levels``)."""
+        return {}
+
+    @classmethod
+    def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
+        """(network-epochs, density) pairs a planning estimate charges (torch-free, no data):
+        one network at ``density`` for ``epochs`` by default; two-network methods charge both
+        networks, ``prune`` every level at its density."""
+        return [(cfg.epochs, cfg.density)]
+
+    @classmethod
+    def summary_covers(cls, cfg: TrialConfig, summary: Mapping[str, Any]) -> bool:
+        """Whether a stored summary answers ``cfg``; False makes ``run_trial`` continue the trial
+        from its newest checkpoint (``prune`` with more ``levels`` than the summary holds)."""
+        return True
+
     def zero_grad(self, set_to_none: bool) -> None:
         for optimizer in self.optimizers():
             optimizer.zero_grad(set_to_none=set_to_none)

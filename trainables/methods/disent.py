@@ -34,6 +34,7 @@ from trainables.methods.params import Check, ParamGroup, param
 if TYPE_CHECKING:
     import torch
 
+    from trainables.config import TrialConfig
     from trainables.data import Batch
     from trainables.datasets import DatasetInfo
     from trainables.methods.base import TrialContext
@@ -169,6 +170,10 @@ def _seed_key(seed: int) -> int:
 class Disent(Method):
     """``model`` is the intrinsic encoder with head ``model.fc`` over ``[z_i, z_b]`` (evaluated,
     with ``bias_model``'s encoder); ``bias_model.fc`` is the bias head."""
+
+    @classmethod
+    def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
+        return [(2 * cfg.epochs, 1.0)]  # two networks trained every step
 
     def __init__(self, ctx: TrialContext) -> None:
         from torch import nn

@@ -27,6 +27,7 @@ from trainables.methods.difficulty import (
 if TYPE_CHECKING:
     import torch
 
+    from trainables.config import TrialConfig
     from trainables.data import Batch
     from trainables.methods.base import TrialContext
 else:
@@ -35,6 +36,10 @@ else:
 
 class Lff(Method):
     """``model`` is the debiased network (evaluated); ``biased`` is trained with GCE."""
+
+    @classmethod
+    def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
+        return [(2 * cfg.epochs, 1.0)]  # two networks trained every step
 
     def __init__(self, ctx: TrialContext) -> None:
         from trainables.train.optim import EpochSchedule, build_optimizer

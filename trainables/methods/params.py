@@ -223,3 +223,58 @@ class ReweightParams(ParamGroup):
 
 
 REST_CODE_UPWEIGHT = 80.0  # hard-coded in the public code's sampler, whatever the ratio
+
+
+@dataclass(frozen=True)
+class NoiseParams(ParamGroup):
+    """Label noise on the training split, for every method (docs/data.md, "Label noise").
+
+    A core group: ``trainables.config`` composes it into every config; no method lists it.
+    The neutral defaults (no noise) keep every existing trial hash.
+    """
+
+    order: ClassVar[int] = 5
+
+    noise_type: str = param(
+        "none",
+        "training-label noise: symmetric (uniform to the other classes), asymmetric (the "
+        "dataset's class map), pairflip (c -> c+1 mod K); valid/test stay clean",
+        choices=("none", "symmetric", "asymmetric", "pairflip"),
+    )
+    noise_fraction: float = param(
+        0.0, "fraction of each class's training labels that noise_type flips, in [0, 1)"
+    )
+    random_labels_fraction: float = param(
+        0.0,
+        "fraction of training labels replaced by uniform draws over all classes, in [0, 1) "
+        "(SDD/OpenLTH; the true class can be redrawn)",
+    )
+
+    @classmethod
+    def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
+        from trainables.data.noise import asymmetric_supported
+
+        fraction, random_fraction = cfg.noise_fraction, cfg.random_labels_fraction
+        check(0 <= fraction < 1, "noise_fraction", fraction, "a number in [0, 1)")
+        check(
+            0 <= random_fraction < 1,
+            "random_labels_fraction",
+            random_fraction,
+            "a number in [0, 1)",
+        )
+        if cfg.noise_type == "none":
+            check(fraction == 0, "noise_fraction", fraction, "0 (noise_type is none)")
+        else:
+            check(
+                random_fraction == 0,
+                "random_labels_fraction",
+                random_fraction,
+                f"0 (noise_type={cfg.noise_type} is set; the two are exclusive, as in SDD)",
+            )
+        if cfg.noise_type == "asymmetric":
+            check(
+                asymmetric_supported(cfg.dataset),
+                "noise_type",
+                cfg.noise_type,
+                f"none, symmetric or pairflip (no asymmetric class map for {cfg.dataset})",
+            )

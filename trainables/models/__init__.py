@@ -12,7 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
-from trainables.models.catalog import LayerInfo, ModelInfo, resnet18_layers, simple_cnn_layers
+from trainables.models.catalog import (
+    LayerInfo,
+    ModelInfo,
+    mlp_layers,
+    resnet18_layers,
+    simple_cnn_layers,
+    vgg16_layers,
+)
 from trainables.registry import Registry
 
 if TYPE_CHECKING:
@@ -37,6 +44,26 @@ MODELS.register(
         builder="trainables.models.resnet:resnet18",
         gpu_share=0.25,
         layer_table=resnet18_layers,
+    ),
+)
+# The pruning family's networks (docs/methods.md, "Models of the pruning family"); gpu_share as
+# for the others: small enough to pack four single trials per GPU.
+MODELS.register(
+    "vgg16",
+    ModelInfo(
+        name="vgg16",
+        builder="trainables.models.vgg:vgg16",
+        gpu_share=0.25,
+        layer_table=vgg16_layers,
+    ),
+)
+MODELS.register(
+    "mlp",
+    ModelInfo(
+        name="mlp",
+        builder="trainables.models.mlp:mlp",
+        gpu_share=0.25,
+        layer_table=mlp_layers,
     ),
 )
 

@@ -120,3 +120,34 @@ def resnet18_layers(num_classes: int, width: int, stem: str, size: int) -> dict[
             in_planes, size = planes, out
     layers["fc.weight"] = _linear(num_classes, in_planes)
     return layers
+
+
+# OpenLTH's cifar_vgg_16 plan in multiples of the width; "M" = 2x2 max-pool (models/vgg.py).
+VGG16_PLAN: tuple[int | str, ...] = (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8)
+
+
+def vgg16_layers(num_classes: int, width: int, stem: str, size: int) -> dict[str, LayerInfo]:
+    """``CifarVGG``: thirteen 3x3 convs (pad 1), four 2x2 max-pools, GAP, linear."""
+    del stem
+    layers: dict[str, LayerInfo] = {}
+    in_channels, index = 3, 0
+    for item in VGG16_PLAN:
+        if item == "M":
+            size = conv_out(size, 2, 2, 0)
+            continue
+        index += 1
+        out = width * int(item)
+        layers[f"conv{index}.weight"] = _conv(out, in_channels, 3, size)
+        in_channels = out
+    layers["fc.weight"] = _linear(num_classes, in_channels)
+    return layers
+
+
+def mlp_layers(num_classes: int, width: int, stem: str, size: int) -> dict[str, LayerInfo]:
+    """``LeNet300100``: 784 -> 300 -> 100 -> classes whatever the input size (models/mlp.py)."""
+    del width, stem, size
+    return {
+        "fc1.weight": _linear(300, 28 * 28),
+        "fc2.weight": _linear(100, 300),
+        "fc.weight": _linear(num_classes, 100),
+    }

@@ -21,6 +21,7 @@ from trainables.errors import DivergenceError
 from trainables.results import (
     CHECKPOINT_ROWS,
     METRICS_FILE,
+    SUMMARY_FILE,
     MetricsFileError,
     TrialStore,
     json_safe,
@@ -49,7 +50,11 @@ def run_trial(
     store = TrialStore(checkpoint_dir, keep_checkpoints=keep_checkpoints)
     summary = store.read_summary()
     if summary is not None:
-        return summary
+        if _covers(config, summary):
+            return summary
+        # A staged trial asked for more than it ran (prune with more levels): continue from
+        # the newest checkpoint; the stale summary goes, so the trial reads as running.
+        store.loc.delete(SUMMARY_FILE)
     store.remove_stale_temporaries()  # left by a writer killed between write and rename
     attempt = int((store.read_state() or {}).get("attempt", 0)) + 1
     store.write_config(config.to_dict())
@@ -75,6 +80,13 @@ def run_trial(
         raise
 
 
+def _covers(config: TrialConfig, summary: dict[str, Any]) -> bool:
+    from trainables.methods import effective_method
+
+    info = effective_method(config.method, config.objective)
+    return info.implementation.summary_covers(config, summary)
+
+
 def _record(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     # The error being handled matters more than its record.
     with contextlib.suppress(Exception):
@@ -97,6 +109,7 @@ def _train(
     if state is not None:
         trial.load_state_dict(state)
     store.write_metrics(rows)  # drop rows of epochs whose checkpoint did not survive
+    total = trial.method.total_epochs()
     store.write_state(
         "running",
         attempt=attempt,
@@ -104,13 +117,14 @@ def _train(
         epoch=start_epoch,
         host=socket.gethostname(),
         pid=os.getpid(),
-        epochs=config.epochs,
+        epochs=total,
         diverged=False,
         warning=warning,
+        **trial.method.status_fields(),
     )
-    bar = _progress_bar(config, trial.steps_per_epoch, start_epoch) if progress else None
+    bar = _progress_bar(config, trial.steps_per_epoch, start_epoch, total) if progress else None
     try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
+        for epoch in range(start_epoch + 1, total + 1):
             row = trial.run_epoch(epoch, bar, attempt=attempt)
             # Row first, checkpoint second: a crash in between leaves a row without its
             # checkpoint, which the next attempt truncates and recomputes (never a gap).
@@ -121,7 +135,7 @@ def _train(
             state = trial.state_dict(epoch)
             state[CHECKPOINT_ROWS] = json_safe(rows)
             store.save_checkpoint(epoch, state)
-            store.write_state("running", epoch=epoch)
+            store.write_state("running", epoch=epoch, **trial.method.status_fields())
             if bar is not None:
                 bar.set_postfix_str(_postfix(row))
             if report is not None:
@@ -130,7 +144,7 @@ def _train(
         if bar is not None:
             bar.close()
     store.write_summary(trial.summary(rows, attempts=attempt))
-    store.write_state("finished", epoch=config.epochs)
+    store.write_state("finished", epoch=total, **trial.method.status_fields())
     return store.read_summary()  # as stored (NaN -> null), the same on every later call
 
 
@@ -170,10 +184,10 @@ def _recover_rows(
     )
 
 
-def _progress_bar(config: TrialConfig, steps_per_epoch: int, start_epoch: int):
+def _progress_bar(config: TrialConfig, steps_per_epoch: int, start_epoch: int, epochs: int):
     from tqdm.auto import tqdm
 
-    total = steps_per_epoch * config.epochs
+    total = steps_per_epoch * epochs
     return tqdm(
         total=total,
         initial=steps_per_epoch * start_epoch,

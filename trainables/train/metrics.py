@@ -29,8 +29,9 @@ from trainables.results import (
 class GroupAccumulator:
     """Sums per (label, bias) cell on the device; no host sync until :meth:`compute`."""
 
-    def __init__(self, num_classes: int, device: torch.device) -> None:
+    def __init__(self, num_classes: int, device: torch.device, warn: bool = True) -> None:
         self.num_classes = num_classes
+        self.warn = warn  # False on an unbiased dataset, where no split has a conflicting sample
         cells = num_classes * num_classes
         self.count = torch.zeros(cells, dtype=torch.long, device=device)
         self.correct = torch.zeros(cells, dtype=torch.long, device=device)
@@ -80,7 +81,7 @@ class GroupAccumulator:
         cell_acc = correct[present] / count[present]
         absent = math.isnan(acc_aligned) or math.isnan(acc_conflicting)
         worst = math.nan if absent else min(acc_aligned, acc_conflicting)
-        if total and absent:
+        if total and absent and self.warn:
             missing = "bias-conflicting" if math.isnan(acc_conflicting) else "bias-aligned"
             warnings.warn(
                 f"{prefix} split has no {missing} sample: {prefix}_worst_group_acc is NaN "
@@ -103,3 +104,51 @@ def selection_score(row: dict[str, float]) -> float:
     """Score of an epoch under ``best-valid``: valid worst-group accuracy (NaN counts as -1)."""
     score = row.get(split_metric(VALID, WORST_GROUP_ACC), math.nan)
     return -1.0 if score is None or math.isnan(score) else float(score)
+
+
+class NoiseAccumulator:
+    """Label-noise sums of one training epoch on the device (docs/data.md, "Label noise").
+
+    Per update: predictions equal to the clean label, to the (noisy) training label, and, on
+    the flipped samples, to their noisy label. In-place sums into one fixed-size tensor, as
+    :class:`GroupAccumulator`, so nothing syncs with the host until :meth:`compute`.
+    """
+
+    def __init__(self, clean: torch.Tensor, flipped: torch.Tensor) -> None:
+        device = clean.device
+        self.clean = clean
+        self.flipped = flipped.long()
+        # [samples, clean correct, noisy correct, flipped samples, flipped predicted noisy]
+        self.sums = torch.zeros(5, dtype=torch.long, device=device)
+
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.sums]
+
+    def reset(self) -> None:
+        self.sums.zero_()
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> None:
+        pred = logits.argmax(dim=1)
+        flipped = self.flipped.index_select(0, index)
+        noisy_hit = (pred == y).long()
+        values = torch.stack(
+            [
+                torch.ones_like(pred),
+                (pred == self.clean.index_select(0, index)).long(),
+                noisy_hit,
+                flipped,
+                flipped * noisy_hit,
+            ]
+        ).sum(dim=1)
+        self.sums += values  # in place: a CUDA graph keeps pointing at this tensor
+
+    def compute(self) -> dict[str, float]:
+        """``train_acc_clean``, ``train_acc_noisy`` and ``memorised`` (one host copy)."""
+        n, clean, noisy, flipped, memorised = self.sums.tolist()
+        return {
+            "train_acc_clean": clean / n if n else math.nan,
+            "train_acc_noisy": noisy / n if n else math.nan,
+            "memorised": memorised / flipped if flipped else math.nan,
+        }

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 
 from trainables.config import TrialConfig
 from trainables.data import Batch, DeviceSplit, load_splits, make_transform
+from trainables.datasets import DATASETS
 from trainables.errors import DivergenceError
 from trainables.methods import Method, TrialContext, effective_method
 from trainables.train.graphs import GraphedStep
-from trainables.train.metrics import GroupAccumulator, selection_score
+from trainables.train.metrics import GroupAccumulator, NoiseAccumulator, selection_score
 from trainables.train.optim import graphed
 
 EVAL_BATCH = {"cpu": 1024, "cuda": 4096}
@@ -74,7 +75,13 @@ class Trial:
         self.sampling_weights = self.method.sampling_weights()
         self.use_graphs = graphed(cfg, self.device) and self.info.can_graph
         self.graph: GraphedStep | None = None
-        self.train_acc = GroupAccumulator(cfg.num_classes, self.device)
+        self.biased = DATASETS.get(cfg.dataset).biased  # else worst-group metrics are NaN
+        self.train_acc = GroupAccumulator(cfg.num_classes, self.device, warn=self.biased)
+        self.noise_acc = (
+            NoiseAccumulator(self.train.clean_labels, self.train.flipped)
+            if self.train.flipped is not None
+            else None
+        )
         self.step = 0
         self.train_flops = 0.0
         self.best_score = -math.inf
@@ -87,9 +94,27 @@ class Trial:
         eval_tf = make_transform(cfg.augment, cfg.dataset, train=False)
         self.input_size = train_tf.output_size
         self.train = DeviceSplit(splits["train"], self.device, train_tf)
+        self.noisy_labels = self._apply_noise()
         self.valid = DeviceSplit(splits["valid"], self.device, eval_tf)
         self.test = DeviceSplit(splits["test"], self.device, eval_tf)
         self.steps_per_epoch = math.ceil(self.train.n / cfg.batch_size)
+
+    def _apply_noise(self) -> int:
+        """Replace the training labels by their seeded noisy draw (docs/data.md); the count of
+        changed labels. Valid and test keep their clean labels."""
+        cfg = self.cfg
+        if cfg.noise_type == "none" and cfg.random_labels_fraction == 0:
+            return 0
+        from trainables.data.noise import noisy_labels
+
+        kind, fraction = (
+            ("random", cfg.random_labels_fraction)
+            if cfg.noise_type == "none"
+            else (cfg.noise_type, cfg.noise_fraction)
+        )
+        clean = self.train.clean_labels.cpu().numpy()
+        noisy, _ = noisy_labels(clean, cfg.num_classes, kind, fraction, cfg.seed, cfg.dataset)
+        return self.train.set_noisy_labels(torch.from_numpy(noisy))
 
     # ------------------------------------------------------------------ one epoch
     def run_epoch(self, epoch: int, progress=None, attempt: int = 1) -> dict[str, Any]:
@@ -101,6 +126,7 @@ class Trial:
         row: dict[str, Any] = {"epoch": epoch, **train}
         row.update(self.evaluate(self.valid, "valid", epoch))
         row.update(self.evaluate(self.test, "test", epoch))
+        row.update(self.method.row_fields(epoch))
         row.update(
             density=self.method.density(),
             train_flops=self.train_flops,
@@ -121,14 +147,26 @@ class Trial:
             module.train()
         acc = self.train_acc
         acc.reset()
+        noise_sums = [] if self.noise_acc is None else self.noise_acc.tensors
+        for tensor in noise_sums:
+            tensor.zero_()
         # Read every epoch: a method may change its draw weights between epochs (JTT).
         self.sampling_weights = self.method.sampling_weights()
+        data_epoch, first, stop = self.method.epoch_batches(epoch)
         batches = self.train.batches(
-            cfg.batch_size, epoch=epoch, seed=cfg.seed, shuffle=True, weights=self.sampling_weights
+            cfg.batch_size,
+            epoch=data_epoch,
+            seed=cfg.seed,
+            shuffle=True,
+            weights=self.sampling_weights,
         )
-        for batch in batches:
+        for position, batch in enumerate(batches):
+            if stop is not None and position >= stop:
+                break
+            if position < first:  # drawn (the augmentation stream stays aligned), not trained
+                continue
             if self.use_graphs and self.graph is None and batch.x.shape[0] == cfg.batch_size:
-                state = [*acc.tensors, *self.method.graph_state()]
+                state = [*acc.tensors, *noise_sums, *self.method.graph_state()]
                 self.graph = GraphedStep(
                     self._step,
                     self.method.zero_grad,
@@ -154,18 +192,23 @@ class Trial:
             raise DivergenceError(
                 f"non-finite loss at epoch {epoch} step {acc.first_nonfinite_update()}"
             )
-        return {"train_loss": metrics["train_loss"], "train_acc": metrics["train_acc"]}
+        row = {"train_loss": metrics["train_loss"], "train_acc": metrics["train_acc"]}
+        if self.noise_acc is not None:  # rows of trials without noise stay as they were
+            row.update(self.noise_acc.compute())
+        return row
 
     def _step(self, batch: Batch) -> None:
         """The method's step plus the train-metric sums: what a CUDA graph records."""
         logits, losses = self.method.train_step(batch)
         self.train_acc.update(logits, batch.y, batch.b, losses)
+        if self.noise_acc is not None:
+            self.noise_acc.update(logits, batch.y, batch.index)
 
     @torch.no_grad()
     def evaluate(self, split: DeviceSplit, prefix: str, epoch: int) -> dict[str, float]:
         for module in self.method.modules():
             module.eval()
-        acc = GroupAccumulator(self.cfg.num_classes, self.device)
+        acc = GroupAccumulator(self.cfg.num_classes, self.device, warn=self.biased)
         batch_size = EVAL_BATCH.get(self.device.type, 1024)
         for batch in split.batches(batch_size, epoch=epoch, seed=self.cfg.seed, shuffle=False):
             logits = self.method.predict(batch.x)
@@ -214,6 +257,8 @@ class Trial:
             **self.numerics,
             "cuda_graphs": self.graph is not None,
             "attempts": attempts,
+            "noisy_labels": self.noisy_labels,
+            **method.summary_fields(rows),
         }
 
     # ------------------------------------------------------------------ checkpoints

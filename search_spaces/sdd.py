@@ -1,0 +1,107 @@
+"""The Sparse Double Descent grids: iterative pruning under label noise (method ``prune``).
+
+They mirror the exemplary runs of the second seed (``sparse_double_descent_README.md``): a
+CIFAR-10 ResNet-18 (CIFAR stem) trained 160 epochs per level with SGD (lr 0.1, momentum 0.9,
+weight decay 5e-4, batch 128, lr x 0.1 at epochs 80 and 120), 20 % symmetric label noise, 30
+levels of 20 % global magnitude pruning with the first conv and the classifier kept dense. The
+grids vary one thing each: the retraining policy, the criterion, the noise type, or one-shot
+pruning. ``sdd-demo`` is the same study on Fashion-MNIST with the LeNet-300-100 MLP, small
+enough for a CPU: 8 levels of 2 epochs.
+
+Not here (the branches that read a parent run are not built yet): re-dense training, random
+re-initialisation and random pruning of a finished run.
+"""
+
+from __future__ import annotations
+
+from search_spaces.grid import Block, Grid
+
+SEEDS = (41,)
+# The seed's CIFAR-10 training recipe (sparse_double_descent_README.md; OpenLTH's
+# cifar_resnet_18 defaults with SDD's noise and 30 levels).
+CIFAR_FIXED = {
+    "dataset": "cifar10",
+    "model": "resnet18",
+    "stem": "cifar",
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "batch_size": 128,
+    "epochs": 160,
+    "milestones": "80,120",
+    "gamma": 0.1,
+    "levels": 30,
+    "prune_fraction": 0.2,
+    "dense_first_layer": True,
+    "dense_last_layer": True,
+    "noise_type": "symmetric",
+    "noise_fraction": 0.2,
+    "selection": "last",
+}
+
+
+def _grid(name: str, description: str, axes: dict, fixed: dict) -> Grid:
+    return Grid(
+        name=name,
+        description=description,
+        blocks=(Block.of(["prune"], {"seed": SEEDS, **axes}, {**CIFAR_FIXED, **fixed}),),
+    )
+
+
+def sdd_grids() -> list[Grid]:
+    """Every SDD preset, in the order ``rest-sweep grids`` lists them."""
+    return [
+        _grid(
+            "sdd-retrain-cifar10",
+            "SDD on CIFAR-10, 20% symmetric noise: lottery, LR rewinding, fine-tuning, scratch; "
+            "30 levels",
+            {"retrain": ("lottery", "lr_rewind", "finetune", "scratch")},
+            {},
+        ),
+        _grid(
+            "sdd-criteria-cifar10",
+            "SDD on CIFAR-10: magnitude, gradient and random pruning with lottery rewinding",
+            {"criterion": ("magnitude", "gradient", "random")},
+            {"retrain": "lottery"},
+        ),
+        _grid(
+            "sdd-noise-cifar10",
+            "SDD on CIFAR-10: symmetric, asymmetric and pair-flip noise (20%), lottery",
+            {"noise_type": ("symmetric", "asymmetric", "pairflip")},
+            {"retrain": "lottery"},
+        ),
+        _grid(
+            "sdd-oneshot-cifar10",
+            "SDD on CIFAR-10: one-shot pruning to every level's density, lottery rewinding",
+            {},
+            {"retrain": "lottery", "oneshot": True},
+        ),
+        Grid(
+            name="sdd-demo",
+            description="SDD on Fashion-MNIST (CPU, minutes): MLP 300-100, 20% symmetric "
+            "noise, 8 levels of 2 epochs, lottery vs fine-tuning",
+            blocks=(
+                Block.of(
+                    ["prune"],
+                    {"seed": SEEDS, "retrain": ("lottery", "finetune")},
+                    {
+                        "dataset": "fashion_mnist",
+                        "model": "mlp",
+                        "optimizer": "sgd",
+                        "lr": 0.1,
+                        "momentum": 0.9,
+                        "weight_decay": 0.0,
+                        "batch_size": 128,
+                        "epochs": 2,
+                        "levels": 8,
+                        "prune_fraction": 0.2,
+                        "finetune_lr": 0.01,
+                        "noise_type": "symmetric",
+                        "noise_fraction": 0.2,
+                        "selection": "last",
+                    },
+                ),
+            ),
+        ),
+    ]

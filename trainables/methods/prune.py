@@ -1,0 +1,482 @@
+"""``prune``: iterative pruning with retraining (the Sparse Double Descent trunk, OpenLTH style).
+
+One trial holds every level as checkpointed epochs of the core loop:
+
+* **Level 0** trains the dense network for ``epochs`` epochs.
+* **Level L >= 1** prunes ``prune_fraction`` of the weights still active (by ``criterion``,
+  over all maskable layers or per layer, ``prune_scope``) from level L-1's trained weights,
+  then retrains by ``retrain``: ``lottery`` (the level-0 weights of iteration ``rewind_step``,
+  the data order and LR schedule restarted at that iteration), ``lr_rewind`` (keep the weights,
+  replay the whole schedule), ``finetune`` (keep the weights, constant ``finetune_lr`` for
+  ``finetune_steps``) or ``scratch`` (a new initialisation per level). With ``oneshot`` every
+  level prunes level 0's dense weights straight to its count instead (the one-shot branch).
+
+The active count after L levels is ``round(N (1 - p)^L)`` over the maskable weights (global
+scope) or per layer (``layer`` scope, at least 1 per layer), so level L of any run holds
+exactly the same number of weights. Masks live in a static :class:`~trainables.sparse.SparseEngine`
+(``mask_updates=False``), re-applied after every step. The learning rate follows a step
+schedule (``milestones``, ``gamma``, ``warmup_steps``), set before every step from the
+level-local iteration. ``levels`` is not part of the trial's identity: asking a finished trial
+for more levels continues it from its last checkpoint (:meth:`Prune.summary_covers`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from trainables.errors import UserError
+from trainables.lazy import lazy_module
+from trainables.methods.base import Method, MethodInfo
+from trainables.methods.params import Check, ParamGroup, SparseParams, param
+from trainables.steps import Step, parse_steps
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from trainables.config import TrialConfig
+    from trainables.data import Batch
+    from trainables.methods.base import TrialContext
+    from trainables.sparse import SparseEngine
+else:
+    torch = lazy_module("torch")  # planning imports this module without loading torch
+
+RETRAIN = ("lottery", "lr_rewind", "finetune", "scratch")
+CRITERIA = ("magnitude", "gradient", "random")
+SCOPES = ("global", "layer")
+
+
+@dataclass(frozen=True)
+class PruneParams(ParamGroup):
+    """Iterative pruning levels, retraining policy, criterion and step LR schedule."""
+
+    order: ClassVar[int] = 60
+
+    levels: int = param(
+        10,
+        "pruning levels after the dense level 0 (not in the identity: more levels extend a "
+        "finished trial)",
+        identity=False,
+    )
+    prune_fraction: float = param(0.2, "fraction of the remaining weights pruned per level")
+    retrain: str = param("lottery", "retraining after each pruning step", choices=RETRAIN)
+    rewind_step: int = param(
+        0, "lottery: level-0 iteration the weights, data order and LR schedule rewind to"
+    )
+    finetune_steps: str = param(
+        "", "finetune: training length of levels >= 1 (160ep, 1000it, 80ep50it; '': epochs)"
+    )
+    finetune_lr: float = param(0.001, "finetune: constant learning rate of levels >= 1")
+    criterion: str = param("magnitude", "pruning score", choices=CRITERIA)
+    prune_scope: str = param(
+        "global",
+        "one ranking over all pruned layers, or the same fraction per layer",
+        choices=SCOPES,
+    )
+    oneshot: bool = param(
+        False,
+        "prune level 0's dense weights straight to level L's count at every level (the "
+        "one-shot branch) instead of level L-1's weights",
+    )
+    gradient_batches: int = param(
+        1, "gradient criterion: training batches |w * dL/dw| is accumulated over"
+    )
+    milestones: str = param(
+        "", "steps where the lr is multiplied by gamma (80,120 = epochs; or 80ep,120ep50it)"
+    )
+    gamma: float = param(0.1, "lr factor at every milestone")
+    warmup_steps: str = param("", "linear lr warm-up from 0 at the start of each level (5ep)")
+
+    @classmethod
+    def recipe_values(
+        cls,
+        recipe: str,
+        dataset: Any,
+        ratio: float,
+        method: MethodInfo,
+        given: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        # The epoch schedule is replaced by the step schedule above.
+        return {"lr_schedule": "none"} if method.takes(cls) else {}
+
+    @classmethod
+    def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
+        p = cfg.prune_fraction
+        check(0 < p < 1, "prune_fraction", p, "a number in (0, 1)")
+        check(cfg.levels >= 0, "levels", cfg.levels, "an integer >= 0")
+        check(cfg.rewind_step >= 0, "rewind_step", cfg.rewind_step, "an integer >= 0")
+        check(cfg.finetune_lr > 0, "finetune_lr", cfg.finetune_lr, "a positive number")
+        check(cfg.gamma > 0, "gamma", cfg.gamma, "a positive number")
+        check(cfg.gradient_batches > 0, "gradient_batches", cfg.gradient_batches, "an integer > 0")
+        for name in ("finetune_steps", "warmup_steps"):
+            text = getattr(cfg, name)
+            if text:
+                check(_parses(lambda t=text, n=name: Step.parse(t, n)), name, text, _STEP)
+        if cfg.milestones:
+            ok = _parses(lambda: parse_steps(cfg.milestones, "milestones"))
+            check(ok, "milestones", cfg.milestones, "a comma list of steps such as 80,120")
+        if not method.takes(cls):
+            return
+        check(
+            cfg.rewind_step == 0 or cfg.retrain == "lottery",
+            "rewind_step",
+            cfg.rewind_step,
+            f"0 (retrain={cfg.retrain} does not rewind; only lottery does)",
+        )
+        check(
+            cfg.density == 1.0,
+            "density",
+            cfg.density,
+            "1.0 (prune's density follows from levels and prune_fraction)",
+        )
+        check(
+            cfg.lr_schedule == "none",
+            "lr_schedule",
+            cfg.lr_schedule,
+            "none (prune's schedule is milestones, gamma and warmup_steps)",
+        )
+
+
+_STEP = "a step such as 160ep, 1000it or 80ep50it"
+
+
+def _parses(parse: Any) -> bool:
+    try:
+        parse()
+    except UserError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- the level plan
+@dataclass(frozen=True)
+class Slot:
+    """One epoch of the core loop: which level, which data epoch, which of its batches."""
+
+    level: int
+    data_epoch: int  # 1-based epoch of the data order and augmentation draws
+    first: int  # first batch trained (after a rewind to mid-epoch)
+    stop: int | None  # batch index training stops at (None: the whole epoch)
+    start_iteration: int  # level-local iteration of the first trained batch
+    last: bool  # the level's last epoch
+
+
+def level_span(cfg: TrialConfig, level: int, per_epoch: int) -> tuple[int, int]:
+    """(first, end) level-local iterations of ``level``."""
+    total = cfg.epochs * per_epoch
+    if level == 0:
+        return 0, total
+    if cfg.retrain == "lottery":
+        return cfg.rewind_step, total
+    if cfg.retrain == "finetune" and cfg.finetune_steps:
+        return 0, Step.parse(cfg.finetune_steps, "finetune_steps").to_iterations(per_epoch)
+    return 0, total
+
+
+def level_plan(cfg: TrialConfig, per_epoch: int) -> list[Slot]:
+    """Every core epoch of the trial, level by level (its length is ``total_epochs``)."""
+    slots = []
+    for level in range(cfg.levels + 1):
+        start, end = level_span(cfg, level, per_epoch)
+        if not start < end:
+            field, value = ("rewind_step", start) if start else ("finetune_steps", end)
+            raise UserError(
+                f"{field}: {value!r} is not allowed; allowed: a point inside the training "
+                f"length of {cfg.epochs} epochs x {per_epoch} iterations"
+            )
+        first_epoch, last_epoch = start // per_epoch + 1, math.ceil(end / per_epoch)
+        for data_epoch in range(first_epoch, last_epoch + 1):
+            base = (data_epoch - 1) * per_epoch
+            first = max(start - base, 0)
+            stop = end - base if end - base < per_epoch else None
+            last = data_epoch == last_epoch
+            slots.append(Slot(level, data_epoch, first, stop, base + first, last))
+    return slots
+
+
+def target_counts(
+    numels: Mapping[str, int], level: int, fraction: float, scope: str
+) -> dict[str, int] | int:
+    """Active weights after ``level`` levels: ``round(N (1-p)^L)`` over all layers (global, an
+    int) or ``max(1, round(N_l (1-p)^L))`` per layer (a dict)."""
+    keep = (1.0 - fraction) ** level
+    if scope == "global":
+        return round(sum(numels.values()) * keep)
+    return {name: max(1, round(n * keep)) for name, n in numels.items()}
+
+
+def select(
+    scores: Mapping[str, torch.Tensor],
+    masks: Mapping[str, torch.Tensor],
+    counts: Mapping[str, int] | int,
+) -> dict[str, torch.Tensor]:
+    """New bool masks keeping the highest scores among the active weights: ``counts`` over
+    all layers (an int) or per layer (a dict). Ties keep the earlier position (stable sort)."""
+    names = list(scores)
+
+    def ranked(name: str) -> torch.Tensor:
+        s = scores[name].detach().reshape(-1).float()
+        return torch.where(masks[name].reshape(-1), s, torch.full_like(s, -math.inf))
+
+    if isinstance(counts, int):
+        flat = torch.cat([ranked(n) for n in names])
+        keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+        keep[torch.sort(flat, descending=True, stable=True).indices[:counts]] = True
+        parts = torch.split(keep, [scores[n].numel() for n in names])
+        return {n: p.view(scores[n].shape) for n, p in zip(names, parts, strict=True)}
+    out = {}
+    for name in names:
+        flat = ranked(name)
+        keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+        keep[torch.sort(flat, descending=True, stable=True).indices[: counts[name]]] = True
+        out[name] = keep.view(scores[name].shape)
+    return out
+
+
+class Prune(Method):
+    """Dense level 0, then prune-and-retrain levels under a static engine's masks."""
+
+    mask_updates = False  # the engine holds masks; only level switches change them
+
+    def __init__(self, ctx: TrialContext) -> None:
+        super().__init__(ctx)
+        from trainables.sparse import maskable_parameters
+
+        cfg = self.cfg
+        self.plan = level_plan(cfg, ctx.steps_per_epoch)
+        self.milestones = [
+            s.to_iterations(ctx.steps_per_epoch) for s in parse_steps(cfg.milestones, "milestones")
+        ]
+        warmup = Step.parse(cfg.warmup_steps, "warmup_steps") if cfg.warmup_steps else Step()
+        self.warmup = warmup.to_iterations(ctx.steps_per_epoch)
+        self.weights = maskable_parameters(self.model, cfg.dense_first_layer, cfg.dense_last_layer)
+        self.level = 0
+        self.iteration = 0  # level-local iterations done
+        self.results: list[dict[str, Any]] = []
+        self.rewind: dict[str, torch.Tensor] | None = None
+        self.dense: dict[str, torch.Tensor] | None = None  # oneshot: level 0's final weights
+        if cfg.retrain == "lottery" and cfg.rewind_step == 0:
+            self.rewind = self._copy_state()
+        self._pending_flops = 0.0
+        self._flops_cache: float | None = None
+
+    def build_engine(self, model: nn.Module) -> SparseEngine:
+        from trainables.sparse import SparseEngine
+
+        cfg = self.cfg
+        return SparseEngine(
+            model,
+            None,
+            density=1.0,  # level 0 is dense: all-ones masks
+            sparse_init="uniform",
+            growth="random",
+            drop_fraction=0.0,
+            drop_schedule="constant",
+            drop_end=1.0,
+            update_frequency=1,
+            total_steps=self.ctx.total_steps,
+            reset_momentum=False,
+            mask_updates=False,
+            dense_first_layer=cfg.dense_first_layer,
+            dense_last_layer=cfg.dense_last_layer,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+
+    def _copy_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    # ------------------------------------------------------------------ the core's hooks
+    def total_epochs(self) -> int:
+        return len(self.plan)
+
+    @classmethod
+    def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
+        # every level trains ``epochs`` at (1 - p)^L (rewinding and fine-tuning lengths aside)
+        keep = 1.0 - cfg.prune_fraction
+        return [(cfg.epochs, keep**level) for level in range(cfg.levels + 1)]
+
+    @classmethod
+    def summary_covers(cls, cfg: TrialConfig, summary: Mapping[str, Any]) -> bool:
+        return len(summary.get("levels") or []) >= cfg.levels + 1
+
+    def epoch_batches(self, epoch: int) -> tuple[int, int, int | None]:
+        slot = self.plan[epoch - 1]
+        if slot.level > self.level:
+            self._enter_level(slot.level)
+        self.iteration = slot.start_iteration
+        return slot.data_epoch, slot.first, slot.stop
+
+    def row_fields(self, epoch: int) -> dict[str, Any]:
+        return {"level": self.plan[epoch - 1].level}
+
+    def status_fields(self) -> dict[str, Any]:
+        return {"level": self.level}
+
+    def summary_fields(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"levels": list(self.results)}
+
+    # ------------------------------------------------------------------ training
+    def lr_at(self, iteration: int) -> float:
+        """The learning rate of level-local ``iteration`` (0-based) at the current level."""
+        cfg = self.cfg
+        if self.level > 0 and cfg.retrain == "finetune":
+            return cfg.finetune_lr
+        lr = cfg.lr * cfg.gamma ** sum(iteration >= m for m in self.milestones)
+        if self.warmup:
+            lr *= min(1.0, iteration / self.warmup)
+        return lr
+
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        lr = self.lr_at(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return super().train_step(batch)
+
+    def after_step(self, step: int) -> bool:
+        assert self.engine is not None
+        self.engine.step(step)  # re-masks the weights; static: reads no gradient
+        self.iteration += 1
+        cfg = self.cfg
+        if self.level == 0 and cfg.retrain == "lottery" and self.iteration == cfg.rewind_step:
+            self.rewind = self._copy_state()
+        return False
+
+    def before_evaluate(self, epoch: int) -> float:
+        spent, self._pending_flops = self._pending_flops, 0.0
+        return spent
+
+    def after_epoch(self, epoch: int, row: Mapping[str, Any]) -> None:
+        slot = self.plan[epoch - 1]
+        if not slot.last:
+            return
+        kept = ("train_loss", "train_acc")
+        metrics = {k: v for k, v in row.items() if k.startswith(("test_", "valid_")) or k in kept}
+        self.results.append(
+            {
+                "level": slot.level,
+                "density": self.density(),
+                "epoch": epoch,
+                **metrics,
+                "train_flops": row["train_flops"],
+            }
+        )
+
+    # ------------------------------------------------------------------ level switches
+    def _enter_level(self, level: int) -> None:
+        """Prune level ``level - 1``'s trained weights (``oneshot``: level 0's), then reset by the
+        retraining policy."""
+        from trainables.train.optim import build_optimizer
+
+        assert self.engine is not None and level == self.level + 1
+        cfg = self.cfg
+        masks = self.engine.masks()
+        if cfg.oneshot:  # score level 0's final weights under all-ones masks
+            if self.dense is None:
+                self.dense = self._copy_state()  # entering level 1: the weights are level 0's
+            self.model.load_state_dict(self.dense)
+            masks = {name: torch.ones_like(m) for name, m in masks.items()}
+        numels = {name: w.numel() for name, w in self.weights.items()}
+        counts = target_counts(numels, level, cfg.prune_fraction, cfg.prune_scope)
+        new = select(self.scores(level), masks, counts)
+        state = self.engine.state_dict()
+        state["masks"] = {name: m.cpu() for name, m in new.items()}
+        state["counts"] = {name: int(m.sum()) for name, m in new.items()}
+        if cfg.retrain == "lottery":
+            assert self.rewind is not None, "the rewind point was never reached"
+            self.model.load_state_dict(self.rewind)
+        elif cfg.retrain == "scratch":
+            self._reinitialise(level)
+        self.engine.load_state_dict(state)  # re-applies the masks
+        self.optimizer = build_optimizer(self.model.parameters(), cfg, self.ctx.device)
+        self.engine.bind_optimizer(self.optimizer)
+        self.level = level
+        self._flops_cache = None
+
+    def _reinitialise(self, level: int) -> None:
+        """A new initialisation per level, drawn from (seed, level); the global RNG is kept."""
+        from trainables.models import build_model
+
+        cfg = self.cfg
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed * 100_003 + level)
+            fresh = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem)
+        self.model.load_state_dict(fresh.state_dict())
+
+    def scores(self, level: int) -> dict[str, torch.Tensor]:
+        """The criterion's score of every maskable weight (higher is kept)."""
+        cfg = self.cfg
+        if cfg.criterion == "magnitude":
+            return {n: w.detach().abs() for n, w in self.weights.items()}
+        if cfg.criterion == "random":
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + level)
+            return {
+                n: torch.rand(w.shape, generator=gen).to(w.device) for n, w in self.weights.items()
+            }
+        return self._gradient_scores(level)
+
+    def _gradient_scores(self, level: int) -> dict[str, torch.Tensor]:
+        """|w * dL/dw| with dL/dw summed over ``gradient_batches`` training batches (a copy of
+        the network in train mode, so the real one's BatchNorm statistics stay untouched)."""
+        cfg = self.cfg
+        model = copy.deepcopy(self.model).train()
+        names = dict(model.named_parameters())
+        weights = {n: names[n] for n in self.weights}
+        batches = self.ctx.train.batches(cfg.batch_size, epoch=-level, seed=cfg.seed, shuffle=True)
+        for count, batch in enumerate(batches):
+            if count >= cfg.gradient_batches:
+                break
+            with self.ctx.autocast():
+                logits = model(self.ctx.prepare(batch.x))
+            torch.nn.functional.cross_entropy(logits.float(), batch.y).backward()
+            self._pending_flops += 3.0 * self.dense_flops * batch.y.shape[0]
+        return {n: (w.detach() * w.grad).abs() for n, w in weights.items()}
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        rewind = None
+        if self.rewind is not None:
+            rewind = {k: v.cpu().clone() for k, v in self.rewind.items()}
+        dense = None
+        if self.dense is not None:
+            dense = {k: v.cpu().clone() for k, v in self.dense.items()}
+        prune = {
+            "level": self.level,
+            "results": list(self.results),
+            "rewind": rewind,
+            "dense": dense,
+        }
+        return {**super().state_dict(), "prune": prune}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        prune = state["prune"]
+        self.level = int(prune["level"])
+        self.results = list(prune["results"])
+        if prune["rewind"] is not None:
+            device = self.ctx.device
+            self.rewind = {k: v.to(device) for k, v in prune["rewind"].items()}
+        if prune["dense"] is not None:
+            device = self.ctx.device
+            self.dense = {k: v.to(device) for k, v in prune["dense"].items()}
+        self._flops_cache = None
+
+    # ------------------------------------------------------------------ FLOPs
+    def forward_flops(self) -> float:
+        if self._flops_cache is None:
+            self._flops_cache = super().forward_flops()
+        return self._flops_cache
+
+
+METHOD = MethodInfo(
+    "prune",
+    "iterative pruning and retraining (lottery, LR rewinding, fine-tuning, scratch)",
+    Prune,
+    params=(SparseParams, PruneParams),
+    labels="none",
+    can_graph=False,
+    display_name="Prune",
+)
