@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from rest_sweep.cli import main as cli_main
+from tests.resume_check import assert_resumes_exactly
 from trainables.config import TrialConfig
 from trainables.methods.dfr import balanced_subset, fit_logistic, group_ids
 from trainables.train import run_trial
 from trainables.train.trial import Trial
-
-VOLATILE = {"epoch_time_s", "attempt"}
 
 
 def _config(root, **overrides) -> TrialConfig:
@@ -85,21 +84,7 @@ def test_train_cli_writes_the_standard_metrics(tiny_cmnist_root, tmp_path, capsy
 
 def test_interrupted_run_resumes_exactly(tiny_cmnist_root, tmp_path):
     cfg = _config(tiny_cmnist_root, dfr_retrains=3)
-    whole = run_trial(cfg, checkpoint_dir=str(tmp_path / "whole"))
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(row):
-        if row["epoch"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_trial(cfg, report=stop_after_first, checkpoint_dir=str(tmp_path / "split"))
-    resumed = run_trial(cfg, checkpoint_dir=str(tmp_path / "split"))
-    assert {k: v for k, v in resumed["final"].items() if k not in VOLATILE} == {
-        k: v for k, v in whole["final"].items() if k not in VOLATILE
-    }
+    whole, _ = assert_resumes_exactly(cfg, tmp_path, stop_at=1)
     assert whole["selected_epoch"] == 2
     erm = run_trial(cfg.replace(method="erm"), checkpoint_dir=str(tmp_path / "erm"))
     assert erm["final"]["test_acc"] != whole["final"]["test_acc"]

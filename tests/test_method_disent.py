@@ -10,16 +10,14 @@ import pytest
 import torch
 
 from rest_sweep.cli import main as cli_main
+from tests.resume_check import assert_resumes_exactly
 from trainables.config import ConfigError, TrialConfig
 from trainables.methods import METHODS
 from trainables.methods.disent import swap_permutation
-from trainables.train import run_trial
 from trainables.train.trial import Trial
 
 if "disent" not in METHODS:  # registering it moves the paper grids' pinned counts (lead's call)
     pytest.skip("method 'disent' is not registered in _MODULES", allow_module_level=True)
-
-VOLATILE = {"epoch_time_s", "attempt"}
 
 
 def _config(root, **overrides) -> TrialConfig:
@@ -128,19 +126,5 @@ def test_disent_resume_is_exact_across_swap_start_and_lr_decay(tiny_cmnist_root,
     # 2000 samples / 256 = 8 steps per epoch: swap from 0-based step 4, LR decays after steps 6,
     # 9, 12 and 15 (1-based), so both happen in epoch 1 and go on in epoch 2
     cfg = _config(tiny_cmnist_root, disent_swap_step=3, disent_lr_decay_step=3)
-    whole = run_trial(cfg, checkpoint_dir=str(tmp_path / "whole"))
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(row):
-        if row["epoch"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_trial(cfg, report=stop_after_first, checkpoint_dir=str(tmp_path / "split"))
-    resumed = run_trial(cfg, checkpoint_dir=str(tmp_path / "split"))
-    assert {k: v for k, v in resumed["final"].items() if k not in VOLATILE} == {
-        k: v for k, v in whole["final"].items() if k not in VOLATILE
-    }
+    whole, _ = assert_resumes_exactly(cfg, tmp_path, stop_at=1)
     assert whole["final"]["lr"] < cfg.lr  # the decay happened inside the run

@@ -11,11 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from rest_sweep.cli import main as cli_main
+from tests.resume_check import assert_resumes_exactly
 from trainables.config import TrialConfig
-from trainables.train import run_trial
 from trainables.train.trial import Trial
-
-VOLATILE = {"epoch_time_s", "attempt"}
 
 
 def _config(root, **overrides) -> TrialConfig:
@@ -70,18 +68,4 @@ def test_lff_cli_trains_on_tiny_data(tiny_cmnist_root, tmp_path, capsys):
 
 def test_lff_resume_is_exact(tiny_cmnist_root, tmp_path):
     cfg = _config(tiny_cmnist_root)
-    whole = run_trial(cfg, checkpoint_dir=str(tmp_path / "whole"))
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(row):
-        if row["epoch"] == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_trial(cfg, report=stop_after_first, checkpoint_dir=str(tmp_path / "split"))
-    resumed = run_trial(cfg, checkpoint_dir=str(tmp_path / "split"))
-    assert {k: v for k, v in resumed["final"].items() if k not in VOLATILE} == {
-        k: v for k, v in whole["final"].items() if k not in VOLATILE
-    }
+    assert_resumes_exactly(cfg, tmp_path, stop_at=1)

@@ -10,13 +10,12 @@ import math
 import pytest
 import torch
 
+from tests.resume_check import assert_resumes_exactly
 from trainables.config import ConfigError, TrialConfig
 from trainables.methods.mrm import DEFAULT_DENSITY, stage_epochs
 from trainables.sparse import layer_counts, layer_densities, maskable_parameters
 from trainables.train import run_trial
 from trainables.train.trial import Trial
-
-VOLATILE = {"epoch_time_s", "attempt"}
 
 
 def _config(root, **overrides) -> TrialConfig:
@@ -156,19 +155,4 @@ def test_cli_trains_with_the_default_density(tiny_cmnist_root, tmp_path) -> None
 @pytest.mark.parametrize("stop_at", [1, 2])
 def test_resume_across_stage_switches_is_exact(tiny_cmnist_root, tmp_path, stop_at) -> None:
     cfg = _config(tiny_cmnist_root, mrm_allocation="erk")
-    whole = run_trial(cfg, checkpoint_dir=str(tmp_path / "whole"))
-
-    class Stop(Exception):
-        pass
-
-    def stop(row):
-        if row["epoch"] == stop_at:
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_trial(cfg, report=stop, checkpoint_dir=str(tmp_path / "split"))
-    resumed = run_trial(cfg, checkpoint_dir=str(tmp_path / "split"))
-    assert {k: v for k, v in resumed["final"].items() if k not in VOLATILE} == {
-        k: v for k, v in whole["final"].items() if k not in VOLATILE
-    }
-    assert resumed["train_flops"] == whole["train_flops"]
+    assert_resumes_exactly(cfg, tmp_path, stop_at=stop_at)
