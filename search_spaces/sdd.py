@@ -8,8 +8,10 @@ grids vary one thing each: the retraining policy, the criterion, the noise type,
 pruning. ``sdd-demo`` is the same study on Fashion-MNIST with the LeNet-300-100 MLP, small
 enough for a CPU: 8 levels of 2 epochs.
 
-Not here (the branches that read a parent run are not built yet): re-dense training, random
-re-initialisation and random pruning of a finished run.
+No branch grids (re-dense training, random re-initialisation, random pruning of a finished
+run): a branch names its parent's trial hash, known only after the parent is planned; launch
+branches with ``--set branch=... --set branch_of=<hash> --set branch_level=L``
+(docs/methods.md, prune, "Level files and branches").
 """
 
 from __future__ import annotations

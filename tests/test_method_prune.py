@@ -252,3 +252,144 @@ def test_oneshot_prunes_the_dense_weights_straight_to_level_l(tiny_cmnist_root) 
             assert torch.equal(weight.detach(), dense[name] * masks[name])
         if level == 1:
             trial.train_epoch(epoch)
+
+
+# ---------------------------------------------------------------------- branches
+def _files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def parent(tiny_cmnist_root, tmp_path_factory):
+    """A finished 2-level lottery run in ``<experiment>/trials/<hash>`` (the branches' parent)."""
+    cfg = _config(tiny_cmnist_root, levels=2)
+    trials = tmp_path_factory.mktemp("experiment") / "trials"
+    folder = trials / cfg.trial_hash
+    run_trial(cfg, checkpoint_dir=str(folder))
+    return cfg, folder
+
+
+def _level(folder, level: int) -> dict:
+    return torch.load(folder / "levels" / f"level_{level:04d}.pt", weights_only=True)
+
+
+def _branch(root, parent, **overrides) -> tuple[TrialConfig, Trial]:
+    cfg = _config(root, branch_of=parent[0].trial_hash, branch_level=2, **overrides)
+    return cfg, Trial(cfg, trial_dir=str(parent[1].parent / cfg.trial_hash))
+
+
+def test_a_prune_run_stores_every_level_mask_and_weights(parent) -> None:
+    cfg, folder = parent
+    assert sorted(p.name for p in (folder / "levels").iterdir()) == [
+        "level_0000.pt",
+        "level_0001.pt",
+        "level_0002.pt",
+    ]
+    levels = [_level(folder, n) for n in range(3)]
+    total = sum(m.numel() for m in levels[0]["masks"].values())
+    for n, stored in enumerate(levels):
+        masks = stored["masks"]
+        assert all(m.dtype == torch.bool for m in masks.values())
+        assert sum(int(m.sum()) for m in masks.values()) == round(total * 0.8**n)
+        for name, mask in masks.items():  # the final weights are zero where pruned
+            assert not stored["model"][name][~mask].any()
+    for name, mask in levels[2]["masks"].items():  # nested
+        assert not (mask & ~levels[1]["masks"][name]).any()
+
+
+def test_branch_configs_have_one_line_checks() -> None:
+    bad = {
+        "branch_of": dict(branch="reinit", branch_level=1),
+        "branch_level": dict(branch="reinit", branch_of="abc"),
+        "redense_step": dict(branch="reinit", branch_of="abc", branch_level=1, redense_step="1ep"),
+        "redense_lr": dict(redense_lr=0.0),
+        "branch": dict(branch="regrow"),
+    }
+    for name, values in bad.items():
+        with pytest.raises(ConfigError, match=f"^{name}: "):
+            TrialConfig.from_recipe("paper", method="prune", **values)
+    with pytest.raises(ConfigError, match="^branch_of: "):  # set without a branch
+        TrialConfig.from_recipe("paper", method="prune", branch_of="abc")
+
+
+def test_reinit_trains_the_parents_mask_from_a_new_init_and_never_touches_it(
+    tiny_cmnist_root, parent
+) -> None:
+    before = _files(parent[1])
+    cfg, trial = _branch(tiny_cmnist_root, parent, branch="reinit")
+    method = trial.method
+    stored = _level(parent[1], 2)
+    parent_init = Trial(parent[0]).method.weights
+    masks = method.engine.masks()
+    for name, weight in method.weights.items():
+        kept = stored["masks"][name]
+        assert torch.equal(masks[name], kept)
+        assert not weight.detach()[~kept].any()
+        assert not torch.equal(weight.detach()[kept], parent_init[name].detach()[kept])
+        assert not torch.equal(weight.detach()[kept], stored["model"][name][kept])
+    summary = run_trial(cfg, checkpoint_dir=str(parent[1].parent / cfg.trial_hash))
+    assert [lv["level"] for lv in summary["levels"]] == [2]
+    assert math.isclose(summary["levels"][0]["density"], 0.64, abs_tol=1e-3)
+    assert [r["level"] for r in _rows(parent[1].parent / cfg.trial_hash)] == [2]
+    assert _files(parent[1]) == before  # the parent is only read
+
+
+def test_random_prune_keeps_the_per_layer_counts_with_another_mask(
+    tiny_cmnist_root, parent
+) -> None:
+    _, trial = _branch(tiny_cmnist_root, parent, branch="random_prune")
+    stored = _level(parent[1], 2)["masks"]
+    masks = trial.method.engine.masks()
+    assert {n: int(m.sum()) for n, m in masks.items()} == {
+        n: int(m.sum()) for n, m in stored.items()
+    }
+    assert any(not torch.equal(masks[n], stored[n]) for n in stored)
+    for name, weight in trial.method.weights.items():
+        assert not weight.detach()[~masks[name]].any()
+    _, again = _branch(tiny_cmnist_root, parent, branch="random_prune")
+    assert all(torch.equal(again.method.engine.masks()[n], masks[n]) for n in masks)  # seeded
+
+
+def test_redense_opens_every_mask_at_the_step_with_the_pruned_weights_at_zero(
+    tiny_cmnist_root, parent
+) -> None:
+    cfg, trial = _branch(
+        tiny_cmnist_root, parent, branch="redense", redense_step="3it", redense_lr=0.02
+    )
+    method = trial.method
+    stored = _level(parent[1], 2)
+    for name, weight in method.weights.items():  # the parent's level-2 weights and mask
+        assert torch.equal(weight.detach(), stored["model"][name])
+        assert torch.equal(method.engine.masks()[name], stored["masks"][name])
+    assert method.lr_at(2) == cfg.lr and method.lr_at(3) == 0.02
+    seen: dict = {}
+    after = method.after_step
+
+    def record(step):
+        out = after(step)
+        if method.iteration == 3:
+            seen["masks"] = {n: m.clone() for n, m in method.engine.masks().items()}
+            seen["weights"] = {n: w.detach().clone() for n, w in method.weights.items()}
+        return out
+
+    method.after_step = record
+    trial.run_epoch(1)
+    assert all(m.all() for m in seen["masks"].values())
+    regained = 0
+    for name, weight in method.weights.items():
+        pruned = ~stored["masks"][name]
+        assert not seen["weights"][name][pruned].any()  # they return at zero
+        regained += int((weight.detach()[pruned] != 0).sum())  # and then train
+    assert regained > 0 and method.density() == 1.0
+
+
+def test_a_missing_parent_or_level_is_one_line(tiny_cmnist_root, parent) -> None:
+    cfg = _config(tiny_cmnist_root, branch="reinit", branch_of="0123456789abcdef", branch_level=1)
+    with pytest.raises(UserError, match=r"^branch_of: '0123456789abcdef' is not allowed") as e:
+        Trial(cfg, trial_dir=str(parent[1].parent / cfg.trial_hash))
+    assert "\n" not in str(e.value) and parent[0].trial_hash in str(e.value)
+    cfg = _config(tiny_cmnist_root, branch="reinit", branch_of=parent[0].trial_hash, branch_level=5)
+    with pytest.raises(UserError, match=r"^branch_level: 5 is not allowed.*\(0, 1, 2\)$"):
+        Trial(cfg, trial_dir=str(parent[1].parent / cfg.trial_hash))
+    with pytest.raises(UserError, match="^redense_step: '9ep' is not allowed"):
+        _branch(tiny_cmnist_root, parent, branch="redense", redense_step="9ep")

@@ -11,6 +11,8 @@ An *experiment* lives at ``<storage>/<name>/`` (a local path or any pyarrow file
                                 "attempt", "epoch", "error"}
         error.txt              the traceback of the last failed attempt (kept for the record)
         checkpoints/epoch_NNNN.pt   the newest ``keep`` checkpoints, each written atomically
+        levels/level_NNNN.pt        prune: each finished level's bool masks and final weights,
+                                    kept for every level (what branches read)
     tune/<launch>/             Ray Tune's own experiment folders (result.json, TensorBoard...)
 
 ``rest-sweep train --out DIR`` writes the same trial folder layout at ``DIR``. Analysis and
@@ -49,6 +51,8 @@ STATE_FILE = "state.json"
 ERROR_FILE = "error.txt"
 CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
+LEVELS_DIR = "levels"
+_LEVEL_RE = re.compile(r"^level_(\d{4,})\.pt$")
 # The temporary sibling of an atomic write (``Location.write_bytes``): ``.<name>.<8 hex>.tmp``.
 _TMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 STALE_TMP_S = 60.0  # a writer that is alive renames its temporary well within this
@@ -396,6 +400,34 @@ class TrialStore:
                 continue
             return epoch, state
         return None
+
+    # -- prune levels ---------------------------------------------------------------
+    @property
+    def levels(self) -> Location:
+        return self.loc.child(LEVELS_DIR)
+
+    def level_numbers(self) -> list[int]:
+        """The levels whose file is stored, ascending."""
+        found = (_LEVEL_RE.match(name) for name in self.levels.list_names())
+        return sorted(int(match.group(1)) for match in found if match)
+
+    def save_level(self, level: int, state: dict[str, Any]) -> None:
+        """Write ``state`` (tensors: masks, weights) as level ``level``'s file, atomically."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.levels.write_bytes(f"level_{level:04d}.pt", buffer.getvalue())
+
+    def load_level(self, level: int) -> dict[str, Any] | None:
+        """Level ``level``'s file (on the CPU), or None when it is not stored."""
+        import torch
+
+        name = f"level_{level:04d}.pt"
+        if not self.levels.exists(name):
+            return None
+        data = self.levels.read_bytes(name)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
     def delete_checkpoints(self) -> list[int]:
         """Remove every checkpoint (a restart from epoch 1); returns the epochs removed."""

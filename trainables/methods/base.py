@@ -141,6 +141,9 @@ class TrialContext:
     channels_last: bool
     # The validation split, for methods that fit on it (DFR's last layer); None when not given.
     valid: DeviceSplit | None = None
+    # The trial folder (local path or URI) when the core runs in one (``run_trial``), else None:
+    # ``prune`` stores its level files there and its branches find their parent beside it.
+    trial_dir: str | None = None
 
     @property
     def total_steps(self) -> int:

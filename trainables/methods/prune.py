@@ -18,12 +18,21 @@ exactly the same number of weights. Masks live in a static :class:`~trainables.s
 schedule (``milestones``, ``gamma``, ``warmup_steps``), set before every step from the
 level-local iteration. ``levels`` is not part of the trial's identity: asking a finished trial
 for more levels continues it from its last checkpoint (:meth:`Prune.summary_covers`).
+
+Every finished level leaves ``<trial>/levels/level_NNNN.pt`` (its bool masks and final weights).
+A **branch** (``branch=redense|reinit|random_prune``) is a prune trial of one stage that reads
+level ``branch_level`` of the parent trial ``branch_of`` (a sibling folder) and never retrains
+it: ``reinit`` trains the parent's mask from a new initialisation, ``random_prune`` a random mask
+with the parent's per-layer counts from a new initialisation, ``redense`` the parent's level
+weights under its mask until ``redense_step``, then every mask opens (the pruned weights return
+at zero) and training goes on at the constant ``redense_lr``.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -48,6 +57,8 @@ else:
 RETRAIN = ("lottery", "lr_rewind", "finetune", "scratch")
 CRITERIA = ("magnitude", "gradient", "random")
 SCOPES = ("global", "layer")
+BRANCHES = ("none", "redense", "reinit", "random_prune")
+_BRANCH_DRAW = 1_000_000  # offsets the branches' seeded draws from the levels' own
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,18 @@ class PruneParams(ParamGroup):
     )
     gamma: float = param(0.1, "lr factor at every milestone")
     warmup_steps: str = param("", "linear lr warm-up from 0 at the start of each level (5ep)")
+    branch: str = param(
+        "none",
+        "a branch of a finished run's level: redense, reinit (its mask, a new init) or "
+        "random_prune (its per-layer counts, a random mask, a new init)",
+        choices=BRANCHES,
+    )
+    branch_of: str = param("", "branch: the parent trial's hash (a folder beside this trial's)")
+    branch_level: int = param(0, "branch: the parent's level read (>= 1)")
+    redense_step: str = param(
+        "", "redense: when every mask opens (a step such as 10ep, 500it; '': at the start)"
+    )
+    redense_lr: float = param(0.001, "redense: constant learning rate after redense_step")
 
     @classmethod
     def recipe_values(
@@ -112,7 +135,8 @@ class PruneParams(ParamGroup):
         check(cfg.finetune_lr > 0, "finetune_lr", cfg.finetune_lr, "a positive number")
         check(cfg.gamma > 0, "gamma", cfg.gamma, "a positive number")
         check(cfg.gradient_batches > 0, "gradient_batches", cfg.gradient_batches, "an integer > 0")
-        for name in ("finetune_steps", "warmup_steps"):
+        check(cfg.redense_lr > 0, "redense_lr", cfg.redense_lr, "a positive number")
+        for name in ("finetune_steps", "warmup_steps", "redense_step"):
             text = getattr(cfg, name)
             if text:
                 check(_parses(lambda t=text, n=name: Step.parse(t, n)), name, text, _STEP)
@@ -121,6 +145,31 @@ class PruneParams(ParamGroup):
             check(ok, "milestones", cfg.milestones, "a comma list of steps such as 80,120")
         if not method.takes(cls):
             return
+        branch = cfg.branch != "none"
+        check(
+            not branch or cfg.branch_of != "",
+            "branch_of",
+            cfg.branch_of,
+            f"the parent trial's hash (branch={cfg.branch} reads its levels)",
+        )
+        check(
+            branch or cfg.branch_of == "",
+            "branch_of",
+            cfg.branch_of,
+            "'' (only a branch reads a parent; set branch)",
+        )
+        check(
+            cfg.branch_level >= 1 if branch else cfg.branch_level == 0,
+            "branch_level",
+            cfg.branch_level,
+            "an integer >= 1" if branch else "0 (only a branch reads a level; set branch)",
+        )
+        check(
+            cfg.redense_step == "" or cfg.branch == "redense",
+            "redense_step",
+            cfg.redense_step,
+            "'' (only branch=redense opens its masks)",
+        )
         check(
             cfg.rewind_step == 0 or cfg.retrain == "lottery",
             "rewind_step",
@@ -168,7 +217,7 @@ class Slot:
 def level_span(cfg: TrialConfig, level: int, per_epoch: int) -> tuple[int, int]:
     """(first, end) level-local iterations of ``level``."""
     total = cfg.epochs * per_epoch
-    if level == 0:
+    if level == 0 or cfg.branch != "none":
         return 0, total
     if cfg.retrain == "lottery":
         return cfg.rewind_step, total
@@ -178,9 +227,11 @@ def level_span(cfg: TrialConfig, level: int, per_epoch: int) -> tuple[int, int]:
 
 
 def level_plan(cfg: TrialConfig, per_epoch: int) -> list[Slot]:
-    """Every core epoch of the trial, level by level (its length is ``total_epochs``)."""
+    """Every core epoch of the trial, level by level (its length is ``total_epochs``); a
+    branch's one stage is labelled ``branch_level``."""
     slots = []
-    for level in range(cfg.levels + 1):
+    branch = cfg.branch != "none"
+    for level in [cfg.branch_level] if branch else range(cfg.levels + 1):
         start, end = level_span(cfg, level, per_epoch)
         if not start < end:
             field, value = ("rewind_step", start) if start else ("finetune_steps", end)
@@ -237,6 +288,13 @@ def select(
     return out
 
 
+def _random_mask(mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A uniformly random bool mask of ``mask``'s shape with ``mask``'s count."""
+    keep = torch.zeros(mask.numel(), dtype=torch.bool)
+    keep[torch.randperm(mask.numel(), generator=gen)[: int(mask.sum())]] = True
+    return keep.view(mask.shape)
+
+
 class Prune(Method):
     """Dense level 0, then prune-and-retrain levels under a static engine's masks."""
 
@@ -259,10 +317,13 @@ class Prune(Method):
         self.results: list[dict[str, Any]] = []
         self.rewind: dict[str, torch.Tensor] | None = None
         self.dense: dict[str, torch.Tensor] | None = None  # oneshot: level 0's final weights
-        if cfg.retrain == "lottery" and cfg.rewind_step == 0:
+        if cfg.retrain == "lottery" and cfg.rewind_step == 0 and cfg.branch == "none":
             self.rewind = self._copy_state()
         self._pending_flops = 0.0
         self._flops_cache: float | None = None
+        self.redense_at: int | None = None  # redense: level-local iteration the masks open at
+        if cfg.branch != "none":
+            self._start_branch()
 
     def build_engine(self, model: nn.Module) -> SparseEngine:
         from trainables.sparse import SparseEngine
@@ -297,11 +358,14 @@ class Prune(Method):
     def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
         # every level trains ``epochs`` at (1 - p)^L (rewinding and fine-tuning lengths aside)
         keep = 1.0 - cfg.prune_fraction
+        if cfg.branch != "none":  # one stage at the parent level's density
+            return [(cfg.epochs, keep**cfg.branch_level)]
         return [(cfg.epochs, keep**level) for level in range(cfg.levels + 1)]
 
     @classmethod
     def summary_covers(cls, cfg: TrialConfig, summary: Mapping[str, Any]) -> bool:
-        return len(summary.get("levels") or []) >= cfg.levels + 1
+        wanted = 1 if cfg.branch != "none" else cfg.levels + 1
+        return len(summary.get("levels") or []) >= wanted
 
     def epoch_batches(self, epoch: int) -> tuple[int, int, int | None]:
         slot = self.plan[epoch - 1]
@@ -323,7 +387,9 @@ class Prune(Method):
     def lr_at(self, iteration: int) -> float:
         """The learning rate of level-local ``iteration`` (0-based) at the current level."""
         cfg = self.cfg
-        if self.level > 0 and cfg.retrain == "finetune":
+        if self.redense_at is not None and iteration >= self.redense_at:
+            return cfg.redense_lr
+        if self.level > 0 and cfg.retrain == "finetune" and cfg.branch == "none":
             return cfg.finetune_lr
         lr = cfg.lr * cfg.gamma ** sum(iteration >= m for m in self.milestones)
         if self.warmup:
@@ -343,6 +409,8 @@ class Prune(Method):
         cfg = self.cfg
         if self.level == 0 and cfg.retrain == "lottery" and self.iteration == cfg.rewind_step:
             self.rewind = self._copy_state()
+        if self.iteration == self.redense_at:
+            self._redense()
         return False
 
     def before_evaluate(self, epoch: int) -> float:
@@ -364,13 +432,13 @@ class Prune(Method):
                 "train_flops": row["train_flops"],
             }
         )
+        if self.cfg.branch == "none" and self.ctx.trial_dir is not None:
+            self._store_level(slot.level)
 
     # ------------------------------------------------------------------ level switches
     def _enter_level(self, level: int) -> None:
         """Prune level ``level - 1``'s trained weights (``oneshot``: level 0's), then reset by the
         retraining policy."""
-        from trainables.train.optim import build_optimizer
-
         assert self.engine is not None and level == self.level + 1
         cfg = self.cfg
         masks = self.engine.masks()
@@ -382,22 +450,112 @@ class Prune(Method):
         numels = {name: w.numel() for name, w in self.weights.items()}
         counts = target_counts(numels, level, cfg.prune_fraction, cfg.prune_scope)
         new = select(self.scores(level), masks, counts)
-        state = self.engine.state_dict()
-        state["masks"] = {name: m.cpu() for name, m in new.items()}
-        state["counts"] = {name: int(m.sum()) for name, m in new.items()}
         if cfg.retrain == "lottery":
             assert self.rewind is not None, "the rewind point was never reached"
             self.model.load_state_dict(self.rewind)
         elif cfg.retrain == "scratch":
             self._reinitialise(level)
-        self.engine.load_state_dict(state)  # re-applies the masks
-        self.optimizer = build_optimizer(self.model.parameters(), cfg, self.ctx.device)
-        self.engine.bind_optimizer(self.optimizer)
+        self._set_masks(new)
         self.level = level
+
+    def _set_masks(self, masks: Mapping[str, torch.Tensor]) -> None:
+        """Install ``masks`` (re-applied to the weights) and start a fresh optimizer."""
+        from trainables.train.optim import build_optimizer
+
+        assert self.engine is not None
+        state = self.engine.state_dict()
+        state["masks"] = {name: m.to(torch.bool).cpu() for name, m in masks.items()}
+        state["counts"] = {name: int(m.sum()) for name, m in masks.items()}
+        self.engine.load_state_dict(state)  # re-applies the masks
+        self.optimizer = build_optimizer(self.model.parameters(), self.cfg, self.ctx.device)
+        self.engine.bind_optimizer(self.optimizer)
         self._flops_cache = None
 
+    # ------------------------------------------------------------------ level files, branches
+    def _store_level(self, level: int) -> None:
+        """``<trial>/levels/level_NNNN.pt``: the level's final bool masks and weights."""
+        from trainables.results import TrialStore
+
+        assert self.engine is not None and self.ctx.trial_dir is not None
+        state = {
+            "masks": {name: m.cpu().clone() for name, m in self.engine.masks().items()},
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+        }
+        TrialStore(self.ctx.trial_dir).save_level(level, state)
+
+    def _parent_level(self) -> dict[str, Any]:
+        """Level ``branch_level``'s file of the parent trial ``branch_of`` (a sibling folder);
+        a one-line error naming what exists when it is missing."""
+        from trainables.results import Location, TrialStore
+
+        cfg = self.cfg
+        if self.ctx.trial_dir is None:
+            raise UserError(
+                f"branch_of: {cfg.branch_of!r} is not allowed here; allowed: a branch run in a "
+                "trial folder (run_trial, rest-sweep train --out, run)"
+            )
+        own = Location.of(self.ctx.trial_dir)
+        folder = Location(own.fs, posixpath.dirname(own.path))
+        parent = TrialStore(folder.child(cfg.branch_of))
+        if not parent.loc.exists():
+            others = [n for n in folder.list_names() if n != posixpath.basename(own.path)]
+            listed = ", ".join(others[:8]) + (", ..." if len(others) > 8 else "")
+            raise UserError(
+                f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a trial in "
+                f"{folder.path} ({listed or 'none there'})"
+            )
+        state = parent.load_level(cfg.branch_level)
+        if state is None:
+            have = ", ".join(str(n) for n in parent.level_numbers())
+            raise UserError(
+                f"branch_level: {cfg.branch_level} is not allowed; allowed: a level trial "
+                f"{cfg.branch_of} stored ({have or 'none: it stored no level files'})"
+            )
+        return state
+
+    def _start_branch(self) -> None:
+        """Set up a branch's one stage from the parent's level (the parent is only read)."""
+        cfg = self.cfg
+        spe = self.ctx.steps_per_epoch
+        self.level = cfg.branch_level  # the one stage: no level switch ever runs
+        if cfg.branch == "redense":
+            at = Step.parse(cfg.redense_step, "redense_step") if cfg.redense_step else Step()
+            self.redense_at = at.to_iterations(spe)
+            if not self.redense_at < cfg.epochs * spe:
+                raise UserError(
+                    f"redense_step: {cfg.redense_step!r} is not allowed; allowed: a point inside "
+                    f"the training length of {cfg.epochs} epochs x {spe} iterations"
+                )
+        parent = self._parent_level()
+        masks = parent["masks"]
+        shapes = {name: tuple(w.shape) for name, w in self.weights.items()}
+        if {name: tuple(m.shape) for name, m in masks.items()} != shapes:
+            raise UserError(
+                f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a parent with this "
+                f"trial's model, width and kept-dense layers (its masks cover {list(masks)})"
+            )
+        masks = {name: masks[name] for name in self.weights}  # the engine's layer order
+        if cfg.branch == "random_prune":
+            gen = torch.Generator().manual_seed(
+                cfg.seed * 100_003 + _BRANCH_DRAW + cfg.branch_level
+            )
+            masks = {name: _random_mask(m, gen) for name, m in masks.items()}
+        if cfg.branch == "redense":
+            self.model.load_state_dict(parent["model"])
+        else:
+            self._reinitialise(_BRANCH_DRAW + cfg.branch_level)
+        self._set_masks(masks)
+        if self.redense_at == 0:
+            self._redense()
+
+    def _redense(self) -> None:
+        """Open every mask: the pruned weights (zero) train again, with a fresh optimizer."""
+        assert self.engine is not None
+        self._set_masks({name: torch.ones_like(m) for name, m in self.engine.masks().items()})
+
     def _reinitialise(self, level: int) -> None:
-        """A new initialisation per level, drawn from (seed, level); the global RNG is kept."""
+        """A new initialisation per level, drawn from (seed, level); the global RNG is kept
+        (branches draw with ``level`` offset by ``_BRANCH_DRAW``)."""
         from trainables.models import build_model
 
         cfg = self.cfg

@@ -59,7 +59,7 @@ def run_trial(
     attempt = int((store.read_state() or {}).get("attempt", 0)) + 1
     store.write_config(config.to_dict())
     try:
-        return _train(config, store, report, progress, attempt)
+        return _train(config, store, report, progress, attempt, checkpoint_dir)
     except (KeyboardInterrupt, SystemExit):
         _record(store.write_state, "interrupted", attempt=attempt)
         raise
@@ -94,11 +94,16 @@ def _record(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
 
 
 def _train(
-    config: TrialConfig, store: TrialStore, report: Report | None, progress: bool, attempt: int
+    config: TrialConfig,
+    store: TrialStore,
+    report: Report | None,
+    progress: bool,
+    attempt: int,
+    trial_dir: str,
 ) -> dict[str, Any]:
     from trainables.train.trial import Trial  # torch import deferred until a trial really runs
 
-    trial = Trial(config)
+    trial = Trial(config, trial_dir=trial_dir)
     start_epoch, state = store.load_latest_checkpoint() or (0, None)
     rows, warning = _recover_rows(store, start_epoch, state)
     if rows is None:  # the rows of the checkpointed epochs are lost: start over, once

@@ -49,9 +49,13 @@ def set_precision(precision: str, device: torch.device) -> dict[str, bool]:
 
 
 class Trial:
-    """Build once per process; :meth:`run_epoch` trains and evaluates one epoch."""
+    """Build once per process; :meth:`run_epoch` trains and evaluates one epoch.
 
-    def __init__(self, cfg: TrialConfig) -> None:
+    ``trial_dir`` is the trial folder (``run_trial`` passes it; None when built on its own):
+    methods that keep files beside the checkpoints read it from their context (``prune``'s
+    level files and branches)."""
+
+    def __init__(self, cfg: TrialConfig, trial_dir: str | None = None) -> None:
         self.cfg = cfg
         self.info = effective_method(cfg.method, cfg.objective)
         self.device = resolve_device(cfg.device)
@@ -70,6 +74,7 @@ class Trial:
                 steps_per_epoch=self.steps_per_epoch,
                 channels_last=self.channels_last,
                 valid=self.valid,
+                trial_dir=trial_dir,
             )
         )
         self.sampling_weights = self.method.sampling_weights()
