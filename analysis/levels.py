@@ -194,6 +194,13 @@ def double_descent_figure(levels: pd.DataFrame, dataset: str):
     return fig
 
 
+def best_levels(levels: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, setting): its best level by mean test accuracy over seeds."""
+    stats = per_setting(levels)
+    best = stats.loc[stats.groupby(["cfg_dataset", "setting"])["test_acc"].idxmax()]
+    return best.sort_values(["cfg_dataset", "setting"]).reset_index(drop=True)
+
+
 def best_levels_markdown(levels: pd.DataFrame) -> str:
     """The best level per (dataset, setting) by mean test accuracy over seeds."""
     stats = per_setting(levels)

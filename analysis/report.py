@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
-from analysis import figures, render
+from analysis import figures, levels, render
 from analysis.cells import labels_text
 from analysis.export import figure_div
 from analysis.schema import STATUSES
@@ -176,7 +176,35 @@ def figure_section(analysis: Analysis) -> str:
     for dataset in sorted(df["dataset"].dropna().unique()):
         fig = figures.flops_scatter(df, dataset, analysis.options.choice)
         parts.append(f'<div class="figure">{figure_div(fig, f"flops_{dataset}")}</div>')
+    parts.append(levels_section(analysis))
     return "".join(parts)
+
+
+def levels_section(analysis: Analysis) -> str:
+    """Pruning trials only: the double-descent figure per dataset and the best level per
+    setting (nothing when no trial has levels)."""
+    table = levels.levels_table(analysis.experiment)
+    if table is None:
+        return ""
+    frame = table.to_pandas()
+    parts = ['<h3 id="levels">Pruning levels: sparse double descent</h3>']
+    for dataset in sorted(frame["cfg_dataset"].dropna().unique()):
+        fig = levels.double_descent_figure(frame, dataset)
+        parts.append(f'<div class="figure">{figure_div(fig, f"double_descent_{dataset}")}</div>')
+    rows = []
+    for _, best in levels.best_levels(frame).iterrows():
+        rows.append(
+            [
+                best["cfg_dataset"],
+                best["setting"],
+                int(best["level"]),
+                f"{best['density']:.4g}",
+                f"{100 * best['test_acc']:.1f}",
+                int(best["seeds"]),
+            ]
+        )
+    headers = ["dataset", "setting", "best level", "density", "test accuracy (%)", "seeds"]
+    return "".join(parts) + _simple_table(headers, rows)
 
 
 def report_html(analysis: Analysis) -> str:

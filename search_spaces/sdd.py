@@ -8,9 +8,12 @@ grids vary one thing each: the retraining policy, the criterion, the noise type,
 pruning. ``sdd-demo`` is the same study on Fashion-MNIST with the LeNet-300-100 MLP, small
 enough for a CPU: 8 levels of 2 epochs.
 
-No branch grids (re-dense training, random re-initialisation, random pruning of a finished
-run): a branch names its parent's trial hash, known only after the parent is planned; launch
-branches with ``--set branch=... --set branch_of=<hash> --set branch_level=L``
+The branch grids (re-dense training; random re-initialisation and random pruning) read the
+stored levels of the ``sdd-retrain-cifar10`` lottery run: a branch names its parent by trial
+hash, and the parent's configuration is fixed here, so its hash is computed at planning time
+(:func:`lottery_parent`). Run the parent grid first (into the same experiment); a branch whose
+parent level is not stored yet errors with a one-line message and runs again on ``resume``.
+Other branches: ``--set branch=... --set branch_of=<hash> --set branch_level=L``
 (docs/methods.md, prune, "Level files and branches").
 """
 
@@ -51,6 +54,31 @@ def _grid(name: str, description: str, axes: dict, fixed: dict) -> Grid:
     )
 
 
+BRANCH_LEVELS = (5, 10, 15, 20, 25, 30)
+
+
+def lottery_parent(seed: int) -> str:
+    """Trial hash of the ``sdd-retrain-cifar10`` lottery trial of ``seed`` (a branch's parent)."""
+    from trainables.config import TrialConfig
+
+    parent = TrialConfig.from_recipe(
+        "paper", method="prune", seed=seed, retrain="lottery", **CIFAR_FIXED
+    )
+    return parent.trial_hash
+
+
+def _branch_grid(name: str, description: str, branches: tuple[str, ...], extra: dict) -> Grid:
+    blocks = tuple(
+        Block.of(
+            ["prune"],
+            {"branch": branches, "branch_level": BRANCH_LEVELS},
+            {**CIFAR_FIXED, "seed": seed, "branch_of": lottery_parent(seed), **extra},
+        )
+        for seed in SEEDS
+    )
+    return Grid(name=name, description=description, blocks=blocks)
+
+
 def sdd_grids() -> list[Grid]:
     """Every SDD preset, in the order ``rest-sweep grids`` lists them."""
     return [
@@ -72,6 +100,20 @@ def sdd_grids() -> list[Grid]:
             "SDD on CIFAR-10: symmetric, asymmetric and pair-flip noise (20%), lottery",
             {"noise_type": ("symmetric", "asymmetric", "pairflip")},
             {"retrain": "lottery"},
+        ),
+        _branch_grid(
+            "sdd-redense-cifar10",
+            "SDD on CIFAR-10: re-dense training of the lottery run's levels 5..30 (all pruned "
+            "weights return at zero after 80 epochs, lr 0.001)",
+            ("redense",),
+            {"redense_step": "80ep", "redense_lr": 0.001},
+        ),
+        _branch_grid(
+            "sdd-reinit-cifar10",
+            "SDD on CIFAR-10: the lottery run's level masks with a new initialisation, and random "
+            "masks of the same layer densities",
+            ("reinit", "random_prune"),
+            {},
         ),
         _grid(
             "sdd-oneshot-cifar10",

@@ -4,6 +4,7 @@ folders whose metrics rows carry ``level`` (what a pruning trial writes)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -79,3 +80,16 @@ def test_rows_without_level_in_a_trial_are_ignored(tmp_path):
     result = analyze(storage, "sdd", str(tmp_path / "analysis"), figures_too=False)
     levels = pd.read_parquet(tmp_path / "analysis" / "levels.parquet")
     assert len(levels) == 8 and "levels.parquet" in result.files
+
+
+def test_the_report_draws_the_double_descent(tmp_path):
+    from analysis.api import report
+
+    storage = _experiment(tmp_path)
+    page = (tmp_path / "page").as_posix()
+    html = Path(report(storage, "sdd", page)).read_text()
+    assert 'id="levels"' in html and "double_descent_cmnist" in html
+    assert "lottery, magnitude, clean labels" in html
+    plain = _experiment(tmp_path / "plain", with_levels=False)
+    other = Path(report(plain, "sdd", (tmp_path / "p2").as_posix())).read_text()
+    assert 'id="levels"' not in other

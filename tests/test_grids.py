@@ -202,3 +202,19 @@ def test_grids_show_lists_pending_rows(
 
 def test_resolve_is_the_only_entry_point() -> None:
     assert search_spaces.resolve("demo") is GRIDS.get("demo")
+
+
+def test_sdd_branch_grids_read_the_lottery_run_of_the_retrain_grid() -> None:
+    lottery = {
+        t.seed: t.trial_hash
+        for t in expand(GRIDS.get("sdd-retrain-cifar10")).trials
+        if t.retrain == "lottery"
+    }
+    for name, branches in (
+        ("sdd-redense-cifar10", {"redense"}),
+        ("sdd-reinit-cifar10", {"reinit", "random_prune"}),
+    ):
+        trials = expand(GRIDS.get(name)).trials
+        assert {t.branch for t in trials} == branches
+        assert all(t.branch_of == lottery[t.seed] for t in trials)
+        assert sorted({t.branch_level for t in trials}) == [5, 10, 15, 20, 25, 30]
