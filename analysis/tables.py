@@ -252,6 +252,21 @@ def _ratio_text(value: float | None, absolute: float | None, unit: str = "") -> 
     return text
 
 
+def _chosen_cells(cells: pd.DataFrame, min_seeds: int | None):
+    """Per table row key and method: its seed cells and the one reported (a sparse method at
+    its validation-chosen density, a dense one as is)."""
+    for key, group in cells.groupby(ROW_KEY, sort=True):
+        for method, variant in _method_keys(group):
+            mine = group[(group["method"] == method) & (group["variant"] == variant)]
+            sparse = is_sparse(method, mine["density"])
+            pick = (
+                best_cell(mine, "valid", min_seeds)
+                if sparse
+                else plain_cell(mine.iloc[0], min_seeds)
+            )
+            yield key, group, method, variant, mine, sparse, pick
+
+
 def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = None) -> Table:
     """Paper Table 1: training / inference FLOPs and parameters relative to dense, for each
     method at its (validation-chosen) best density; dense rows also give absolute values."""
@@ -268,40 +283,32 @@ def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
         "Seeds",
     ]
     rows: list[list[str | Cell]] = []
-    for key, group in cells.groupby(ROW_KEY, sort=True):
-        for method, variant in _method_keys(group):
-            mine = group[(group["method"] == method) & (group["variant"] == variant)]
-            sparse = is_sparse(method, mine["density"])
-            pick = (
-                best_cell(mine, "valid", min_seeds)
-                if sparse
-                else plain_cell(mine.iloc[0], min_seeds)
-            )
-            labels = cell_labels(group, method, variant)
-            head = [*_row_head(key, choice)[:4], labelled(method, variant, labels)]
-            if not pick.shown:
-                rows.append(
-                    [*head, MISSING, MISSING, MISSING, MISSING, f"{pick.n_done}/{pick.n_planned}"]
-                )
-                continue
-            src = mine[mine["density"] == pick.density].iloc[0] if sparse else mine.iloc[0]
-            dense = not sparse
-            params = src["nonzero_params"]
-            params_text = MISSING if pd.isna(params) else f"{params / 1e6:.4g}M"
-            if not dense and not pd.isna(src["params_ratio"]):
-                params_text += f" ({src['params_ratio']:.3g}×)"
+    for key, group, method, variant, mine, sparse, pick in _chosen_cells(cells, min_seeds):
+        labels = cell_labels(group, method, variant)
+        head = [*_row_head(key, choice)[:4], labelled(method, variant, labels)]
+        if not pick.shown:
             rows.append(
-                [
-                    *head,
-                    f"{float(src['density']):g}",
-                    _ratio_text(src["train_flops_ratio"], src["train_flops"] if dense else None),
-                    _ratio_text(
-                        src["inference_flops_ratio"], src["inference_flops"] if dense else None
-                    ),
-                    params_text,
-                    f"{pick.n_done}/{pick.n_planned}",
-                ]
+                [*head, MISSING, MISSING, MISSING, MISSING, f"{pick.n_done}/{pick.n_planned}"]
             )
+            continue
+        src = mine[mine["density"] == pick.density].iloc[0] if sparse else mine.iloc[0]
+        dense = not sparse
+        params = src["nonzero_params"]
+        params_text = MISSING if pd.isna(params) else f"{params / 1e6:.4g}M"
+        if not dense and not pd.isna(src["params_ratio"]):
+            params_text += f" ({src['params_ratio']:.3g}×)"
+        rows.append(
+            [
+                *head,
+                f"{float(src['density']):g}",
+                _ratio_text(src["train_flops_ratio"], src["train_flops"] if dense else None),
+                _ratio_text(
+                    src["inference_flops_ratio"], src["inference_flops"] if dense else None
+                ),
+                params_text,
+                f"{pick.n_done}/{pick.n_planned}",
+            ]
+        )
     notes = [
         "Ratios are to the dense model of the same architecture (from each trial's summary), "
         "mean over finished seeds; dense rows give absolute FLOPs in parentheses.",
@@ -361,48 +368,40 @@ def methods_table(
         "Seeds",
     ]
     rows: list[list[str | Cell]] = []
-    for key, group in cells.groupby(ROW_KEY, sort=True):
-        for method, variant in _method_keys(group):
-            mine = group[(group["method"] == method) & (group["variant"] == variant)]
-            sparse = is_sparse(method, mine["density"])
-            pick = (
-                best_cell(mine, "valid", min_seeds)
-                if sparse
-                else plain_cell(mine.iloc[0], min_seeds)
-            )
-            density = pick.density if sparse else float(mine.iloc[0]["density"])
-            trials = frame[
-                (frame["dataset"] == key[0])
-                & (frame["model"] == key[1])
-                & (frame["ratio"] == key[2])
-                & (frame["recipe"] == key[3])
-                & (frame["method"] == method)
-                & (frame["variant"] == variant)
-            ]
-            if density is not None:
-                trials = trials[trials["density"] == density]
-            finished = trials[trials["status"] == "finished"]
-            n_planned = len(trials) if density is not None else int(mine["n_planned"].sum())
-            networks = finished["networks"].dropna() if "networks" in finished else pd.Series()
-            flops = finished["train_flops_ratio"].dropna()
-            labels = labels_text(trials["labels_used"]) if "labels_used" in trials else None
-            row: list[str | Cell] = [
-                *_row_head(key, choice)[:4],
-                method_label(method, variant),
-                labels or MISSING,
-                f"{int(networks.max())}" if not networks.empty else MISSING,
-                MISSING if density is None else f"{density:g}",
-                f"{flops.mean():.3g}×" if pick.shown and not flops.empty else MISSING,
-            ]
-            for _, split, metric in METHODS_METRICS:
-                column = prefix + split_metric(split, METRICS[metric])
-                if density is None:
-                    row.append(Cell(None, None, pick.n_done, pick.n_planned, shown=False))
-                    continue
-                values = finished[column] if column in finished else pd.Series(dtype=float)
-                row.append(_seed_cell(values, n_planned, min_seeds))
-            row.append(f"{pick.n_done}/{pick.n_planned}")
-            rows.append(row)
+    for key, _group, method, variant, mine, sparse, pick in _chosen_cells(cells, min_seeds):
+        density = pick.density if sparse else float(mine.iloc[0]["density"])
+        trials = frame[
+            (frame["dataset"] == key[0])
+            & (frame["model"] == key[1])
+            & (frame["ratio"] == key[2])
+            & (frame["recipe"] == key[3])
+            & (frame["method"] == method)
+            & (frame["variant"] == variant)
+        ]
+        if density is not None:
+            trials = trials[trials["density"] == density]
+        finished = trials[trials["status"] == "finished"]
+        n_planned = len(trials) if density is not None else int(mine["n_planned"].sum())
+        networks = finished["networks"].dropna() if "networks" in finished else pd.Series()
+        flops = finished["train_flops_ratio"].dropna()
+        labels = labels_text(trials["labels_used"]) if "labels_used" in trials else None
+        row: list[str | Cell] = [
+            *_row_head(key, choice)[:4],
+            method_label(method, variant),
+            labels or MISSING,
+            f"{int(networks.max())}" if not networks.empty else MISSING,
+            MISSING if density is None else f"{density:g}",
+            f"{flops.mean():.3g}×" if pick.shown and not flops.empty else MISSING,
+        ]
+        for _, split, metric in METHODS_METRICS:
+            column = prefix + split_metric(split, METRICS[metric])
+            if density is None:
+                row.append(Cell(None, None, pick.n_done, pick.n_planned, shown=False))
+                continue
+            values = finished[column] if column in finished else pd.Series(dtype=float)
+            row.append(_seed_cell(values, n_planned, min_seeds))
+        row.append(f"{pick.n_done}/{pick.n_planned}")
+        rows.append(row)
     epoch_rule = "each trial's selection rule" if choice.epoch == "selected" else "last epoch"
     notes = [
         f"Accuracies at the {choice.epoch} epoch ({epoch_rule}): mean ± sample std (ddof=1) "

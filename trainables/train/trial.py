@@ -77,7 +77,6 @@ class Trial:
                 trial_dir=trial_dir,
             )
         )
-        self.sampling_weights = self.method.sampling_weights()
         self.use_graphs = graphed(cfg, self.device) and self.info.can_graph
         self.graph: GraphedStep | None = None
         self.biased = DATASETS.get(cfg.dataset).biased  # else worst-group metrics are NaN
@@ -155,15 +154,13 @@ class Trial:
         noise_sums = [] if self.noise_acc is None else self.noise_acc.tensors
         for tensor in noise_sums:
             tensor.zero_()
-        # Read every epoch: a method may change its draw weights between epochs (JTT).
-        self.sampling_weights = self.method.sampling_weights()
         data_epoch, first, stop = self.method.epoch_batches(epoch)
         batches = self.train.batches(
             cfg.batch_size,
             epoch=data_epoch,
             seed=cfg.seed,
             shuffle=True,
-            weights=self.sampling_weights,
+            weights=self.method.sampling_weights(),  # read each epoch: JTT changes them
         )
         for position, batch in enumerate(batches):
             if stop is not None and position >= stop:
