@@ -4,14 +4,22 @@ Each sub-command lives in ``rest_sweep/commands/<name>.py`` and exposes
 ``register(subparsers)``, which adds its parser (with examples in its epilog) and sets
 ``func(args) -> int``. Command modules import heavy libraries (torch, Ray) only inside ``func``,
 so ``rest-sweep --help`` is fast and ``train``/``data``/``sparsity`` never import Ray.
+
+Output piped into a reader that stops early (``rest-sweep grids show paper-all | head -1``)
+ends the command quietly with exit status 141, the status of a program killed by SIGPIPE that
+a shell reports for ``git log | head -1``: the output was cut, which a script running with
+``set -o pipefail`` should be able to tell from a complete one (0 would claim it was read).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import signal
 import sys
+from importlib import metadata
 
 from trainables.errors import UserError
 
@@ -36,11 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run `rest-sweep COMMAND --help` for the options and examples of each command.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"rest_sweep.commands.{name.replace('-', '_')}")
         module.register(subparsers)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (one source: pyproject.toml, via the metadata)."""
+    try:
+        return metadata.version("rest-sweep")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a reader that stopped early
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of the rest of the buffer
+    cannot raise a second BrokenPipeError (the recipe of Python's ``signal`` docs)."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # StringIO in tests
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 LAUNCHERS = ("run", "resume")  # SIGTERM stops them like Ctrl-C, before and after Ray starts
@@ -64,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:  # not the main thread (an embedding application)
             previous = None
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a pipe closed early fails here, inside the handler below
+        return code
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return BROKEN_PIPE_EXIT
     except UserError as error:
         print(f"rest-sweep {args.command}: error: {error}", file=sys.stderr)
         return 2

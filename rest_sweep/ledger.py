@@ -29,10 +29,13 @@ Keys this module adds to the ledger of ``trainables.results.ExperimentStore``::
                     "closed"}]
 
 ``settings`` is :class:`LaunchSettings` as a dict (what the user asked for; ``resume`` starts
-from the last launch's and overrides only what it is given); ``resources`` is what each trial
-got, ``{"cpu", "gpu"}`` (``gpus_per_trial`` None resolves per model at launch). Ledgers written
-before ``settings`` existed kept its fields flat in the launch record; :meth:`LaunchSettings.of`
-reads both, and ignores keys that no longer exist (``pack_size``).
+from the last launch's and overrides only what it is given; ``gpus_per_trial`` is a number, a
+``{model: share}`` object or null, as given). ``resources`` is what each trial got, resolved
+once Ray is up: per model, ``{model: {"cpu", "gpu"}}``, for the models of the launch (each
+trial's model is in its config); ``local`` launches and older ledgers hold one ``{"cpu",
+"gpu"}`` for every trial. Ledgers written before ``settings`` existed kept its fields flat in
+the launch record; :meth:`LaunchSettings.of` reads both, and ignores keys that no longer exist
+(``pack_size``).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -72,19 +75,81 @@ DEFAULT_METRIC = "valid_worst_group_acc"
 SCHEDULER_NAMES = ("fifo", "asha")
 
 
+GpuShares = float | dict[str, float] | None  # one value for every model, per model, or defaults
+
+
+def parse_gpu_shares(value: object) -> GpuShares:
+    """``--gpus-per-trial`` as the user gave it: None, one number, or ``{model: share}``.
+
+    Accepts what the CLI passes (a string: ``"0.25"`` or ``"simple_cnn=0.125,resnet18=0.5"``),
+    what the Python API passes (a number or a mapping) and what a ledger stores (a number or a
+    JSON object). Model names and share values are checked by :meth:`LaunchSettings.validate`,
+    so an old ledger naming a model since removed still reads.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise _bad_shares(repr(value))
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(m): _share(v, f"{m}={v}") for m, v in sorted(value.items())}
+    text = str(value).strip()
+    if "=" not in text:
+        return _share(text, text)
+    shares: dict[str, float] = {}
+    for pair in text.split(","):
+        model, sep, number = (part.strip() for part in pair.partition("="))
+        if not sep or not model:
+            raise _bad_shares(repr(text), f" ({pair.strip()!r} is not MODEL=SHARE)")
+        if model in shares:
+            raise _bad_shares(repr(text), f" ({model} given twice)")
+        shares[model] = _share(number, text)
+    return dict(sorted(shares.items()))
+
+
+def _share(value: object, given: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _bad_shares(repr(given)) from None
+
+
+def _bad_shares(given: str, why: str = "") -> UserError:
+    from trainables.models import MODELS
+
+    return UserError(
+        f"--gpus-per-trial: {given} is not allowed{why}; allowed: a number (every model) or "
+        f"MODEL=SHARE pairs joined by ',' with MODEL one of {', '.join(MODELS.names())}"
+    )
+
+
+def format_gpu_shares(value: GpuShares) -> str:
+    """The ``--gpus-per-trial`` argument that gives ``value`` (``""`` for the defaults)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ",".join(f"{m}={share:g}" for m, share in value.items())
+    return f"{value:g}"
+
+
 @dataclass(frozen=True)
 class LaunchSettings:
     """Every setting of a launch, as stored in its ledger record (``settings``).
 
-    ``gpus_per_trial`` None means "per model": on a cluster with GPUs each launch gives a trial
-    the largest ``gpu_share`` (``trainables.models.MODELS``) of the models it runs, on a
-    CPU-only cluster 0. ``num_cpus``/``num_gpus`` size an embedded Ray; ``reuse_actors`` reuses
-    worker processes between trials. Console output (``quiet``) is not a setting.
+    ``gpus_per_trial`` is what the user gave, so ``resume`` repeats the request rather than
+    its resolution on another cluster: None means "each model its default share" (its
+    ``gpu_share`` in ``trainables.models.MODELS`` on a Ray with GPUs, 0 on a CPU-only one); a
+    number is every trial's share; ``{model: share}`` sets the named models' shares and leaves
+    the others at their default. ``callbacks`` names tracking integrations
+    (``rest_sweep.integrations``). ``num_cpus``/``num_gpus`` size an embedded Ray;
+    ``reuse_actors`` reuses worker processes between trials. Console output (``quiet``) is not
+    a setting.
     """
 
     address: str | None = None
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None
+    gpus_per_trial: GpuShares = None
     max_concurrent: int | None = None
     max_failures: int = 2
     scheduler: str = "fifo"
@@ -92,9 +157,16 @@ class LaunchSettings:
     num_cpus: int | None = None
     num_gpus: int | None = None
     reuse_actors: bool = False
+    callbacks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Normal forms, so a setting read back from JSON equals the one written.
+        object.__setattr__(self, "gpus_per_trial", parse_gpu_shares(self.gpus_per_trial))
+        names = [self.callbacks] if isinstance(self.callbacks, str) else self.callbacks or ()
+        object.__setattr__(self, "callbacks", tuple(dict.fromkeys(str(n) for n in names)))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "callbacks": list(self.callbacks)}
 
     @classmethod
     def of(cls, launch: dict[str, Any]) -> LaunchSettings:
@@ -113,14 +185,32 @@ class LaunchSettings:
         return cls(**{k: v for k, v in kept.items() if v is not None or fields[k] is None})
 
     def override(self, **given: object) -> LaunchSettings:
-        """A copy with the values that are not None (what the user passed) replaced."""
+        """A copy with the values that are not None (what the user passed) replaced; a
+        ``gpus_per_trial`` or ``callbacks`` given replaces the last launch's as a whole."""
         return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
+
+    def given_gpu_share(self, model: str) -> float | None:
+        """The share the user gave for ``model``'s trials; None: its default share."""
+        if isinstance(self.gpus_per_trial, dict):
+            return self.gpus_per_trial.get(model)
+        return self.gpus_per_trial
 
     def validate(self) -> None:
         """One-line errors for values that cannot launch (checked before Ray starts)."""
+        from rest_sweep import integrations
         from rest_sweep.cluster import TrialResources
+        from trainables.models import MODELS
 
-        TrialResources(self.cpus_per_trial, self.gpus_per_trial or 0.0).validate()
+        shares = self.gpus_per_trial
+        if isinstance(shares, dict):
+            for model, share in shares.items():
+                if model not in MODELS:
+                    raise UserError(
+                        f"--gpus-per-trial: unknown model {model!r} in "
+                        f"{format_gpu_shares(shares)!r}; allowed: {', '.join(MODELS.names())}"
+                    )
+                TrialResources(self.cpus_per_trial, share).validate(model)
+        TrialResources(self.cpus_per_trial, shares if isinstance(shares, float) else 0.0).validate()
         if self.scheduler not in SCHEDULER_NAMES:
             allowed = ", ".join(SCHEDULER_NAMES)
             raise UserError(f"--scheduler: {self.scheduler!r} is not allowed; allowed: {allowed}")
@@ -135,6 +225,7 @@ class LaunchSettings:
             )
         if self.address and (self.num_cpus is not None or self.num_gpus is not None):
             raise UserError("--num-cpus/--num-gpus apply to embedded Ray only; drop --address")
+        integrations.check_installed(self.callbacks)
 
 
 # ---------------------------------------------------------------------- names and storage
@@ -454,8 +545,11 @@ def _merge_plan(ledger: dict[str, Any], expansion: Expansion, data_root: str) ->
     order = ledger.setdefault("order", [])
     for cfg in expansion.trials:
         if cfg.trial_hash not in trials:
-            trials[cfg.trial_hash] = cfg.to_dict()
             order.append(cfg.trial_hash)
+        # Always the latest plan's config: the hash fixes what the trial is, so only fields
+        # that say how it is run or stored (checkpoint_every, keep_checkpoints, ...) can
+        # differ, and the latest `run` is what the next `resume` should use.
+        trials[cfg.trial_hash] = cfg.to_dict()
     entry = {
         "grid": expansion.grid,
         "recipe": expansion.recipe,

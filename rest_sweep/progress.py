@@ -29,15 +29,23 @@ SHOWN_METRICS = ("valid_worst_group_acc", "test_unbiased_acc")
 
 
 class ProgressCallback(tune.Callback):
-    """Prints trial completions, errors and retries, and every 30 s: done/total, running, ETA."""
+    """Prints trial completions, errors and retries, and every 30 s: done/total, running,
+    pending, errored, ETA.
+
+    *Running* is what Tune runs now: a trial whose attempt failed and that waits for its retry
+    (Tune's PENDING after an error) is queued, not running, until Tune starts it again. Its
+    progress (``fraction``) and first start time are kept: the retry continues from its newest
+    checkpoint, and its duration counts from the first start.
+    """
 
     def __init__(self, total: int, already_finished: int = 0, stream: TextIO | None = None):
         self.total = total
         self.already = already_finished
         self.stream = stream
         self.done = self.errors = self.stopped = 0
-        self.started: dict[str, float] = {}
-        self.fraction: dict[str, float] = {}
+        self.started: dict[str, float] = {}  # trial id -> first start, until it ends
+        self.running: set[str] = set()  # trial ids Tune runs now
+        self.fraction: dict[str, float] = {}  # trial id -> epochs done / epochs, until it ends
         self.durations: list[float] = []
         self.t0 = time.time()
         self.last_line = self.t0  # first summary after SUMMARY_EVERY_S, not before any trial
@@ -45,6 +53,7 @@ class ProgressCallback(tune.Callback):
     # ------------------------------------------------------------------ Tune hooks
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.setdefault(trial.trial_id, time.time())
+        self.running.add(trial.trial_id)
         self.fraction.setdefault(trial.trial_id, 0.0)
 
     def on_trial_result(
@@ -75,6 +84,7 @@ class ProgressCallback(tune.Callback):
         )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)  # queued for its retry: pending until it restarts
         self._print(
             f"retrying {self._name(trial)} from its newest checkpoint: {self._first_line(trial)}"
         )
@@ -90,7 +100,12 @@ class ProgressCallback(tune.Callback):
     def summary_line(self, final: bool = False) -> str:
         done = self.already + self.done
         grand = self.already + self.total
-        parts = [f"{done}/{grand} done", f"{len(self.started)} running", f"{self.errors} errored"]
+        parts = [
+            f"{done}/{grand} done",
+            f"{len(self.running)} running",
+            f"{self.pending()} pending",
+            f"{self.errors} errored",
+        ]
         if self.stopped:
             parts.append(f"{self.stopped} stopped early")
         parts.append(f"elapsed {format_duration(time.time() - self.t0)}")
@@ -98,16 +113,24 @@ class ProgressCallback(tune.Callback):
             parts.append(f"ETA {format_duration(self.eta())}")
         return " | ".join(parts)
 
+    def pending(self) -> int:
+        """Trials not running and not ended: never started, or queued for a retry."""
+        ended = self.done + self.errors + self.stopped
+        return max(0, self.total - ended - len(self.running))
+
     def eta(self) -> float | None:
-        """Remaining trial-work x mean trial time / trials running at once."""
+        """Remaining trial-work x mean trial time / trials running at once.
+
+        The remaining work is one trial per trial never started plus the unfinished fraction of
+        every started one, running or queued for a retry (a retry resumes from its checkpoint).
+        """
         per_trial = self._mean_trial_s()
         if per_trial is None:
             return None
         ended = self.done + self.errors + self.stopped
-        running = len(self.started)
-        queued = max(0, self.total - ended - running)
-        left = queued + sum(1.0 - f for f in self.fraction.values())
-        return left * per_trial / max(1, running)
+        never_started = max(0, self.total - ended - len(self.fraction))
+        left = never_started + sum(1.0 - f for f in self.fraction.values())
+        return left * per_trial / max(1, len(self.running))
 
     def _mean_trial_s(self) -> float | None:
         if self.durations:
@@ -118,6 +141,7 @@ class ProgressCallback(tune.Callback):
 
     def _forget(self, trial: Any) -> None:
         started = self.started.pop(trial.trial_id, None)
+        self.running.discard(trial.trial_id)
         self.fraction.pop(trial.trial_id, None)
         if started is not None:
             self.durations.append(time.time() - started)

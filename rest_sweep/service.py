@@ -10,18 +10,19 @@ be checked without Ray (grid, data root and ratios, resources, a live driver) is
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rest_sweep import integrations
 from rest_sweep import ledger as ledgers
 from rest_sweep.cluster import TrialResources
+from rest_sweep.integrations import TrackingContext
 from rest_sweep.ledger import DEFAULT_METRIC, SCHEDULER_NAMES, LaunchSettings
 from trainables.config import TrialConfig
 from trainables.errors import UserError
-from trainables.results import ExperimentStore
+from trainables.results import ExperimentStore, join
 
 if TYPE_CHECKING:
     from search_spaces import Expansion
@@ -39,7 +40,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SweepResult:
-    """What a launch did; ``exit_code`` is 0 all finished, 1 errors, 130 interrupted."""
+    """What a launch did; ``exit_code`` is 0 all finished, 1 errors (or trials Tune saw finish
+    whose results the driver cannot see), 130 interrupted."""
 
     name: str
     storage: str
@@ -51,10 +53,11 @@ class SweepResult:
 
     @property
     def exit_code(self) -> int:
-        return {"interrupted": 130, "errors": 1}.get(self.outcome, 0)
+        return {"interrupted": 130, "errors": 1, NOT_VISIBLE: 1}.get(self.outcome, 0)
 
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
+GpuSharesGiven = float | str | Mapping[str, float] | None  # parsed by LaunchSettings
 
 
 def run(
@@ -66,7 +69,7 @@ def run(
     overrides: Overrides = None,
     address: str | None = None,
     cpus_per_trial: float = 1.0,
-    gpus_per_trial: float | None = None,
+    gpus_per_trial: GpuSharesGiven = None,
     max_concurrent: int | None = None,
     scheduler: str = "fifo",
     metric: str = DEFAULT_METRIC,
@@ -74,14 +77,18 @@ def run(
     num_cpus: int | None = None,
     num_gpus: int | None = None,
     reuse_actors: bool = False,
+    callbacks: Sequence[str] = (),
     quiet: bool = False,
     force: bool = False,
 ) -> SweepResult:
     """Plan ``grid`` in experiment ``name`` and run its trials that are not finished.
 
     ``overrides`` (``--set``) apply to every trial whose method takes the key.
-    ``gpus_per_trial`` None gives each trial its model's ``gpu_share`` on a cluster with GPUs
-    (0 on a CPU-only one). The settings are stored in the launch record (``resume`` reuses them).
+    ``gpus_per_trial`` is one share for every trial, per-model shares (``{"resnet18": 0.5}`` or
+    ``"simple_cnn=0.125,resnet18=0.5"``; models not named keep their default), or None: each
+    trial its model's ``gpu_share`` on a cluster with GPUs (0 on a CPU-only one).
+    ``callbacks`` names tracking integrations (``mlflow``, ``wandb``: ``rest_sweep.integrations``).
+    The settings are stored in the launch record (``resume`` reuses them).
     ``force`` takes over a launch believed live (with a warning). Diverged trials (non-finite
     loss) are not run again: ``resume(retry_errored=True)`` does that.
     """
@@ -97,6 +104,7 @@ def run(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         reuse_actors=reuse_actors,
+        callbacks=tuple(callbacks),
     )
     expansion = plan(grid, overrides)
     if not quiet:
@@ -104,8 +112,11 @@ def run(
             print(note)
     if not expansion.trials:
         raise UserError(f"grid {grid}: no runnable trials (pending rows: {len(expansion.pending)})")
-    root = validate_data(data_root, expansion.trials)
+    root = validate_data(data_root, expansion.trials, on_driver=trains_here(address))
     settings.validate()
+    integrations.targets(
+        settings.callbacks, TrackingContext(name, join(absolute_storage(storage), name))
+    )
     store = ledgers.open_store(absolute_storage(storage), name, write=True)
     ledgers.ensure_no_live_driver(store, force=force, by="run")
     new = not store.exists()
@@ -126,7 +137,7 @@ def resume(
     data_root: str | None = None,
     address: str | None = None,
     cpus_per_trial: float | None = None,
-    gpus_per_trial: float | None = None,
+    gpus_per_trial: GpuSharesGiven = None,
     max_concurrent: int | None = None,
     max_failures: int | None = None,
     scheduler: str | None = None,
@@ -134,15 +145,17 @@ def resume(
     num_cpus: int | None = None,
     num_gpus: int | None = None,
     reuse_actors: bool | None = None,
+    callbacks: Sequence[str] | None = None,
     quiet: bool = False,
     force: bool = False,
     retry_errored: bool = False,
 ) -> SweepResult:
     """Run every planned trial of ``name`` that is not finished (errored ones included).
 
-    Starts from the settings of the latest launch and overrides only those given (not None);
-    interrupted trials continue from their newest checkpoint on storage. Trials that errored
-    from a divergence (``state.json`` error ``non-finite loss ...``) run again only with
+    Starts from the settings of the latest launch and overrides only those given (not None;
+    ``gpus_per_trial`` and ``callbacks`` replace the last launch's as a whole); interrupted
+    trials continue from their newest checkpoint on storage. Trials that errored from a
+    divergence (``state.json`` error ``non-finite loss ...``) run again only with
     ``retry_errored``. ``force`` takes over a launch believed live (with a warning).
     """
     store = ledgers.open_store(absolute_storage(storage), name)
@@ -165,12 +178,18 @@ def resume(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         reuse_actors=reuse_actors,
+        callbacks=None if callbacks is None else tuple(callbacks),
     )
     if address is not None:  # joining a cluster: the last launch's embedded-Ray size is moot
         settings = dataclasses.replace(settings, num_cpus=num_cpus, num_gpus=num_gpus)
     planned = ledgers.planned_configs(ledger)
-    root = validate_data(data_root or ledger.get("data_root", ""), planned.values())
+    root = validate_data(
+        data_root or ledger.get("data_root", ""),
+        planned.values(),
+        on_driver=trains_here(settings.address),
+    )
     settings.validate()
+    integrations.targets(settings.callbacks, TrackingContext(store.name, store.uri))
     if root != ledger.get("data_root"):
         ledgers.set_data_root(store, root)
         ledger["data_root"] = root
@@ -202,35 +221,32 @@ def absolute_storage(storage: str) -> str:
     return storage if "://" in storage else os.path.abspath(os.path.expanduser(storage))
 
 
-def validate_data(data_root: str, trials: Iterable[TrialConfig]) -> str:
-    """The absolute data root, after checking every (dataset, ratio) of ``trials`` is there
-    and that no file changed since ``data verify`` wrote the bundle's manifest.
+def trains_here(address: str | None) -> bool:
+    """Whether this machine trains the trials: embedded Ray (no ``--address``, no
+    ``RAY_ADDRESS``). A driver that joins a cluster only plans and watches."""
+    from rest_sweep.cluster import ClusterAddress
 
-    Trials read the same path on every node, so on a cluster it must be a shared mount.
+    return ClusterAddress.resolve(address).address is None
+
+
+def validate_data(data_root: str, trials: Iterable[TrialConfig], *, on_driver: bool = True) -> str:
+    """The absolute data root; with ``on_driver``, after checking here that every (dataset,
+    ratio) of ``trials`` is there and that no file changed since ``data verify`` wrote the
+    bundle's manifest (:func:`rest_sweep.preflight.check_data`).
+
+    Trials read the same path on every node. A driver that joins a cluster does not need the
+    data itself: the nodes that train check it before any trial starts
+    (:func:`rest_sweep.preflight.check_nodes`).
     """
-    from trainables.data import available_ratios
-    from trainables.data.layout import ratio_folder
-    from trainables.data.verify import ensure_manifest_current
+    from rest_sweep.preflight import check_data, needed_ratios
 
     if not data_root:
         raise UserError("--data-root: required (the folder holding <dataset>/<pct>/ bundles)")
     if "://" in data_root:
         raise UserError(f"--data-root {data_root}: must be a local or shared-mount path")
     root = os.path.abspath(os.path.expanduser(data_root))
-    needed: dict[str, set[float]] = {}
-    for cfg in trials:
-        needed.setdefault(cfg.dataset, set()).add(float(cfg.ratio))
-    for dataset, ratios in sorted(needed.items()):
-        have = available_ratios(root, dataset)
-        missing = sorted(r for r in ratios if not any(math.isclose(r, h) for h in have))
-        if missing:
-            names = ", ".join(ratio_folder(r) for r in missing)
-            allowed = ", ".join(ratio_folder(h) for h in have) or "none"
-            raise UserError(
-                f"--data-root {root}: {dataset} has no {names} folder needed by the grid; "
-                f"allowed ratios there: {allowed} (or narrow the grid, e.g. --set ratio=...)"
-            )
-        ensure_manifest_current(root, dataset, sorted(ratios))  # verified, and unchanged since
+    if on_driver:
+        check_data(root, needed_ratios(trials))
     return root
 
 
@@ -245,21 +261,48 @@ def _overrides(overrides: Overrides) -> dict[str, Any]:
 
 
 def gpu_share(models: Iterable[str]) -> float:
-    """The GPU fraction a trial of these models gets by default: the largest model share."""
+    """The default GPU fraction of a trial of these models: the largest of their catalogue
+    shares (one model: its own, ``trainables.models.MODELS``, measured in
+    ``benchmarks/gpu_shares.csv``); 0 for none."""
     from trainables.models import MODELS
 
     return max((float(MODELS.get(m).gpu_share) for m in set(models)), default=0.0)
 
 
-def trial_resources(settings: LaunchSettings, configs: Iterable[TrialConfig]) -> TrialResources:
-    """Per-trial resources of a launch; ``gpus_per_trial`` None -> per model if Ray has GPUs."""
-    gpus = settings.gpus_per_trial
-    if gpus is None:
+def trial_resources(
+    settings: LaunchSettings, configs: Iterable[TrialConfig]
+) -> dict[str, TrialResources]:
+    """What one trial of each model of the launch asks for, in plan order of the models.
+
+    The GPU share is the one the user gave for the model (one value, or per model), else the
+    model's default share when Ray has GPUs, else 0: per model, because one share cannot fit
+    both a 28-px Simple CNN and a 224-px ResNet-18. Ray is asked about GPUs only when some
+    model takes its default.
+    """
+    models = list(dict.fromkeys(cfg.model for cfg in configs))
+    given = {model: settings.given_gpu_share(model) for model in models}
+    has_gpus = False
+    if any(share is None for share in given.values()):
         import ray
 
         has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-        gpus = gpu_share(cfg.model for cfg in configs) if has_gpus else 0.0
-    return TrialResources(settings.cpus_per_trial, gpus)
+    return {
+        model: TrialResources(
+            settings.cpus_per_trial,
+            share if share is not None else (gpu_share([model]) if has_gpus else 0.0),
+        )
+        for model, share in given.items()
+    }
+
+
+def describe_resources(resources: Mapping[str, TrialResources], settings: LaunchSettings) -> str:
+    """``1 CPU each; GPU per trial: simple_cnn 0.125, resnet18 0.25 (default)``: the launch
+    line's resources, with the shares that came from the catalogue marked as defaults."""
+    shares = ", ".join(
+        f"{model} {r.gpus:g}" + (" (default)" if settings.given_gpu_share(model) is None else "")
+        for model, r in resources.items()
+    )
+    return f"{settings.cpus_per_trial:g} CPU each; GPU per trial: {shares}"
 
 
 # ---------------------------------------------------------------------- the launch
@@ -335,12 +378,16 @@ def _launch(
     try:
         with ray_context(settings.address, settings.num_cpus, settings.num_gpus) as where:
             resources = trial_resources(settings, (configs[h] for h in todo))
-            resources.validate()
+            for model, request in resources.items():
+                request.validate(model)
             check_fits(resources)
+            _check_nodes(store, placed, list(resources.values()), settings.address, quiet)
             fitting = True
-            ledgers.update_launch(store, launch["id"], resources=resources.as_dict())
-            device = "auto" if resources.gpus > 0 else "cpu"  # where-field: not in the hash
-            placed = {h: configs[h].replace(device=device) for h in todo}
+            got = {model: request.as_dict() for model, request in resources.items()}
+            ledgers.update_launch(store, launch["id"], resources=got)
+            # device is a where-field (not in the hash): GPU trials "auto", the others "cpu"
+            device = {m: "auto" if r.gpus > 0 else "cpu" for m, r in resources.items()}
+            placed = {h: configs[h].replace(device=device[configs[h].model]) for h in todo}
             outcome = _fit(store, launch, placed, configs, resources, settings, where, quiet)
     except UserError:
         if not fitting:  # rejected before any trial ran (resources, --address)
@@ -366,12 +413,35 @@ def _launch(
     )
 
 
+def _check_nodes(
+    store: ExperimentStore,
+    configs: Mapping[str, TrialConfig],
+    requests: list[TrialResources],
+    address: str | None,
+    quiet: bool,
+) -> None:
+    """On a joined cluster, check every node that can take a trial (storage and data) before
+    any trial trains. Nothing on embedded Ray: the driver is the node, and
+    :func:`validate_data` checked it."""
+    from rest_sweep.preflight import check_nodes, needed_ratios
+
+    if trains_here(address):
+        return
+    root = next(iter(configs.values())).data_root
+    result = check_nodes(store, root, needed_ratios(configs.values()), requests)
+    if not quiet:
+        print(
+            f"{store.name}: storage and data checked on the {len(result.nodes)} node(s) that "
+            f"can take a trial ({result.seconds:.1f} s)"
+        )
+
+
 def _fit(
     store: ExperimentStore,
     launch: dict[str, Any],
     placed: dict[str, TrialConfig],
     configs: dict[str, TrialConfig],
-    resources: TrialResources,
+    resources: dict[str, TrialResources],
     settings: LaunchSettings,
     where: str,
     quiet: bool,
@@ -381,6 +451,9 @@ def _fit(
     from rest_sweep.tuner import LaunchPlan, build_tuner
 
     todo = list(placed)
+    tracking = integrations.targets(
+        settings.callbacks, TrackingContext(store.name, store.uri, launch["id"])
+    )
     launch_plan = LaunchPlan(
         store=store,
         launch_id=launch["id"],
@@ -393,16 +466,61 @@ def _fit(
         already_finished=len(configs) - len(todo),
         reuse_actors=settings.reuse_actors,
         quiet=quiet,
+        tracking=tuple(tracking),
     )
     if not quiet:
         print(
             f"{store.name}: launch {launch['id']} on {where}: {len(todo)} of {len(configs)} "
-            f"trials to run, {resources.cpus:g} CPU / {resources.gpus:g} GPU each; Ray Tune "
-            f"output in {launch['tune_path']}"
+            f"trials to run, {describe_resources(resources, settings)}; Ray Tune output in "
+            f"{launch['tune_path']}"
         )
+        for target in tracking:
+            print(f"{store.name}: tracking with {target.line}")
     with sigterm_as_sigint():
         results = build_tuner(launch_plan).fit()
+    unseen = _finished_unseen(store, results)
+    if unseen:
+        print(f"{store.name}: {unseen}")
+        return NOT_VISIBLE
     return _outcome(store, todo, results.num_errors)
+
+
+NOT_VISIBLE = "results not visible"  # Tune saw trials finish; the driver sees no summary.json
+
+
+def _finished_unseen(store: ExperimentStore, results: Any) -> str:
+    """Say which trials Ray Tune reports finished (their last report is the final epoch, no
+    error) but whose ``summary.json`` the driver cannot see, and on which nodes; "" if none.
+
+    That happens when a node writes to its own folder at the storage path (a mount missing
+    there): the trial trained, and its results are where nobody reads them.
+    """
+    import ray
+
+    unseen: dict[str, list[str]] = {}
+    for result in results:
+        metrics = result.metrics or {}
+        trial_hash = metrics.get("trial_hash")
+        if result.error is not None or not trial_hash:
+            continue
+        cfg_epochs = int((result.config or {}).get("trial", {}).get("config", {}).get("epochs", 0))
+        if int(metrics.get("epoch", 0)) < cfg_epochs or store.trial(trial_hash).is_finished():
+            continue
+        unseen.setdefault(str(metrics.get("node_id", "")), []).append(trial_hash)
+    if not unseen:
+        return ""
+    ips = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes()}
+    where = ", ".join(
+        f"{ips.get(node, '?')} (node {node[:8]}): {len(hashes)}" for node, hashes in unseen.items()
+    )
+    count = sum(len(h) for h in unseen.values())
+    return (
+        f"Ray Tune reports {count} trial(s) finished, but their summary.json is not visible to "
+        f"this driver under {store.uri}/trials/ (trials per node: {where}); those nodes write "
+        "to a folder the driver cannot see: mount the same storage at the same path on every "
+        f"node, then `rest-sweep resume --storage {store.storage} --name {store.name}` trains "
+        "them again"
+    )
 
 
 def _outcome(store: ExperimentStore, todo: list[str], num_errors: int) -> str:

@@ -3,8 +3,8 @@
 Each launch is its own Tune experiment at ``<exp>/tune/<launch-id>/`` with exactly the trials
 still to run, one ``grid_search`` value per trial, in grid order. Tune's TensorBoard/CSV/JSON
 outputs land there; the trials' own results live in ``<exp>/trials/<hash>/``. The trainable,
-callbacks, scheduler and name creators live at stable import paths because ``tuner.pkl``
-refers to them by name.
+callbacks, scheduler, name creators and the per-trial resources (:class:`ResourcesByModel`)
+live at stable import paths because ``tuner.pkl`` refers to them by name.
 
 Ray's output stays off the console (:func:`route_ray_output`): Tune's traceback for each failed
 attempt goes to the trial's ``error.txt`` (``progress.FailureRecorder``) and the console gets
@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ray import tune
 
 from rest_sweep.cluster import TrialResources
+from rest_sweep.integrations import Target, build_callbacks
 from rest_sweep.progress import FailureRecorder, HeartbeatCallback, ProgressCallback
 from rest_sweep.schedulers import SCHEDULERS
 from trainables.config import TrialConfig
@@ -37,7 +39,7 @@ class LaunchPlan:
     store: ExperimentStore
     launch_id: str
     configs: dict[str, TrialConfig]  # hash -> config (with this launch's data_root/device)
-    resources: TrialResources
+    resources: Mapping[str, TrialResources]  # model -> what one trial of it asks for
     max_concurrent: int | None
     scheduler: str
     metric: str
@@ -45,6 +47,33 @@ class LaunchPlan:
     already_finished: int = 0
     reuse_actors: bool = False
     quiet: bool = False
+    tracking: tuple[Target, ...] = ()  # resolved --callback integrations (MLflow, W&B)
+
+
+@dataclass(frozen=True)
+class ResourcesByModel:
+    """Tune's per-trial resources: each trial asks for its model's ``{"cpu", "gpu"}``.
+
+    Tune calls it with a trial's resolved config (``tune.with_resources(trainable, resources=
+    ...)``), so one launch can give a small network 1/8 of a GPU and a 224-px ResNet half of
+    one. A module-level frozen dataclass: ``tuner.pkl`` pickles it by its import path, and it
+    holds no state beyond the table.
+    """
+
+    by_model: Mapping[str, Mapping[str, float]]  # model -> {"cpu", "gpu"}
+
+    @classmethod
+    def of(cls, resources: Mapping[str, TrialResources]) -> ResourcesByModel:
+        return cls({model: r.as_dict() for model, r in resources.items()})
+
+    def __call__(self, config: Mapping[str, Any]) -> dict[str, float]:
+        model = config["trial"]["config"]["model"]
+        try:
+            return dict(self.by_model[model])
+        except KeyError:  # a trial the launch did not plan resources for: a bug, say which
+            raise KeyError(
+                f"no resources planned for model {model!r}; planned: {', '.join(self.by_model)}"
+            ) from None
 
 
 def trial_name(trial: Any) -> str:
@@ -90,7 +119,8 @@ def build_tuner(plan: LaunchPlan) -> tune.Tuner:
     ]
     if not plan.quiet:
         callbacks.append(ProgressCallback(len(plan.configs), plan.already_finished))
-    trainable = tune.with_resources(train_trial, plan.resources.as_dict())
+    callbacks.extend(build_callbacks(plan.tracking))
+    trainable = tune.with_resources(train_trial, ResourcesByModel.of(plan.resources))
     return tune.Tuner(
         trainable,
         param_space=param_space(plan),

@@ -162,7 +162,7 @@ def _captured_resume(monkeypatch, store: ExperimentStore, **given) -> LaunchSett
     from rest_sweep import service
 
     seen = {}
-    monkeypatch.setattr(service, "validate_data", lambda root, trials: "/data")
+    monkeypatch.setattr(service, "validate_data", lambda root, trials, **_: "/data")
 
     def launch(store, ledger, command, grid, configs, settings, *, quiet, **_):
         seen["settings"] = settings

@@ -33,6 +33,8 @@ from trainables.methods.params import NoiseParams
 
 RECIPES: tuple[str, ...] = ("paper", "rest-code")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
+# What a finished trial keeps of its checkpoints (docs/sweeps.md, "Checkpoint cadence and volume").
+FINAL_CHECKPOINTS: tuple[str, ...] = ("full", "weights")
 
 
 class ConfigError(UserError):
@@ -91,6 +93,23 @@ class _Optimisation:
     cuda_graphs: bool = param(
         True,
         "replay each full training batch as one CUDA graph (CUDA only; off with compile)",
+        identity=False,
+    )
+    # how a trial is stored, not what it computes: excluded from the hash
+    checkpoint_every: int = param(
+        1,
+        "write a checkpoint every N epochs and always at the last one; a restart replays the "
+        "epochs after the newest checkpoint exactly",
+        identity=False,
+    )
+    keep_checkpoints: int = param(
+        2, "newest checkpoints kept on storage while a trial trains", identity=False
+    )
+    final_checkpoint: str = param(
+        "full",
+        "what a finished trial keeps: full (its newest checkpoints) or weights (one "
+        "final_weights.pt with the final networks and masks, no optimizer state)",
+        choices=FINAL_CHECKPOINTS,
         identity=False,
     )
 
@@ -371,6 +390,9 @@ def validate(cfg: TrialConfig) -> None:
     _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "a number >= 0")
     _check(0 <= cfg.momentum < 1, "momentum", cfg.momentum, "a number in [0, 1)")
     _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
+    every, keep = cfg.checkpoint_every, cfg.keep_checkpoints
+    _check(every >= 1, "checkpoint_every", every, "an integer >= 1 (epochs between checkpoints)")
+    _check(keep >= 1, "keep_checkpoints", keep, "an integer >= 1 (checkpoints kept)")
     if not DATASETS.get(cfg.dataset).biased:  # docs/data.md, "Unbiased datasets"
         why = f"({cfg.dataset} is unbiased: one ratio folder, no conflicting sample)"
         _check(cfg.ratio == UNBIASED_RATIO, "ratio", cfg.ratio, f"{UNBIASED_RATIO:g} {why}")
@@ -385,6 +407,7 @@ def validate(cfg: TrialConfig) -> None:
 
 
 __all__ = [
+    "FINAL_CHECKPOINTS",
     "PRECISIONS",
     "RECIPES",
     "ConfigError",

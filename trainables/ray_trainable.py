@@ -17,6 +17,7 @@ a scheduler that stops a trial on that report (ASHA at ``max_t``) then stops a f
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from trainables.errors import DivergenceError
@@ -35,12 +36,15 @@ def train_trial(params: dict[str, Any]) -> None:
     held: list[dict[str, Any]] = []
 
     def report(metrics: dict[str, Any]) -> None:
-        row = {**_numeric(metrics), **extra}
+        # timesteps_total = the epoch: Tune's training_iteration restarts at 1 on every retry,
+        # so TensorBoard (which plots against timesteps_total when present) keeps its x axis.
+        row = {**_numeric(metrics), **extra, "timesteps_total": int(metrics.get("epoch", 0))}
         if int(metrics.get("epoch", 0)) >= config.epochs:
             held.append(row)  # reported after summary.json exists
         else:
             tune.report(row)
 
+    _refuse_unseen_storage(trial["uri"])
     _refuse_diverged_retry(trial["uri"])
     try:
         run_trial(config, report=report, checkpoint_dir=trial["uri"])
@@ -50,6 +54,39 @@ def train_trial(params: dict[str, Any]) -> None:
     _record_node(trial["uri"])
     for row in held:
         tune.report(row)
+
+
+class StorageNotVisibleError(RuntimeError):
+    """This node cannot see the experiment folder: whatever it trained would be lost."""
+
+
+def _refuse_unseen_storage(uri: str) -> None:
+    """Fail at once, training nothing, on a node that cannot see the experiment folder.
+
+    The driver wrote ``experiment.json`` before the launch; a node that does not see it has
+    another folder at that path (storage not mounted there), and a trial trained into it
+    would be invisible to the driver. The launch's node checks refuse such a node up front;
+    this catches one that joined (or lost its mount) after them.
+    """
+    from trainables.results import EXPERIMENT_FILE, Location
+
+    experiment = posixpath.dirname(posixpath.dirname(uri.rstrip("/")))  # <exp>/trials/<hash>
+    try:
+        visible = Location.of(experiment).exists(EXPERIMENT_FILE)
+    except Exception as error:  # a permission error is the same problem, worded by the fs
+        raise StorageNotVisibleError(f"{_where()} cannot read {experiment}: {error}") from None
+    if not visible:
+        raise StorageNotVisibleError(
+            f"{_where()} cannot see the experiment folder {experiment} (no {EXPERIMENT_FILE} "
+            "there): mount the same storage at the same path on every node"
+        )
+
+
+def _where() -> str:
+    import socket
+
+    node = _node_id()
+    return f"node {socket.gethostname()}" + (f" ({node[:8]})" if node else "")
 
 
 def _refuse_diverged_retry(uri: str) -> None:

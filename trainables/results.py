@@ -8,9 +8,19 @@ An *experiment* lives at ``<storage>/<name>/`` (a local path or any pyarrow file
         metrics.jsonl          one JSON object per finished epoch, de-duplicated by "epoch"
         summary.json           written once, when the trial finished (its presence = finished)
         state.json             {"state": running|interrupted|finished|errored, "updated",
-                                "attempt", "epoch", "error"}
+                                "attempt", "epoch" (the last row), "checkpoint_epoch" (where
+                                a restart resumes; null once only final weights are kept),
+                                "error"}
         error.txt              the traceback of the last failed attempt (kept for the record)
-        checkpoints/epoch_NNNN.pt   the newest ``keep`` checkpoints, each written atomically
+        checkpoints/epoch_NNNN.pt   the newest ``keep_checkpoints`` checkpoints, written every
+                                ``checkpoint_every`` epochs and at the last one, atomically
+        final_weights.pt       ``final_checkpoint=weights`` only: replaces ``checkpoints/`` when
+                                the trial finishes; {"epoch", "trial_hash", "model" (state_dict
+                                of the evaluated network: weights and buffers), "masks" (layer
+                                -> bool tensor; empty when dense), "other_networks" (state_dicts
+                                of the method's other networks, ``Method.modules()`` order:
+                                LfF's biased network, DisEnt's bias encoder and head, which its
+                                prediction reads)}; no optimizer or method training state
         levels/level_NNNN.pt        prune: each finished level's bool masks and final weights,
                                     kept for every level (what branches read)
     tune/<launch>/             Ray Tune's own experiment folders (result.json, TensorBoard...)
@@ -51,6 +61,7 @@ STATE_FILE = "state.json"
 ERROR_FILE = "error.txt"
 CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
+FINAL_WEIGHTS_FILE = "final_weights.pt"
 LEVELS_DIR = "levels"
 _LEVEL_RE = re.compile(r"^level_(\d{4,})\.pt$")
 # The temporary sibling of an atomic write (``Location.write_bytes``): ``.<name>.<8 hex>.tmp``.
@@ -368,15 +379,20 @@ class TrialStore:
                 epochs.append(int(match.group(1)))
         return sorted(epochs)
 
+    @staticmethod
+    def checkpoint_name(epoch: int) -> str:
+        """The file name of epoch ``epoch``'s checkpoint in ``checkpoints/``."""
+        return f"epoch_{epoch:04d}.pt"
+
     def save_checkpoint(self, epoch: int, state: dict[str, Any]) -> None:
         """Write ``state`` as the checkpoint of ``epoch``, then prune old ones."""
         import torch
 
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        self.checkpoints.write_bytes(f"epoch_{epoch:04d}.pt", buffer.getvalue())
+        self.checkpoints.write_bytes(self.checkpoint_name(epoch), buffer.getvalue())
         for old in self.checkpoint_epochs()[: -self.keep_checkpoints]:
-            self.checkpoints.delete(f"epoch_{old:04d}.pt")
+            self.checkpoints.delete(self.checkpoint_name(old))
 
     def load_latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
         """The newest checkpoint that loads, as (epoch, state); None when there is none.
@@ -386,7 +402,7 @@ class TrialStore:
         import torch
 
         for epoch in reversed(self.checkpoint_epochs()):
-            name = f"epoch_{epoch:04d}.pt"
+            name = self.checkpoint_name(epoch)
             try:
                 data = self.checkpoints.read_bytes(name)
                 state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
@@ -430,11 +446,35 @@ class TrialStore:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
     def delete_checkpoints(self) -> list[int]:
-        """Remove every checkpoint (a restart from epoch 1); returns the epochs removed."""
+        """Remove every checkpoint (a restart from epoch 1, or a finished trial that keeps only
+        its final weights); returns the epochs removed. The folder goes too once empty."""
         epochs = self.checkpoint_epochs()
         for epoch in epochs:
-            self.checkpoints.delete(f"epoch_{epoch:04d}.pt")
+            self.checkpoints.delete(self.checkpoint_name(epoch))
+        if self.checkpoints.exists() and not self.checkpoints.list_names():
+            self.checkpoints.fs.delete_dir(self.checkpoints.path)
         return epochs
+
+    # -- final weights (final_checkpoint=weights) -------------------------------------
+    def save_final_weights(self, state: dict[str, Any]) -> None:
+        """Write ``final_weights.pt`` (tensors on the CPU; layout in the module docstring)."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.loc.write_bytes(FINAL_WEIGHTS_FILE, buffer.getvalue())
+
+    def has_final_weights(self) -> bool:
+        return self.loc.exists(FINAL_WEIGHTS_FILE)
+
+    def load_final_weights(self) -> dict[str, Any] | None:
+        """``final_weights.pt`` on the CPU, or None when the trial kept none."""
+        import torch
+
+        if not self.has_final_weights():
+            return None
+        data = self.loc.read_bytes(FINAL_WEIGHTS_FILE)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
     # -- temporaries ------------------------------------------------------------
     def remove_stale_temporaries(self, min_age_s: float = STALE_TMP_S) -> list[str]:

@@ -64,7 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common(p)
     p.add_argument("--no-figures", action="store_true", help="only Parquet and tables")
-    p.add_argument("--png", action="store_true", help="also write PNGs (kaleido or chromium)")
+    p.add_argument(
+        "--png",
+        action="store_true",
+        help="also write PNGs (kaleido with a local Chromium/Chrome; BROWSER_PATH names one)",
+    )
     p.add_argument(
         "--curves",
         nargs="+",

@@ -11,8 +11,11 @@ EPILOG = """examples:
   rest-sweep grids                                   # every registered grid and its trial count
   rest-sweep grids show paper-table3-cmnist          # trials, count per method, cost estimate
   rest-sweep grids show paper-table2-cifar10c --set recipe=rest-code --set epochs=50
+  rest-sweep grids show paper-all --set checkpoint_every=10 --set final_checkpoint=weights
   rest-sweep grids show search_spaces/examples/density_sweep.yaml --json
-A grid is a registered name or the path of a YAML grid file (see docs/sweeps.md)."""
+A grid is a registered name or the path of a YAML grid file (see docs/sweeps.md). The estimates
+(training FLOPs; checkpoint bytes written and kept under the trials' checkpoint_every,
+keep_checkpoints and final_checkpoint) are approximate."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--limit", type=int, default=50, help="trials printed by show (text)")
-    p.add_argument("--no-cost", action="store_true", help="skip the FLOPs estimate (faster)")
+    p.add_argument(
+        "--no-cost",
+        action="store_true",
+        help="skip the FLOPs and checkpoint-volume estimates (faster)",
+    )
     p.set_defaults(func=run)
 
 
@@ -90,10 +97,12 @@ def _trial_row(cfg: Any) -> dict[str, Any]:
 def _show(args: argparse.Namespace) -> int:
     import search_spaces
     from search_spaces.cost import estimate
+    from trainables.checkpoints import estimate_volume
 
     grid = search_spaces.resolve(args.grid)
     expansion = search_spaces.expand(grid, search_spaces.parse_overrides(args.sets))
     cost = None if args.no_cost else estimate(expansion.trials).to_dict()
+    volume = None if args.no_cost else estimate_volume(expansion.trials)
     for note in expansion.set_notes():  # keys that skipped some trials (stderr with --json)
         print(note, file=sys.stderr if args.json else sys.stdout)
     doc: dict[str, Any] = {
@@ -106,6 +115,7 @@ def _show(args: argparse.Namespace) -> int:
         "trials": [_trial_row(t) for t in expansion.trials],
         "pending": [{"method": p.method, "name": p.label(), **p.values} for p in expansion.pending],
         "cost": cost,
+        "checkpoint_volume": volume.to_dict() if volume is not None else None,
     }
     if args.json:
         print(json.dumps(doc, indent=1, default=str))
@@ -126,6 +136,8 @@ def _show(args: argparse.Namespace) -> int:
             f"estimated training compute: {cost['train_flops']:.3g} FLOPs "
             f"(dense equivalent {cost['dense_train_flops']:.3g}); {cost['assumption']}"
         )
+    if volume is not None and volume.trials:
+        print(volume.summary_line())
     shown = expansion.trials[: max(0, args.limit)]
     for t in shown:
         print(f"  {t.trial_hash}  {t.short_name()}  epochs {t.epochs}")

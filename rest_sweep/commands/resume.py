@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rest_sweep.commands.run import add_launch_arguments, launch_options, print_result
+from rest_sweep.commands.run import add_launch_arguments, launch_options, report
 
 EPILOG = """examples:
   rest-sweep resume --storage results --name demo
@@ -12,9 +12,11 @@ EPILOG = """examples:
   rest-sweep resume --storage results --name t3-cmnist --data-root /new/data/path
 After a driver crash, Ctrl-C, SIGTERM or a lost node: unfinished and errored trials run again
 from their newest checkpoint on storage; finished trials are never rerun. Every launch setting
-(address, resources, retries, scheduler, metric, embedded Ray size, actor reuse) is that of the
-last launch unless given here. Trials that errored from a divergence (state.json error
-"non-finite loss ...") are not run again unless --retry-errored is given."""
+(address, resources, retries, scheduler, metric, embedded Ray size, actor reuse, tracking
+callbacks) is that of the last launch unless given here; --gpus-per-trial and --callback replace
+the last launch's as a whole (--no-callbacks drops them). Trials that errored from a divergence
+(state.json error "non-finite loss ...") are not run again unless --retry-errored is given.
+--json prints the result as one JSON object on stdout (the progress lines go to stderr)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,12 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rest_sweep.service import resume
 
-    result = resume(
-        args.storage,
-        args.name,
-        data_root=args.data_root,
-        retry_errored=args.retry_errored,
-        **launch_options(args),
+    return report(
+        args,
+        lambda: resume(
+            args.storage,
+            args.name,
+            data_root=args.data_root,
+            retry_errored=args.retry_errored,
+            **launch_options(args),
+        ),
     )
-    print_result(result)
-    return result.exit_code

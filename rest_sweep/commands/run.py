@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rest_sweep.integrations import EXTRA, INTEGRATIONS
 from rest_sweep.ledger import DEFAULT_METRIC, SCHEDULER_NAMES
 
 if TYPE_CHECKING:
@@ -14,6 +19,8 @@ EPILOG = """examples:
   rest-sweep run --grid demo --data-root data --storage results --name demo
   rest-sweep run --grid paper-table3-cmnist --data-root /nfs/data --storage /nfs/sweeps \\
       --name t3-cmnist --address auto --gpus-per-trial 0.25 --cpus-per-trial 2
+  rest-sweep run --grid paper-all --data-root /nfs/data --storage /nfs/sweeps --name all \\
+      --address auto --gpus-per-trial simple_cnn=0.125,resnet18=0.5 --callback mlflow
   rest-sweep run --grid paper-table2-cifar10c --set recipe=rest-code --data-root data \\
       --storage s3://bucket/sweeps --name t2-code --max-failures 3
   rest-sweep run --grid my_grid.yaml --data-root data --storage results --name explore \\
@@ -24,7 +31,8 @@ seeds or densities) runs only the new ones. Every node reads --data-root at the 
 --set KEY=VALUE applies to every trial whose method takes KEY (density: sparse methods only;
 a line says how many trials it applied to); a key no method of the grid takes is an error, and
 the method cannot be set (it is an axis of the grid). The launch's settings are kept in the
-ledger: `rest-sweep resume` reuses them."""
+ledger: `rest-sweep resume` reuses them. --json prints the result as one JSON object on stdout
+(the progress lines go to stderr)."""
 
 SET_HELP = (
     "set a TrialConfig field for every trial whose method takes it (repeatable), e.g. "
@@ -67,11 +75,11 @@ def add_launch_arguments(p: argparse.ArgumentParser, *, resume: bool) -> None:
     p.add_argument("--cpus-per-trial", type=float, **default(1.0, "CPUs reserved per trial"))
     p.add_argument(
         "--gpus-per-trial",
-        type=float,
         default=None,
-        help="GPUs per trial; 0.25 puts 4 trials on a GPU (default: the model's share from "
-        "trainables.models.MODELS, 0.25 for simple_cnn and resnet18, when Ray has GPUs; else 0)"
-        + last,
+        metavar="SHARE|MODEL=SHARE,...",
+        help="GPUs per trial: one value for every trial (0.25 puts 4 trials on a GPU) or per "
+        "model, e.g. simple_cnn=0.125,resnet18=0.5 (models not named keep their default: the "
+        "model's measured share, benchmarks/gpu_shares.csv, when Ray has GPUs; else 0)" + last,
     )
     p.add_argument(
         "--max-concurrent",
@@ -112,7 +120,31 @@ def add_launch_arguments(p: argparse.ArgumentParser, *, resume: bool) -> None:
         )
     else:
         p.add_argument("--reuse-actors", action="store_true", help=reuse_help)
+    names = ", ".join(INTEGRATIONS.names())
+    p.add_argument(
+        "--callback",
+        action="append",
+        default=None if resume else [],
+        dest="callbacks",
+        metavar="NAME",
+        help=f"track the trials with NAME (repeatable; one of {names}) through Ray's integration; "
+        f"needs the {EXTRA} extra. MLflow: MLFLOW_TRACKING_URI, default a file store "
+        "<experiment>/mlruns; W&B: WANDB_PROJECT (default rest-sweep), WANDB_MODE" + last,
+    )
+    if resume:
+        p.add_argument(
+            "--no-callbacks",
+            action="store_const",
+            const=[],
+            dest="callbacks",
+            help="no tracking integrations (drops the last launch's --callback)",
+        )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON object on stdout (progress lines go to stderr)",
+    )
     p.add_argument(
         "--force",
         action="store_true",
@@ -134,6 +166,7 @@ def launch_options(args: argparse.Namespace) -> dict[str, object]:
         "num_cpus",
         "num_gpus",
         "reuse_actors",
+        "callbacks",
         "quiet",
         "force",
     )
@@ -143,16 +176,44 @@ def launch_options(args: argparse.Namespace) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from rest_sweep.service import run as run_sweep
 
-    result = run_sweep(
-        args.grid,
-        args.data_root,
-        args.storage,
-        args.name,
-        overrides=args.sets,
-        **launch_options(args),
+    return report(
+        args,
+        lambda: run_sweep(
+            args.grid,
+            args.data_root,
+            args.storage,
+            args.name,
+            overrides=args.sets,
+            **launch_options(args),
+        ),
     )
-    print_result(result)
+
+
+def report(args: argparse.Namespace, launch: Callable[[], SweepResult]) -> int:
+    """Run ``launch`` and print its result: the summary line, or with ``--json`` one JSON
+    object that is all of stdout (every other line the launch prints goes to stderr)."""
+    if not args.json:
+        result = launch()
+        print_result(result)
+        return result.exit_code
+    with contextlib.redirect_stdout(sys.stderr):
+        result = launch()
+    print(json.dumps(result_dict(result)), flush=True)
     return result.exit_code
+
+
+def result_dict(result: SweepResult) -> dict[str, object]:
+    """The ``--json`` result: what the summary line says, with the exit code."""
+    return {
+        "name": result.name,
+        "storage": result.storage,
+        "launch_id": result.launch_id,
+        "outcome": result.outcome,
+        "planned": result.planned,
+        "launched": result.launched,
+        "counts": dict(result.counts),
+        "exit_code": result.exit_code,
+    }
 
 
 def print_result(result: SweepResult) -> None:

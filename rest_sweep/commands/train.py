@@ -69,7 +69,9 @@ def add_field_argument(p: argparse.ArgumentParser, f: dataclasses.Field) -> None
     default = TRAIN_DEFAULTS.get(f.name, f.default)
     if f.name == "ratio":
         text += " (e.g. 1 or 1pct)"
-    if f.name in TRAIN_DEFAULTS or f.name in ("recipe", "device"):
+    # Fields that say where a trial runs or how it is stored are not the recipe's.
+    fixed_default = f.metadata.get("identity") is False and f.name != "data_root"
+    if f.name in TRAIN_DEFAULTS or f.name == "recipe" or fixed_default:
         text += f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
     elif f.name != "data_root":
         text += " (default: the recipe's)"

@@ -16,6 +16,8 @@ engine and any per-sample state, and plugs in through a few hooks:
 * ``after_step(step)`` (eager, after every step) and ``after_epoch(epoch, row)``.
 * ``state_dict()`` / ``load_state_dict()``: everything the method needs to resume exactly.
 * ``step_flops(n, dense_gradient)``, ``forward_flops()``: its own training-FLOPs accounting.
+* ``checkpoint_schedule(cfg, steps_per_epoch)`` (classmethod, torch-free): what its checkpoints
+  hold, for the storage estimate of ``grids show`` (:mod:`trainables.checkpoints`).
 
 Importing this module (and every method module) does not import torch: planning code reads
 the :class:`MethodInfo` entries, and torch is loaded when a trial really trains.
@@ -30,6 +32,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from trainables.checkpoints import (
+    CheckpointStage,
+    CheckpointTensors,
+    add_to_every_stage,
+    optimizer_moments,
+)
 from trainables.lazy import lazy_module
 from trainables.methods.params import ParamGroup, ReweightParams, SparseParams
 
@@ -271,6 +279,18 @@ class Method:
         return [(cfg.epochs, cfg.density)]
 
     @classmethod
+    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
+        """What this method's checkpoints hold, stage by stage, in units of one network's weights
+        (torch-free, no data; :mod:`trainables.checkpoints` prices it): one network and its
+        optimizer moments for ``epochs`` by default. Overrides extend ``super()``'s schedule
+        with :func:`~trainables.checkpoints.add_to_every_stage` (masks, a second network,
+        per-sample state), so objective x sparse combinations add up; staged methods (MRM,
+        prune) list their stages. ``steps_per_epoch`` serves methods whose stages are counted
+        in iterations (prune's fine-tuning length)."""
+        moments = optimizer_moments(cfg)
+        return [CheckpointStage(cfg.epochs, CheckpointTensors(weight_sized=moments))]
+
+    @classmethod
     def summary_covers(cls, cfg: TrialConfig, summary: Mapping[str, Any]) -> bool:
         """Whether a stored summary answers ``cfg``; False makes ``run_trial`` continue the trial
         from its newest checkpoint (``prune`` with more ``levels`` than the summary holds)."""
@@ -412,6 +432,11 @@ class SparseMethod(Method):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self._forward_flops = None
+
+    @classmethod
+    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
+        # The engine's bool masks (one byte per maskable weight).
+        return add_to_every_stage(super().checkpoint_schedule(cfg, steps_per_epoch), masks=1.0)
 
     def step_flops(self, n: int, dense_gradient: bool) -> float:
         # Momentum growth reads a dense first moment, hence dense weight gradients, every step.

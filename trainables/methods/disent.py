@@ -18,6 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainables.checkpoints import (
+    LOSS_EMA_BYTES,
+    CheckpointStage,
+    add_to_every_stage,
+    optimizer_moments,
+)
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.difficulty import (
@@ -174,6 +180,17 @@ class Disent(Method):
     @classmethod
     def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
         return [(2 * cfg.epochs, 1.0)]  # two networks trained every step
+
+    @classmethod
+    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
+        # The bias encoder and head with its optimizer, and the two per-sample loss EMAs (the
+        # heads over [z_i, z_b] add a few thousand weights: left out).
+        return add_to_every_stage(
+            super().checkpoint_schedule(cfg, steps_per_epoch),
+            networks=1.0,
+            weight_sized=optimizer_moments(cfg),
+            sample_bytes=2 * LOSS_EMA_BYTES,
+        )
 
     def __init__(self, ctx: TrialContext) -> None:
         from torch import nn

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainables.checkpoints import CheckpointStage, add_to_every_stage
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.params import ParamGroup, param
@@ -26,6 +27,7 @@ from trainables.methods.params import ParamGroup, param
 if TYPE_CHECKING:
     import torch
 
+    from trainables.config import TrialConfig
     from trainables.data import Batch
 else:
     torch = lazy_module("torch")  # planning imports this module without loading torch
@@ -183,6 +185,11 @@ class Jtt(Method):
         return [self.weights, self.mean_weight]
 
     # ------------------------------------------------------------------ checkpoint
+    @classmethod
+    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
+        # The error set: one bool per training sample.
+        return add_to_every_stage(super().checkpoint_schedule(cfg, steps_per_epoch), sample_bytes=1)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),

@@ -12,6 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from trainables.checkpoints import (
+    LOSS_EMA_BYTES,
+    CheckpointStage,
+    add_to_every_stage,
+    optimizer_moments,
+)
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.difficulty import (
@@ -40,6 +46,16 @@ class Lff(Method):
     @classmethod
     def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
         return [(2 * cfg.epochs, 1.0)]  # two networks trained every step
+
+    @classmethod
+    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
+        # The biased network and its optimizer, and the two per-sample loss EMAs.
+        return add_to_every_stage(
+            super().checkpoint_schedule(cfg, steps_per_epoch),
+            networks=1.0,
+            weight_sized=optimizer_moments(cfg),
+            sample_bytes=2 * LOSS_EMA_BYTES,
+        )
 
     def __init__(self, ctx: TrialContext) -> None:
         from trainables.train.optim import EpochSchedule, build_optimizer

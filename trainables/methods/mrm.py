@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainables.checkpoints import CheckpointStage, CheckpointTensors, optimizer_moments
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.params import Check, ParamGroup, SparseParams, param
@@ -30,6 +31,7 @@ from trainables.methods.params import Check, ParamGroup, SparseParams, param
 if TYPE_CHECKING:
     import torch
 
+    from trainables.config import TrialConfig
     from trainables.data import Batch
     from trainables.methods.base import TrialContext
 else:
@@ -303,6 +305,19 @@ class Mrm(Method):
         return float(self.optimizers()[0].param_groups[0]["lr"])
 
     # ------------------------------------------------------------------ checkpoint
+    @classmethod
+    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
+        # ERM and probing keep the seed's initialisation (one copy); probing adds a logit per
+        # weight and its Adam moments beside the frozen ERM optimizer's; retraining keeps the
+        # static engine's masks.
+        erm, probe, retrain = stage_epochs(cfg.epochs, cfg.mrm_erm_fraction, cfg.mrm_probe_fraction)
+        moments = optimizer_moments(cfg)
+        return [
+            CheckpointStage(erm, CheckpointTensors(weight_sized=moments + 1)),
+            CheckpointStage(probe, CheckpointTensors(weight_sized=moments + 1 + 3)),
+            CheckpointStage(retrain, CheckpointTensors(weight_sized=moments, masks=1.0)),
+        ]
+
     def state_dict(self) -> dict[str, Any]:
         mrm: dict[str, Any] = {"stage": self.stage, "noise": self.noise.get_state()}
         if self.init_state is not None:

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainables.checkpoints import CheckpointStage, CheckpointTensors, optimizer_moments
 from trainables.errors import UserError
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
@@ -361,6 +362,28 @@ class Prune(Method):
         if cfg.branch != "none":  # one stage at the parent level's density
             return [(cfg.epochs, keep**cfg.branch_level)]
         return [(cfg.epochs, keep**level) for level in range(cfg.levels + 1)]
+
+    @classmethod
+    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
+        # Every level: the network, its optimizer and the engine's masks (all-ones at level 0),
+        # plus lottery's rewind point and, from level 1, oneshot's level-0 weights; each level
+        # of a non-branch run leaves its level file (weights and masks), kept.
+        branch = cfg.branch != "none"
+        levels = [cfg.branch_level] if branch else list(range(cfg.levels + 1))
+        try:
+            plan = level_plan(cfg, steps_per_epoch)
+            epochs = {level: sum(1 for slot in plan if slot.level == level) for level in levels}
+        except UserError:  # a rewind or fine-tuning length the real split may still fit
+            epochs = dict.fromkeys(levels, cfg.epochs)
+        rewind = 1.0 if cfg.retrain == "lottery" and not branch else 0.0
+        level_file = None if branch else CheckpointTensors(masks=1.0)
+        moments = optimizer_moments(cfg)
+        stages = []
+        for level in levels:
+            dense = 1.0 if cfg.oneshot and level > 0 and not branch else 0.0
+            holds = CheckpointTensors(weight_sized=moments + rewind + dense, masks=1.0)
+            stages.append(CheckpointStage(epochs[level], holds, level_file))
+        return stages
 
     @classmethod
     def summary_covers(cls, cfg: TrialConfig, summary: Mapping[str, Any]) -> bool:

@@ -26,8 +26,11 @@ if TYPE_CHECKING:
     from torch import nn
 
 MODELS: Registry[ModelInfo] = Registry("model")
-# gpu_share: the Ray GPU fraction one unpacked trial takes by default on CUDA (measured,
-# trainables/pack/defaults.py: four single trials per GPU).
+# gpu_share: the Ray GPU fraction one trial of the model takes by default on a Ray with GPUs
+# (`--gpus-per-trial` overrides it, per model). Each value is a row of benchmarks/gpu_shares.csv,
+# the GPU measurements it rests on (what was measured, on which GPU, when, with which command);
+# tests/test_gpu_shares.py fails when a share here and its row differ, or a model has no row.
+# The values live here too because the installed package cannot read benchmarks/.
 MODELS.register(
     "simple_cnn",
     ModelInfo(
@@ -46,8 +49,8 @@ MODELS.register(
         layer_table=resnet18_layers,
     ),
 )
-# The pruning family's networks (docs/methods.md, "Models of the pruning family"); gpu_share as
-# for the others: small enough to pack four single trials per GPU.
+# The pruning family's networks (docs/methods.md, "Models of the pruning family"); gpu_share not
+# measured (its row says "assumed"): small enough to pack four trials per GPU like the others.
 MODELS.register(
     "vgg16",
     ModelInfo(

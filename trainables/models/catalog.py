@@ -40,7 +40,7 @@ class ModelInfo:
 
     name: str
     builder: str  # "module:function", called with num_classes=, width=, stem=
-    gpu_share: float  # Ray GPU fraction one trial of this model takes by default (CUDA)
+    gpu_share: float  # default Ray GPU fraction of one trial (benchmarks/gpu_shares.csv)
     layer_table: LayerTable
 
     def layers(

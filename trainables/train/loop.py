@@ -3,6 +3,13 @@
 The trial folder (a ``TrialStore``) is the single source of truth: it is where the trial
 resumes from, whoever restarts it (a user re-running ``rest-sweep train``, Ray retrying a failed
 trial, or a resumed sweep). Re-running a finished trial returns its summary and trains nothing.
+
+Rows are written every epoch, checkpoints every ``checkpoint_every`` epochs and at the last one
+(a full checkpoint of ResNet-18 with Adam is about 134 MB: writing one per epoch from many
+trials saturates shared storage). A restart resumes from the newest checkpoint, drops the rows
+of later epochs and recomputes them: data order and augmentation are drawn from (seed, epoch),
+so the replay is bit-identical on the CPU. With ``final_checkpoint=weights`` a finished trial
+keeps one ``final_weights.pt`` instead of its checkpoints.
 """
 
 from __future__ import annotations
@@ -14,18 +21,22 @@ import tempfile
 import traceback
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainables.config import TrialConfig
 from trainables.errors import DivergenceError
 from trainables.results import (
     CHECKPOINT_ROWS,
+    FINAL_WEIGHTS_FILE,
     METRICS_FILE,
     SUMMARY_FILE,
     MetricsFileError,
     TrialStore,
     json_safe,
 )
+
+if TYPE_CHECKING:
+    from trainables.train.trial import Trial
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -36,24 +47,34 @@ def run_trial(
     checkpoint_dir: str | None = None,
     *,
     progress: bool = False,
-    keep_checkpoints: int = 2,
 ) -> dict[str, Any]:
     """Train ``config`` and return its summary (see docs/architecture.md for the keys).
 
-    ``checkpoint_dir`` is the trial folder (local path or pyarrow URI). Each epoch ends with an
-    atomic checkpoint, a metrics row and a call to ``report(row)``. A crash leaves the folder
-    resumable: the next call continues from the newest checkpoint and never duplicates a row.
-    A non-finite training loss raises :class:`DivergenceError` (the trial is marked errored).
+    ``checkpoint_dir`` is the trial folder (local path or pyarrow URI). Each epoch ends with a
+    metrics row, an atomic checkpoint on the epochs of ``config.checkpoint_every`` and the last
+    one (the newest ``config.keep_checkpoints`` are kept), and a call to ``report(row)``. A
+    crash leaves the folder resumable: the next call continues from the newest checkpoint,
+    recomputes the epochs after it and never duplicates a row. A non-finite training loss
+    raises :class:`DivergenceError` (the trial is marked errored).
     """
     if checkpoint_dir is None:
         checkpoint_dir = tempfile.mkdtemp(prefix=f"trial-{config.trial_hash}-")
-    store = TrialStore(checkpoint_dir, keep_checkpoints=keep_checkpoints)
+    store = TrialStore(checkpoint_dir, keep_checkpoints=config.keep_checkpoints)
     summary = store.read_summary()
     if summary is not None:
         if _covers(config, summary):
+            _drop_checkpoints_kept_by_a_crash(config, store)
             return summary
         # A staged trial asked for more than it ran (prune with more levels): continue from
         # the newest checkpoint; the stale summary goes, so the trial reads as running.
+        if not store.checkpoint_epochs():
+            warnings.warn(
+                f"{store.loc.path}: no checkpoint to extend the finished trial from "
+                f"(final_checkpoint=weights keeps only {FINAL_WEIGHTS_FILE}): it retrains from "
+                "epoch 1 (the same rows, recomputed)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         store.loc.delete(SUMMARY_FILE)
     store.remove_stale_temporaries()  # left by a writer killed between write and rename
     attempt = int((store.read_state() or {}).get("attempt", 0)) + 1
@@ -87,6 +108,15 @@ def _covers(config: TrialConfig, summary: dict[str, Any]) -> bool:
     return info.implementation.summary_covers(config, summary)
 
 
+def _drop_checkpoints_kept_by_a_crash(config: TrialConfig, store: TrialStore) -> None:
+    """Finish what a crash between ``summary.json`` and the checkpoint removal left undone.
+
+    Only with ``final_weights.pt`` present: a trial that finished under ``full`` and is re-run
+    with ``weights`` keeps its checkpoints (no final weights were ever written from them)."""
+    if config.final_checkpoint == "weights" and store.has_final_weights():
+        store.delete_checkpoints()
+
+
 def _record(write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     # The error being handled matters more than its record.
     with contextlib.suppress(Exception):
@@ -113,13 +143,18 @@ def _train(
         warnings.warn(warning, RuntimeWarning, stacklevel=2)
     if state is not None:
         trial.load_state_dict(state)
-    store.write_metrics(rows)  # drop rows of epochs whose checkpoint did not survive
+    # Drop the rows after the checkpoint (a sparser cadence leaves some, as does a crash
+    # between a row and its checkpoint): they are recomputed, bit-identically.
+    store.write_metrics(rows)
     total = trial.method.total_epochs()
+    every = config.checkpoint_every
+    weights_only = config.final_checkpoint == "weights"
     store.write_state(
         "running",
         attempt=attempt,
         resumed_from_epoch=start_epoch,
         epoch=start_epoch,
+        checkpoint_epoch=start_epoch,
         host=socket.gethostname(),
         pid=os.getpid(),
         epochs=total,
@@ -135,12 +170,17 @@ def _train(
             # checkpoint, which the next attempt truncates and recomputes (never a gap).
             store.append_metrics(row)
             rows.append(row)
-            # The checkpoint also keeps the rows so far (small), so a lost or corrupt
-            # metrics.jsonl is rebuilt from it.
-            state = trial.state_dict(epoch)
-            state[CHECKPOINT_ROWS] = json_safe(rows)
-            store.save_checkpoint(epoch, state)
-            store.write_state("running", epoch=epoch, **trial.method.status_fields())
+            last = epoch == total
+            saved: dict[str, int] = {}
+            # The last epoch of a weights-only trial writes final_weights.pt below instead.
+            if (last and not weights_only) or (not last and epoch % every == 0):
+                # The checkpoint also keeps the rows so far (small), so a lost or corrupt
+                # metrics.jsonl is rebuilt from it.
+                state = trial.state_dict(epoch)
+                state[CHECKPOINT_ROWS] = json_safe(rows)
+                store.save_checkpoint(epoch, state)
+                saved["checkpoint_epoch"] = epoch
+            store.write_state("running", epoch=epoch, **saved, **trial.method.status_fields())
             if bar is not None:
                 bar.set_postfix_str(_postfix(row))
             if report is not None:
@@ -148,9 +188,33 @@ def _train(
     finally:
         if bar is not None:
             bar.close()
+    if weights_only:  # before the summary: a finished trial always has its weights
+        store.save_final_weights(_final_weights(trial, total))
     store.write_summary(trial.summary(rows, attempts=attempt))
-    store.write_state("finished", epoch=total, **trial.method.status_fields())
+    kept: dict[str, Any] = {}
+    if weights_only:  # a crash before this is finished by the next call (run_trial's start)
+        store.delete_checkpoints()
+        kept = {"checkpoint_epoch": None}
+    store.write_state("finished", epoch=total, **kept, **trial.method.status_fields())
     return store.read_summary()  # as stored (NaN -> null), the same on every later call
+
+
+def _final_weights(trial: Trial, epoch: int) -> dict[str, Any]:
+    """``final_weights.pt`` (layout in :mod:`trainables.results`): every network the method
+    trained, with its buffers and masks, on the CPU; no optimizer or method training state."""
+    method = trial.method
+
+    def cpu(state: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+    masks = method.engine.masks() if method.engine is not None else {}
+    return {
+        "epoch": epoch,
+        "trial_hash": trial.cfg.trial_hash,
+        "model": cpu(method.model.state_dict()),
+        "masks": cpu(masks),
+        "other_networks": [cpu(m.state_dict()) for m in method.modules() if m is not method.model],
+    }
 
 
 def _recover_rows(

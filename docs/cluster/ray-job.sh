@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Ray Jobs recipe (docs/cluster.md, way (a)): run the sweep's driver on a running Ray cluster.
+#
+#   bash docs/cluster/ray-job.sh run      # start the sweep; the same again continues it
+#   bash docs/cluster/ray-job.sh resume   # after a lost driver: every unfinished trial
+#   bash docs/cluster/ray-job.sh status   # where the sweep stands (read from its storage)
+#
+# Run it from the repository root: `--working-dir .` ships this checkout to the cluster (what
+# .gitignore lists stays here), so the driver and every trial run this code, and a YAML grid
+# file of the checkout can be given to --grid. The driver runs on the head node: Ctrl-C on the
+# log stream, a closed laptop or a lost VPN do not stop the sweep.
+# Needs on this machine: pip install 'rest-sweep[cluster]' (ray[default] provides `ray job`).
+set -euo pipefail
+
+# The cluster's Ray Jobs API (the dashboard port). `ray dashboard docs/cluster/cluster.yaml`
+# or `kubectl port-forward service/<raycluster>-head-svc 8265:8265` give http://localhost:8265.
+RAY_DASHBOARD=${RAY_DASHBOARD:-http://ray-head.example.internal:8265}
+
+# Token auth (clusters started with RAY_AUTH_MODE=token): Ray sends the token from
+# RAY_AUTH_TOKEN, else from the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token.
+# `ray get-auth-token` on the head prints it. RAY_AUTH_MODE=disabled: a cluster without auth.
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
+
+# Paths as every node of the cluster sees them (one NFS export mounted at /mnt/rest on every
+# node). STORAGE may also be a bucket URI, e.g. s3://my-bucket/sweeps.
+DATA_ROOT=${DATA_ROOT:-/mnt/rest/data}
+STORAGE=${STORAGE:-/mnt/rest/sweeps}
+GRID=${GRID:-paper-all}
+NAME=${NAME:-paper-all}
+JOB_ID=${JOB_ID:-rest-sweep-$NAME-$(date +%Y%m%d-%H%M%S)}
+
+case "${1:-run}" in
+run)
+    ray job submit --address "$RAY_DASHBOARD" --working-dir . --submission-id "$JOB_ID" --no-wait -- \
+        rest-sweep run --grid "$GRID" --data-root "$DATA_ROOT" --storage "$STORAGE" --name "$NAME" \
+        --gpus-per-trial simple_cnn=0.25,resnet18=0.5 --cpus-per-trial 2 --max-failures 3 \
+        --set checkpoint_every=5 --set keep_checkpoints=1 --set final_checkpoint=weights
+    ;;
+resume)
+    # The last launch's settings (GPU shares, failures...) come from the experiment's ledger.
+    ray job submit --address "$RAY_DASHBOARD" --working-dir . --submission-id "$JOB_ID" --no-wait -- \
+        rest-sweep resume --storage "$STORAGE" --name "$NAME"
+    ;;
+status)
+    ray job submit --address "$RAY_DASHBOARD" -- rest-sweep status --storage "$STORAGE" --name "$NAME"
+    exit 0
+    ;;
+*)
+    echo "usage: $0 [run|resume|status]" >&2
+    exit 2
+    ;;
+esac
+
+echo "following job $JOB_ID; Ctrl-C stops following, not the sweep"
+echo "stop the sweep: ray job stop --address $RAY_DASHBOARD $JOB_ID"
+ray job logs --address "$RAY_DASHBOARD" --follow "$JOB_ID"
