@@ -19,6 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainables.checkpoints import (
+    LOSS_EMA_BYTES,
+    CheckpointStage,
+    add_to_every_stage,
+    optimizer_moments,
+)
 from trainables.lazy import lazy_module
 from trainables.methods.params import Check, ParamGroup, param
 
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from trainables.config import TrialConfig
     from trainables.methods.base import MethodInfo, TrialContext
 else:
     torch = lazy_module("torch")
@@ -162,3 +169,15 @@ def load_pair_state(prefix: str, state, model, optimizer, schedule) -> None:
     model.load_state_dict(state[f"{prefix}_model"])
     optimizer.load_state_dict(state[f"{prefix}_optimizer"])
     schedule.load_state_dict(state[f"{prefix}_schedule"])
+
+
+def with_biased_network(stages: list[CheckpointStage], cfg: TrialConfig) -> list[CheckpointStage]:
+    """What LfF and DisEnt add to every checkpoint: the biased network (DisEnt: its encoder and
+    head; the heads over ``[z_i, z_b]`` add a few thousand weights, left out) with its
+    optimizer moments, and the two per-sample loss EMAs."""
+    return add_to_every_stage(
+        stages,
+        networks=1.0,
+        weight_sized=optimizer_moments(cfg),
+        sample_bytes=2 * LOSS_EMA_BYTES,
+    )

@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainables.checkpoints import (
-    LOSS_EMA_BYTES,
     CheckpointStage,
-    add_to_every_stage,
-    optimizer_moments,
 )
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
@@ -34,6 +31,7 @@ from trainables.methods.difficulty import (
     load_pair_state,
     pair_state,
     second_model,
+    with_biased_network,
 )
 from trainables.methods.params import Check, ParamGroup, param
 
@@ -183,14 +181,7 @@ class Disent(Method):
 
     @classmethod
     def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
-        # The bias encoder and head with its optimizer, and the two per-sample loss EMAs (the
-        # heads over [z_i, z_b] add a few thousand weights: left out).
-        return add_to_every_stage(
-            super().checkpoint_schedule(cfg, steps_per_epoch),
-            networks=1.0,
-            weight_sized=optimizer_moments(cfg),
-            sample_bytes=2 * LOSS_EMA_BYTES,
-        )
+        return with_biased_network(super().checkpoint_schedule(cfg, steps_per_epoch), cfg)
 
     def __init__(self, ctx: TrialContext) -> None:
         from torch import nn

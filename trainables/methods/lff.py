@@ -13,10 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from trainables.checkpoints import (
-    LOSS_EMA_BYTES,
     CheckpointStage,
-    add_to_every_stage,
-    optimizer_moments,
 )
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
@@ -28,6 +25,7 @@ from trainables.methods.difficulty import (
     load_pair_state,
     pair_state,
     second_model,
+    with_biased_network,
 )
 
 if TYPE_CHECKING:
@@ -49,13 +47,7 @@ class Lff(Method):
 
     @classmethod
     def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
-        # The biased network and its optimizer, and the two per-sample loss EMAs.
-        return add_to_every_stage(
-            super().checkpoint_schedule(cfg, steps_per_epoch),
-            networks=1.0,
-            weight_sized=optimizer_moments(cfg),
-            sample_bytes=2 * LOSS_EMA_BYTES,
-        )
+        return with_biased_network(super().checkpoint_schedule(cfg, steps_per_epoch), cfg)
 
     def __init__(self, ctx: TrialContext) -> None:
         from trainables.train.optim import EpochSchedule, build_optimizer
