@@ -1,6 +1,6 @@
 """Write figures as standalone HTML (plotly.js inlined: works offline) and, on request, PNG.
 
-PNGs come from kaleido (>= 1.0), plotly's own static exporter: it renders each figure with
+PNGs come from kaleido (>= 1.3), plotly's own static exporter: it renders each figure with
 plotly.js in a headless Chromium or Chrome that it *finds* on the machine (choreographer's
 lookup: ``$BROWSER_PATH``, else Chrome / Chromium / ... names on ``PATH`` and their usual install
 paths such as ``/usr/bin/chromium``; docs/analysis.md has the order). We never call
@@ -60,7 +60,7 @@ def missing_browser_note() -> str:
     try:
         import kaleido  # noqa: F401
     except ImportError:
-        return "PNG skipped: kaleido is not installed (pip install 'kaleido>=1.0'); HTML written"
+        return "PNG skipped: kaleido is not installed (pip install 'kaleido>=1.3'); HTML written"
     explicit = os.environ.get("BROWSER_PATH")
     if explicit:
         return (

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import select
 import signal
 import sys
 from importlib import metadata
@@ -72,6 +73,17 @@ def _stdout_to_devnull() -> None:
         os.close(devnull)
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout's reader went away (``| head``): a pipe whose read end is closed polls
+    as an error. Any other BrokenPipeError (a worker's pipe, a socket) is a real failure."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (not Linux), StringIO in tests
+        return True
+
+
 LAUNCHERS = ("run", "resume")  # SIGTERM stops them like Ctrl-C, before and after Ray starts
 
 
@@ -96,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a pipe closed early fails here, inside the handler below
         return code
-    except BrokenPipeError:
+    except BrokenPipeError as error:
+        if not _stdout_closed():
+            print(f"rest-sweep {args.command}: error: {error!r}", file=sys.stderr)
+            return 1
         _stdout_to_devnull()
         return BROKEN_PIPE_EXIT
     except UserError as error:

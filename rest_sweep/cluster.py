@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -52,10 +53,10 @@ class TrialResources:
     def validate(self, model: str | None = None) -> None:
         """One-line errors naming the flag; ``model`` names a per-model share
         (``--gpus-per-trial resnet18=1.5``), so the message shows what the user wrote."""
-        if self.cpus <= 0:
+        if not (math.isfinite(self.cpus) and self.cpus > 0):
             raise UserError(f"--cpus-per-trial: {self.cpus:g} is not allowed; allowed: > 0")
         given = f"{model}={self.gpus:g}" if model else f"{self.gpus:g}"
-        if self.gpus < 0:
+        if not math.isfinite(self.gpus) or self.gpus < 0:
             raise UserError(f"--gpus-per-trial: {given} is not allowed; allowed: >= 0")
         if self.gpus > 1 and self.gpus != int(self.gpus):
             raise UserError(

@@ -44,6 +44,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import os
 import socket
 import sys
@@ -110,9 +111,12 @@ def parse_gpu_shares(value: object) -> GpuShares:
 
 def _share(value: object, given: str) -> float:
     try:
-        return float(value)  # type: ignore[arg-type]
+        share = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise _bad_shares(repr(given)) from None
+    if not math.isfinite(share):  # inf/nan parse as floats
+        raise _bad_shares(repr(given))
+    return share
 
 
 def _bad_shares(given: str, why: str = "") -> UserError:
@@ -546,9 +550,10 @@ def _merge_plan(ledger: dict[str, Any], expansion: Expansion, data_root: str) ->
     for cfg in expansion.trials:
         if cfg.trial_hash not in trials:
             order.append(cfg.trial_hash)
-        # Always the latest plan's config: the hash fixes what the trial is, so only fields
-        # that say how it is run or stored (checkpoint_every, keep_checkpoints, ...) can
-        # differ, and the latest `run` is what the next `resume` should use.
+        # Always the latest plan's config: the hash fixes the trial's identity, so only the
+        # fields outside it can differ: how it runs or is stored (checkpoint_every, ...) and
+        # prune's `levels`, which extends or shortens a staged trial. The latest `run` is
+        # what the next `resume` uses (docs/sweeps.md).
         trials[cfg.trial_hash] = cfg.to_dict()
     entry = {
         "grid": expansion.grid,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import socket
 import time
 import uuid
@@ -32,7 +33,8 @@ from trainables.errors import DataError, UserError
 from trainables.results import ExperimentStore, Location
 
 PREFLIGHT_DIR = "preflight"  # under the experiment folder; holds the marker and node replies
-NODE_CHECK_TIMEOUT_S = 60.0  # a node that has not answered by then is reported, not waited on
+NODE_CHECK_TIMEOUT_S = 180.0  # a node that has not answered by then is reported, not waited on
+TIMEOUT_ENV = "REST_SWEEP_NODE_CHECK_TIMEOUT_S"  # overrides it (huge bundles on a slow NFS)
 
 Needs = Mapping[str, Sequence[float]]  # dataset -> the ratios the grid trains on
 
@@ -149,18 +151,37 @@ def trainable_nodes(requests: Iterable[TrialResources]) -> list[dict[str, Any]]:
     return nodes
 
 
+def node_check_timeout() -> float:
+    """Seconds a node may take to answer: :data:`TIMEOUT_ENV`, else the default."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return NODE_CHECK_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(f"{TIMEOUT_ENV}={text}: not allowed; allowed: a number of seconds > 0")
+    return value
+
+
 def check_nodes(
     store: ExperimentStore,
     data_root: str,
     needs: Needs,
     requests: Iterable[TrialResources],
     *,
-    timeout_s: float = NODE_CHECK_TIMEOUT_S,
+    timeout_s: float | None = None,
 ) -> PreflightResult:
-    """Check every node that can take a trial; raise ``UserError`` (one line) if any fails."""
+    """Check every node that can take a trial; raise ``UserError`` (one line) if any fails.
+
+    A node that has not answered within ``timeout_s`` (default :func:`node_check_timeout`) is
+    reported by the phase it did not finish: the storage check (its reply file is not there)
+    or the data check (a walk of every needed ratio folder's modification times)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    timeout_s = node_check_timeout() if timeout_s is None else timeout_s
     start = time.monotonic()
     nodes = trainable_nodes(requests)
     token = uuid.uuid4().hex
@@ -182,14 +203,7 @@ def check_nodes(
             reports.append(_report(ref, pending[ref], folder, store.uri))
         for ref in late:
             ray.cancel(ref, force=True)
-            node = pending[ref]["node"]
-            reports.append(
-                NodeReport(
-                    node["NodeID"],
-                    node.get("NodeManagerAddress", "?"),
-                    storage=[f"did not answer the storage check within {timeout_s:g} s"],
-                )
-            )
+            reports.append(_late_report(pending[ref], folder, timeout_s))
     finally:
         _remove(folder, [marker, *(entry["reply"] for entry in pending.values())])
     refuse_failed_nodes(reports, store.storage, data_root)
@@ -213,6 +227,20 @@ def _report(ref: Any, entry: dict[str, Any], folder: Location, uri: str) -> Node
             "here: the node's folder at that path is not the driver's)"
         )
     return NodeReport(answer["node_id"], ip, answer["host"], storage, list(answer["data"]))
+
+
+def _late_report(entry: dict[str, Any], folder: Location, timeout_s: float) -> NodeReport:
+    """A node that did not answer in time, blamed on the phase it did not finish."""
+    node = entry["node"]
+    ip = node.get("NodeManagerAddress", "?")
+    if _visible(folder, entry["reply"]):  # it wrote its reply: storage is fine, data is slow
+        late = (
+            f"did not finish the data check within {timeout_s:g} s (a slow or hung data mount; "
+            f"{TIMEOUT_ENV} gives it longer)"
+        )
+        return NodeReport(node["NodeID"], ip, data=[late])
+    late = f"did not answer the storage check within {timeout_s:g} s (a hung mount?)"
+    return NodeReport(node["NodeID"], ip, storage=[late])
 
 
 def _visible(folder: Location, name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rest_sweep import integrations
 from rest_sweep import ledger as ledgers
-from rest_sweep.cluster import TrialResources
+from rest_sweep.cluster import ClusterAddress, TrialResources
 from rest_sweep.integrations import TrackingContext
 from rest_sweep.ledger import DEFAULT_METRIC, SCHEDULER_NAMES, LaunchSettings
 from trainables.config import TrialConfig
@@ -180,7 +180,10 @@ def resume(
         reuse_actors=reuse_actors,
         callbacks=None if callbacks is None else tuple(callbacks),
     )
-    if address is not None:  # joining a cluster: the last launch's embedded-Ray size is moot
+    if address is None and ClusterAddress.resolve(None).address is not None:
+        # This driver's RAY_ADDRESS (a Ray job on a new cluster) wins over the stored address.
+        settings = dataclasses.replace(settings, address=None)
+    if not trains_here(settings.address):  # a cluster: the last embedded Ray's size is moot
         settings = dataclasses.replace(settings, num_cpus=num_cpus, num_gpus=num_gpus)
     planned = ledgers.planned_configs(ledger)
     root = validate_data(
@@ -216,16 +219,32 @@ def plan(grid: str, overrides: Overrides = None) -> Expansion:
 # ---------------------------------------------------------------------- checks
 
 
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # Ray Jobs sets it for the driver it runs
+
+
+def absolute_path(flag: str, path: str) -> str:
+    """``path`` made absolute (trials run in workers whose cwd is a temp dir).
+
+    Inside a Ray job (``ray job submit``) a relative path would resolve in the job's
+    temporary working directory, which Ray deletes after the job: refused in one line."""
+    expanded = os.path.expanduser(path)
+    if not os.path.isabs(expanded) and RAY_JOB_ENV in os.environ:
+        raise UserError(
+            f"{flag} {path}: a relative path in a Ray job resolves in the job's temporary "
+            "working directory, which Ray deletes; allowed: an absolute path on storage every "
+            "node mounts" + (" or a bucket URI (s3://...)" if flag == "--storage" else "")
+        )
+    return os.path.abspath(expanded)
+
+
 def absolute_storage(storage: str) -> str:
-    """Trials write from Ray workers whose cwd is a temp dir: a local path must be absolute."""
-    return storage if "://" in storage else os.path.abspath(os.path.expanduser(storage))
+    """A storage URI as given; a local path made absolute (:func:`absolute_path`)."""
+    return storage if "://" in storage else absolute_path("--storage", storage)
 
 
 def trains_here(address: str | None) -> bool:
     """Whether this machine trains the trials: embedded Ray (no ``--address``, no
     ``RAY_ADDRESS``). A driver that joins a cluster only plans and watches."""
-    from rest_sweep.cluster import ClusterAddress
-
     return ClusterAddress.resolve(address).address is None
 
 
@@ -244,7 +263,7 @@ def validate_data(data_root: str, trials: Iterable[TrialConfig], *, on_driver: b
         raise UserError("--data-root: required (the folder holding <dataset>/<pct>/ bundles)")
     if "://" in data_root:
         raise UserError(f"--data-root {data_root}: must be a local or shared-mount path")
-    root = os.path.abspath(os.path.expanduser(data_root))
+    root = absolute_path("--data-root", data_root)
     if on_driver:
         check_data(root, needed_ratios(trials))
     return root
@@ -488,13 +507,23 @@ def _fit(
 NOT_VISIBLE = "results not visible"  # Tune saw trials finish; the driver sees no summary.json
 
 
-def _finished_unseen(store: ExperimentStore, results: Any) -> str:
+UNSEEN_GRACE_S = 60.0  # NFS clients may cache "no such file" for up to acdirmax (30-60 s)
+UNSEEN_POLL_S = 5.0
+
+
+def _finished_unseen(
+    store: ExperimentStore, results: Any, *, grace_s: float = UNSEEN_GRACE_S
+) -> str:
     """Say which trials Ray Tune reports finished (their last report is the final epoch, no
     error) but whose ``summary.json`` the driver cannot see, and on which nodes; "" if none.
 
     That happens when a node writes to its own folder at the storage path (a mount missing
-    there): the trial trained, and its results are where nobody reads them.
+    there): the trial trained, and its results are where nobody reads them. A summary another
+    node wrote seconds ago can also look absent through the driver's NFS attribute cache, so
+    the missing ones are looked for again for ``grace_s`` before they are reported.
     """
+    import time
+
     import ray
 
     unseen: dict[str, list[str]] = {}
@@ -507,6 +536,14 @@ def _finished_unseen(store: ExperimentStore, results: Any) -> str:
         if int(metrics.get("epoch", 0)) < cfg_epochs or store.trial(trial_hash).is_finished():
             continue
         unseen.setdefault(str(metrics.get("node_id", "")), []).append(trial_hash)
+    deadline = time.monotonic() + grace_s
+    while unseen and time.monotonic() < deadline:
+        time.sleep(min(UNSEEN_POLL_S, max(0.0, deadline - time.monotonic())))
+        unseen = {
+            node: left
+            for node, hashes in unseen.items()
+            if (left := [h for h in hashes if not store.trial(h).is_finished()])
+        }
     if not unseen:
         return ""
     ips = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes()}

@@ -63,6 +63,23 @@ def test_piping_into_head_prints_the_first_line_only() -> None:
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
 
 
+def test_a_broken_pipe_that_is_not_stdout_is_a_one_line_error(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stdout is a file here (capfd), so the BrokenPipeError is someone else's: exit 1."""
+    from rest_sweep.commands import grids
+
+    def broken(args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(grids, "run", broken)
+    assert main(["grids", "show", "demo"]) == 1
+    err = capfd.readouterr().err
+    assert err.strip().splitlines() == [
+        "rest-sweep grids: error: BrokenPipeError(32, 'Broken pipe')"
+    ]
+
+
 @pytest.mark.ray
 def test_json_is_all_of_stdout_and_progress_goes_to_stderr(
     ray_session, tiny_cmnist_root: Path, tmp_path: Path

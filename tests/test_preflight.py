@@ -143,13 +143,13 @@ def test_trials_tune_saw_finish_without_a_visible_summary_are_named_with_their_n
         metrics={"trial_hash": "ghi", "epoch": 1, "node_id": node},
         config={"trial": {"config": {"epochs": 3}}},
     )
-    line = service._finished_unseen(store, [finished, failed, stopped_early])
+    line = service._finished_unseen(store, [finished, failed, stopped_early], grace_s=0)
     assert line.startswith("Ray Tune reports 1 trial(s) finished, but their summary.json is not")
     assert f"(node {node[:8]}): 1" in line and "rest-sweep resume" in line
     assert service.SweepResult("e", "s", "l", 1, 1, outcome=service.NOT_VISIBLE).exit_code == 1
     (tmp_path / "storage" / "exp" / "trials" / "abc").mkdir(parents=True)
     (tmp_path / "storage" / "exp" / "trials" / "abc" / "summary.json").write_text("{}")
-    assert service._finished_unseen(store, [finished]) == ""
+    assert service._finished_unseen(store, [finished], grace_s=0) == ""
 
 
 def test_a_trainable_on_a_node_without_the_experiment_folder_refuses_to_train(tmp_path):
@@ -184,3 +184,57 @@ def test_tune_sees_the_epoch_as_timesteps_total(tmp_path, tiny_cmnist_root, monk
     params = {"trial": {"hash": cfg.trial_hash, "name": "t", "uri": uri, "config": cfg.to_dict()}}
     ray_trainable.train_trial(params)
     assert [(r["epoch"], r["timesteps_total"]) for r in reported] == [(1, 1), (2, 2)]
+
+
+def test_a_late_node_is_blamed_on_the_phase_it_did_not_finish(tmp_path, monkeypatch):
+    from rest_sweep import preflight
+
+    store = _store(tmp_path)
+    folder = store.loc.child(PREFLIGHT_DIR)
+    node = {"NodeID": "n" * 16, "NodeManagerAddress": "10.0.0.9"}
+    silent = preflight._late_report({"node": node, "reply": "r.json"}, folder, 180)
+    assert silent.storage == ["did not answer the storage check within 180 s (a hung mount?)"]
+    folder.write_json("r.json", {"token": "t"})  # it got as far as its reply: storage is fine
+    slow = preflight._late_report({"node": node, "reply": "r.json"}, folder, 180)
+    assert slow.storage == [] and slow.data[0].startswith("did not finish the data check")
+    assert preflight.TIMEOUT_ENV in slow.data[0]
+    monkeypatch.setenv(preflight.TIMEOUT_ENV, "600")
+    assert preflight.node_check_timeout() == 600
+    monkeypatch.setenv(preflight.TIMEOUT_ENV, "soon")
+    with pytest.raises(UserError, match="REST_SWEEP_NODE_CHECK_TIMEOUT_S=soon: not allowed"):
+        preflight.node_check_timeout()
+
+
+def test_a_summary_that_appears_during_the_grace_is_not_reported(tmp_path, monkeypatch):
+    import threading
+
+    store = _store(tmp_path)
+    monkeypatch.setattr(service, "UNSEEN_POLL_S", 0.2)
+    finished = SimpleNamespace(
+        error=None,
+        metrics={"trial_hash": "abc", "epoch": 1, "node_id": "x"},
+        config={"trial": {"config": {"epochs": 1}}},
+    )
+    folder = tmp_path / "storage" / "exp" / "trials" / "abc"
+
+    def write_late() -> None:  # what an NFS client sees once its attribute cache expires
+        time.sleep(0.5)
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text("{}")
+
+    writer = threading.Thread(target=write_late)
+    writer.start()
+    assert service._finished_unseen(store, [finished], grace_s=30) == ""
+    writer.join()
+
+
+def test_relative_paths_are_refused_inside_a_ray_job(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert service.absolute_storage("results") == str(tmp_path / "results")
+    monkeypatch.setenv(service.RAY_JOB_ENV, "{}")
+    with pytest.raises(UserError, match=r"--storage results: a relative path in a Ray job"):
+        service.absolute_storage("results")
+    with pytest.raises(UserError, match=r"--data-root data: a relative path in a Ray job"):
+        service.validate_data("data", [], on_driver=False)
+    assert service.absolute_storage("s3://bucket/sweeps") == "s3://bucket/sweeps"
+    assert service.absolute_storage(str(tmp_path)) == str(tmp_path)

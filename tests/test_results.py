@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow.fs as pafs
+import pytest
 
 from trainables.results import ExperimentStore, Location, TrialStore, list_experiments
 
@@ -32,8 +33,23 @@ def test_checkpoints_keep_the_newest_and_skip_truncated_ones(tmp_path):
     assert store.checkpoint_epochs() == [2, 3]
     # A crash mid-write on a filesystem without atomic rename leaves a truncated file.
     (tmp_path / "t" / "checkpoints" / "epoch_0004.pt").write_bytes(b"\x80\x02trunc")
-    epoch, state = store.load_latest_checkpoint()
+    with pytest.warns(RuntimeWarning, match="epoch_0004.pt: cannot load"):
+        epoch, state = store.load_latest_checkpoint()
     assert (epoch, state["epoch"]) == (3, 3)
+
+
+def test_a_stale_unloadable_later_checkpoint_never_outranks_new_ones(tmp_path):
+    # keep 1, a garbled epoch 50 and training restarted from scratch: every new checkpoint
+    # must survive (pruning by epoch number alone would delete each one right after writing).
+    store = TrialStore(str(tmp_path / "t"), keep_checkpoints=1)
+    store.checkpoints.write_bytes(store.checkpoint_name(50), b"garbled")
+    with pytest.warns(RuntimeWarning):
+        assert store.load_latest_checkpoint() is None
+    store.save_checkpoint(5, {"epoch": 5})
+    assert store.checkpoint_epochs() == [5]
+    store.save_checkpoint(10, {"epoch": 10})
+    assert store.checkpoint_epochs() == [10]
+    assert store.load_latest_checkpoint()[0] == 10
 
 
 def test_state_and_summary_round_trip(tmp_path):

@@ -193,6 +193,21 @@ def test_resume_without_flags_reuses_every_setting_of_the_last_launch(tmp_path, 
     assert changed == dataclasses.replace(settings, max_failures=0, reuse_actors=False)
 
 
+def test_a_resume_under_ray_address_joins_that_cluster_not_the_stored_one(tmp_path, monkeypatch):
+    # The last launch ran embedded with --num-cpus 4; the resume runs as a Ray job elsewhere.
+    embedded = LaunchSettings(address=None, num_cpus=4, num_gpus=0)
+    store = _ledger_with_launch(tmp_path, {"settings": embedded.to_dict()})
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    joined = _captured_resume(monkeypatch, store)
+    assert (joined.address, joined.num_cpus, joined.num_gpus) == (None, None, None)
+    # A stored --address of a cluster since recreated: this job's RAY_ADDRESS wins.
+    stored = LaunchSettings(address="10.0.0.10:6379")
+    store = _ledger_with_launch(tmp_path / "b", {"settings": stored.to_dict()})
+    assert _captured_resume(monkeypatch, store).address is None
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert _captured_resume(monkeypatch, store).address == "10.0.0.10:6379"
+
+
 def test_settings_of_an_older_flat_launch_record_drop_pack_size(tmp_path, monkeypatch):
     old = {
         "address": None,

@@ -385,13 +385,21 @@ class TrialStore:
         return f"epoch_{epoch:04d}.pt"
 
     def save_checkpoint(self, epoch: int, state: dict[str, Any]) -> None:
-        """Write ``state`` as the checkpoint of ``epoch``, then prune old ones."""
+        """Write ``state`` as the checkpoint of ``epoch``, then keep the newest
+        ``keep_checkpoints`` up to it.
+
+        A file of a later epoch is stale: training is at ``epoch``, so it resumed from before
+        it, which means that file did not load (``load_latest_checkpoint`` skipped it). It is
+        removed; left there it would outrank every new checkpoint in the pruning below."""
         import torch
 
         buffer = io.BytesIO()
         torch.save(state, buffer)
         self.checkpoints.write_bytes(self.checkpoint_name(epoch), buffer.getvalue())
-        for old in self.checkpoint_epochs()[: -self.keep_checkpoints]:
+        epochs = self.checkpoint_epochs()
+        stale = [e for e in epochs if e > epoch]
+        older = [e for e in epochs if e <= epoch][: -self.keep_checkpoints]
+        for old in stale + older:
             self.checkpoints.delete(self.checkpoint_name(old))
 
     def load_latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
