@@ -527,10 +527,11 @@ def _finished_unseen(
     import ray
 
     unseen: dict[str, list[str]] = {}
+    stopped = store.read_ledger().get("stopped", {})  # ASHA stops are not finishes
     for result in results:
         metrics = result.metrics or {}
         trial_hash = metrics.get("trial_hash")
-        if result.error is not None or not trial_hash:
+        if result.error is not None or not trial_hash or trial_hash in stopped:
             continue
         cfg_epochs = int((result.config or {}).get("trial", {}).get("config", {}).get("epochs", 0))
         if int(metrics.get("epoch", 0)) < cfg_epochs or store.trial(trial_hash).is_finished():

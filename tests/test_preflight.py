@@ -238,3 +238,33 @@ def test_relative_paths_are_refused_inside_a_ray_job(monkeypatch, tmp_path):
         service.validate_data("data", [], on_driver=False)
     assert service.absolute_storage("s3://bucket/sweeps") == "s3://bucket/sweeps"
     assert service.absolute_storage(str(tmp_path)) == str(tmp_path)
+
+
+def test_a_staged_trial_reports_every_epoch_live_and_only_its_last_after_the_summary(
+    tmp_path, tiny_cmnist_root, monkeypatch
+):
+    """prune: levels x epochs rows; only the very last waits for summary.json (not every row
+    past `epochs`, which would reach Tune and ASHA in one burst at the end)."""
+    from ray import tune
+
+    from trainables import ray_trainable
+
+    store = _store(tmp_path)
+    cfg = TrialConfig.from_recipe(
+        "paper",
+        dataset="cmnist",
+        ratio=1.0,
+        method="prune",
+        epochs=1,
+        levels=2,
+        width=8,
+        data_root=str(tiny_cmnist_root),
+        device="cpu",
+    )
+    uri = store.trial_uri(cfg.trial_hash)
+    summary = Path(uri) / "summary.json"
+    seen: list[tuple[int, bool]] = []
+    monkeypatch.setattr(tune, "report", lambda row: seen.append((row["epoch"], summary.exists())))
+    params = {"trial": {"hash": cfg.trial_hash, "name": "t", "uri": uri, "config": cfg.to_dict()}}
+    ray_trainable.train_trial(params)
+    assert seen == [(1, False), (2, False), (3, True)]

@@ -34,12 +34,16 @@ def train_trial(params: dict[str, Any]) -> None:
     config = TrialConfig.from_dict(trial["config"])
     extra = {"trial_hash": trial["hash"], "node_id": _node_id()}
     held: list[dict[str, Any]] = []
+    total: list[int] = []  # the trial's last epoch (prune: every level's), read once
 
     def report(metrics: dict[str, Any]) -> None:
         # timesteps_total = the epoch: Tune's training_iteration restarts at 1 on every retry,
         # so TensorBoard (which plots against timesteps_total when present) keeps its x axis.
-        row = {**_numeric(metrics), **extra, "timesteps_total": int(metrics.get("epoch", 0))}
-        if int(metrics.get("epoch", 0)) >= config.epochs:
+        epoch = int(metrics.get("epoch", 0))
+        row = {**_numeric(metrics), **extra, "timesteps_total": epoch}
+        if not total:  # run_trial wrote it to state.json before the first epoch
+            total.append(_total_epochs(trial["uri"], config.epochs))
+        if epoch >= total[0]:
             held.append(row)  # reported after summary.json exists
         else:
             tune.report(row)
@@ -54,6 +58,17 @@ def train_trial(params: dict[str, Any]) -> None:
     _record_node(trial["uri"])
     for row in held:
         tune.report(row)
+
+
+def _total_epochs(uri: str, default: int) -> int:
+    """The epoch of the trial's last row, as ``run_trial`` recorded it (``state.json``
+    ``epochs``: a staged method's total, e.g. prune's levels x epochs)."""
+    from trainables.results import TrialStore
+
+    try:
+        return int((TrialStore(uri).read_state() or {}).get("epochs") or default)
+    except (ValueError, TypeError):
+        return default
 
 
 class StorageNotVisibleError(RuntimeError):
