@@ -144,7 +144,8 @@ class LocalCluster:
     def driver(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         """``rest-sweep ARGS`` as a driver with only ``RAY_ADDRESS`` naming the cluster."""
         full_env = {**self.env, "RAY_ADDRESS": self.address, **env}
-        return subprocess.run(
+        start = time.monotonic()
+        done = subprocess.run(
             [sys.executable, "-m", "rest_sweep.cli", *args],
             cwd=REPO,
             env=full_env,
@@ -152,6 +153,11 @@ class LocalCluster:
             text=True,
             timeout=300,
         )
+        # `pytest -s` shows how long joining, checking and launching (or refusing) took.
+        print(
+            f"rest-sweep {' '.join(args[:1])} -> exit {done.returncode} in {time.monotonic() - start:.1f} s"
+        )
+        return done
 
 
 def _cmdline(pid: int) -> str:
