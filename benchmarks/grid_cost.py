@@ -18,6 +18,17 @@ measured: its cost is the 32 px ResNet-18 cost scaled by the FLOP ratio (input a
 bound, since a 128 px network keeps the GPU far busier per launch. It is listed separately.
 
     python benchmarks/grid_cost.py simple_cnn.json resnet18.json
+
+With no JSON file it reads the shipped table of measured figures instead
+(``search_spaces/throughput.csv``, the one the ``grids show --cluster`` simulation uses): per
+grid, GPU-hours with K trials per GPU for each measured K, including every trial's start-up
+(``startup_s / K`` GPU-seconds) and the table's evaluation overhead, next to the reference
+pipeline's; trials whose figures are FLOP-scaled (BFFHQ at 224 px) are summed in their own
+column, marked estimated. ``--from-gpu-json gpu.json`` puts the GPU script's figures in place
+of the table's first; ``--write-table`` then saves them into the shipped table.
+
+    python benchmarks/grid_cost.py --grids paper-table3-cmnist,paper-all
+    python benchmarks/grid_cost.py --from-gpu-json benchmarks/results/gpu.json --write-table
 """
 
 from __future__ import annotations
@@ -130,10 +141,110 @@ def cost_table(
     return rows, source
 
 
+PAPER_GRIDS = (
+    "paper-table2-cmnist,paper-table2-cifar10c,paper-table2-bffhq,paper-table3-cmnist,"
+    "paper-table3-cifar10c,paper-table3-bffhq,paper-fig3,paper-all"
+)
+
+
+def table_cost(table: Any, grids: list[str]) -> list[dict[str, Any]]:
+    """One row per (grid, way of running): GPU-hours of its measured trials and, apart, of its
+    trials with estimated (FLOP-scaled) figures, from the shipped throughput table."""
+    from search_spaces import GRIDS, expand
+    from search_spaces.makespan import trial_work
+
+    rows = []
+    for grid in grids:
+        trials = [trial_work(cfg) for cfg in expand(GRIDS.get(grid)).trials]
+        ks = sorted({k for t in table.rows.values() for k in t.aggregate})
+        for mode in ["reference", *ks]:
+            measured = estimated = 0.0
+            complete = True
+            for model, px, width, samples in trials:
+                figures = table.lookup(model, px, width)
+                if mode == "reference":
+                    rate = table.reference.get((model, px, width))
+                    if rate is None and figures.basis != "measured":
+                        base = table.rows[(figures.model, *_measured_key(table, model))]
+                        rate = table.reference.get((model, base.input_px, base.width))
+                        rate = rate and rate * figures.aggregate[1] / base.aggregate[1]
+                    if rate is None:
+                        complete = False
+                        continue
+                    seconds = samples * (1 + figures.epoch_overhead) / rate
+                else:
+                    seconds = figures.startup_s / mode + samples * (1 + figures.epoch_overhead) / (
+                        figures.per_trial(mode) * mode
+                    )
+                if figures.basis == "measured":
+                    measured += seconds / 3600
+                else:
+                    estimated += seconds / 3600
+            label = "REST pipeline (reference)" if mode == "reference" else f"{mode} trials/GPU"
+            rows.append(
+                {
+                    "grid": grid,
+                    "mode": label,
+                    "trials": len(trials),
+                    "gpu_hours": measured,
+                    "estimated_gpu_hours": estimated,
+                    "complete": complete,
+                }
+            )
+    return rows
+
+
+def _measured_key(table: Any, model: str) -> tuple[int, int]:
+    """(px, width) of ``model``'s measured row (the base an estimated size is scaled from)."""
+    return next((k[1], k[2]) for k in table.rows if k[0] == model)
+
+
+def main_table(args: argparse.Namespace) -> int:
+    """GPU-hours per grid from the shipped table (and a gpu.json, when given)."""
+    from search_spaces.makespan import ThroughputTable
+
+    table = ThroughputTable.load(args.table)
+    if args.from_gpu_json:
+        table = table.with_gpu_json(json.loads(Path(args.from_gpu_json).read_text()))
+        if args.write_table:
+            import datetime
+
+            today = datetime.date.today().isoformat()
+            table.write(args.table, source=str(args.from_gpu_json), date=today)
+            print(f"wrote {args.table}")
+    elif args.write_table:
+        raise SystemExit("--write-table needs --from-gpu-json")
+    rows = table_cost(table, args.grids.split(","))
+    print(
+        f"# GPU-hours on {table.gpus()} from {Path(args.table).name}"
+        f"{' + ' + str(args.from_gpu_json) if args.from_gpu_json else ''}; epochs, train-set "
+        "sizes and trials from search_spaces; start-up per trial and evaluation overhead "
+        "included (reference: overhead only); 'estimated' = trials at an unmeasured size "
+        "(BFFHQ 224 px), FLOP-scaled from 32 px"
+    )
+    print(f"{'grid':<24} {'trials':>6} {'mode':<26} {'GPU-h':>8} {'estimated':>10}")
+    for row in rows:
+        mark = "" if row["complete"] else "  (a model has no reference figure)"
+        print(
+            f"{row['grid']:<24} {row['trials']:>6} {row['mode']:<26} {row['gpu_hours']:8.2f} "
+            f"{row['estimated_gpu_hours']:10.2f}{mark}"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("json", nargs="+", help="trainer_throughput --json-out files (one per model)")
-    p.add_argument("--grids", default="paper-table3-cmnist,paper-table3-cifar10c,paper-all")
+    p.add_argument(
+        "json",
+        nargs="*",
+        help="trainer_throughput --json-out files (one per model); none: the shipped table",
+    )
+    p.add_argument("--table", default=None, help="throughput table (default: the shipped one)")
+    p.add_argument("--from-gpu-json", help="the GPU script's gpu.json, in place of the table's")
+    p.add_argument(
+        "--write-table", action="store_true", help="save --from-gpu-json's figures to --table"
+    )
+    p.add_argument("--grids", default=None, help="comma-separated grids (default: the paper's)")
     p.add_argument(
         "--epoch-overhead",
         type=float,
@@ -155,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         help="aggregate rate of K single-trial processes on one GPU (measured)",
     )
     args = p.parse_args(argv)
+    if not args.json:
+        from search_spaces.makespan import TABLE
+
+        args.table = args.table or TABLE
+        args.grids = args.grids or PAPER_GRIDS
+        return main_table(args)
+    args.grids = args.grids or "paper-table3-cmnist,paper-table3-cifar10c,paper-all"
     reports: dict[str, dict[str, Any]] = {}
     for path in args.json:
         report = json.loads(Path(path).read_text())

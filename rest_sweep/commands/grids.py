@@ -13,9 +13,12 @@ EPILOG = """examples:
   rest-sweep grids show paper-table2-cifar10c --set recipe=rest-code --set epochs=50
   rest-sweep grids show paper-all --set checkpoint_every=10 --set final_checkpoint=weights
   rest-sweep grids show search_spaces/examples/density_sweep.yaml --json
+  rest-sweep grids show paper-all --cluster 4x8      # + estimated wall time on 4 nodes x 8 GPUs
+  rest-sweep grids show paper-all --cluster 4x8 --gpus-per-trial resnet18=0.5
 A grid is a registered name or the path of a YAML grid file (see docs/sweeps.md). The estimates
 (training FLOPs; checkpoint bytes written and kept under the trials' checkpoint_every,
-keep_checkpoints and final_checkpoint) are approximate."""
+keep_checkpoints and final_checkpoint; wall time on --cluster, simulated from the measured
+per-model throughput in search_spaces/throughput.csv) are approximate."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-cost",
         action="store_true",
         help="skip the FLOPs and checkpoint-volume estimates (faster)",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="NODESxGPUS",
+        help="show: estimate the makespan on NODES nodes of GPUS GPUs each (e.g. 4x8; 8 CPUs "
+        "per GPU), simulating Ray placing the trials with their GPU shares",
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        metavar="SHARE|MODEL=SHARE,...",
+        help="with --cluster: GPU share per trial, as for run (default: each model's share)",
+    )
+    p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=1.0,
+        help="with --cluster: CPUs per trial, as for run (default 1)",
     )
     p.set_defaults(func=run)
 
@@ -94,6 +114,48 @@ def _trial_row(cfg: Any) -> dict[str, Any]:
     return row
 
 
+def _makespan(args: argparse.Namespace, trials: list[Any]) -> dict[str, Any] | None:
+    """The simulated wall time on ``--cluster`` (None without it); shares parsed and checked
+    as ``run`` does, so a comparison uses exactly what a launch would get."""
+    from trainables.errors import UserError
+
+    if args.cluster is None:
+        if args.gpus_per_trial is not None:
+            raise UserError("--gpus-per-trial: only with --cluster NODESxGPUS in grids show")
+        return None
+    from rest_sweep.ledger import LaunchSettings, parse_gpu_shares
+    from search_spaces.makespan import Cluster, estimate_makespan
+
+    cluster = Cluster.parse(args.cluster)
+    shares = parse_gpu_shares(args.gpus_per_trial)
+    LaunchSettings(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=shares).validate()
+    result = estimate_makespan(trials, cluster, shares, args.cpus_per_trial)
+    return {
+        "cluster": {
+            "nodes": cluster.nodes,
+            "gpus_per_node": cluster.gpus,
+            "cpus_per_node": cluster.cpus,
+        },
+        "gpus_per_trial": shares,
+        "cpus_per_trial": args.cpus_per_trial,
+        **result.to_dict(),
+    }
+
+
+def _makespan_line(doc: dict[str, Any]) -> str:
+    from search_spaces.makespan import format_duration
+
+    c = doc["cluster"]
+    per_model = ", ".join(f"{m} {n}" for m, n in doc["trials_per_model"].items())
+    used = doc["gpu_utilisation"]
+    line = (
+        f"estimated makespan on {c['nodes']}x{c['gpus_per_node']} GPUs: "
+        f"{format_duration(doc['seconds'])} ({doc['hours']:.2f} h; GPUs "
+        f"{'-' if used is None else f'{used:.0%}'} allocated; trials: {per_model}); "
+    )
+    return line + "; ".join(doc["notes"])
+
+
 def _show(args: argparse.Namespace) -> int:
     import search_spaces
     from search_spaces.cost import estimate
@@ -101,6 +163,7 @@ def _show(args: argparse.Namespace) -> int:
 
     grid = search_spaces.resolve(args.grid)
     expansion = search_spaces.expand(grid, search_spaces.parse_overrides(args.sets))
+    makespan = _makespan(args, expansion.trials)
     cost = None if args.no_cost else estimate(expansion.trials).to_dict()
     volume = None if args.no_cost else estimate_volume(expansion.trials)
     for note in expansion.set_notes():  # keys that skipped some trials (stderr with --json)
@@ -116,6 +179,7 @@ def _show(args: argparse.Namespace) -> int:
         "pending": [{"method": p.method, "name": p.label(), **p.values} for p in expansion.pending],
         "cost": cost,
         "checkpoint_volume": volume.to_dict() if volume is not None else None,
+        "makespan": makespan,
     }
     if args.json:
         print(json.dumps(doc, indent=1, default=str))
@@ -138,6 +202,8 @@ def _show(args: argparse.Namespace) -> int:
         )
     if volume is not None and volume.trials:
         print(volume.summary_line())
+    if makespan is not None:
+        print(_makespan_line(makespan))
     shown = expansion.trials[: max(0, args.limit)]
     for t in shown:
         print(f"  {t.trial_hash}  {t.short_name()}  epochs {t.epochs}")

@@ -1,0 +1,201 @@
+"""The makespan simulation (search_spaces/makespan.py): exact event logic on small cases, Ray's
+placement rules, the shipped throughput table (one fact with benchmarks/gpu_shares.csv, FLOP-
+scaled estimates marked), its gpu.json update path, and ``grids show --cluster``."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from search_spaces import GRIDS, expand
+from search_spaces.makespan import (
+    Cluster,
+    SimTrial,
+    Throughput,
+    ThroughputTable,
+    dense_forward_flops,
+    estimate_makespan,
+    format_duration,
+    shipped_table,
+    simulate,
+    trial_work,
+)
+from tests.reliability.helpers import REPO, assert_one_line_error, run_main
+from trainables.errors import UserError
+
+
+def cpu(seconds: float, startup: float = 0.0, cpus: float = 1) -> SimTrial:
+    return SimTrial("t", cpus, 0.0, startup, seconds, lambda k: 1.0)
+
+
+def gpu(work: float, share: float, aggregate: dict[int, float], startup: float = 0.0) -> SimTrial:
+    figures = Throughput("m", 32, 64, aggregate, startup, 0.0, "measured")
+    return SimTrial("m", 1, share, startup, work, figures.per_trial)
+
+
+# ---------------------------------------------------------------------- the engine
+
+
+def test_five_trials_on_two_slots_finish_exactly_when_fifo_says() -> None:
+    """3,1,4,1,5 s on 2 CPU slots: t2 takes the slot t1 frees at 1, t3 t0's at 3, t4 t3's at 4."""
+    result = simulate([cpu(s) for s in (3, 1, 4, 1, 5)], Cluster(1, 0, 2))
+    assert result.finish == (3, 1, 5, 4, 9)
+    assert result.seconds == 9 and result.gpu_utilisation is None
+
+
+def test_start_up_is_paid_per_trial_and_cpus_bound_concurrency() -> None:
+    result = simulate([cpu(2, startup=1, cpus=2)] * 3, Cluster(1, 0, 5))  # 2 fit, then 1
+    assert result.finish == (3, 3, 6)
+
+
+def test_trials_sharing_a_gpu_split_its_aggregate_and_speed_up_when_one_ends() -> None:
+    # K=2: 16/2 = 8 samples/s each; after the short one ends at 5 s, the other runs at 10.
+    result = simulate(
+        [gpu(40, 0.5, {1: 10, 2: 16}), gpu(80, 0.5, {1: 10, 2: 16})], Cluster(1, 1, 8)
+    )
+    assert result.finish == pytest.approx((5.0, 9.0))
+    assert result.gpu_utilisation == pytest.approx((0.5 * 5 + 0.5 * 9) / 9)
+
+
+def test_a_trial_in_start_up_does_not_slow_its_neighbours() -> None:
+    # A alone at 10/s for 5 s (B starting up), then both at 8/s: B needs 1.25 s, A 40 more at 10.
+    a, b = gpu(100, 0.5, {1: 10, 2: 16}), gpu(10, 0.5, {1: 10, 2: 16}, startup=5)
+    assert simulate([a, b], Cluster(1, 1, 8)).finish == pytest.approx((10.25, 6.25))
+
+
+def test_placement_is_first_fit_in_grid_order_and_whole_gpus_wait_for_empty_ones() -> None:
+    # Node 0's GPU takes two 0.5 trials; the whole-GPU trial goes to node 1; the third 0.5 trial
+    # waits for a free half (node 1 is full), so it starts when the first finishes.
+    trials = [gpu(10, 0.5, {1: 1, 2: 2}), gpu(10, 0.5, {1: 1, 2: 2}), gpu(5, 1, {1: 1})]
+    trials.append(gpu(10, 0.5, {1: 1, 2: 2}))
+    result = simulate(trials, Cluster(2, 1, 8))
+    assert result.finish == pytest.approx((10, 10, 5, 15))
+
+
+def test_a_trial_no_node_can_hold_is_one_line_naming_it() -> None:
+    with pytest.raises(
+        UserError, match=r"^t: 4 CPUs and 0 GPUs per trial do not fit a node of 1x0"
+    ):
+        simulate([cpu(1, cpus=4)], Cluster(1, 0, 2))
+
+
+def test_per_trial_rate_interpolates_between_and_holds_beyond_measured_k() -> None:
+    figures = Throughput("m", 32, 64, {1: 10.0, 2: 16.0, 4: 24.0}, 0.0, 0.0, "measured")
+    assert figures.per_trial(2) == 8.0
+    assert figures.per_trial(3) == pytest.approx(20.0 / 3)
+    assert figures.per_trial(8) == 3.0  # aggregate of K=4 held
+
+
+@pytest.mark.parametrize("given", ["4", "4x", "0x8", "4*8", "axb", "4x8x2"])
+def test_a_bad_cluster_names_the_form(given: str) -> None:
+    with pytest.raises(UserError, match=r"^--cluster: .* allowed: NODESxGPUS") as caught:
+        Cluster.parse(given)
+    assert "\n" not in str(caught.value)
+    assert Cluster.parse(" 4X8 ") == Cluster(4, 8, 64)
+
+
+def test_durations_read_as_a_planner_would() -> None:
+    assert [format_duration(s) for s in (42, 750, 3900)] == ["42 s", "12 min 30 s", "1 h 05 min"]
+
+
+# ---------------------------------------------------------------------- the shipped table
+
+
+def test_the_shipped_figures_are_the_measured_gpu_shares_figures() -> None:
+    """One fact in two files: benchmarks/gpu_shares.csv's aggregates equal the table's."""
+    with (REPO / "benchmarks" / "gpu_shares.csv").open(newline="") as handle:
+        shares = {row["model"]: row for row in csv.DictReader(handle)}
+    table = shipped_table()
+    measured = {key[0]: t for key, t in table.rows.items()}
+    for model, row in shares.items():
+        if row["basis"] != "measured":
+            assert model not in measured, model
+            continue
+        columns = {1: "samples_s_1_process", 2: "samples_s_2_processes", 4: "samples_s_4_processes"}
+        assert measured[model].aggregate == {k: float(row[c]) for k, c in columns.items()}
+        assert measured[model].gpu == row["gpu"]
+
+
+def test_unmeasured_sizes_are_flop_scaled_and_say_estimated() -> None:
+    table = shipped_table()
+    assert ("resnet18", 224, 64) in table.estimated_notes  # the row documents why
+    base, big = table.lookup("resnet18", 32, 64), table.lookup("resnet18", 224, 64)
+    assert base.basis == "measured" and big.basis.startswith("estimated (FLOP-scaled")
+    ratio = dense_forward_flops("resnet18", 224, 64) / dense_forward_flops("resnet18", 32, 64)
+    assert big.aggregate[4] == pytest.approx(base.aggregate[4] / ratio)
+    assert 40 < ratio < 60
+    never = table.lookup("vgg16", 32, 64)  # no row at all: scaled from simple_cnn
+    assert never.basis.startswith("estimated (FLOP-scaled from simple_cnn")
+
+
+def test_gpu_json_replaces_a_models_figures_and_the_table_writes_back(tmp_path) -> None:
+    doc = {
+        "gpu": "H200",
+        "models": {
+            "simple_cnn": {
+                "reference": 30000.0,
+                "aggregate": {"k": 4, "per_k": {"1": 5.0, "8": 9.0}},
+                "startup_s": 2.0,
+            }
+        },
+    }
+    table = shipped_table().with_gpu_json(doc)
+    new = table.rows[("simple_cnn", 28, 64)]
+    assert new.aggregate == {1: 5.0, 8: 9.0} and new.startup_s == 2.0 and new.gpu == "H200"
+    assert table.reference[("simple_cnn", 28, 64)] == 30000.0
+    assert table.rows[("resnet18", 32, 64)] == shipped_table().rows[("resnet18", 32, 64)]
+    copy = tmp_path / "throughput.csv"
+    copy.write_text((REPO / "search_spaces" / "throughput.csv").read_text())
+    table.write(copy, source="gpu.json", date="2026-12-01")
+    again = ThroughputTable.load(copy)
+    assert (again.rows, again.reference) == (table.rows, table.reference)
+    assert again.estimated_notes == table.estimated_notes
+
+
+# ---------------------------------------------------------------------- a grid, the CLI
+
+
+def test_a_uniform_grid_runs_in_exact_waves() -> None:
+    """336 simple_cnn trials at 4 per GPU on 4x8 = 128 at a time, all K=4: three waves."""
+    trials = expand(GRIDS.get("paper-table3-cmnist")).trials
+    figures = shipped_table().lookup("simple_cnn", 28, 64)
+    _, _, _, samples = trial_work(trials[0])
+    wave = figures.startup_s + samples * (1 + figures.epoch_overhead) / figures.per_trial(4)
+    result = estimate_makespan(trials, Cluster.parse("4x8"))
+    assert len(trials) == 336 and result.seconds == pytest.approx(3 * wave)
+    assert result.trials == {"simple_cnn": 336}
+
+
+def test_grids_show_cluster_prints_the_makespan_and_json_has_it() -> None:
+    code, out, _ = run_main("grids", "show", "paper-all", "--cluster", "4x8", "--limit", "0")
+    assert code == 0
+    (line,) = [x for x in out.splitlines() if x.startswith("estimated makespan on 4x8 GPUs: ")]
+    assert "resnet18 224 px width 64: estimated (FLOP-scaled" in line
+    code, out, _ = run_main(
+        "grids",
+        "show",
+        "paper-all",
+        "--cluster",
+        "2x4",
+        "--gpus-per-trial",
+        "resnet18=0.5",
+        "--json",
+    )
+    doc = json.loads(out)["makespan"]
+    assert doc["cluster"] == {"nodes": 2, "gpus_per_node": 4, "cpus_per_node": 32}
+    assert doc["gpus_per_trial"] == {"resnet18": 0.5} and doc["seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--cluster", "4by8"], "--cluster: '4by8' is not allowed; allowed: NODESxGPUS"),
+        (["--cluster", "1x1", "--gpus-per-trial", "foo=1"], "unknown model 'foo'"),
+        (["--gpus-per-trial", "0.5"], "only with --cluster NODESxGPUS"),
+    ],
+)
+def test_grids_show_bad_cluster_options_are_one_line(argv: list[str], needle: str) -> None:
+    code, _, err = run_main("grids", "show", "demo", *argv)
+    assert_one_line_error(code, err, needle)
