@@ -139,8 +139,15 @@ def rest_transform(dataset: str):
     )
 
 
-def reference_loop(cfg, steps: int, warmup: int, workers: int) -> tuple[int, float]:
-    """REST pipeline; returns (timed samples, seconds) over ``steps`` steps after ``warmup``."""
+def reference_loop(
+    cfg, steps: int, warmup: int, workers: int, files: list | None = None, transform=None
+) -> tuple[int, float]:
+    """REST pipeline; returns (timed samples, seconds) over ``steps`` steps after ``warmup``.
+
+    ``files`` (objects with ``path``, ``label``, ``bias``) and ``transform`` default to the
+    bundle's train split and :func:`rest_transform`; ``benchmarks/gpu_throughput.py`` passes
+    its own synthetic PNGs (e.g. 224 px BFFHQ-sized ones) to time the same loop.
+    """
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
@@ -150,7 +157,8 @@ def reference_loop(cfg, steps: int, warmup: int, workers: int) -> tuple[int, flo
     from trainables.sparse import layer_densities, maskable_parameters
 
     device = torch.device("cuda" if cfg.device.startswith("cuda") else "cpu")
-    files = list_split(cfg.data_root, cfg.dataset, cfg.ratio, "train")
+    if files is None:
+        files = list_split(cfg.data_root, cfg.dataset, cfg.ratio, "train")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem).to(device)
     params = maskable_parameters(model)
@@ -161,7 +169,7 @@ def reference_loop(cfg, steps: int, warmup: int, workers: int) -> tuple[int, flo
         model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
     )
     loader = DataLoader(
-        PngDataset(files, rest_transform(cfg.dataset)),
+        PngDataset(files, transform or rest_transform(cfg.dataset)),
         batch_size=cfg.batch_size,
         shuffle=True,
         num_workers=workers,

@@ -1,0 +1,70 @@
+"""benchmarks/gpu_throughput.py keeps working: its --tiny CPU run covers every code path the
+lent GPU machine runs (synthetic trials, K child processes behind one common window, start-up
+children, the REST reference, the budget), so a GPU call is not the first time the code runs.
+No time thresholds: only the JSON schema and that every measured figure is positive."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("simple_cnn", "resnet18", "resnet18_224")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and value > 0
+
+
+@pytest.mark.slow
+def test_tiny_cpu_run_writes_the_documented_schema(tmp_path: Path) -> None:
+    out = tmp_path / "results" / "gpu.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "benchmarks/gpu_throughput.py", "--tiny", "--device", "cpu"]
+    done = subprocess.run(
+        [*cmd, "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+
+    for key in ("gpu", "date", "command", "torch", "models", "skipped", "errors", "elapsed_s"):
+        assert key in report
+    assert report["device"] == "cpu" and report["tiny"] is True
+    assert report["errors"] == []
+    assert _positive(report["peak_bf16_tflops"])
+    skipped = {s["what"]: s["reason"] for s in report["skipped"]}
+    assert skipped["mps"] == "no CUDA device"
+
+    assert set(report["models"]) == set(MODELS)
+    for key in MODELS:
+        entry = report["models"][key]
+        assert _positive(entry["reference"]) and _positive(entry["single"])
+        assert _positive(entry["mfu"]) and _positive(entry["train_flops_per_sample"])
+        assert entry["input_size"] == (
+            224 if key == "resnet18_224" else 28 if key == "simple_cnn" else 32
+        )
+        precisions = {"fp32", "tf32", "bf16"} if key == "resnet18_224" else {"fp32", "tf32"}
+        assert set(entry["variants"]) == precisions
+        for variant in entry["variants"].values():
+            assert all(_positive(variant[k]) for k in ("samples_per_s", "tflops", "mfu"))
+
+    aggregate = report["models"]["simple_cnn"]["aggregate"]
+    assert set(aggregate["per_k"]) == {"1", "2"}
+    assert (
+        aggregate["samples_per_s"] == aggregate["per_k"][str(aggregate["best_k"])]["samples_per_s"]
+    )
+    for k, row in aggregate["per_k"].items():
+        assert len(row["per_process"]) == int(k) and all(map(_positive, row["per_process"]))
+        assert _positive(row["window_s"])
+    assert skipped["aggregate resnet18"] == "--tiny"
+
+    startup = report["models"]["resnet18"]["startup"]
+    assert set(startup) == {"on", "off", "cut"}
+    for row in startup.values():
+        for k in ("build_s", "first_epoch_s", "steady_epoch_s"):
+            assert _positive(row[k])
