@@ -53,7 +53,10 @@ Output (``--out``, default ``benchmarks/results/gpu.json``)::
 
 ``benchmarks/grid_cost.py`` reads ``models.*.single`` / ``aggregate`` / ``startup`` from it.
 
-    timeout 540 python3 benchmarks/gpu_throughput.py --out benchmarks/results/gpu.json
+    PYTHONPATH=$PWD timeout 540 python3 benchmarks/gpu_throughput.py --out "$OUT/gpu.json"
+
+On the lent GPU machine only files under ``$OUT`` come back; the JSON is also printed on the
+last line of stdout (``GPU_JSON {...}``). Commit it as ``benchmarks/results/gpu.json``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -305,11 +309,14 @@ def child_main(spec: dict[str, Any]) -> int:
         result["startup_s"] = result["build_s"] + result["first_epoch_s"] - result["steady_epoch_s"]
     else:
         trial = make_trial(cfg, cfg.batch_size * steps_per_epoch(spec["tiny"], spec["key"]), 64)
+        warm = time.perf_counter()
         trial.train_epoch(1, None)
         sync(device)
-        (work / f"ready_{spec['index']}").write_text("ok")
+        warm_s = time.perf_counter() - warm
+        (work / f"ready_{spec['index']}").write_text(json.dumps({"epoch_s": warm_s}))
         go_file, window = work / "go.json", None
-        records: list[tuple[float, int]] = []
+        # (ready, 0) brackets a window that opens before this child's first timed epoch ends.
+        records: list[tuple[float, int]] = [(time.time(), 0)]
         samples, epoch, deadline = 0, 2, time.time() + spec["wait_s"]
         while True:
             trial.train_epoch(epoch, None)
@@ -353,7 +360,14 @@ def run_children(
                 if time.time() > deadline:
                     raise TimeoutError("children not ready in time")
                 time.sleep(0.05)
-            start = time.time() + 0.5
+            # Open the window once every child has run a couple of its own epochs.
+            slowest = max(
+                float(
+                    json.loads((work / f"ready_{s['index']}").read_text() or "{}").get("epoch_s", 0)
+                )
+                for s in specs
+            )
+            start = time.time() + max(0.5, 2 * slowest)
             window = {"start": start, "end": start + specs[0]["window_s"]}
             (work / "go.tmp").write_text(json.dumps(window))
             os.replace(work / "go.tmp", work / "go.json")  # children never read half a file
@@ -523,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(json.loads(args.child))
+    # An outer `timeout` sends SIGTERM: exit through `finally`, so the MPS daemon is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     import torch
 
     if args.device == "auto":
@@ -629,7 +645,12 @@ def main(argv: list[str] | None = None) -> int:
             run_mps(args, ks, work, budget, report)
     budget.save()
     print(f"wrote {out} in {report['elapsed_s']:.0f} s", flush=True)
+    # Also on stdout: a copy that survives if only the console output comes back.
+    print("GPU_JSON " + json.dumps(report), flush=True)
     return 0
+
+
+MPS_MIN_S = 90.0  # the daemon, a probe and at least one K: not started with less time left
 
 
 def summarize_k(per_k: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -645,6 +666,9 @@ def run_mps(
     """The aggregates again with the MPS daemon up; skipped with the reason if it is not."""
     if not args.device.startswith("cuda"):
         report["skipped"].append({"what": "mps", "reason": "no CUDA device"})
+        return
+    if budget.left() < MPS_MIN_S:
+        report["skipped"].append({"what": "mps", "reason": f"under {MPS_MIN_S:g} s left"})
         return
     mps = Mps(work)
     reason = mps.start()

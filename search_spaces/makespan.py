@@ -46,6 +46,7 @@ TABLE = Path(__file__).with_name("throughput.csv")
 UNITS = 10_000  # Ray accounts fractional resources in 1/10,000ths
 CPUS_PER_GPU = 8  # default CPUs per node per GPU of a --cluster NODESxGPUS
 REFERENCE_MODEL = "simple_cnn"  # FLOP-scaling source for a model with no measured row
+MAX_CLUSTER_GPUS = 100_000  # the simulation holds every GPU; larger is a typo, not a cluster
 CLUSTER_FORM = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$", re.IGNORECASE)
 
 
@@ -64,10 +65,11 @@ class Cluster:
     def parse(cls, text: str, cpus_per_gpu: int = CPUS_PER_GPU) -> Cluster:
         """``--cluster NODESxGPUS`` (``4x8``): one-line UserError naming the form otherwise."""
         match = CLUSTER_FORM.match(str(text))
-        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+        size = int(match[1]) * int(match[2]) if match else 0
+        if not match or int(match[1]) < 1 or int(match[2]) < 1 or size > MAX_CLUSTER_GPUS:
             raise UserError(
-                f"--cluster: {text!r} is not allowed; allowed: NODESxGPUS with both >= 1, "
-                "e.g. 4x8 (4 nodes of 8 GPUs)"
+                f"--cluster: {text!r} is not allowed; allowed: NODESxGPUS with both >= 1 and "
+                f"at most {MAX_CLUSTER_GPUS} GPUs in all, e.g. 4x8 (4 nodes of 8 GPUs)"
             )
         nodes, gpus = int(match[1]), int(match[2])
         return cls(nodes, gpus, gpus * cpus_per_gpu)
@@ -276,7 +278,9 @@ class Throughput:
             return self.aggregate[k] / k
         if k > known[-1]:
             return self.aggregate[known[-1]] / k
-        low = max(n for n in known if n < k) if k > known[0] else known[0]
+        if k < known[0]:  # fewer trials than any measured K: no faster than one of those
+            return self.aggregate[known[0]] / known[0]
+        low = max(n for n in known if n < k)
         high = min(n for n in known if n > k)
         if low == high:
             return self.aggregate[low] / k
@@ -351,29 +355,46 @@ class ThroughputTable:
         return _scaled_lookup(self, model, px, width)
 
     def with_gpu_json(self, doc: Mapping[str, Any]) -> ThroughputTable:
-        """These rows with the figures of a ``benchmarks/results/gpu.json`` (the GPU script's
-        ``models.<name>.{aggregate: {per_k: {K: samples_s}}, startup_s}``) in place of each
-        named model's measured ones (same input size and width; overhead kept)."""
+        """These rows with the figures of a ``benchmarks/results/gpu.json`` in place of the
+        measured ones of the same model and input size (``models.<name>.{model, input_size,
+        reference, aggregate.per_k.<K>.samples_per_s, startup.on.startup_s}``, as
+        ``benchmarks/gpu_throughput.py`` writes them). A size the table only estimated (224-px
+        ResNet-18) becomes a measured row, with the width of the model's other rows."""
         rows, reference = dict(self.rows), dict(self.reference)
-        for model, figures in doc.get("models", {}).items():
-            per_k = (figures.get("aggregate") or {}).get("per_k") or {}
-            for key in self.reference:
-                if key[0] == model and isinstance(figures.get("reference"), int | float):
+        notes = dict(self.estimated_notes)
+        gpu = str(doc.get("gpu") or doc.get("device") or "")
+        for name, figures in doc.get("models", {}).items():
+            model = str(figures.get("model") or name)
+            px = figures.get("input_size")
+            per_k = {
+                int(k): float(v["samples_per_s"] if isinstance(v, Mapping) else v)
+                for k, v in ((figures.get("aggregate") or {}).get("per_k") or {}).items()
+            }
+            startup = ((figures.get("startup") or {}).get("on") or {}).get("startup_s")
+            startup = figures.get("startup_s", startup)
+            keys = [k for k in self.rows if k[0] == model and (px is None or k[1] == int(px))]
+            if not keys and px is not None:  # an estimated size, now measured
+                widths = sorted({k[2] for k in self.rows if k[0] == model})
+                keys = [(model, int(px), widths[0])] if widths else []
+            for key in keys:
+                if isinstance(figures.get("reference"), int | float):
                     reference[key] = float(figures["reference"])
-            for key, old in self.rows.items():
-                if key[0] != model or not per_k:
+                old = rows.get(key)
+                if not per_k:
                     continue
+                template = old or next(r for k, r in self.rows.items() if k[0] == model)
                 rows[key] = Throughput(
                     model,
-                    old.input_px,
-                    old.width,
-                    {int(k): float(v) for k, v in per_k.items()},
-                    float(figures.get("startup_s", old.startup_s)),
-                    old.epoch_overhead,
+                    key[1],
+                    key[2],
+                    per_k,
+                    float(startup) if startup is not None else template.startup_s,
+                    template.epoch_overhead,
                     "measured",
-                    str(doc.get("gpu", doc.get("device", old.gpu))),
+                    gpu or template.gpu,
                 )
-        return ThroughputTable(rows, dict(self.estimated_notes), reference)
+                notes.pop(key, None)
+        return ThroughputTable(rows, notes, reference)
 
     def write(self, path: Path | str, source: str, date: str) -> None:
         """Write these rows in ``throughput.csv``'s layout (the ``--write-table`` update path)."""

@@ -68,3 +68,15 @@ def test_tiny_cpu_run_writes_the_documented_schema(tmp_path: Path) -> None:
     for row in startup.values():
         for k in ("build_s", "first_epoch_s", "steady_epoch_s"):
             assert _positive(row[k])
+
+    # The planning table reads exactly this document (grid_cost.py --from-gpu-json).
+    from search_spaces.makespan import shipped_table
+
+    assert done.stdout.strip().splitlines()[-1] == "GPU_JSON " + json.dumps(report)
+    table = shipped_table().with_gpu_json(report)
+    simple = report["models"]["simple_cnn"]
+    row = table.rows[("simple_cnn", simple["input_size"], 64)]
+    measured = {int(k): v["samples_per_s"] for k, v in simple["aggregate"]["per_k"].items()}
+    assert row.aggregate == measured and row.basis == "measured"
+    # --tiny measures no resnet18 aggregate: its row keeps the shipped (H100) figures.
+    assert table.rows[("resnet18", 32, 64)] == shipped_table().rows[("resnet18", 32, 64)]

@@ -199,3 +199,33 @@ def test_grids_show_cluster_prints_the_makespan_and_json_has_it() -> None:
 def test_grids_show_bad_cluster_options_are_one_line(argv: list[str], needle: str) -> None:
     code, _, err = run_main("grids", "show", "demo", *argv)
     assert_one_line_error(code, err, needle)
+
+
+def test_gpu_json_in_the_scripts_shape_measures_the_224_px_row() -> None:
+    doc = {
+        "gpu": "H200",
+        "models": {
+            "resnet18_224": {
+                "model": "resnet18",
+                "input_size": 224,
+                "aggregate": {
+                    "per_k": {"1": {"samples_per_s": 3000.0}, "2": {"samples_per_s": 3300.0}}
+                },
+                "startup": {"on": {"startup_s": 14.0}},
+            }
+        },
+    }
+    table = shipped_table().with_gpu_json(doc)
+    rows = [r for k, r in table.rows.items() if k[:2] == ("resnet18", 224)]
+    assert [(r.aggregate, r.startup_s, r.basis) for r in rows] == [
+        ({1: 3000.0, 2: 3300.0}, 14.0, "measured")
+    ]
+    assert rows[0].per_trial(1) == 3000.0 and rows[0].per_trial(2) == 1650.0
+    # The 32-px row is another size: untouched.
+    assert table.rows[("resnet18", 32, 64)] == shipped_table().rows[("resnet18", 32, 64)]
+
+
+def test_fewer_trials_than_any_measured_k_are_no_faster_than_that_k() -> None:
+    row = shipped_table().rows[("simple_cnn", 28, 64)]
+    only_high = type(row)(row.model, 28, 64, {2: 200.0, 4: 300.0}, 1.0, 0.0, "measured")
+    assert only_high.per_trial(1) == 100.0  # not the aggregate of 2 trials
