@@ -15,7 +15,7 @@ import pytest
 
 from rest_sweep.cli import BROKEN_PIPE_EXIT, main
 from rest_sweep.progress import ProgressCallback
-from tests.reliability.helpers import REPO, run_main, write_grid
+from tests.reliability.helpers import REPO, cli_env, run_main, write_grid
 from trainables.results import ExperimentStore, TrialStore
 
 
@@ -26,13 +26,6 @@ def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out.strip() == f"rest-sweep {metadata.version('rest-sweep')}"
 
 
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
 def test_a_closed_stdout_exits_141_without_a_traceback() -> None:
     """No reader at all: every write to stdout fails with EPIPE, deterministically."""
     read_end, write_end = os.pipe()
@@ -41,7 +34,7 @@ def test_a_closed_stdout_exits_141_without_a_traceback() -> None:
         proc = subprocess.run(
             [sys.executable, "-m", "rest_sweep.cli", "grids", "show", "paper-all", "--no-cost"],
             cwd=REPO,
-            env=_env(),
+            env=cli_env(),
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
@@ -56,7 +49,7 @@ def test_a_closed_stdout_exits_141_without_a_traceback() -> None:
 def test_piping_into_head_prints_the_first_line_only() -> None:
     shell = f"{sys.executable} -m rest_sweep.cli grids show paper-all --no-cost | head -1"
     proc = subprocess.run(
-        ["bash", "-c", shell], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120
+        ["bash", "-c", shell], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("paper-all") and proc.stdout.count("\n") == 1, proc.stdout

@@ -28,11 +28,18 @@ def write_grid(folder: Path, seeds: tuple[int, ...] = (41,)) -> str:
     return str(path)
 
 
-def cli(*args: str, no_ray: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``rest-sweep ARGS`` in a subprocess; ``no_ray``: with a ``ray`` that cannot be imported."""
+def cli_env(*, no_ray: bool = False) -> dict[str, str]:
+    """This environment with the repository (and, for ``no_ray``, an unimportable ``ray``)
+    first on ``PYTHONPATH``: what a ``rest-sweep`` subprocess of the tests runs with."""
     env = dict(os.environ)
     paths = ([str(NO_RAY)] if no_ray else []) + [str(REPO), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return env
+
+
+def cli(*args: str, no_ray: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``rest-sweep ARGS`` in a subprocess; ``no_ray``: with a ``ray`` that cannot be imported."""
+    env = cli_env(no_ray=no_ray)
     return subprocess.run(
         [sys.executable, "-m", "rest_sweep.cli", *args],
         cwd=REPO,
@@ -44,9 +51,7 @@ def cli(*args: str, no_ray: bool = False, timeout: float = 120) -> subprocess.Co
 
 
 def popen_cli(*args: str, no_ray: bool = False) -> subprocess.Popen:
-    env = dict(os.environ)
-    paths = ([str(NO_RAY)] if no_ray else []) + [str(REPO), env.get("PYTHONPATH", "")]
-    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env = cli_env(no_ray=no_ray)
     return subprocess.Popen(
         [sys.executable, "-m", "rest_sweep.cli", *args],
         cwd=REPO,

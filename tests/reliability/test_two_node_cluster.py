@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.helpers import REPO
+from tests.reliability.helpers import REPO, cli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -67,12 +67,11 @@ class LocalCluster:
         self.tmp = tmp
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        self.env = {k: v for k, v in cli_env().items() if not k.startswith("RAY_")}
         self.env.update(
             RAY_AUTH_MODE="token",
             RAY_AUTH_TOKEN=secrets.token_hex(16),
             RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="1",
-            PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         )
         self.nodes: dict[str, tuple[subprocess.Popen, Path]] = {}
 
@@ -229,29 +228,33 @@ def test_cluster_from_ray_address_uses_both_nodes_then_refuses_nodes_missing_sto
     cluster.wait_for(1)
 
     # 2. A node whose storage path is its own empty folder: refused before any trial trains.
-    cluster.start("no-storage", hide=storage)
-    cluster.wait_for(2)
-    refused = cluster.driver("run", *common, "--name", "blind")
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    line = _one_line(refused.stderr)
+    line = _refused_with_a_blind_node(cluster, "no-storage", storage, common, storage / "blind")
     assert f"--storage {storage}: node " in line
     assert "cannot see the experiment folder" in line
     assert "mount the same storage at the same path on every node" in line
-    assert not (storage / "blind").exists()  # a refused new experiment leaves nothing behind
-    cluster.stop("no-storage")
-    cluster.wait_for(1)
 
     # 3. A node without the data root: refused the same way, naming the data root.
-    cluster.start("no-data", hide=tiny_cmnist_root)
-    cluster.wait_for(2)
-    refused = cluster.driver("run", *common, "--name", "nodata")
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    line = _one_line(refused.stderr)
+    line = _refused_with_a_blind_node(
+        cluster, "no-data", tiny_cmnist_root, common, storage / "nodata"
+    )
     assert f"--data-root {tiny_cmnist_root}: node " in line
     assert "dataset folder not found" in line
-    assert not (storage / "nodata").exists()
-    cluster.stop("no-data")
+
+
+def _refused_with_a_blind_node(
+    cluster: LocalCluster, node: str, hide: Path, common: list[str], experiment: Path
+) -> str:
+    """Add a node that sees an empty folder at ``hide``, run, expect exit 2 with one line and
+    nothing left on storage; remove the node again. The refusal line."""
+    cluster.start(node, hide=hide)
+    cluster.wait_for(2)
+    refused = cluster.driver("run", *common, "--name", experiment.name)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    line = _one_line(refused.stderr)
+    assert not experiment.exists()  # a refused new experiment leaves nothing behind
+    cluster.stop(node)
     cluster.wait_for(1)
+    return line
 
 
 def test_a_driver_without_the_clusters_token_gets_one_line_within_seconds(

@@ -18,9 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from trainables.checkpoints import (
-    CheckpointStage,
-)
+from trainables.checkpoints import CheckpointStage
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.difficulty import (

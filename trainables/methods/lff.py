@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from trainables.checkpoints import (
-    CheckpointStage,
-)
+from trainables.checkpoints import CheckpointStage
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.difficulty import (
