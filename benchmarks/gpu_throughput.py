@@ -84,7 +84,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "resnet18": {"model": "resnet18", "dataset": "cifar10c"},
     "resnet18_224": {"model": "resnet18", "dataset": "bffhq", "augment": "disent", "ratio": 0.5},
 }
-PRECISIONS = {"simple_cnn": ("fp32", "tf32"), "resnet18": ("fp32", "tf32")}
+PRECISIONS = {"simple_cnn": ("fp32", "tf32"), "resnet18": ("fp32", "tf32", "bf16")}
 PRECISIONS["resnet18_224"] = ("fp32", "tf32", "bf16")
 AGGREGATE_MODELS = ("simple_cnn", "resnet18")
 
@@ -402,7 +402,7 @@ def measure_aggregate(
         "key": key,
         "device": args.device,
         "tiny": args.tiny,
-        "precision": args.aggregate_precision,
+        "precision": args.precisions[key],
         "work": str(work),
         "window_s": window_s,
         "wait_s": args.child_timeout_s,
@@ -420,7 +420,8 @@ def measure_aggregate(
 
 
 def measure_startup(key: str, variant: str, args: argparse.Namespace, work: Path) -> dict:
-    cfg = model_config(key, args.device, args.tiny)
+    precision = args.precisions.get(key, args.precisions["resnet18"])  # 224 px: the ResNet's
+    cfg = model_config(key, args.device, args.tiny, precision=precision)
     steps = 3 if args.tiny else 8
     spec = {
         "kind": "startup",
@@ -526,11 +527,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ks", default="", help="processes per GPU (default 1,2,4,8; tiny 1,2)")
     p.add_argument("--window-s", type=float, default=None, help="aggregate window (default 4)")
     p.add_argument("--single-s", type=float, default=None, help="timed seconds per single run")
-    p.add_argument("--aggregate-precision", default="fp32", help="precision of the aggregates")
+    p.add_argument(
+        "--aggregate-precision",
+        default="fp32",
+        help="precision of the aggregates and start-up: one, or simple_cnn=tf32,resnet18=bf16",
+    )
     p.add_argument("--child-timeout-s", type=float, default=None, help="per child process")
     p.add_argument("--only", default="peak,single,aggregate,startup,reference,mps")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def parse_precisions(text: str) -> dict[str, str]:
+    """``tf32`` (every aggregated model) or ``simple_cnn=tf32,resnet18=bf16``."""
+    if "=" not in text:
+        return dict.fromkeys(AGGREGATE_MODELS, text)
+    chosen = dict(item.split("=", 1) for item in text.split(","))
+    unknown = set(chosen) - set(AGGREGATE_MODELS)
+    if unknown:
+        raise SystemExit(f"--aggregate-precision: unknown model(s) {sorted(unknown)}")
+    return {key: chosen.get(key, "fp32") for key in AGGREGATE_MODELS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     args.window_s = args.window_s or (0.5 if args.tiny else 4.0)
     args.single_s = args.single_s or (0.2 if args.tiny else 3.0)
     args.child_timeout_s = args.child_timeout_s or (60.0 if args.tiny else 120.0)
+    args.precisions = parse_precisions(args.aggregate_precision)
     only = set(args.only.split(","))
     report: dict[str, Any] = {
         "gpu": torch.cuda.get_device_name(0) if on_gpu else "",
@@ -559,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "tiny": args.tiny,
         "budget_s": args.budget_s,
+        "aggregate_precision": args.precisions,
         "peak_bf16_tflops": None,
         "models": {},
         "skipped": [],
@@ -567,7 +585,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     budget = Budget(args.budget_s, report, out)
     args.deadline = time.time() + args.budget_s + 20  # children are killed past it
-    scale = 0.05 if args.tiny else 1.0  # estimates (s) below are for an H100/H200
     for key, info in MODELS.items():
         report["models"][key] = {
             "model": info["model"],
@@ -583,66 +600,16 @@ def main(argv: list[str] | None = None) -> int:
         }
     with tempfile.TemporaryDirectory(prefix="gpu-throughput-") as tmp:
         work = Path(tmp)
-        if "peak" in only:
-            report["peak_bf16_tflops"] = budget.run(
-                "peak_bf16", 5 * scale, lambda: peak_bf16(args.device, args.tiny, 2 * scale + 0.1)
-            )
-        if "single" in only:
-            for key in ("resnet18_224", "simple_cnn", "resnet18"):
-                for precision in PRECISIONS[key]:
-                    est = (25 if key == "resnet18_224" else 12) * scale
-                    got = budget.run(
-                        f"single {key} {precision}",
-                        est,
-                        lambda k=key, p=precision: measure_single(k, p, args),
-                    )
-                    if got is not None:
-                        meta = got.pop("_meta")
-                        report["models"][key].update(meta)
-                        report["models"][key]["variants"][precision] = got
-        # Tiny (CI): one model per child-process path; the code is the same for every model.
-        aggregate_models = AGGREGATE_MODELS[:1] if args.tiny else AGGREGATE_MODELS
-        startup_models = ("resnet18",) if args.tiny else ("resnet18", "resnet18_224", "simple_cnn")
-        for key in set(MODELS) - set(aggregate_models):
-            if key in AGGREGATE_MODELS:
-                report["skipped"].append({"what": f"aggregate {key}", "reason": "--tiny"})
-        for key in set(MODELS) - set(startup_models):
-            report["skipped"].append({"what": f"startup {key}", "reason": "--tiny"})
-        if "aggregate" in only:
-            for key in aggregate_models:
-                per_k = {}
-                for k in ks:
-                    got = budget.run(
-                        f"aggregate {key} K={k}",
-                        (12 + args.window_s + k) * (scale if args.tiny else 1),
-                        lambda key=key, k=k: measure_aggregate(key, k, args, work),
-                    )
-                    if got is not None:
-                        per_k[str(k)] = got
-                report["models"][key]["aggregate"] = summarize_k(per_k)
-        if "startup" in only:
-            for key in startup_models:
-                table = {}
-                for variant in ("on", "off", "cut"):
-                    est = {"resnet18": 30, "resnet18_224": 40, "simple_cnn": 10}[key] * scale
-                    got = budget.run(
-                        f"startup {key} cudnn.benchmark={variant}",
-                        est,
-                        lambda k=key, v=variant: measure_startup(k, v, args, work),
-                    )
-                    if got is not None:
-                        table[variant] = got
-                report["models"][key]["startup"] = table or None
-        if "reference" in only:
-            for key in MODELS:
-                got = budget.run(
-                    f"reference {key}", 20 * scale, lambda k=key: measure_reference(k, args, work)
-                )
-                if got is not None:
-                    report["models"][key]["reference"] = got["samples_per_s"]
-                    report["models"][key]["reference_detail"] = got
-        if "mps" in only:
-            run_mps(args, ks, work, budget, report)
+        mps = Mps(work)
+        try:
+            for job in plan_jobs(args, ks, only, report):
+                job.run(args, budget, report, work, mps)
+        finally:
+            mps.stop()
+        for entry in report["models"].values():
+            for field in ("aggregate", "aggregate_mps"):
+                entry[field] = summarize_k(entry.pop(f"_{field}", {}))
+            entry["startup"] = entry.pop("_startup", None) or None
     budget.save()
     print(f"wrote {out} in {report['elapsed_s']:.0f} s", flush=True)
     # Also on stdout: a copy that survives if only the console output comes back.
@@ -650,7 +617,143 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-MPS_MIN_S = 90.0  # the daemon, a probe and at least one K: not started with less time left
+MPS_MIN_S = 40.0  # the daemon, a probe and one K: not started with less time left
+
+
+class Job:
+    """One measurement in the plan: its name, estimated seconds, and where its figure goes."""
+
+    def __init__(self, what: str, estimate_s: float, kind: str, **params: Any) -> None:
+        self.what, self.estimate_s, self.kind, self.params = what, estimate_s, kind, params
+
+    def run(
+        self,
+        args: argparse.Namespace,
+        budget: Budget,
+        report: dict[str, Any],
+        work: Path,
+        mps: Mps,
+    ) -> None:
+        p = self.params
+        key = p.get("key")
+        entry = report["models"].get(key, {})
+        if self.kind == "peak":
+            got = budget.run(self.what, self.estimate_s, lambda: peak_bf16(**p))
+            report["peak_bf16_tflops"] = got
+        elif self.kind == "single":
+            got = budget.run(
+                self.what, self.estimate_s, lambda: measure_single(key, p["precision"], args)
+            )
+            if got is not None:
+                entry.update(got.pop("_meta"))
+                entry["variants"][p["precision"]] = got
+        elif self.kind == "reference":
+            got = budget.run(self.what, self.estimate_s, lambda: measure_reference(key, args, work))
+            if got is not None:
+                entry["reference"] = got["samples_per_s"]
+                entry["reference_detail"] = got
+        elif self.kind in ("aggregate", "aggregate_mps"):
+            env = None
+            if self.kind == "aggregate_mps":
+                env = self._mps_env(args, budget, report, mps)
+                if env is None:
+                    return
+            elif mps.started:  # plain processes never share the GPU with an MPS server
+                mps.stop()
+            got = budget.run(
+                self.what,
+                self.estimate_s,
+                lambda: measure_aggregate(key, p["k"], args, work, env=env),
+            )
+            if got is not None:
+                entry.setdefault(f"_{self.kind}", {})[str(p["k"])] = got
+        elif self.kind == "startup":
+            if mps.started:
+                mps.stop()
+            got = budget.run(
+                self.what,
+                self.estimate_s,
+                lambda: measure_startup(key, p["variant"], args, work),
+            )
+            if got is not None:
+                entry.setdefault("_startup", {})[p["variant"]] = got
+
+    def _mps_env(
+        self, args: argparse.Namespace, budget: Budget, report: dict[str, Any], mps: Mps
+    ) -> dict[str, str] | None:
+        """The children's environment with the daemon up; None (recorded once) if it is not."""
+        if mps.started:
+            return mps.env
+        if any(s["what"] == "mps" for s in report["skipped"]):
+            return None
+        reason = None
+        if not args.device.startswith("cuda"):
+            reason = "no CUDA device"
+        elif budget.left() < MPS_MIN_S:
+            reason = f"under {MPS_MIN_S:g} s left"
+        else:
+            reason = mps.start()
+        if reason is not None:
+            report["skipped"].append({"what": "mps", "reason": reason})
+            return None
+        return mps.env
+
+
+def plan_jobs(
+    args: argparse.Namespace, ks: list[int], only: set[str], report: dict[str, Any]
+) -> list[Job]:
+    """Every measurement in priority order: what the headline figures need first (peak, the
+    single-trial variants for MFU, the reference for the ratios, the Simple CNN aggregates with
+    and without MPS), then the ResNet aggregates, start-up, and the largest K last."""
+    scale = 0.05 if args.tiny else 1.0  # estimates (s) below are for an H100/H200
+    jobs: list[Job] = []
+    if "peak" in only:
+        seconds = 2 * scale + 0.1
+        jobs.append(
+            Job("peak_bf16", 5 * scale, "peak", device=args.device, tiny=args.tiny, seconds=seconds)
+        )
+    if "single" in only:
+        for key in ("resnet18_224", "simple_cnn", "resnet18"):
+            for precision in PRECISIONS[key]:
+                est = (25 if key == "resnet18_224" else 12) * scale
+                jobs.append(
+                    Job(f"single {key} {precision}", est, "single", key=key, precision=precision)
+                )
+    if "reference" in only:
+        jobs += [Job(f"reference {key}", 20 * scale, "reference", key=key) for key in MODELS]
+    # Tiny (CI): one model per child-process path; the code is the same for every model.
+    aggregate_models = AGGREGATE_MODELS[:1] if args.tiny else AGGREGATE_MODELS
+    startup_models = ("resnet18",) if args.tiny else ("resnet18", "resnet18_224", "simple_cnn")
+    for key in set(AGGREGATE_MODELS) - set(aggregate_models):
+        report["skipped"].append({"what": f"aggregate {key}", "reason": "--tiny"})
+    for key in set(MODELS) - set(startup_models):
+        report["skipped"].append({"what": f"startup {key}", "reason": "--tiny"})
+    late: list[Job] = []  # the largest K of the ResNet: after start-up
+
+    def aggregates(key: str, kind: str) -> None:
+        if kind.removeprefix("aggregate_") not in only and kind not in only:
+            return
+        for k in ks:
+            if kind == "aggregate_mps" and k == 1:
+                continue
+            est = (12 + args.window_s + k) * (scale if args.tiny else 1)
+            job = Job(f"{kind} {key} K={k}", est, kind, key=key, k=k)
+            (late if key != "simple_cnn" and k >= 8 else jobs).append(job)
+
+    for key in aggregate_models:
+        aggregates(key, "aggregate")
+        aggregates(key, "aggregate_mps")
+    if "startup" in only:
+        order = [("resnet18", "on"), ("resnet18", "cut"), ("resnet18_224", "on")]
+        order += [("resnet18_224", "cut"), ("resnet18", "off"), ("simple_cnn", "on")]
+        order += [("simple_cnn", "cut"), ("resnet18_224", "off"), ("simple_cnn", "off")]
+        for key, variant in order:
+            if key in startup_models:
+                est = {"resnet18": 30, "resnet18_224": 40, "simple_cnn": 10}[key] * scale
+                job = Job(f"startup {key} cudnn.benchmark={variant}", est, "startup")
+                job.params.update(key=key, variant=variant)
+                jobs.append(job)
+    return jobs + late
 
 
 def summarize_k(per_k: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -658,39 +761,6 @@ def summarize_k(per_k: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         return None
     best = max(per_k, key=lambda k: per_k[k]["samples_per_s"])
     return {"best_k": int(best), "samples_per_s": per_k[best]["samples_per_s"], "per_k": per_k}
-
-
-def run_mps(
-    args: argparse.Namespace, ks: list[int], work: Path, budget: Budget, report: dict[str, Any]
-) -> None:
-    """The aggregates again with the MPS daemon up; skipped with the reason if it is not."""
-    if not args.device.startswith("cuda"):
-        report["skipped"].append({"what": "mps", "reason": "no CUDA device"})
-        return
-    if budget.left() < MPS_MIN_S:
-        report["skipped"].append({"what": "mps", "reason": f"under {MPS_MIN_S:g} s left"})
-        return
-    mps = Mps(work)
-    reason = mps.start()
-    if reason is not None:
-        report["skipped"].append({"what": "mps", "reason": reason})
-        return
-    try:
-        for key in AGGREGATE_MODELS:
-            per_k = {}
-            for k in ks:
-                if k == 1:
-                    continue
-                got = budget.run(
-                    f"aggregate_mps {key} K={k}",
-                    12 + args.window_s + k,
-                    lambda key=key, k=k: measure_aggregate(key, k, args, work, env=mps.env),
-                )
-                if got is not None:
-                    per_k[str(k)] = got
-            report["models"][key]["aggregate_mps"] = summarize_k(per_k)
-    finally:
-        mps.stop()
 
 
 def finish(report: dict[str, Any], budget: Budget) -> None:
