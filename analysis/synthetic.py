@@ -40,6 +40,7 @@ def make_config(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
             overrides.get("dataset", "cmnist"),
             float(overrides.get("ratio", 1.0)),
             overrides.get("method", "erm"),
+            model=overrides.get("model"),
         )
     )
     values.update(overrides)

@@ -1,25 +1,36 @@
 """GPU throughput in one call (issue 15): everything the grid cost needs, into one JSON file.
 
 The lent GPU machine has torch, torchvision, numpy, pandas and pyarrow but no Ray and nothing to
-install, and a call must end within 9 minutes; so this one script measures, in priority order
+install, and a call must end within 9 minutes; so this one script measures the items below
 under ``--budget-s`` (480 s by default; a measurement that no longer fits is recorded in
-``skipped`` with the reason, never started):
+``skipped`` with the reason, never started), in the priority order of ``plan_jobs``: peak,
+single, reference, then per model the plain aggregates and the MPS ones, start-up, and the
+ResNet's largest K last:
 
 1. ``peak_bf16_tflops``: a timed large bf16 matmul (the denominator of every MFU).
 2. ``single``: one ``Trial`` (``trainables.train.trial``, the trials' own loop; on CUDA
    channels_last + the CUDA-graph step) on synthetic images, per precision: ResNet-18 at 224 px
-   (BFFHQ, ``disent`` preset) in ``fp32`` (TF32 off), ``tf32``, ``bf16``; Simple CNN (28 px) and
-   ResNet-18 (32 px) in ``fp32`` and ``tf32``. Steps sized by timing one epoch first.
+   (BFFHQ, ``disent`` preset) and at 32 px in ``fp32`` (TF32 off), ``tf32``, ``bf16``; Simple
+   CNN (28 px) in ``fp32`` and ``tf32``. Steps sized by timing one epoch first.
 3. ``aggregate``: K = 1, 2, 4, 8 separate processes of the graphed single trial (Simple CNN,
    ResNet-18 32 px) on one GPU. Each child warms up, reports ready, and the parent then gives
    all of them the same absolute wall-clock window; every child logs (time, samples) after each
    (synchronised) short epoch and the parent interpolates each child's samples at the window's
    start and end, so the sum is over ONE common window.
 4. ``startup``: per-trial start cost in a fresh process for ``cudnn.benchmark`` ``on`` (the
-   trials' default), ``off``, and ``cut`` (on for training, off around evaluation): build, the
+   trials' default until 2026-11-30), ``off``, and ``cut`` (on for training, off around
+   evaluation: what trials do since): build, the
    first epoch (train + valid/test evaluation, partial batches included) minus a steady one.
-5. ``reference``: the public REST pipeline (``trainer_throughput.reference_loop``, imported) on
-   synthetic PNG files of the same size.
+5. ``reference``: the public REST pipeline (``trainer_throughput.reference_epoch_timing``, the
+   ``reference_loop``'s model, DataLoader and step, imported) on synthetic PNG files of the same
+   size, scaled to one REAL epoch. REST starts a fresh DataLoader iterator every epoch, which
+   re-spawns its 10 workers; over a toy epoch of a few steps that spawn dominates, so two
+   parts are timed: ``step_s``, the steady step inside an epoch (workers warm), and
+   ``epoch_start_s``, a fresh iterator's wait for its first batch (worker spawn) plus the worker
+   shutdown at the epoch's end. ``reference = real_epoch_samples / (real_epoch_steps * step_s +
+   epoch_start_s)`` with the dataset's approximate real train split
+   (``DatasetInfo.train_samples``: Colored MNIST 55,000 = 215 steps of 256, CIFAR-10-C 45,000
+   = 176, BFFHQ 19,200 = 75).
 6. ``mps``: the aggregate again under CUDA MPS when ``nvidia-cuda-mps-control -d`` can start
    (own pipe/log folders, stopped afterwards); else skipped with the reason.
 
@@ -38,8 +49,14 @@ Output (``--out``, default ``benchmarks/results/gpu.json``)::
        "<simple_cnn|resnet18|resnet18_224>": {
          "model": str, "dataset": str, "input_size": int, "batch_size": int,
          "train_flops_per_sample": float,    # dense, 3 passes, 2 FLOPs/MAC (trainables.flops)
-         "reference": float | null,          # REST pipeline samples/s
-         "single": float | null,             # default trial (fp32, cl + graph) samples/s
+         "reference": float | null,          # REST pipeline samples/s over one real epoch
+         "reference_detail": {"samples_per_s", "step_s", "epoch_start_s", "first_batch_s",
+                              "shutdown_s", "extrapolated_start_s", "real_epoch_samples",
+                              "real_epoch_steps", "real_epoch_s", "batch_size", "files",
+                              "steps_per_epoch", "epochs", "epoch_s": [..], "skip", "workers",
+                              "method": str},  # absent when not measured
+         "single": float | null,             # default-precision trial (cl + graph) samples/s
+         "single_precision": str,            # which: the catalogue's cuda_precision
          "variants": {"fp32"|"tf32"|"bf16": {"samples_per_s", "seconds", "samples",
                       "tflops", "mfu", "peak_mem_gb"}},
          "mfu": float | null,                # best variant's achieved FLOP/s / peak_bf16
@@ -232,29 +249,46 @@ def measure_single(key: str, precision: str, args: argparse.Namespace) -> dict[s
     return out
 
 
+def reference_plan(key: str, tiny: bool) -> tuple[int, int, int]:
+    """(steps per measured epoch, timed epochs, most distinct PNG files) of ``key``'s reference.
+
+    224 px files take ~5 ms each to write, so that epoch is shorter and cycles 512 files (a
+    sample's cost is its decode and transform, the same for a repeated path)."""
+    if tiny:
+        return 8, 2, 32
+    return (24, 2, 512) if key == "resnet18_224" else (64, 3, 4096)
+
+
 def measure_reference(key: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """The REST pipeline (imported) on synthetic PNGs of the dataset's stored size."""
+    """The REST pipeline (imported) on synthetic PNGs of the dataset's stored size, scaled to
+    one real epoch (the dataset's approximate real train split, ``DatasetInfo.train_samples``):
+    ``samples_per_s = real_epoch_samples / (real_epoch_steps * step_s + epoch_start_s)`` with
+    ``step_s``/``epoch_start_s`` from ``trainer_throughput.reference_epoch_timing``."""
     import numpy as np
     import torchvision.transforms as T
     from PIL import Image
 
-    from benchmarks.trainer_throughput import reference_loop, rest_transform
+    from benchmarks.trainer_throughput import reference_epoch_timing, rest_transform
     from trainables.data.layout import ImageFile
     from trainables.datasets import DATASETS
 
     cfg = model_config(key, args.device, args.tiny)
     info = DATASETS.get(cfg.dataset)
     size = info.trained_size(cfg.augment)
+    steps, epochs, most_files = reference_plan(key, args.tiny)
     folder = tmp / f"png-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    files = []
-    for i in range(cfg.batch_size * (2 if args.tiny else 4)):
+    paths = []
+    for i in range(min(most_files, cfg.batch_size * steps)):
         path = folder / f"{i}.png"
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    files = []
+    for i in range(cfg.batch_size * steps):  # whole batches only: every step is a full one
+        path = paths[i % len(paths)]
         label = int(rng.integers(cfg.num_classes))
         files.append(ImageFile(str(path), path.name, str(i), label, label, None))
-    transform = None
     if cfg.dataset == "bffhq":  # DisEnt's 224 px BFFHQ train transform
         mean, std = info.normalisation
         transform = T.Compose(
@@ -267,11 +301,44 @@ def measure_reference(key: str, args: argparse.Namespace, tmp: Path) -> dict[str
         )
     else:
         transform = rest_transform(cfg.dataset)
-    workers = 0 if args.tiny else min(10, os.cpu_count() or 1)
-    steps = 2 if args.tiny else 24
-    samples, seconds = reference_loop(cfg, steps, 2, workers, files=files, transform=transform)
+    # Tiny: 2 workers, so the per-epoch re-spawn is timed (on CI too) as on the GPU machine.
+    workers = 2 if args.tiny else min(10, os.cpu_count() or 1)
+    timing = reference_epoch_timing(
+        cfg, epochs, workers, files, transform, warmup=2 if args.tiny else 3
+    )
     free(args.device)
-    return {"samples_per_s": samples / seconds, "seconds": seconds, "workers": workers}
+    real_samples = info.train_samples
+    real_steps = math.ceil(real_samples / cfg.batch_size)  # REST keeps the last partial batch
+    real_epoch_s = real_steps * timing["step_s"] + timing["epoch_start_s"]
+    return {
+        "samples_per_s": real_samples / real_epoch_s,
+        "step_s": timing["step_s"],
+        "epoch_start_s": timing["epoch_start_s"],
+        "first_batch_s": timing["first_batch_s"],
+        "shutdown_s": timing["shutdown_s"],
+        "extrapolated_start_s": timing["extrapolated_start_s"],
+        "real_epoch_samples": real_samples,
+        "real_epoch_steps": real_steps,
+        "real_epoch_s": real_epoch_s,
+        "batch_size": cfg.batch_size,
+        "files": len(paths),
+        "steps_per_epoch": timing["steps_per_epoch"],
+        "epochs": timing["epochs"],
+        "epoch_s": timing["epoch_s"],
+        "skip": timing["skip"],
+        "workers": workers,
+        "method": (
+            "samples_per_s = real_epoch_samples / (real_epoch_steps * step_s + epoch_start_s), "
+            "real_epoch_steps = ceil(real_epoch_samples / batch_size) (the dataset's approximate "
+            "real train split, trainables.datasets train_samples); step_s = mean step interval "
+            "after the first `skip` steps of `epochs` epochs of `steps_per_epoch` steps, each "
+            "epoch a fresh DataLoader iterator over `files` synthetic PNGs (cycled) with "
+            "`workers` workers; epoch_start_s = first_batch_s (fresh iter() to the first batch "
+            "in hand: worker spawn + first batch) + shutdown_s (last step to the loop's end: "
+            "worker shutdown), means over the epochs; extrapolated_start_s = mean(epoch_s) - "
+            "steps_per_epoch * step_s is a cross-check only"
+        ),
+    }
 
 
 # ---------------------------------------------------------------------- child processes
@@ -764,12 +831,18 @@ def summarize_k(per_k: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def finish(report: dict[str, Any], budget: Budget) -> None:
-    """The headline figures: ``single`` = default precision, ``mfu`` = best variant's."""
+    """The headline figures: ``single`` = the model's default CUDA precision (the catalogue's
+    ``cuda_precision``, what a trial gets unless it sets one), ``mfu`` = best variant's."""
+    from trainables.models import MODELS
+
     peak = report["peak_bf16_tflops"]
     for entry in report["models"].values():
         variants = entry["variants"]
-        if "fp32" in variants:
-            entry["single"] = variants["fp32"]["samples_per_s"]
+        default = MODELS.get(entry["model"]).cuda_precision
+        chosen = default if default in variants else "fp32"
+        if chosen in variants:
+            entry["single"] = variants[chosen]["samples_per_s"]
+            entry["single_precision"] = chosen
         for v in variants.values():
             v["mfu"] = v["tflops"] / peak if peak else None
         mfus = [v["mfu"] for v in variants.values() if v["mfu"] is not None]

@@ -149,38 +149,43 @@ PAPER_GRIDS = (
 
 def table_cost(table: Any, grids: list[str]) -> list[dict[str, Any]]:
     """One row per (grid, way of running): GPU-hours of its measured trials and, apart, of its
-    trials with estimated (FLOP-scaled) figures, from the shipped throughput table."""
+    trials with estimated (FLOP-scaled) figures, from the shipped throughput table. Ways: the
+    REST pipeline, K trial processes per GPU, and (where the table has MPS rows) the same K
+    with the CUDA MPS daemon up."""
     from search_spaces import GRIDS, expand
     from search_spaces.makespan import trial_work
 
+    ks = sorted({k for t in table.rows.values() for k in t.aggregate})
+    modes: list[tuple[str, Any, int | None]] = [("REST pipeline (reference)", table, None)]
+    modes += [(f"{k} trials/GPU", table, k) for k in ks]
+    if table.mps:
+        with_mps = table.with_mps()
+        ks_mps = sorted({k for t in table.mps.values() for k in t.aggregate if k > 1})
+        modes += [(f"{k} trials/GPU + MPS", with_mps, k) for k in ks_mps]
     rows = []
     for grid in grids:
         trials = [trial_work(cfg) for cfg in expand(GRIDS.get(grid)).trials]
-        ks = sorted({k for t in table.rows.values() for k in t.aggregate})
-        for mode in ["reference", *ks]:
+        for label, source, k in modes:
             measured = estimated = 0.0
             complete = True
             for model, px, width, samples in trials:
-                figures = table.lookup(model, px, width)
-                if mode == "reference":
+                figures = source.lookup(model, px, width)
+                if k is None:
+                    # No FLOP-scaling: the pipeline is CPU-bound (PNG decoding) at 32 px and
+                    # GPU-bound at 224 px, so a 32-px rate says nothing about 224 px.
                     rate = table.reference.get((model, px, width))
-                    if rate is None and figures.basis != "measured":
-                        base = table.rows[(figures.model, *_measured_key(table, model))]
-                        rate = table.reference.get((model, base.input_px, base.width))
-                        rate = rate and rate * figures.aggregate[1] / base.aggregate[1]
                     if rate is None:
                         complete = False
                         continue
                     seconds = samples * (1 + figures.epoch_overhead) / rate
                 else:
-                    seconds = figures.startup_s / mode + samples * (1 + figures.epoch_overhead) / (
-                        figures.per_trial(mode) * mode
+                    seconds = figures.startup_s / k + samples * (1 + figures.epoch_overhead) / (
+                        figures.per_trial(k) * k
                     )
                 if figures.basis == "measured":
                     measured += seconds / 3600
                 else:
                     estimated += seconds / 3600
-            label = "REST pipeline (reference)" if mode == "reference" else f"{mode} trials/GPU"
             rows.append(
                 {
                     "grid": grid,
@@ -194,9 +199,30 @@ def table_cost(table: Any, grids: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _measured_key(table: Any, model: str) -> tuple[int, int]:
-    """(px, width) of ``model``'s measured row (the base an estimated size is scaled from)."""
-    return next((k[1], k[2]) for k in table.rows if k[0] == model)
+def record_paper_all(path: Path, table: Any) -> None:
+    """Write ``paper_all_h100_hours`` into the gpu.json the table was updated from: measured
+    trials of ``paper-all`` at the catalogue's default share (K = 1/share trials per GPU), and
+    ``paper_all_h100_hours_mps`` with the MPS aggregates. GPU-hours of the GPU it was measured
+    on (an H200 is an H100 with more memory: close for these compute-bound loops)."""
+    from trainables.models import MODELS
+
+    k = max(round(1 / MODELS.get(m).gpu_share) for m in ("simple_cnn", "resnet18"))
+    rows = {r["mode"]: r for r in table_cost(table, ["paper-all"])}
+    doc = json.loads(path.read_text())
+    plain, mps = rows[f"{k} trials/GPU"], rows.get(f"{k} trials/GPU + MPS")
+    doc["paper_all_h100_hours"] = round(plain["gpu_hours"] + plain["estimated_gpu_hours"], 2)
+    doc["paper_all_h100_hours_mps"] = mps and round(
+        mps["gpu_hours"] + mps["estimated_gpu_hours"], 2
+    )
+    doc["paper_all_basis"] = (
+        f"python benchmarks/grid_cost.py --from-gpu-json {path} --write-table: paper-all "
+        f"(1,215 trials, BFFHQ included) at {k} trials per GPU (the default share), without "
+        f"and with CUDA MPS; {doc.get('gpu') or 'the measuring GPU'}-hours"
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
+    print(f"wrote paper_all_h100_hours into {path}")
 
 
 def main_table(args: argparse.Namespace) -> int:
@@ -215,6 +241,8 @@ def main_table(args: argparse.Namespace) -> int:
     elif args.write_table:
         raise SystemExit("--write-table needs --from-gpu-json")
     rows = table_cost(table, args.grids.split(","))
+    if args.from_gpu_json and args.write_table:
+        record_paper_all(Path(args.from_gpu_json), table)
     print(
         f"# GPU-hours on {table.gpus()} from {Path(args.table).name}"
         f"{' + ' + str(args.from_gpu_json) if args.from_gpu_json else ''}; epochs, train-set "

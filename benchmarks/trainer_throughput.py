@@ -139,17 +139,9 @@ def rest_transform(dataset: str):
     )
 
 
-def reference_loop(
-    cfg, steps: int, warmup: int, workers: int, files: list | None = None, transform=None
-) -> tuple[int, float]:
-    """REST pipeline; returns (timed samples, seconds) over ``steps`` steps after ``warmup``.
-
-    ``files`` (objects with ``path``, ``label``, ``bias``) and ``transform`` default to the
-    bundle's train split and :func:`rest_transform`; ``benchmarks/gpu_throughput.py`` passes
-    its own synthetic PNGs (e.g. 224 px BFFHQ-sized ones) to time the same loop.
-    """
+def _reference_setup(cfg, workers: int, files: list | None, transform) -> dict[str, Any]:
+    """The REST pipeline's pieces (model, masks, optimiser, DataLoader), seeded as REST."""
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader
 
     from trainables.data.layout import list_split
@@ -176,28 +168,133 @@ def reference_loop(
         pin_memory=device.type == "cuda",
     )
     model.train()
+    return {
+        "device": device,
+        "model": model,
+        "params": params,
+        "masks": masks,
+        "opt": opt,
+        "loader": loader,
+    }
+
+
+def _reference_step(ref: dict[str, Any], x, y) -> int:
+    """One REST training step on a loaded batch (ends with ``.item()``: host-synchronous)."""
+    import torch.nn.functional as F
+
+    device, model, opt = ref["device"], ref["model"], ref["opt"]
+    x, y = x.to(device), y.to(device)
+    out = model(x)
+    loss = F.cross_entropy(out, y, reduction="none").mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    for name, p in ref["params"].items():
+        p.data = p.data * ref["masks"][name]
+    _ = loss.item(), (out.argmax(1) == y).float().mean().item()  # per-step logging
+    return y.shape[0]
+
+
+def reference_loop(
+    cfg, steps: int, warmup: int, workers: int, files: list | None = None, transform=None
+) -> tuple[int, float]:
+    """REST pipeline; returns (timed samples, seconds) over ``steps`` steps after ``warmup``.
+
+    ``files`` (objects with ``path``, ``label``, ``bias``) and ``transform`` default to the
+    bundle's train split and :func:`rest_transform`; ``benchmarks/gpu_throughput.py`` times
+    the same pipeline per epoch with :func:`reference_epoch_timing`.
+    """
+    import torch
+
+    ref = _reference_setup(cfg, workers, files, transform)
     done, samples, started = 0, 0, 0.0
     while done < warmup + steps:
-        for x, y, _b in loader:  # a fresh iterator per epoch re-spawns workers, as in REST
+        for x, y, _b in ref["loader"]:  # a fresh iterator per epoch re-spawns workers, as in REST
             if done == warmup:
-                if device.type == "cuda":
+                if ref["device"].type == "cuda":
                     torch.cuda.synchronize()
                 started = time.perf_counter()
-            x, y = x.to(device), y.to(device)
-            out = model(x)
-            loss = F.cross_entropy(out, y, reduction="none").mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            for name, p in params.items():
-                p.data = p.data * masks[name]
-            _ = loss.item(), (out.argmax(1) == y).float().mean().item()  # per-step logging
+            n = _reference_step(ref, x, y)
             if done >= warmup:
-                samples += y.shape[0]
+                samples += n
             done += 1
             if done >= warmup + steps:
                 break
     return samples, time.perf_counter() - started
+
+
+def reference_epoch_timing(
+    cfg,
+    epochs: int,
+    workers: int,
+    files: list,
+    transform=None,
+    warmup: int = 3,
+    skip: int | None = None,
+) -> dict[str, Any]:
+    """The REST pipeline's cost split into a steady step and a per-epoch start (worker spawn).
+
+    ``warmup`` steps of a first epoch (broken off: CUDA/cuDNN warm-up, not timed), then
+    ``epochs`` whole epochs over ``files``, each from a fresh ``DataLoader`` iterator (REST
+    re-spawns its workers every epoch). Per epoch: ``a`` before ``iter(loader)``, ``f`` when the
+    first batch is in hand, ``b_i`` when step ``i`` ended (``.item()`` synchronises), ``c`` when
+    the loop has ended (workers shut down).
+
+    * ``step_s``: the mean interval ``b_i - b_{i-1}`` over ``i > skip`` of every timed epoch
+      (workers warm, prefetch queue steady; ``skip`` defaults to ``min(workers + 1, n // 2)``);
+    * ``epoch_start_s = first_batch_s + shutdown_s``, the means of ``f - a`` (worker spawn and
+      the first batch's loading) and ``c - b_{n-1}``: wall times, so never negative. An epoch
+      of ``m`` steps then takes ``m * step_s + epoch_start_s``;
+    * ``extrapolated_start_s = mean(c - a) - n * step_s``, a cross-check that also credits
+      the burst of batches the workers loaded in parallel while the first one was awaited
+      (it is noisy: a stall in a timed step moves it by seconds, and it can come out negative).
+    """
+    import torch
+
+    ref = _reference_setup(cfg, workers, files, transform)
+    loader = ref["loader"]
+    n = len(loader)
+    skip = min(workers + 1, n // 2) if skip is None else skip
+    if n - 1 - skip < 1:
+        raise ValueError(f"{n} steps per epoch leave no steady interval after {skip}")
+    for i, (x, y, _b) in enumerate(loader):
+        _reference_step(ref, x, y)
+        if i + 1 >= warmup:
+            break
+    if ref["device"].type == "cuda":
+        torch.cuda.synchronize()
+    epoch_s: list[float] = []
+    first_batch_s: list[float] = []
+    shutdown_s: list[float] = []
+    intervals: list[float] = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        ends: list[float] = []
+        for x, y, _b in loader:
+            if not ends:
+                first_batch_s.append(time.perf_counter() - start)
+            _reference_step(ref, x, y)
+            ends.append(time.perf_counter())
+        end = time.perf_counter()
+        epoch_s.append(end - start)
+        shutdown_s.append(end - ends[-1])
+        intervals += [b - a for a, b in zip(ends[skip:-1], ends[skip + 1 :], strict=True)]
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    step_s = mean(intervals)
+    return {
+        "step_s": step_s,
+        "epoch_start_s": mean(first_batch_s) + mean(shutdown_s),
+        "first_batch_s": mean(first_batch_s),
+        "shutdown_s": mean(shutdown_s),
+        "extrapolated_start_s": mean(epoch_s) - n * step_s,
+        "epoch_s": epoch_s,
+        "steps_per_epoch": n,
+        "skip": skip,
+        "epochs": epochs,
+    }
 
 
 # ---------------------------------------------------------------------- our loops
@@ -235,15 +332,16 @@ def single_loop(cfg, steps: int) -> tuple[int, float, float]:
 
 
 VARIANTS = {
-    # "fp32" is the default path: on CUDA, channels_last + each full batch replayed as a CUDA graph.
-    "fp32": {},
-    "fp32-eager": {"channels_last": False, "cuda_graphs": False},
+    # The default path on CUDA: channels_last + each full batch replayed as a CUDA graph. Every
+    # variant names its precision: the recipes' default depends on the model (tf32 / bf16).
+    "fp32": {"precision": "fp32"},
+    "fp32-eager": {"precision": "fp32", "channels_last": False, "cuda_graphs": False},
     "tf32": {"precision": "tf32"},
-    "fp32+cl-eager": {"cuda_graphs": False},
-    "fp32-graphs-nocl": {"channels_last": False},
+    "fp32+cl-eager": {"precision": "fp32", "cuda_graphs": False},
+    "fp32-graphs-nocl": {"precision": "fp32", "channels_last": False},
     "bf16": {"precision": "bf16"},
     "bf16-eager": {"precision": "bf16", "channels_last": False, "cuda_graphs": False},
-    "fp32+compile": {"compile": True, "channels_last": False},
+    "fp32+compile": {"precision": "fp32", "compile": True, "channels_last": False},
     "bf16+compile": {"precision": "bf16", "compile": True, "channels_last": False},
     "bf16+cl+compile": {"precision": "bf16", "compile": True},
 }

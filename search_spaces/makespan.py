@@ -310,10 +310,16 @@ class ThroughputTable:
     estimated_notes: dict[tuple[str, int, int], str] = field(default_factory=dict)
     # samples/s of the public REST pipeline (``loop`` = reference): what grid_cost compares with
     reference: dict[tuple[str, int, int], float] = field(default_factory=dict)
+    # the same K processes with the CUDA MPS daemon up (``loop`` = single_mps): an opt-in that
+    # needs the daemon started on every GPU node, so plans use ``rows`` unless asked
+    mps: dict[tuple[str, int, int], Throughput] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path | str = TABLE) -> ThroughputTable:
-        measured: dict[tuple[str, int, int], dict[str, Any]] = {}
+        measured: dict[str, dict[tuple[str, int, int], dict[str, Any]]] = {
+            "single": {},
+            "single_mps": {},
+        }
         notes: dict[tuple[str, int, int], str] = {}
         reference: dict[tuple[str, int, int], float] = {}
         with Path(path).open(newline="") as handle:
@@ -325,24 +331,31 @@ class ThroughputTable:
                 if row["loop"] == "reference":
                     reference[key] = float(row["aggregate_samples_s"])
                     continue
-                entry = measured.setdefault(key, {"aggregate": {}, "row": row})
+                entry = measured[row["loop"]].setdefault(key, {"aggregate": {}, "row": row})
                 entry["aggregate"][int(row["processes_per_gpu"])] = float(
                     row["aggregate_samples_s"]
                 )
-        rows = {
-            key: Throughput(
-                key[0],
-                key[1],
-                key[2],
-                e["aggregate"],
-                float(e["row"]["startup_s"]),
-                float(e["row"]["epoch_overhead"]),
-                "measured",
-                e["row"]["gpu"],
-            )
-            for key, e in measured.items()
-        }
-        return cls(rows, notes, reference)
+
+        def throughputs(loop: str) -> dict[tuple[str, int, int], Throughput]:
+            return {
+                key: Throughput(
+                    key[0],
+                    key[1],
+                    key[2],
+                    e["aggregate"],
+                    float(e["row"]["startup_s"]),
+                    float(e["row"]["epoch_overhead"]),
+                    "measured",
+                    e["row"]["gpu"],
+                )
+                for key, e in measured[loop].items()
+            }
+
+        return cls(throughputs("single"), notes, reference, throughputs("single_mps"))
+
+    def with_mps(self) -> ThroughputTable:
+        """This table with the MPS aggregates in place of the plain ones where measured."""
+        return ThroughputTable({**self.rows, **self.mps}, self.estimated_notes, self.reference)
 
     def gpus(self) -> str:
         return ", ".join(sorted({t.gpu for t in self.rows.values() if t.gpu})) or "unknown GPU"
@@ -356,61 +369,77 @@ class ThroughputTable:
 
     def with_gpu_json(self, doc: Mapping[str, Any]) -> ThroughputTable:
         """These rows with the figures of a ``benchmarks/results/gpu.json`` in place of the
-        measured ones of the same model and input size (``models.<name>.{model, input_size,
-        reference, aggregate.per_k.<K>.samples_per_s, startup.on.startup_s}``, as
-        ``benchmarks/gpu_throughput.py`` writes them). A size the table only estimated (224-px
-        ResNet-18) becomes a measured row, with the width of the model's other rows."""
-        rows, reference = dict(self.rows), dict(self.reference)
+        measured ones of the same model and input size, as ``benchmarks/gpu_throughput.py``
+        writes them: ``models.<name>.{model, input_size, reference, aggregate.per_k.<K>,
+        aggregate_mps.per_k.<K>, startup.<cut|on>.startup_s, variants}``.
+
+        A model measured alone (224-px ResNet-18: no K processes) gets K=1 from its variant in
+        ``aggregate_precision`` (the precision its aggregates use). Start-up is the ``cut``
+        variant (what trials do) when measured. A reference marked ``reference_valid: false``
+        is not taken. A size the table only estimated becomes a measured row, with the width of
+        the model's other rows."""
+        rows, reference, mps = dict(self.rows), dict(self.reference), dict(self.mps)
         notes = dict(self.estimated_notes)
         gpu = str(doc.get("gpu") or doc.get("device") or "")
+        precisions = doc.get("aggregate_precision") or {}
         for name, figures in doc.get("models", {}).items():
             model = str(figures.get("model") or name)
             px = figures.get("input_size")
-            per_k = {
-                int(k): float(v["samples_per_s"] if isinstance(v, Mapping) else v)
-                for k, v in ((figures.get("aggregate") or {}).get("per_k") or {}).items()
-            }
-            startup = ((figures.get("startup") or {}).get("on") or {}).get("startup_s")
+            per_k = _per_k(figures.get("aggregate"))
+            if not per_k:
+                variant = (figures.get("variants") or {}).get(precisions.get(model, "fp32"))
+                if variant:
+                    per_k = {1: float(variant["samples_per_s"])}
+            per_k_mps = _per_k(figures.get("aggregate_mps"))
+            if per_k_mps and 1 in per_k:  # MPS changes nothing for one process
+                per_k_mps = {1: per_k[1], **per_k_mps}
+            startups = figures.get("startup") or {}
+            startup = (startups.get("cut") or startups.get("on") or {}).get("startup_s")
             startup = figures.get("startup_s", startup)
             keys = [k for k in self.rows if k[0] == model and (px is None or k[1] == int(px))]
             if not keys and px is not None:  # an estimated size, now measured
                 widths = sorted({k[2] for k in self.rows if k[0] == model})
                 keys = [(model, int(px), widths[0])] if widths else []
             for key in keys:
-                if isinstance(figures.get("reference"), int | float):
-                    reference[key] = float(figures["reference"])
+                value = figures.get("reference")
+                if isinstance(value, int | float) and figures.get("reference_valid", True):
+                    reference[key] = float(value)
                 old = rows.get(key)
                 if not per_k:
                     continue
                 template = old or next(r for k, r in self.rows.items() if k[0] == model)
-                rows[key] = Throughput(
-                    model,
-                    key[1],
-                    key[2],
-                    per_k,
-                    float(startup) if startup is not None else template.startup_s,
-                    template.epoch_overhead,
-                    "measured",
-                    gpu or template.gpu,
-                )
+                if not per_k_mps:  # MPS figures of another run would not match the new ones
+                    mps.pop(key, None)
+                for table, aggregate in ((rows, per_k), (mps, per_k_mps)):
+                    if not aggregate:
+                        continue
+                    table[key] = Throughput(
+                        model,
+                        key[1],
+                        key[2],
+                        aggregate,
+                        float(startup) if startup is not None else template.startup_s,
+                        template.epoch_overhead,
+                        "measured",
+                        gpu or template.gpu,
+                    )
                 notes.pop(key, None)
-        return ThroughputTable(rows, notes, reference)
+        return ThroughputTable(rows, notes, reference, mps)
 
     def write(self, path: Path | str, source: str, date: str) -> None:
         """Write these rows in ``throughput.csv``'s layout (the ``--write-table`` update path)."""
         with Path(path).open(newline="") as handle:
             old = list(csv.DictReader(handle))
         fields = list(old[0])
-        out = [
-            {
-                **next(r for r in old if r["loop"] == "reference" and r["model"] == key[0]),
-                "aggregate_samples_s": f"{value:g}",
-                "date": date,
-                "source": source,
-            }
-            for key, value in self.reference.items()
-        ]
-        for t in sorted(self.rows.values(), key=lambda t: (t.model, t.input_px, t.width)):
+        out = []
+        for key, value in self.reference.items():
+            row = next(r for r in old if r["loop"] == "reference" and r["model"] == key[0])
+            if float(row["aggregate_samples_s"]) != value:  # a new measurement, not the old row
+                row = {**row, "aggregate_samples_s": f"{value:g}", "date": date, "source": source}
+            out.append(row)
+        measured = [("single", t) for t in self.rows.values()]
+        measured += [("single_mps", t) for t in self.mps.values()]
+        for loop, t in sorted(measured, key=lambda e: (e[1].model, e[1].input_px, e[0])):
             for k, value in sorted(t.aggregate.items()):
                 out.append(
                     {
@@ -418,7 +447,7 @@ class ThroughputTable:
                         "input_px": t.input_px,
                         "width": t.width,
                         "gpu": t.gpu,
-                        "loop": "single",
+                        "loop": loop,
                         "processes_per_gpu": k,
                         "aggregate_samples_s": f"{value:g}",
                         "startup_s": f"{t.startup_s:g}",
@@ -429,11 +458,25 @@ class ThroughputTable:
                         "note": "",
                     }
                 )
-        out += [r for r in old if r["basis"] != "measured"]
+        measured_keys = {(t.model, t.input_px, t.width) for _, t in measured}
+        out += [
+            r
+            for r in old
+            if r["basis"] != "measured"
+            and (r["model"], int(r["input_px"]), int(r["width"])) not in measured_keys
+        ]
         with Path(path).open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
             writer.writeheader()
             writer.writerows(out)
+
+
+def _per_k(aggregate: Mapping[str, Any] | None) -> dict[int, float]:
+    """``{K: samples/s}`` of a gpu.json ``aggregate`` block (``per_k.<K>.samples_per_s``)."""
+    return {
+        int(k): float(v["samples_per_s"] if isinstance(v, Mapping) else v)
+        for k, v in ((aggregate or {}).get("per_k") or {}).items()
+    }
 
 
 def dense_forward_flops(model: str, px: int, width: int) -> float:
@@ -511,7 +554,7 @@ def gpu_trials(
         k_max = max(1, int(round(1 / share, 6))) if share < 1 else 1
         if k_max > max(figures.aggregate):
             notes[
-                f"{model} at {k_max} trials per GPU: beyond the measured "
+                f"{model} {px} px at {k_max} trials per GPU: beyond the measured "
                 f"{max(figures.aggregate)}, its aggregate held (not measured)"
             ] = None
         out.append(

@@ -34,15 +34,26 @@ def test_round_trip_and_hash_are_stable():
 # second moment of regrown weights (reset_second_moment=false) and normalises the reweighted
 # loss by the training set's mean weight (reweight_normalise=true), which changes what a paper
 # REST trial computes, hence its identity. Dense ERM's hash (below) is unchanged.
+# Since recipes default ``precision`` per model (the catalogue's cuda_precision), this cell is
+# planned with precision=tf32 (simple_cnn), a different trial: PINNED_REST_TF32_HASH. A trial
+# stored before that says precision=fp32, the field default, so it keeps PINNED_REST_HASH.
 PINNED_REST_HASH = "602782a0573222c4"
+PINNED_REST_TF32_HASH = "021d368d288dc47d"
 
 
 def test_pinned_hashes_do_not_drift():
     # If this fails, every existing experiment would lose its trials: adding a field with a
     # neutral default or reordering fields must keep these values.
     assert TrialConfig().trial_hash == "44136fa355b3678a"
-    cfg = TrialConfig.from_recipe("paper", dataset="cmnist", ratio=1.0, method="rest", density=0.05)
-    assert cfg.trial_hash == PINNED_REST_HASH
+    cell = {"dataset": "cmnist", "ratio": 1.0, "method": "rest", "density": 0.05}
+    stored = TrialConfig.from_recipe("paper", **cell, precision="fp32")
+    assert stored.trial_hash == PINNED_REST_HASH
+    # as the ledger and trial folders hold it: the flat dict, read back
+    assert TrialConfig.from_dict(stored.to_dict()).trial_hash == PINNED_REST_HASH
+    planned = TrialConfig.from_recipe("paper", **cell)
+    assert planned.precision == "tf32"
+    assert planned.trial_hash == PINNED_REST_TF32_HASH
+    assert planned.replace(precision="fp32") == stored
 
 
 def test_non_identity_fields_do_not_change_the_hash():

@@ -63,7 +63,7 @@ def test_a_measured_share_follows_from_its_figures() -> None:
         if row["basis"] == "assumed":
             assert row["note"].startswith("not measured"), row
             continue
-        assert row["gpu"] and row["date"] and "trainer_throughput.py" in row["command"], row
+        assert row["gpu"] and row["date"] and "_throughput.py" in row["command"], row
         aggregate = {
             k: float(row[f"samples_s_{k}_process{'es' if k > 1 else ''}"]) for k in (1, 2, 4)
         }

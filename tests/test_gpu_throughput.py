@@ -6,6 +6,7 @@ No time thresholds: only the JSON schema and that every measured figure is posit
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -44,6 +45,22 @@ def test_tiny_cpu_run_writes_the_documented_schema(tmp_path: Path) -> None:
     for key in MODELS:
         entry = report["models"][key]
         assert _positive(entry["reference"]) and _positive(entry["single"])
+        ref = entry["reference_detail"]
+        fields = ("step_s", "epoch_start_s", "first_batch_s", "shutdown_s")
+        for k in (*fields, "real_epoch_samples", "files", "workers"):
+            assert _positive(ref[k]), (key, k, ref[k])
+        assert ref["epoch_start_s"] == pytest.approx(ref["first_batch_s"] + ref["shutdown_s"])
+        assert isinstance(ref["extrapolated_start_s"], float)  # a cross-check: may be < 0
+        assert ref["real_epoch_samples"] == {"cmnist": 55_000, "cifar10c": 45_000}.get(
+            entry["dataset"], 19_200
+        )
+        assert ref["real_epoch_steps"] == math.ceil(ref["real_epoch_samples"] / ref["batch_size"])
+        assert len(ref["epoch_s"]) == ref["epochs"] and all(map(_positive, ref["epoch_s"]))
+        assert "epoch_start_s" in ref["method"] and "step_s" in ref["method"]
+        # One real epoch = its steps at the steady step time + one worker (re-)spawn.
+        real_epoch_s = ref["real_epoch_steps"] * ref["step_s"] + ref["epoch_start_s"]
+        assert entry["reference"] == pytest.approx(ref["real_epoch_samples"] / real_epoch_s)
+        assert ref["samples_per_s"] == entry["reference"]
         assert _positive(entry["mfu"]) and _positive(entry["train_flops_per_sample"])
         assert entry["input_size"] == (
             224 if key == "resnet18_224" else 28 if key == "simple_cnn" else 32
@@ -78,5 +95,6 @@ def test_tiny_cpu_run_writes_the_documented_schema(tmp_path: Path) -> None:
     row = table.rows[("simple_cnn", simple["input_size"], 64)]
     measured = {int(k): v["samples_per_s"] for k, v in simple["aggregate"]["per_k"].items()}
     assert row.aggregate == measured and row.basis == "measured"
-    # --tiny measures no resnet18 aggregate: its row keeps the shipped (H100) figures.
-    assert table.rows[("resnet18", 32, 64)] == shipped_table().rows[("resnet18", 32, 64)]
+    # --tiny measures no resnet18 aggregate: K=1 is its single trial in the aggregates' precision
+    alone = report["models"]["resnet18"]["variants"][report["aggregate_precision"]["resnet18"]]
+    assert table.rows[("resnet18", 32, 64)].aggregate == {1: alone["samples_per_s"]}

@@ -108,24 +108,27 @@ def test_the_shipped_figures_are_the_measured_gpu_shares_figures() -> None:
     with (REPO / "benchmarks" / "gpu_shares.csv").open(newline="") as handle:
         shares = {row["model"]: row for row in csv.DictReader(handle)}
     table = shipped_table()
-    measured = {key[0]: t for key, t in table.rows.items()}
+    measured = {}  # each model's smallest measured input size: the one the shares rest on
+    for key, t in sorted(table.rows.items(), key=lambda e: -e[0][1]):
+        measured[key[0]] = t
     for model, row in shares.items():
         if row["basis"] != "measured":
             assert model not in measured, model
             continue
         columns = {1: "samples_s_1_process", 2: "samples_s_2_processes", 4: "samples_s_4_processes"}
-        assert measured[model].aggregate == {k: float(row[c]) for k, c in columns.items()}
+        aggregate = {k: v for k, v in measured[model].aggregate.items() if k in columns}
+        assert aggregate == {k: float(row[c]) for k, c in columns.items()}
         assert measured[model].gpu == row["gpu"]
 
 
 def test_unmeasured_sizes_are_flop_scaled_and_say_estimated() -> None:
     table = shipped_table()
-    assert ("resnet18", 224, 64) in table.estimated_notes  # the row documents why
-    base, big = table.lookup("resnet18", 32, 64), table.lookup("resnet18", 224, 64)
-    assert base.basis == "measured" and big.basis.startswith("estimated (FLOP-scaled")
-    ratio = dense_forward_flops("resnet18", 224, 64) / dense_forward_flops("resnet18", 32, 64)
-    assert big.aggregate[4] == pytest.approx(base.aggregate[4] / ratio)
-    assert 40 < ratio < 60
+    # 160 px has no row: scaled from the nearest measured size (224 px)
+    base, mid = table.lookup("resnet18", 224, 64), table.lookup("resnet18", 160, 64)
+    assert base.basis == "measured" and mid.basis.startswith("estimated (FLOP-scaled")
+    ratio = dense_forward_flops("resnet18", 160, 64) / dense_forward_flops("resnet18", 224, 64)
+    assert mid.aggregate[1] == pytest.approx(base.aggregate[1] / ratio)
+    assert 0.4 < ratio < 0.6
     never = table.lookup("vgg16", 32, 64)  # no row at all: scaled from simple_cnn
     assert never.basis.startswith("estimated (FLOP-scaled from simple_cnn")
 
@@ -172,7 +175,17 @@ def test_grids_show_cluster_prints_the_makespan_and_json_has_it() -> None:
     code, out, _ = run_main("grids", "show", "paper-all", "--cluster", "4x8", "--limit", "0")
     assert code == 0
     (line,) = [x for x in out.splitlines() if x.startswith("estimated makespan on 4x8 GPUs: ")]
-    assert "resnet18 224 px width 64: estimated (FLOP-scaled" in line
+    # 224 px is measured alone (no K processes): K=4 keeps that aggregate, and says so
+    assert "resnet18 224 px at 4 trials per GPU: beyond the measured 1" in line
+    hours = float(line.split("(")[1].split(" h;")[0])
+    code, out, _ = run_main(
+        "grids", "show", "paper-all", "--cluster", "4x8", "--limit", "0", "--no-cost", "--mps"
+    )
+    assert code == 0
+    (mps,) = [x for x in out.splitlines() if x.startswith("estimated makespan on 4x8 GPUs with")]
+    assert "with CUDA MPS: " in mps and float(mps.split("(")[1].split(" h;")[0]) < hours
+    code, _, err = run_main("grids", "show", "paper-all", "--mps")
+    assert code == 2 and "--mps: only with --cluster" in err
     code, out, _ = run_main(
         "grids",
         "show",
@@ -229,3 +242,47 @@ def test_fewer_trials_than_any_measured_k_are_no_faster_than_that_k() -> None:
     row = shipped_table().rows[("simple_cnn", 28, 64)]
     only_high = type(row)(row.model, 28, 64, {2: 200.0, 4: 300.0}, 1.0, 0.0, "measured")
     assert only_high.per_trial(1) == 100.0  # not the aggregate of 2 trials
+
+
+def test_gpu_json_of_the_gpu_script_gives_plain_and_mps_rows(tmp_path) -> None:
+    """The GPU script's shape: a model measured alone takes K=1 from its aggregate precision's
+    variant, start-up is the ``cut`` variant, an invalid reference is not taken, MPS
+    aggregates become ``single_mps`` rows that survive a write and a load."""
+    doc = {
+        "gpu": "H200",
+        "aggregate_precision": {"simple_cnn": "tf32", "resnet18": "bf16"},
+        "models": {
+            "simple_cnn": {
+                "model": "simple_cnn",
+                "input_size": 28,
+                "reference": 1.0,
+                "reference_valid": False,
+                "aggregate": {
+                    "per_k": {"1": {"samples_per_s": 10.0}, "4": {"samples_per_s": 12.0}}
+                },
+                "aggregate_mps": {"per_k": {"4": {"samples_per_s": 20.0}}},
+                "startup": {"on": {"startup_s": 9.0}, "cut": {"startup_s": 7.0}},
+            },
+            "resnet18_224": {
+                "model": "resnet18",
+                "input_size": 224,
+                "variants": {"tf32": {"samples_per_s": 3.0}, "bf16": {"samples_per_s": 5.0}},
+                "startup": {"on": {"startup_s": 4.0}},
+            },
+        },
+    }
+    base = shipped_table()
+    table = base.with_gpu_json(doc)
+    small = table.rows[("simple_cnn", 28, 64)]
+    assert small.aggregate == {1: 10.0, 4: 12.0} and small.startup_s == 7.0
+    assert table.mps[("simple_cnn", 28, 64)].aggregate == {1: 10.0, 4: 20.0}
+    assert table.reference[("simple_cnn", 28, 64)] == base.reference[("simple_cnn", 28, 64)]
+    big = table.rows[("resnet18", 224, 64)]
+    assert big.aggregate == {1: 5.0} and big.startup_s == 4.0 and big.basis == "measured"
+    assert table.with_mps().lookup("simple_cnn", 28, 64).aggregate[4] == 20.0
+    path = tmp_path / "throughput.csv"
+    path.write_text((REPO / "search_spaces" / "throughput.csv").read_text())
+    table.write(path, source="gpu.json", date="2026-11-30")
+    again = ThroughputTable.load(path)
+    assert again.rows == table.rows and again.mps == table.mps
+    assert again.reference == table.reference

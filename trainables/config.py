@@ -75,7 +75,9 @@ class _Optimisation:
     batch_size: int = param(256, "training batch size")
     precision: str = param(
         "fp32",
-        "CUDA numerics: fp32 (TF32 off), tf32 (TF32 convolutions and matmuls) or bf16 autocast",
+        "CUDA numerics: fp32 (TF32 off), tf32 (TF32 convolutions and matmuls) or bf16 "
+        "autocast; a CPU trial computes in fp32 whatever it says. The default depends on the "
+        "model: its cuda_precision in the model catalogue (trainables.models)",
         choices=PRECISIONS,
     )
     seed: int = param(41, "seed for init, masks, data order and augmentation")
@@ -126,8 +128,9 @@ class _ConfigBehaviour:
     def from_recipe(cls, recipe: str = "paper", **overrides: Any) -> TrialConfig:
         """Build a config whose defaults come from ``recipe``.
 
-        ``dataset``, ``ratio`` and ``method`` (from ``overrides``) decide the recipe's values;
-        every other override wins over the recipe.
+        ``dataset``, ``ratio``, ``method`` and ``model`` (from ``overrides``) decide the recipe's
+        values; every other override wins over the recipe. The default ``precision`` is the
+        model's (the overridden one when ``model`` is given); a given ``precision`` wins.
         """
         _check(recipe in RECIPES, "recipe", recipe, ", ".join(RECIPES))
         dataset = overrides.get("dataset", "cmnist")
@@ -137,7 +140,13 @@ class _ConfigBehaviour:
         ratio = float(coerce("ratio", overrides.get("ratio", 1.0)))
         objective = str(overrides.get("objective", "erm"))
         values = recipe_defaults(
-            recipe, dataset, ratio, method, given=set(overrides), objective=objective
+            recipe,
+            dataset,
+            ratio,
+            method,
+            given=set(overrides),
+            objective=objective,
+            model=overrides.get("model"),
         )
         values.update({k: coerce(k, v) for k, v in overrides.items()})
         values["recipe"] = recipe
@@ -262,23 +271,32 @@ def recipe_defaults(
     *,
     given: set[str] | None = None,
     objective: str = "erm",
+    model: str | None = None,
 ) -> dict[str, Any]:
     """The values a recipe gives a (dataset, ratio, method) cell; see docs/presets.md.
 
     ``given`` names the fields the caller sets itself: a recipe value that would fail for this
     cell (the paper has no up-weight for a ratio it never ran) is not asked for them.
+    ``model`` is the model the caller sets (None: the dataset's): ``precision`` is that model's
+    ``cuda_precision`` (``trainables.models``; measured per model, docs/performance.md), not
+    the field default ``fp32``, which stays so that stored fp32 configs keep their hash.
     """
+    from trainables.models import MODELS
+
     info = DATASETS.get(dataset)
     spec = effective_method(method, objective)
+    model = info.model if model is None else model
     values: dict[str, Any] = {
         "dataset": dataset,
         "ratio": ratio,
         "method": method,
-        "model": info.model,
+        "model": model,
         "lr": info.lr,
         "epochs": 100,
         "batch_size": 256,
     }
+    if model in MODELS:  # else validation names the bad model
+        values["precision"] = MODELS.get(model).cuda_precision
     if recipe == "paper":
         values.update(optimizer="adam", weight_decay=1e-4, lr_schedule="none", augment="disent")
     else:  # rest-code

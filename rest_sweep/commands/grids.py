@@ -15,6 +15,7 @@ EPILOG = """examples:
   rest-sweep grids show search_spaces/examples/density_sweep.yaml --json
   rest-sweep grids show paper-all --cluster 4x8      # + estimated wall time on 4 nodes x 8 GPUs
   rest-sweep grids show paper-all --cluster 4x8 --gpus-per-trial resnet18=0.5
+  rest-sweep grids show paper-all --cluster 4x8 --mps  # nodes run the CUDA MPS daemon
 A grid is a registered name or the path of a YAML grid file (see docs/sweeps.md). The estimates
 (training FLOPs; checkpoint bytes written and kept under the trials' checkpoint_every,
 keep_checkpoints and final_checkpoint; wall time on --cluster, simulated from the measured
@@ -64,6 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=1.0,
         help="with --cluster: CPUs per trial, as for run (default 1)",
+    )
+    p.add_argument(
+        "--mps",
+        action="store_true",
+        help="with --cluster: the nodes run the CUDA MPS daemon (measured aggregates with MPS "
+        "where the table has them; docs/cluster.md)",
     )
     p.set_defaults(func=run)
 
@@ -120,16 +127,21 @@ def _makespan(args: argparse.Namespace, trials: list[Any]) -> dict[str, Any] | N
     from trainables.errors import UserError
 
     if args.cluster is None:
-        if args.gpus_per_trial is not None:
-            raise UserError("--gpus-per-trial: only with --cluster NODESxGPUS in grids show")
+        for flag, given in (
+            ("--gpus-per-trial", args.gpus_per_trial is not None),
+            ("--mps", args.mps),
+        ):
+            if given:
+                raise UserError(f"{flag}: only with --cluster NODESxGPUS in grids show")
         return None
     from rest_sweep.ledger import LaunchSettings, parse_gpu_shares
-    from search_spaces.makespan import Cluster, estimate_makespan
+    from search_spaces.makespan import Cluster, estimate_makespan, shipped_table
 
     cluster = Cluster.parse(args.cluster)
     shares = parse_gpu_shares(args.gpus_per_trial)
     LaunchSettings(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=shares).validate()
-    result = estimate_makespan(trials, cluster, shares, args.cpus_per_trial)
+    table = shipped_table().with_mps() if args.mps else shipped_table()
+    result = estimate_makespan(trials, cluster, shares, args.cpus_per_trial, table)
     return {
         "cluster": {
             "nodes": cluster.nodes,
@@ -138,6 +150,7 @@ def _makespan(args: argparse.Namespace, trials: list[Any]) -> dict[str, Any] | N
         },
         "gpus_per_trial": shares,
         "cpus_per_trial": args.cpus_per_trial,
+        "mps": args.mps,
         **result.to_dict(),
     }
 
@@ -149,7 +162,8 @@ def _makespan_line(doc: dict[str, Any]) -> str:
     per_model = ", ".join(f"{m} {n}" for m, n in doc["trials_per_model"].items())
     used = doc["gpu_utilisation"]
     line = (
-        f"estimated makespan on {c['nodes']}x{c['gpus_per_node']} GPUs: "
+        f"estimated makespan on {c['nodes']}x{c['gpus_per_node']} GPUs"
+        f"{' with CUDA MPS' if doc['mps'] else ''}: "
         f"{format_duration(doc['seconds'])} ({doc['hours']:.2f} h; GPUs "
         f"{'-' if used is None else f'{used:.0%}'} allocated; trials: {per_model}); "
     )

@@ -158,7 +158,10 @@ class TrialContext:
         return self.steps_per_epoch * self.cfg.epochs
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.precision == "bf16":
+        """bf16 autocast for ``precision=bf16`` on CUDA; a no-op otherwise. ``precision`` is CUDA
+        numerics only: a CPU trial computes in fp32 whatever it says (the recipes default it per
+        model, so a CPU run of a bf16 model must not change what it computes)."""
+        if self.cfg.precision == "bf16" and self.device.type == "cuda":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -31,6 +31,10 @@ MODELS: Registry[ModelInfo] = Registry("model")
 # the GPU measurements it rests on (what was measured, on which GPU, when, with which command);
 # tests/test_gpu_shares.py fails when a share here and its row differ, or a model has no row.
 # The values live here too because the installed package cannot read benchmarks/.
+# cuda_precision: a trial's precision unless the caller sets one (docs/performance.md, "Precision";
+# H200): ResNet-18 bf16 vs tf32 moved REST accuracy +0.51 +- 0.45 points (3 seeds, spread ~2) at
+# 1.1-1.4x the speed and a fifth of the memory; SimpleCNN tf32 (PyTorch's convolution default,
+# so the REST code's numerics) runs 2.6x fp32. vgg16, mlp: not measured, strict fp32.
 MODELS.register(
     "simple_cnn",
     ModelInfo(
@@ -38,6 +42,7 @@ MODELS.register(
         builder="trainables.models.simple_cnn:simple_cnn",
         gpu_share=0.25,
         layer_table=simple_cnn_layers,
+        cuda_precision="tf32",
     ),
 )
 MODELS.register(
@@ -47,6 +52,7 @@ MODELS.register(
         builder="trainables.models.resnet:resnet18",
         gpu_share=0.25,
         layer_table=resnet18_layers,
+        cuda_precision="bf16",
     ),
 )
 # The pruning family's networks (docs/methods.md, "Models of the pruning family"); gpu_share not
@@ -58,6 +64,7 @@ MODELS.register(
         builder="trainables.models.vgg:vgg16",
         gpu_share=0.25,
         layer_table=vgg16_layers,
+        cuda_precision="fp32",
     ),
 )
 MODELS.register(
@@ -67,6 +74,7 @@ MODELS.register(
         builder="trainables.models.mlp:mlp",
         gpu_share=0.25,
         layer_table=mlp_layers,
+        cuda_precision="fp32",
     ),
 )
 

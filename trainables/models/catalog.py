@@ -36,12 +36,20 @@ LayerTable = Callable[[int, int, str, int], dict[str, LayerInfo]]
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A registered model: how to build it (lazily) and what it costs, without torch."""
+    """A registered model: how to build it (lazily), what it costs and its default CUDA numerics,
+    without torch."""
 
     name: str
     builder: str  # "module:function", called with num_classes=, width=, stem=
     gpu_share: float  # default Ray GPU fraction of one trial (benchmarks/gpu_shares.csv)
     layer_table: LayerTable
+    # The ``precision`` (fp32, tf32 or bf16) a trial of this model gets when the caller does
+    # not set one (``trainables.config.recipe_defaults``). Per model because the fast numerics
+    # that keep accuracy were measured per model (docs/performance.md, "Precision"); a model
+    # nobody measured keeps the strict ``fp32``. It is CUDA numerics only: a CPU trial computes
+    # in fp32 whatever it says. It changes the default, not the field's default, so the hash of
+    # a stored config with ``precision`` fp32 stays what it was.
+    cuda_precision: str
 
     def layers(
         self, num_classes: int, width: int = 64, stem: str = "imagenet", input_size: int = 32
