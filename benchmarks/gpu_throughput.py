@@ -27,8 +27,8 @@ ResNet's largest K last:
    re-spawns its 10 workers; over a toy epoch of a few steps that spawn dominates, so two
    parts are timed: ``step_s``, the steady step inside an epoch (workers warm), and
    ``epoch_start_s``, a fresh iterator's wait for its first batch (worker spawn) plus the worker
-   shutdown at the epoch's end. ``reference = real_epoch_samples / (real_epoch_steps * step_s +
-   epoch_start_s)`` with the dataset's approximate real train split
+   shutdown at the epoch's end. ``reference = real_epoch_samples / ((real_epoch_steps - 1) *
+   step_s + epoch_start_s)`` (the first batch is inside the start) with the dataset's real train split
    (``DatasetInfo.train_samples``: Colored MNIST 55,000 = 215 steps of 256, CIFAR-10-C 45,000
    = 176, BFFHQ 19,200 = 75).
 6. ``mps``: the aggregate again under CUDA MPS when ``nvidia-cuda-mps-control -d`` can start
@@ -262,7 +262,7 @@ def reference_plan(key: str, tiny: bool) -> tuple[int, int, int]:
 def measure_reference(key: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """The REST pipeline (imported) on synthetic PNGs of the dataset's stored size, scaled to
     one real epoch (the dataset's approximate real train split, ``DatasetInfo.train_samples``):
-    ``samples_per_s = real_epoch_samples / (real_epoch_steps * step_s + epoch_start_s)`` with
+    ``samples_per_s = real_epoch_samples / ((real_epoch_steps - 1) * step_s + epoch_start_s)`` with
     ``step_s``/``epoch_start_s`` from ``trainer_throughput.reference_epoch_timing``."""
     import numpy as np
     import torchvision.transforms as T
@@ -309,7 +309,8 @@ def measure_reference(key: str, args: argparse.Namespace, tmp: Path) -> dict[str
     free(args.device)
     real_samples = info.train_samples
     real_steps = math.ceil(real_samples / cfg.batch_size)  # REST keeps the last partial batch
-    real_epoch_s = real_steps * timing["step_s"] + timing["epoch_start_s"]
+    # the first batch's loading is inside epoch_start_s: (steps - 1) more at the steady pace
+    real_epoch_s = (real_steps - 1) * timing["step_s"] + timing["epoch_start_s"]
     return {
         "samples_per_s": real_samples / real_epoch_s,
         "step_s": timing["step_s"],
@@ -328,7 +329,7 @@ def measure_reference(key: str, args: argparse.Namespace, tmp: Path) -> dict[str
         "skip": timing["skip"],
         "workers": workers,
         "method": (
-            "samples_per_s = real_epoch_samples / (real_epoch_steps * step_s + epoch_start_s), "
+            "samples_per_s = real_epoch_samples / ((real_epoch_steps - 1) * step_s + epoch_start_s), "
             "real_epoch_steps = ceil(real_epoch_samples / batch_size) (the dataset's approximate "
             "real train split, trainables.datasets train_samples); step_s = mean step interval "
             "after the first `skip` steps of `epochs` epochs of `steps_per_epoch` steps, each "
@@ -533,11 +534,28 @@ class Mps:
         return None
 
     def stop(self) -> None:
+        """Quit the daemon and wait (up to 20 s) until its processes are gone: a plain
+        aggregate started while the MPS server still holds the GPU would not be plain."""
         if self.started:
             subprocess.run(
                 ["nvidia-cuda-mps-control"], input="quit\n", env=self.env, text=True, timeout=20
             )
+            deadline = time.time() + 20
+            while mps_processes() and time.time() < deadline:
+                time.sleep(0.1)
             self.started = False
+
+
+def mps_processes() -> list[int]:
+    """PIDs of running ``nvidia-cuda-mps-*`` processes (from /proc; empty off Linux)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"nvidia-cuda-mps" in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:  # the process ended while we looked
+            continue
+    return pids
 
 
 # ---------------------------------------------------------------------- driver
@@ -554,7 +572,7 @@ class Budget:
         finish(self.report, self)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.report, indent=1) + "\n")
+        tmp.write_text(json.dumps(public(self.report), indent=1) + "\n")
         os.replace(tmp, self.out)
 
     def left(self) -> float:
@@ -673,14 +691,10 @@ def main(argv: list[str] | None = None) -> int:
                 job.run(args, budget, report, work, mps)
         finally:
             mps.stop()
-        for entry in report["models"].values():
-            for field in ("aggregate", "aggregate_mps"):
-                entry[field] = summarize_k(entry.pop(f"_{field}", {}))
-            entry["startup"] = entry.pop("_startup", None) or None
     budget.save()
     print(f"wrote {out} in {report['elapsed_s']:.0f} s", flush=True)
     # Also on stdout: a copy that survives if only the console output comes back.
-    print("GPU_JSON " + json.dumps(report), flush=True)
+    print("GPU_JSON " + json.dumps(public(report)), flush=True)
     return 0
 
 
@@ -830,6 +844,15 @@ def summarize_k(per_k: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     return {"best_k": int(best), "samples_per_s": per_k[best]["samples_per_s"], "per_k": per_k}
 
 
+def public(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without the jobs' working keys (``_aggregate``, ...): what is written."""
+    models = {
+        key: {k: v for k, v in entry.items() if not k.startswith("_")}
+        for key, entry in report["models"].items()
+    }
+    return {**report, "models": models}
+
+
 def finish(report: dict[str, Any], budget: Budget) -> None:
     """The headline figures: ``single`` = the model's default CUDA precision (the catalogue's
     ``cuda_precision``, what a trial gets unless it sets one), ``mfu`` = best variant's."""
@@ -837,6 +860,11 @@ def finish(report: dict[str, Any], budget: Budget) -> None:
 
     peak = report["peak_bf16_tflops"]
     for entry in report["models"].values():
+        # The jobs collect per-K figures under "_" keys; every save summarises them, so a run
+        # cut short by an outer timeout still leaves its aggregates and start-up readable.
+        for field in ("aggregate", "aggregate_mps"):
+            entry[field] = summarize_k(entry.get(f"_{field}", {}))
+        entry["startup"] = entry.get("_startup") or None
         variants = entry["variants"]
         default = MODELS.get(entry["model"]).cuda_precision
         chosen = default if default in variants else "fp32"

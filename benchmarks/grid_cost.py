@@ -13,9 +13,9 @@ trial's steady epoch time against the benchmark's training throughput, both mode
 applied to every mode alike. Trial start-up and the first epoch's cuDNN autotuning are not
 counted.
 
-BFFHQ trains ResNet-18 on 128 px (rest-code) or 224 px (paper/DisEnt) images, which was not
-measured: its cost is the 32 px ResNet-18 cost scaled by the FLOP ratio (input area), an upper
-bound, since a 128 px network keeps the GPU far busier per launch. It is listed separately.
+In this mode (JSON files of ``trainer_throughput.py``, which has no BFFHQ-sized run) BFFHQ's
+128 px (rest-code) or 224 px (paper/DisEnt) ResNet-18 is the 32 px cost scaled by the FLOP
+ratio (input area), listed separately. The shipped table below has 224 px measured.
 
     python benchmarks/grid_cost.py simple_cnn.json resnet18.json
 
@@ -23,9 +23,11 @@ With no JSON file it reads the shipped table of measured figures instead
 (``search_spaces/throughput.csv``, the one the ``grids show --cluster`` simulation uses): per
 grid, GPU-hours with K trials per GPU for each measured K, including every trial's start-up
 (``startup_s / K`` GPU-seconds) and the table's evaluation overhead, next to the reference
-pipeline's; trials whose figures are FLOP-scaled (BFFHQ at 224 px) are summed in their own
-column, marked estimated. ``--from-gpu-json gpu.json`` puts the GPU script's figures in place
-of the table's first; ``--write-table`` then saves them into the shipped table.
+pipeline's (incomplete where a size has no valid reference figure: it is never FLOP-scaled),
+and with CUDA MPS where the table has MPS rows; trials whose figures are FLOP-scaled (a size
+not measured) are summed in their own column, marked estimated. ``--from-gpu-json gpu.json``
+puts the GPU script's figures in place of the table's first; ``--write-table`` then saves them
+into the shipped table and records ``paper_all_h100_hours`` in the gpu.json.
 
     python benchmarks/grid_cost.py --grids paper-table3-cmnist,paper-all
     python benchmarks/grid_cost.py --from-gpu-json benchmarks/results/gpu.json --write-table
@@ -203,21 +205,27 @@ def record_paper_all(path: Path, table: Any) -> None:
     """Write ``paper_all_h100_hours`` into the gpu.json the table was updated from: measured
     trials of ``paper-all`` at the catalogue's default share (K = 1/share trials per GPU), and
     ``paper_all_h100_hours_mps`` with the MPS aggregates. GPU-hours of the GPU it was measured
-    on (an H200 is an H100 with more memory: close for these compute-bound loops)."""
+    on (the field keeps the issue's name; an H200 has an H100's compute and more memory
+    bandwidth, so an H100 takes somewhat longer on these launch- and memory-bound loops)."""
     from trainables.models import MODELS
 
-    k = max(round(1 / MODELS.get(m).gpu_share) for m in ("simple_cnn", "resnet18"))
+    k = default = max(round(1 / MODELS.get(m).gpu_share) for m in ("simple_cnn", "resnet18"))
     rows = {r["mode"]: r for r in table_cost(table, ["paper-all"])}
+    measured = sorted(int(m.split()[0]) for m in rows if m.endswith(" trials/GPU"))
+    if k not in measured:  # the table never had K = 1/share: the largest K below it
+        k = max([n for n in measured if n < k] or measured[:1])
+        print(f"paper-all: no figure at the default share; recorded at {k} trials per GPU")
     doc = json.loads(path.read_text())
     plain, mps = rows[f"{k} trials/GPU"], rows.get(f"{k} trials/GPU + MPS")
     doc["paper_all_h100_hours"] = round(plain["gpu_hours"] + plain["estimated_gpu_hours"], 2)
     doc["paper_all_h100_hours_mps"] = mps and round(
         mps["gpu_hours"] + mps["estimated_gpu_hours"], 2
     )
+    share = "the default share" if k == default else f"the default share is 1/{default}"
     doc["paper_all_basis"] = (
         f"python benchmarks/grid_cost.py --from-gpu-json {path} --write-table: paper-all "
-        f"(1,215 trials, BFFHQ included) at {k} trials per GPU (the default share), without "
-        f"and with CUDA MPS; {doc.get('gpu') or 'the measuring GPU'}-hours"
+        f"(1,215 trials, BFFHQ included) at {k} trials per GPU ({share}), without and with "
+        f"CUDA MPS; {doc.get('gpu') or 'the measuring GPU'}-hours"
     )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
@@ -247,8 +255,8 @@ def main_table(args: argparse.Namespace) -> int:
         f"# GPU-hours on {table.gpus()} from {Path(args.table).name}"
         f"{' + ' + str(args.from_gpu_json) if args.from_gpu_json else ''}; epochs, train-set "
         "sizes and trials from search_spaces; start-up per trial and evaluation overhead "
-        "included (reference: overhead only); 'estimated' = trials at an unmeasured size "
-        "(BFFHQ 224 px), FLOP-scaled from 32 px"
+        "included (reference: overhead only); 'estimated' = trials at an unmeasured size, "
+        "FLOP-scaled from the model's nearest measured size"
     )
     print(f"{'grid':<24} {'trials':>6} {'mode':<26} {'GPU-h':>8} {'estimated':>10}")
     for row in rows:

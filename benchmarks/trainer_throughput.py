@@ -244,7 +244,8 @@ def reference_epoch_timing(
       (workers warm, prefetch queue steady; ``skip`` defaults to ``min(workers + 1, n // 2)``);
     * ``epoch_start_s = first_batch_s + shutdown_s``, the means of ``f - a`` (worker spawn and
       the first batch's loading) and ``c - b_{n-1}``: wall times, so never negative. An epoch
-      of ``m`` steps then takes ``m * step_s + epoch_start_s``;
+      of ``m`` steps then takes ``(m - 1) * step_s + epoch_start_s`` (the first batch is
+      loaded inside the start);
     * ``extrapolated_start_s = mean(c - a) - n * step_s``, a cross-check that also credits
       the burst of batches the workers loaded in parallel while the first one was awaited
       (it is noisy: a stall in a timed step moves it by seconds, and it can come out negative).

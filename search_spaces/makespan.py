@@ -433,9 +433,32 @@ class ThroughputTable:
         fields = list(old[0])
         out = []
         for key, value in self.reference.items():
-            row = next(r for r in old if r["loop"] == "reference" and r["model"] == key[0])
-            if float(row["aggregate_samples_s"]) != value:  # a new measurement, not the old row
-                row = {**row, "aggregate_samples_s": f"{value:g}", "date": date, "source": source}
+            same = (key[0], str(key[1]), str(key[2]))
+            row = next(
+                (
+                    r
+                    for r in old
+                    if r["loop"] == "reference" and (r["model"], r["input_px"], r["width"]) == same
+                ),
+                None,
+            )
+            if row is None or float(row["aggregate_samples_s"]) != value:  # a new measurement
+                template = self.rows.get(key)
+                row = {
+                    **dict.fromkeys(fields, ""),
+                    "model": key[0],
+                    "input_px": key[1],
+                    "width": key[2],
+                    "gpu": template.gpu if template else "",
+                    "loop": "reference",
+                    "processes_per_gpu": 1,
+                    "aggregate_samples_s": f"{value:g}",
+                    "epoch_overhead": f"{template.epoch_overhead:g}" if template else "",
+                    "basis": "measured",
+                    "date": date,
+                    "source": source,
+                    "note": "the public REST pipeline over a real epoch (gpu_throughput.py)",
+                }
             out.append(row)
         measured = [("single", t) for t in self.rows.values()]
         measured += [("single_mps", t) for t in self.mps.values()]
@@ -455,7 +478,12 @@ class ThroughputTable:
                         "basis": "measured",
                         "date": date,
                         "source": source,
-                        "note": "",
+                        "note": (
+                            "K graphed trial processes over one common window"
+                            f"{' under CUDA MPS' if loop == 'single_mps' else ''}; start-up "
+                            "of a fresh process (cudnn.benchmark cut); epoch_overhead carried "
+                            "over from the row this one replaced"
+                        ),
                     }
                 )
         measured_keys = {(t.model, t.input_px, t.width) for _, t in measured}
@@ -493,7 +521,8 @@ def _scaled_lookup(table: ThroughputTable, model: str, px: int, width: int) -> T
     pool = same or [t for t in table.rows.values() if t.model == REFERENCE_MODEL]
     if not pool:
         raise UserError(f"throughput: no measured row for {model!r} or {REFERENCE_MODEL!r}")
-    base = min(pool, key=lambda t: (abs(t.input_px - px), abs(t.width - width)))
+    # nearest on a log scale: 128 px is closer to 224 px (1.75x) than to 32 px (4x)
+    base = min(pool, key=lambda t: (abs(math.log(t.input_px / px)), abs(t.width - width)))
     factor = dense_forward_flops(model, px, width) / dense_forward_flops(
         base.model, base.input_px, base.width
     )

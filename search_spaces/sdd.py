@@ -34,6 +34,10 @@ CIFAR_FIXED = {
     "weight_decay": 5e-4,
     "batch_size": 128,
     "epochs": 160,
+    # OpenLTH ran PyTorch's default numerics: TF32 convolutions on Ampere and newer GPUs. Not
+    # the ResNet default (bf16, verified on REST only): the noisy-label memorisation behind the
+    # double descent is not known to survive bf16 (docs/performance.md, "Precision").
+    "precision": "tf32",
     "milestones": "80,120",
     "gamma": 0.1,
     "levels": 30,

@@ -68,3 +68,25 @@ def test_grid_cost_from_the_shipped_table_and_a_gpu_json(tmp_path, capsys):
     assert doc["paper_all_h100_hours"] > 0 and doc["paper_all_h100_hours_mps"] > 0
     assert ("simple_cnn", 28, 64) not in ThroughputTable.load(table).mps
     assert "4 trials per GPU" in doc["paper_all_basis"]
+
+
+def test_paper_all_is_recorded_at_the_largest_measured_k_below_the_share(tmp_path, capsys):
+    """A gpu.json measured at K = 1, 2 only: paper-all is recorded at K = 2, and says so."""
+    table = tmp_path / "throughput.csv"
+    table.write_text((REPO / "search_spaces" / "throughput.csv").read_text())
+    per_k = {"1": 1e6, "2": 1.5e6}
+    models = {
+        name: {"model": model, "input_size": px, "aggregate": {"per_k": per_k}}
+        for name, model, px in (
+            ("simple_cnn", "simple_cnn", 28),
+            ("resnet18", "resnet18", 32),
+            ("resnet18_224", "resnet18", 224),
+        )
+    }
+    gpu = tmp_path / "gpu.json"
+    gpu.write_text(json.dumps({"gpu": "H200", "models": models}))
+    argv = ["--grids", "paper-all", "--table", str(table), "--from-gpu-json", str(gpu)]
+    assert grid_cost.main([*argv, "--write-table"]) == 0
+    assert "recorded at 2 trials per GPU" in capsys.readouterr().out
+    doc = json.loads(gpu.read_text())
+    assert doc["paper_all_h100_hours"] > 0 and "at 2 trials per GPU" in doc["paper_all_basis"]

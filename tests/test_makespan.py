@@ -286,3 +286,30 @@ def test_gpu_json_of_the_gpu_script_gives_plain_and_mps_rows(tmp_path) -> None:
     again = ThroughputTable.load(path)
     assert again.rows == table.rows and again.mps == table.mps
     assert again.reference == table.reference
+
+
+def test_a_new_reference_is_written_on_its_own_size_row(tmp_path) -> None:
+    """A valid reference at a size the table had none for (224 px) gets its own row, and the
+    32-px reference row keeps its value: rows are matched on (model, px, width), not model."""
+    doc = {
+        "gpu": "H200",
+        "models": {
+            "resnet18_224": {
+                "model": "resnet18",
+                "input_size": 224,
+                "reference": 600.0,
+                "aggregate": {"per_k": {"1": 12000.0}},
+            }
+        },
+    }
+    base = shipped_table()
+    table = base.with_gpu_json(doc)
+    path = tmp_path / "throughput.csv"
+    path.write_text((REPO / "search_spaces" / "throughput.csv").read_text())
+    table.write(path, source="gpu.json", date="2026-11-30")
+    again = ThroughputTable.load(path)
+    assert again.reference[("resnet18", 224, 64)] == 600.0
+    assert again.reference[("resnet18", 32, 64)] == base.reference[("resnet18", 32, 64)]
+    rows = list(csv.DictReader(path.open()))
+    new = [r for r in rows if r["loop"] == "reference" and r["input_px"] == "224"]
+    assert len(new) == 1 and new[0]["gpu"] == "H200" and new[0]["date"] == "2026-11-30"

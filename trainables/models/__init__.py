@@ -33,7 +33,7 @@ MODELS: Registry[ModelInfo] = Registry("model")
 # The values live here too because the installed package cannot read benchmarks/.
 # cuda_precision: a trial's precision unless the caller sets one (docs/performance.md, "Precision";
 # H200): ResNet-18 bf16 vs tf32 moved REST accuracy +0.51 +- 0.45 points (3 seeds, spread ~2) at
-# 1.1-1.4x the speed and a fifth of the memory; SimpleCNN tf32 (PyTorch's convolution default,
+# 1.1-1.4x the speed, 0.2-0.4x the memory; SimpleCNN tf32 (PyTorch's convolution default,
 # so the REST code's numerics) runs 2.6x fp32. vgg16, mlp: not measured, strict fp32.
 MODELS.register(
     "simple_cnn",

@@ -60,8 +60,9 @@ def cudnn_autotune_off() -> Iterator[None]:
     size, partial last batches, JTT's and DFR's passes), and autotuning each costs start-up for
     no gain. Measured on an H200 (fresh process, first epoch with valid and test evaluation):
     ResNet-18 at 32 px 5.35 s with benchmark on everywhere, 4.00 s on for training only, 0.89 s
-    off everywhere; at 224 px 6.63 s against 3.52 s; steady epochs identical. On the CPU the
-    flag does nothing."""
+    off everywhere; at 224 px 6.63 s against 3.52 s; the 8-step steady epochs (28.7, 31.4 and
+    29.9 ms at 32 px) are too short to tell the variants apart. On the CPU the flag does
+    nothing."""
     saved = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False
     try:
