@@ -28,6 +28,16 @@ from trainables.methods import METHODS, PAPER_BASELINES_PENDING, method_takes
 RESERVED_KEYS = ("method", "recipe")
 
 
+class Derived:
+    """A fixed value computed when the grid is expanded, from the recipe and the ``--set``
+    overrides of that expansion. Why: a value that names another trial (an SDD branch's
+    ``branch_of`` is its parent's hash) must follow the same overrides as that trial, or a
+    ``--set`` would point it at a trial that was never planned."""
+
+    def resolve(self, recipe: str, overrides: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class Block:
     """Methods that share axes. ``axes`` keep their order: the first is the outermost loop."""
@@ -180,6 +190,10 @@ def expand(grid: Grid, overrides: Mapping[str, Any] | None = None) -> Expansion:
         for method in block.methods:
             for row in _rows(block, method):
                 row.update({k: v for k, v in values.items() if takes(method, k)})
+                row = {
+                    k: v.resolve(recipe, values) if isinstance(v, Derived) else v
+                    for k, v in row.items()
+                }
                 if method in METHODS:
                     cfg = TrialConfig.from_recipe(recipe, method=method, **row)
                     trials.setdefault(cfg.trial_hash, cfg)

@@ -10,8 +10,9 @@ enough for a CPU: 8 levels of 2 epochs.
 
 The branch grids (re-dense training; random re-initialisation and random pruning) read the
 stored levels of the ``sdd-retrain-cifar10`` lottery run: a branch names its parent by trial
-hash, and the parent's configuration is fixed here, so its hash is computed at planning time
-(:func:`lottery_parent`). Run the parent grid first (into the same experiment); a branch whose
+hash, computed when the grid is expanded (:class:`LotteryParent`) from the parent's values here
+and the same recipe and ``--set`` overrides, less the branch-only keys; so the parent grid run
+with the same ``--set`` is the parent the branches read. Run the parent grid first (into the same experiment); a branch whose
 parent level is not stored yet errors with a one-line message and runs again on ``resume``.
 Other branches: ``--set branch=... --set branch_of=<hash> --set branch_level=L``
 (docs/methods.md, prune, "Level files and branches").
@@ -19,7 +20,11 @@ Other branches: ``--set branch=... --set branch_of=<hash> --set branch_level=L``
 
 from __future__ import annotations
 
-from search_spaces.grid import Block, Grid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from search_spaces.grid import Block, Derived, Grid
 
 SEEDS = (41,)
 # The seed's CIFAR-10 training recipe (sparse_double_descent_README.md; OpenLTH's
@@ -61,22 +66,37 @@ def _grid(name: str, description: str, axes: dict, fixed: dict) -> Grid:
 BRANCH_LEVELS = (5, 10, 15, 20, 25, 30)
 
 
-def lottery_parent(seed: int) -> str:
-    """Trial hash of the ``sdd-retrain-cifar10`` lottery trial of ``seed`` (a branch's parent)."""
+def lottery_parent(
+    seed: int, recipe: str = "paper", overrides: Mapping[str, Any] | None = None
+) -> str:
+    """Trial hash of the ``sdd-retrain-cifar10`` lottery trial of ``seed`` (a branch's parent)
+    as that grid plans it under ``recipe`` and ``overrides``."""
     from trainables.config import TrialConfig
 
-    parent = TrialConfig.from_recipe(
-        "paper", method="prune", seed=seed, retrain="lottery", **CIFAR_FIXED
-    )
-    return parent.trial_hash
+    values = {**CIFAR_FIXED, **(overrides or {}), "seed": seed, "retrain": "lottery"}
+    return TrialConfig.from_recipe(recipe, method="prune", **values).trial_hash
+
+
+@dataclass(frozen=True)
+class LotteryParent(Derived):
+    """A branch's ``branch_of``: the lottery parent of ``seed`` under the expansion's recipe
+    and overrides, less the keys that only the branch has (they never reach the parent)."""
+
+    seed: int
+    branch_keys: frozenset[str]
+
+    def resolve(self, recipe: str, overrides: Mapping[str, Any]) -> str:
+        shared = {k: v for k, v in overrides.items() if k not in self.branch_keys}
+        return lottery_parent(self.seed, recipe, shared)
 
 
 def _branch_grid(name: str, description: str, branches: tuple[str, ...], extra: dict) -> Grid:
+    own = frozenset({"branch", "branch_level", "branch_of", *extra})
     blocks = tuple(
         Block.of(
             ["prune"],
             {"branch": branches, "branch_level": BRANCH_LEVELS},
-            {**CIFAR_FIXED, "seed": seed, "branch_of": lottery_parent(seed), **extra},
+            {**CIFAR_FIXED, "seed": seed, "branch_of": LotteryParent(seed, own), **extra},
         )
         for seed in SEEDS
     )

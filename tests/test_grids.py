@@ -218,3 +218,22 @@ def test_sdd_branch_grids_read_the_lottery_run_of_the_retrain_grid() -> None:
         assert {t.branch for t in trials} == branches
         assert all(t.branch_of == lottery[t.seed] for t in trials)
         assert sorted({t.branch_level for t in trials}) == [5, 10, 15, 20, 25, 30]
+
+
+def test_a_set_on_a_branch_grid_points_branch_of_at_the_parent_planned_with_it() -> None:
+    """``branch_of`` follows the overrides the parent takes (the parent grid planned with the
+    same ``--set`` has that hash), and ignores the keys only branches have."""
+
+    def lottery(overrides: dict) -> dict[int, str]:
+        trials = expand(GRIDS.get("sdd-retrain-cifar10"), overrides).trials
+        return {t.seed: t.trial_hash for t in trials if t.retrain == "lottery"}
+
+    default = lottery({})
+    for overrides in ({"precision": "fp32"}, {"epochs": 3, "recipe": "rest-code"}):
+        parents = lottery(overrides)
+        assert parents != default
+        trials = expand(GRIDS.get("sdd-reinit-cifar10"), overrides).trials
+        assert trials and all(t.branch_of == parents[t.seed] for t in trials)
+    trials = expand(GRIDS.get("sdd-redense-cifar10"), {"redense_lr": 0.01}).trials
+    assert {t.redense_lr for t in trials} == {0.01}
+    assert all(t.branch_of == default[t.seed] for t in trials)  # a branch-only key
