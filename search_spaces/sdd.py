@@ -64,6 +64,9 @@ def _grid(name: str, description: str, axes: dict, fixed: dict) -> Grid:
 
 
 BRANCH_LEVELS = (5, 10, 15, 20, 25, 30)
+# The prune fields only a branch has (branch, branch_of, branch_level, redense_*): a --set of
+# one of them never reaches the branch's parent.
+BRANCH_ONLY_PREFIXES = ("branch", "redense")
 
 
 def lottery_parent(
@@ -86,7 +89,11 @@ class LotteryParent(Derived):
     branch_keys: frozenset[str]
 
     def resolve(self, recipe: str, overrides: Mapping[str, Any]) -> str:
-        shared = {k: v for k, v in overrides.items() if k not in self.branch_keys}
+        shared = {
+            k: v
+            for k, v in overrides.items()
+            if k not in self.branch_keys and not k.startswith(BRANCH_ONLY_PREFIXES)
+        }
         return lottery_parent(self.seed, recipe, shared)
 
 
