@@ -88,6 +88,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -687,8 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         mps = Mps(work)
         try:
-            for job in plan_jobs(args, ks, only, report):
-                job.run(args, budget, report, work, mps)
+            for job in plan_jobs(args, ks, only, report, work):
+                run_job(job, args, budget, report, mps)
         finally:
             mps.stop()
     budget.save()
@@ -701,107 +703,103 @@ def main(argv: list[str] | None = None) -> int:
 MPS_MIN_S = 40.0  # the daemon, a probe and one K: not started with less time left
 
 
+@dataclass
 class Job:
-    """One measurement in the plan: its name, estimated seconds, and where its figure goes."""
+    """One measurement in the plan: its name and estimated seconds, the measurement (given the
+    children's environment), where its figure goes, and whether the MPS daemon must be up
+    (True), down (False: plain processes never share the GPU with an MPS server) or either."""
 
-    def __init__(self, what: str, estimate_s: float, kind: str, **params: Any) -> None:
-        self.what, self.estimate_s, self.kind, self.params = what, estimate_s, kind, params
+    what: str
+    estimate_s: float
+    measure: Callable[[dict[str, str] | None], Any]
+    store: Callable[[Any], None]
+    needs_mps: bool | None = None
 
-    def run(
-        self,
-        args: argparse.Namespace,
-        budget: Budget,
-        report: dict[str, Any],
-        work: Path,
-        mps: Mps,
-    ) -> None:
-        p = self.params
-        key = p.get("key")
-        entry = report["models"].get(key, {})
-        if self.kind == "peak":
-            got = budget.run(self.what, self.estimate_s, lambda: peak_bf16(**p))
-            report["peak_bf16_tflops"] = got
-        elif self.kind == "single":
-            got = budget.run(
-                self.what, self.estimate_s, lambda: measure_single(key, p["precision"], args)
-            )
-            if got is not None:
-                entry.update(got.pop("_meta"))
-                entry["variants"][p["precision"]] = got
-        elif self.kind == "reference":
-            got = budget.run(self.what, self.estimate_s, lambda: measure_reference(key, args, work))
-            if got is not None:
-                entry["reference"] = got["samples_per_s"]
-                entry["reference_detail"] = got
-        elif self.kind in ("aggregate", "aggregate_mps"):
-            env = None
-            if self.kind == "aggregate_mps":
-                env = self._mps_env(args, budget, report, mps)
-                if env is None:
-                    return
-            elif mps.started:  # plain processes never share the GPU with an MPS server
-                mps.stop()
-            got = budget.run(
-                self.what,
-                self.estimate_s,
-                lambda: measure_aggregate(key, p["k"], args, work, env=env),
-            )
-            if got is not None:
-                entry.setdefault(f"_{self.kind}", {})[str(p["k"])] = got
-        elif self.kind == "startup":
-            if mps.started:
-                mps.stop()
-            got = budget.run(
-                self.what,
-                self.estimate_s,
-                lambda: measure_startup(key, p["variant"], args, work),
-            )
-            if got is not None:
-                entry.setdefault("_startup", {})[p["variant"]] = got
 
-    def _mps_env(
-        self, args: argparse.Namespace, budget: Budget, report: dict[str, Any], mps: Mps
-    ) -> dict[str, str] | None:
-        """The children's environment with the daemon up; None (recorded once) if it is not."""
-        if mps.started:
-            return mps.env
-        if any(s["what"] == "mps" for s in report["skipped"]):
-            return None
-        reason = None
-        if not args.device.startswith("cuda"):
-            reason = "no CUDA device"
-        elif budget.left() < MPS_MIN_S:
-            reason = f"under {MPS_MIN_S:g} s left"
-        else:
-            reason = mps.start()
-        if reason is not None:
-            report["skipped"].append({"what": "mps", "reason": reason})
-            return None
+def run_job(
+    job: Job, args: argparse.Namespace, budget: Budget, report: dict[str, Any], mps: Mps
+) -> None:
+    env = None
+    if job.needs_mps:
+        env = mps_env(args, budget, report, mps)
+        if env is None:
+            return
+    elif job.needs_mps is False and mps.started:
+        mps.stop()
+    got = budget.run(job.what, job.estimate_s, lambda: job.measure(env))
+    if got is not None:
+        job.store(got)
+
+
+def mps_env(
+    args: argparse.Namespace, budget: Budget, report: dict[str, Any], mps: Mps
+) -> dict[str, str] | None:
+    """The children's environment with the daemon up; None (recorded once) if it is not."""
+    if mps.started:
         return mps.env
+    if any(s["what"] == "mps" for s in report["skipped"]):
+        return None
+    reason = None
+    if not args.device.startswith("cuda"):
+        reason = "no CUDA device"
+    elif budget.left() < MPS_MIN_S:
+        reason = f"under {MPS_MIN_S:g} s left"
+    else:
+        reason = mps.start()
+    if reason is not None:
+        report["skipped"].append({"what": "mps", "reason": reason})
+        return None
+    return mps.env
 
 
 def plan_jobs(
-    args: argparse.Namespace, ks: list[int], only: set[str], report: dict[str, Any]
+    args: argparse.Namespace, ks: list[int], only: set[str], report: dict[str, Any], work: Path
 ) -> list[Job]:
     """Every measurement in priority order: what the headline figures need first (peak, the
     single-trial variants for MFU, the reference for the ratios, the Simple CNN aggregates with
     and without MPS), then the ResNet aggregates, start-up, and the largest K last."""
     scale = 0.05 if args.tiny else 1.0  # estimates (s) below are for an H100/H200
+    models = report["models"]
     jobs: list[Job] = []
     if "peak" in only:
         seconds = 2 * scale + 0.1
         jobs.append(
-            Job("peak_bf16", 5 * scale, "peak", device=args.device, tiny=args.tiny, seconds=seconds)
+            Job(
+                "peak_bf16",
+                5 * scale,
+                lambda _env: peak_bf16(args.device, args.tiny, seconds),
+                lambda got: report.update(peak_bf16_tflops=got),
+            )
         )
+
+    def store_single(got: dict[str, Any], key: str, precision: str) -> None:
+        models[key].update(got.pop("_meta"))
+        models[key]["variants"][precision] = got
+
+    def store_reference(got: dict[str, Any], key: str) -> None:
+        models[key].update(reference=got["samples_per_s"], reference_detail=got)
+
     if "single" in only:
         for key in ("resnet18_224", "simple_cnn", "resnet18"):
             for precision in PRECISIONS[key]:
-                est = (25 if key == "resnet18_224" else 12) * scale
                 jobs.append(
-                    Job(f"single {key} {precision}", est, "single", key=key, precision=precision)
+                    Job(
+                        f"single {key} {precision}",
+                        (25 if key == "resnet18_224" else 12) * scale,
+                        lambda _env, k=key, p=precision: measure_single(k, p, args),
+                        lambda got, k=key, p=precision: store_single(got, k, p),
+                    )
                 )
     if "reference" in only:
-        jobs += [Job(f"reference {key}", 20 * scale, "reference", key=key) for key in MODELS]
+        jobs += [
+            Job(
+                f"reference {key}",
+                20 * scale,
+                lambda _env, k=key: measure_reference(k, args, work),
+                lambda got, k=key: store_reference(got, k),
+            )
+            for key in MODELS
+        ]
     # Tiny (CI): one model per child-process path; the code is the same for every model.
     aggregate_models = AGGREGATE_MODELS[:1] if args.tiny else AGGREGATE_MODELS
     startup_models = ("resnet18",) if args.tiny else ("resnet18", "resnet18_224", "simple_cnn")
@@ -811,29 +809,42 @@ def plan_jobs(
         report["skipped"].append({"what": f"startup {key}", "reason": "--tiny"})
     late: list[Job] = []  # the largest K of the ResNet: after start-up
 
-    def aggregates(key: str, kind: str) -> None:
-        if kind.removeprefix("aggregate_") not in only and kind not in only:
+    def aggregates(key: str, with_mps: bool) -> None:
+        if ("mps" if with_mps else "aggregate") not in only:
             return
+        field = "_aggregate_mps" if with_mps else "_aggregate"
         for k in ks:
-            if kind == "aggregate_mps" and k == 1:
+            if with_mps and k == 1:
                 continue
-            est = (12 + args.window_s + k) * (scale if args.tiny else 1)
-            job = Job(f"{kind} {key} K={k}", est, kind, key=key, k=k)
+            job = Job(
+                f"{field[1:]} {key} K={k}",
+                (12 + args.window_s + k) * (scale if args.tiny else 1),
+                lambda env, key=key, k=k: measure_aggregate(key, k, args, work, env=env),
+                lambda got, key=key, k=k: models[key].setdefault(field, {}).update({str(k): got}),
+                needs_mps=with_mps,
+            )
             (late if key != "simple_cnn" and k >= 8 else jobs).append(job)
 
     for key in aggregate_models:
-        aggregates(key, "aggregate")
-        aggregates(key, "aggregate_mps")
+        aggregates(key, with_mps=False)
+        aggregates(key, with_mps=True)
     if "startup" in only:
         order = [("resnet18", "on"), ("resnet18", "cut"), ("resnet18_224", "on")]
         order += [("resnet18_224", "cut"), ("resnet18", "off"), ("simple_cnn", "on")]
         order += [("simple_cnn", "cut"), ("resnet18_224", "off"), ("simple_cnn", "off")]
         for key, variant in order:
             if key in startup_models:
-                est = {"resnet18": 30, "resnet18_224": 40, "simple_cnn": 10}[key] * scale
-                job = Job(f"startup {key} cudnn.benchmark={variant}", est, "startup")
-                job.params.update(key=key, variant=variant)
-                jobs.append(job)
+                jobs.append(
+                    Job(
+                        f"startup {key} cudnn.benchmark={variant}",
+                        {"resnet18": 30, "resnet18_224": 40, "simple_cnn": 10}[key] * scale,
+                        lambda _env, k=key, v=variant: measure_startup(k, v, args, work),
+                        lambda got, k=key, v=variant: (
+                            models[k].setdefault("_startup", {}).update({v: got})
+                        ),
+                        needs_mps=False,
+                    )
+                )
     return jobs + late
 
 
