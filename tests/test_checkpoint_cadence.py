@@ -17,6 +17,7 @@ import pytest
 import search_spaces
 from rest_sweep import ledger as ledgers
 from rest_sweep.cli import main as cli_main
+from tests.fixtures.data import cpu_config
 from trainables.checkpoints import FIXED_BYTES, ROW_BYTES, network_weights, trial_volume
 from trainables.config import ConfigError, TrialConfig, parse_assignments
 from trainables.results import (
@@ -35,18 +36,7 @@ TOLERANCE = 0.10
 
 
 def make_config(root, **overrides) -> TrialConfig:
-    values = dict(
-        dataset="cmnist",
-        ratio=1.0,
-        method="erm",
-        epochs=5,
-        data_root=str(root),
-        device="cpu",
-        seed=41,
-        width=8,
-    )
-    values.update(overrides)
-    return TrialConfig.from_recipe("paper", **values)
+    return cpu_config(root, **{"epochs": 5, **overrides})
 
 
 def stable(rows):

@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 
+from tests.fixtures.data import cpu_config
 from trainables.config import PRECISIONS, TrialConfig, parse_assignments, recipe_defaults
 from trainables.datasets import DATASETS
 from trainables.models import MODELS
@@ -122,17 +123,7 @@ def test_field_default_stays_fp32_so_stored_trials_keep_their_hash():
 
 
 def _tiny(root, precision: str) -> TrialConfig:
-    return TrialConfig.from_recipe(
-        "paper",
-        dataset="cmnist",
-        ratio=1.0,
-        method="erm",
-        epochs=1,
-        data_root=str(root),
-        device="cpu",
-        width=8,
-        precision=precision,
-    )
+    return cpu_config(root, precision=precision)
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -25,6 +25,7 @@ from rest_sweep.preflight import (
     probe_node,
     refuse_failed_nodes,
 )
+from tests.fixtures.data import cpu_config
 from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.results import EXPERIMENT_FILE, ExperimentStore
@@ -170,16 +171,7 @@ def test_tune_sees_the_epoch_as_timesteps_total(tmp_path, tiny_cmnist_root, monk
     reported: list[dict] = []
     monkeypatch.setattr(tune, "report", lambda row: reported.append(dict(row)))
     store = _store(tmp_path)
-    cfg = TrialConfig.from_recipe(
-        "paper",
-        dataset="cmnist",
-        ratio=1.0,
-        method="erm",
-        epochs=2,
-        width=8,
-        data_root=str(tiny_cmnist_root),
-        device="cpu",
-    )
+    cfg = cpu_config(tiny_cmnist_root, epochs=2)
     uri = store.trial_uri(cfg.trial_hash)
     params = {"trial": {"hash": cfg.trial_hash, "name": "t", "uri": uri, "config": cfg.to_dict()}}
     ray_trainable.train_trial(params)
@@ -250,17 +242,7 @@ def test_a_staged_trial_reports_every_epoch_live_and_only_its_last_after_the_sum
     from trainables import ray_trainable
 
     store = _store(tmp_path)
-    cfg = TrialConfig.from_recipe(
-        "paper",
-        dataset="cmnist",
-        ratio=1.0,
-        method="prune",
-        epochs=1,
-        levels=2,
-        width=8,
-        data_root=str(tiny_cmnist_root),
-        device="cpu",
-    )
+    cfg = cpu_config(tiny_cmnist_root, method="prune", levels=2)
     uri = store.trial_uri(cfg.trial_hash)
     summary = Path(uri) / "summary.json"
     seen: list[tuple[int, bool]] = []
