@@ -109,6 +109,51 @@ def _variants(df: pd.DataFrame) -> pd.Series:
     return out
 
 
+@dataclass(frozen=True)
+class DataName:
+    """What the tables call one dataset's data, and whether the paper's numbers may be put
+    beside it: ``why`` says why not ("Colored Fashion-MNIST stand-in"), "" when they may."""
+
+    name: str
+    comparable: bool
+    why: str = ""
+
+
+NOT_RECORDED = "data source not recorded"
+
+
+def data_names(df: pd.DataFrame) -> dict[str, DataName]:
+    """Per dataset, the data its numbers come from (the ``data_*`` columns of its finished
+    trials, else of all its trials): the one ``data_title`` they share ("Colored Fashion-MNIST"),
+    comparable when every one is; several titles, or some trials with no record, are listed in
+    the registry name ("CMNIST (mixed data: Colored Fashion-MNIST, Colored MNIST)") and not
+    comparable; no record at all gives "CMNIST (data source not recorded)", not comparable
+    (docs/analysis.md). A frame without the columns (built by hand) keeps the registry name."""
+    out: dict[str, DataName] = {}
+    if df.empty or "dataset" not in df.columns:
+        return out
+    for dataset, rows in df.groupby("dataset", sort=True):
+        short = DATASETS.get(dataset).display_name if dataset in DATASETS else str(dataset)
+        if "data_record" not in rows.columns:
+            out[dataset] = DataName(short, True)
+            continue
+        done = rows[rows["status"] == "finished"] if "status" in rows.columns else rows
+        considered = done if not done.empty else rows
+        known = considered[considered["data_record"].fillna("none") != "none"]
+        titles = sorted({str(t) for t in known["data_title"].dropna()})
+        unknown = len(known) < len(considered)
+        if not titles:
+            out[dataset] = DataName(f"{short} ({NOT_RECORDED})", False, NOT_RECORDED)
+        elif len(titles) == 1 and not unknown:
+            comparable = all(not pd.isna(v) and bool(v) for v in known["data_comparable"])
+            why = "" if comparable else f"{titles[0]} stand-in"
+            out[dataset] = DataName(titles[0], comparable, why)
+        else:
+            listed = ", ".join([*titles, *([NOT_RECORDED] if unknown else [])])
+            out[dataset] = DataName(f"{short} (mixed data: {listed})", False, "mixed data")
+    return out
+
+
 def labels_text(values: pd.Series) -> str | None:
     """The labels a cell's trials read (``none`` / ``bias`` / ``group``), one value normally;
     several joined by ``/`` (a cell mixing them); None when no trial says."""
@@ -122,6 +167,7 @@ def aggregate(df: pd.DataFrame, choice: MetricChoice) -> pd.DataFrame:
     present count as done."""
     columns = [
         *KEY,
+        "data",
         *_FACTS,
         "n_planned",
         "n_done",
@@ -157,6 +203,8 @@ def aggregate(df: pd.DataFrame, choice: MetricChoice) -> pd.DataFrame:
     )
     out = planned.to_frame().join(facts, how="left").join(stats, how="left").reset_index()
     out["n_done"] = out["n_done"].fillna(0).astype(int)
+    names = data_names(df)
+    out["data"] = [names[d].name if d in names else str(d) for d in out["dataset"]]
     return out[columns]
 
 

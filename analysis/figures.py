@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.cells import MetricChoice, aggregate, is_sparse
+from analysis.cells import MetricChoice, aggregate, data_names, is_sparse
 from analysis.tables import DATASET_NAMES, METHOD_ORDER, method_label
 from trainables.results import (
     ACC_CONFLICTING,
@@ -40,6 +40,12 @@ COLORS = {
 _FALLBACK = ("#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31")
 # Figure 3 of the paper: solid = bias-conflicting test accuracy, dashed = unbiased.
 CURVE_METRICS = (("conflicting", "solid", "bias-conflicting"), ("unbiased", "dash", "unbiased"))
+
+
+def _data_name(df: pd.DataFrame, dataset: str) -> str:
+    """The figure title's name of the data (analysis.cells.data_names, as the tables)."""
+    name = data_names(df[df["dataset"] == dataset]).get(dataset)
+    return name.name if name is not None else DATASET_NAMES.get(dataset, dataset)
 
 
 def color(method: str) -> str:
@@ -103,7 +109,7 @@ def density_curves(
     )
     fig.update_yaxes(title_text="test accuracy (%)", col=1)
     fig.update_layout(
-        title=f"{DATASET_NAMES.get(dataset, dataset)}, {recipe} recipe: test accuracy vs density "
+        title=f"{_data_name(df, dataset)}, {recipe} recipe: test accuracy vs density "
         f"({epoch} epoch)<br><sup>solid = bias-conflicting, dashed = unbiased, band = ± std over "
         "seeds, flat lines = dense methods</sup>",
         height=440,
@@ -236,7 +242,7 @@ def flops_scatter(df: pd.DataFrame, dataset: str, choice: MetricChoice) -> go.Fi
     fig.update_xaxes(type="log", title_text="training FLOPs / dense (log)")
     fig.update_yaxes(title_text=f"{choice.describe(dataset)} (%)")
     fig.update_layout(
-        title=f"{DATASET_NAMES.get(dataset, dataset)}: accuracy vs training FLOPs (one point per trial)",
+        title=f"{_data_name(df, dataset)}: accuracy vs training FLOPs (one point per trial)",
         height=420,
         width=760,
         template="plotly_white",

@@ -3,7 +3,9 @@ table that puts our reproduced numbers beside them.
 
 The paper gives one number per cell (no std, no selection rule). We show both our
 validation-chosen and test-chosen density for sparse methods, with the recipe that produced
-each number, and the difference to the paper for the validation-chosen one.
+each number, and the difference to the paper for the validation-chosen one, except for data
+that are not the paper's (a stand-in such as Colored Fashion-MNIST, trials with no record of
+their data, mixed data: :func:`analysis.cells.data_names`), where it says why instead.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from importlib import resources
 
 import pandas as pd
 
-from analysis.cells import MetricChoice, aggregate
+from analysis.cells import DataName, MetricChoice, aggregate, data_names
 from analysis.parquet import registry_labels
 from analysis.tables import (
     DATASET_NAMES,
@@ -51,7 +53,10 @@ def paper_numbers() -> pd.DataFrame:
     return df
 
 
-def _delta(ours: Cell, paper: float) -> str:
+def _delta(ours: Cell, paper: float, data: DataName) -> str:
+    """Ours − paper; none for data that may not be put beside the paper's (a stand-in)."""
+    if not data.comparable:
+        return f"not comparable ({data.why})"
     if not ours.shown or ours.mean is None:
         return MISSING
     return f"{ours.mean - paper:+.1f}"
@@ -75,6 +80,7 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
         "Δ valid-chosen − paper",
     ]
     rows: list[list[str | Cell]] = []
+    names = data_names(df)
     have = cells[["dataset", "ratio"]].drop_duplicates() if not cells.empty else pd.DataFrame()
     for _, p in paper.iterrows():
         if (
@@ -93,20 +99,22 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
         )
         labels = cell_labels(mine, p["method"]) or registry_labels({"method": p["method"]})
         recipes = sorted(mine["recipe"].unique()) if not mine.empty else ["—"]
+        short = DATASET_NAMES.get(p["dataset"], p["dataset"])
+        data = names.get(p["dataset"], DataName(short, True))
         for recipe in recipes:
             ours = mine[mine["recipe"] == recipe]
             valid, test = method_cells(ours, p["method"], min_seeds, with_test=True)
             rows.append(
                 [
                     str(p["table"]),
-                    DATASET_NAMES.get(p["dataset"], p["dataset"]),
+                    data.name,
                     f"{p['ratio']:g}",
                     labelled(p["method"], "", labels),
                     recipe,
                     paper_text,
                     valid,
                     test,
-                    _delta(valid, float(p["accuracy"])),
+                    _delta(valid, float(p["accuracy"]), data),
                 ]
             )
     notes = [
@@ -117,6 +125,10 @@ def comparison(df: pd.DataFrame, epoch: str = "selected", min_seeds: int | None 
         "The paper prints 63.5 (Table 2) and 63.6 (Table 3) for the same BFFHQ REST cell.",
         f"Ours: mean ± std over seeds at the {epoch} epoch; {MISSING} (done/planned) = missing.",
         "Rows appear only for the (dataset, ratio) pairs this experiment has.",
+        "Dataset names the data our numbers come from. 'not comparable (...)' replaces the "
+        "difference where they are not the paper's: a stand-in such as Colored "
+        "Fashion-MNIST, trials with no record of their data (older results), or a dataset "
+        "whose trials used different data.",
         LABELS_NOTE,
     ]
     title = "Comparison with the paper (Tables 2 and 3)"

@@ -24,6 +24,7 @@ from analysis.schema import (
     epochs_schema,
     trials_schema,
 )
+from trainables.data.provenance import trial_data_source
 from trainables.results import DENSITY, EPOCH, EPOCH_TIME_S, TRAIN_FLOPS, Location
 
 TRIALS_FILE = "trials.parquet"
@@ -96,8 +97,32 @@ def _metric_values(prefix: str, row: dict[str, Any] | None) -> dict[str, float |
     return {prefix + name: _number(row.get(name)) for name in METRIC_NAMES}
 
 
-def trial_row(record: TrialRecord, config_names: list[str]) -> dict[str, Any]:
-    """One trials.parquet row: config, status, final/selected metrics, costs."""
+def data_columns(
+    record: TrialRecord, data_root: str | None = None, cache: dict | None = None
+) -> dict[str, Any]:
+    """``data_title``, ``data_images``, ``data_comparable``, ``data_record``: the trial's own
+    record (summary), else ``<data_root>/<dataset>/source.json`` read now (the trial's
+    ``data_root``, else ``data_root``: the ledger's), else nulls with ``data_record`` "none"."""
+    dataset = str(record.config.get("dataset", ""))
+    root = str(record.config.get("data_root") or data_root or "")
+    source, found = trial_data_source(dataset, record.summary, root, cache)
+    source = source or {}
+    return {
+        "data_title": source.get("title"),
+        "data_images": source.get("images"),
+        "data_comparable": source.get("comparable"),
+        "data_record": found,
+    }
+
+
+def trial_row(
+    record: TrialRecord,
+    config_names: list[str],
+    data_root: str | None = None,
+    cache: dict | None = None,
+) -> dict[str, Any]:
+    """One trials.parquet row: config, status, final/selected metrics, costs, which data
+    (``data_root``: the ledger's, for trials whose config names none)."""
     summary = record.summary or {}
     last = record.metrics[-1] if record.metrics else None
     final = summary.get("final") or last
@@ -112,6 +137,7 @@ def trial_row(record: TrialRecord, config_names: list[str]) -> dict[str, Any]:
         "selected_epoch": _integer(summary.get("selected_epoch")),
         "labels_used": str(summary.get("labels_used") or "") or registry_labels(record.config),
         "networks": _integer(summary.get("networks")),
+        **data_columns(record, data_root, cache),
         "config_json": json.dumps(record.config, sort_keys=True),
     }
     row.update({CFG_PREFIX + n: record.config.get(n) for n in config_names})
@@ -179,7 +205,9 @@ def trials_table(experiment: Experiment) -> pa.Table:
     """Exactly one row per planned trial, whatever restores and retries happened."""
     schema = trials_schema()
     config_names = [f.name[len(CFG_PREFIX) :] for f in schema if f.name.startswith(CFG_PREFIX)]
-    rows = [trial_row(record, config_names) for record in experiment.trials]
+    data_root = str(experiment.ledger.get("data_root") or "")
+    cache: dict = {}  # one read of a data root's source.json, not one per trial
+    rows = [trial_row(record, config_names, data_root, cache) for record in experiment.trials]
     for row in rows:
         _coerce_config(row, schema)
     rows.sort(key=_sort_key)

@@ -15,7 +15,7 @@ import pandas as pd
 from plotly.offline import get_plotlyjs
 
 from analysis import figures, levels, render
-from analysis.cells import labels_text
+from analysis.cells import data_names, labels_text
 from analysis.export import figure_div
 from analysis.schema import STATUSES
 from analysis.tables import DATASET_NAMES, labelled, method_label
@@ -133,7 +133,7 @@ def missing_cells(cells: pd.DataFrame) -> str:
     todo = cells[cells["n_done"] < cells["n_planned"]]
     rows = [
         [
-            DATASET_NAMES.get(r["dataset"], r["dataset"]),
+            r["data"] if "data" in r else DATASET_NAMES.get(r["dataset"], r["dataset"]),
             f"{r['ratio']:g}",
             r["recipe"],
             method_label(r["method"], r["variant"]),
@@ -149,6 +149,18 @@ def missing_cells(cells: pd.DataFrame) -> str:
     )
     header = ["dataset", "ratio (%)", "recipe", "method", "density", "finished/planned"]
     return f"<h3>Missing cells ({len(todo)})</h3>" + _simple_table(header, rows) + more
+
+
+def data_line(df: pd.DataFrame) -> str:
+    """One line naming each dataset's data and whether it may be compared with the paper."""
+    parts = []
+    for dataset, name in data_names(df).items():
+        part = f"<code>{_esc(dataset)}</code> = {_esc(name.name)}"
+        if not name.comparable:  # the name already says "mixed" / "not recorded"
+            why = "" if name.why in name.name else f": {name.why}"
+            part += f" (not comparable with the paper{_esc(why)})"
+        parts.append(part)
+    return f"<p class='meta'>Data: {'; '.join(parts)}.</p>" if parts else ""
 
 
 def recipe_section(df: pd.DataFrame) -> str:
@@ -253,6 +265,7 @@ def report_html(analysis: Analysis) -> str:
         [
             f"<h1>rest-sweep report: {_esc(exp.name)}</h1>",
             meta,
+            data_line(analysis.frame),
             nav,
             status_section(analysis),
             recipe_section(analysis.frame),

@@ -16,7 +16,7 @@ from trainables.config import TrialConfig, field_help
 from trainables.results import EPOCH, METRIC_HELP, TRIAL_STATES
 from trainables.results import EPOCH_METRICS as RESULT_METRICS
 
-SCHEMA_VERSION = "2"  # 2: labels_used, networks
+SCHEMA_VERSION = "3"  # 2: labels_used, networks; 3: data_title/images/comparable/record
 CFG_PREFIX = "cfg_"
 FINAL_PREFIX = "final_"
 SEL_PREFIX = "sel_"
@@ -75,6 +75,30 @@ def trial_columns() -> list[Column]:
         ),
         Column(
             "networks", i64, "networks the method trains (summary; null until the trial finishes)"
+        ),
+        Column(
+            "data_title",
+            s,
+            "the data the numbers come from, e.g. Colored MNIST / Colored Fashion-MNIST "
+            "(the bundle's source.json; null when not recorded)",
+        ),
+        Column(
+            "data_images",
+            s,
+            "the images the bundle was made from (MNIST, Fashion-MNIST, the authors' bundle, ...; "
+            "null when not recorded)",
+        ),
+        Column(
+            "data_comparable",
+            pa.bool_(),
+            "whether the numbers may be put beside the paper's (false for a stand-in; null "
+            "when not recorded)",
+        ),
+        Column(
+            "data_record",
+            s,
+            "where data_* come from: summary (the trial's own record) / data root (the data "
+            "root's source.json read at analysis time) / none",
         ),
     ]
     metrics = [Column(FINAL_PREFIX + n, f64, f"last recorded epoch: {m}") for n, m in EPOCH_METRICS]

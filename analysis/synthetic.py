@@ -13,18 +13,23 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import MISSING, fields
 from typing import Any
 
 from analysis.parquet import registry_labels
 from trainables import results as R
 from trainables.config import TrialConfig, recipe_defaults
+from trainables.data.provenance import data_source
 from trainables.results import ExperimentStore
 
 TOTAL_PARAMS = {"simple_cnn": 661_000, "resnet18": 11_170_000}
 DENSE_INFERENCE_FLOPS = {"simple_cnn": 3.44e9 / 100, "resnet18": 3.27e9 / 100}
 # Methods that train two networks (both counted in train_flops); every other one trains one.
 NETWORKS = {"lff": 2, "disent": 2}
+# The trials' data by default: the authors' bundle (no source.json), as a trial records it.
+AUTHORS = "authors"
+Source = Mapping[str, Any] | str | None  # AUTHORS, a source.json record, or None: no record
 
 
 def _defaults() -> dict[str, Any]:
@@ -111,8 +116,13 @@ def epoch_rows(
     return rows
 
 
-def summary_of(config: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """summary.json as run_trial writes it (selection: best valid worst-group accuracy)."""
+def summary_of(
+    config: dict[str, Any], rows: list[dict[str, Any]], source: Source = AUTHORS
+) -> dict[str, Any]:
+    """summary.json as run_trial writes it (selection: best valid worst-group accuracy).
+
+    ``source``: the trial's data (:data:`AUTHORS`, or a bundle's source.json record); None
+    leaves ``data_source`` out, as in results made before trials recorded it."""
     selected = (
         rows[-1]
         if config["selection"] == "last"
@@ -121,6 +131,10 @@ def summary_of(config: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, 
     total = TOTAL_PARAMS.get(config["model"], 1_000_000)
     dense = DENSE_INFERENCE_FLOPS.get(config["model"], 1e7)
     density = float(config["density"])
+    extra = {}
+    if source is not None:
+        record = None if source == AUTHORS else source
+        extra["data_source"] = data_source(config["dataset"], record)
     return {
         "trial_hash": config_hash(config),
         "status": "finished",
@@ -143,6 +157,7 @@ def summary_of(config: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, 
         "device": "cpu",
         "gpu_name": "",
         "attempts": 1,
+        **extra,
     }
 
 
@@ -152,10 +167,12 @@ def write_trial(
     *,
     status: str = "finished",
     epochs_done: int | None = None,
+    source: Source = AUTHORS,
 ) -> str:
     """Write one trial folder in the state ``status`` (finished / running / errored /
     stopped / pending); returns its hash. ``stopped`` writes what an interrupted attempt leaves
-    (state.json "interrupted"), which the trial-state rule reports as pending, interrupted."""
+    (state.json "interrupted"), which the trial-state rule reports as pending, interrupted.
+    ``source``: the data the summary records (see :func:`summary_of`)."""
     trial_hash = config_hash(config)
     if status == "pending":
         return trial_hash
@@ -170,7 +187,7 @@ def write_trial(
     trial.write_config(config)
     trial.write_metrics(rows)
     if status == "finished":
-        trial.write_summary(summary_of(config, rows))
+        trial.write_summary(summary_of(config, rows, source))
         trial.write_state("finished", attempt=1, epoch=done)
     elif status == "errored":
         trial.write_error(
@@ -231,14 +248,16 @@ def write_experiment(
     *,
     statuses: dict[str, str] | None = None,
     grid: str = "synthetic",
+    source: Source = AUTHORS,
 ) -> ExperimentStore:
-    """Ledger + trial folders; ``statuses`` maps a trial hash to its state (default finished)."""
+    """Ledger + trial folders; ``statuses`` maps a trial hash to its state (default finished);
+    ``source``: the data every finished trial records (see :func:`summary_of`)."""
     store = ExperimentStore(storage, name)
     statuses = statuses or {}
     trials = {}
     for config in configs:
         trial_hash = write_trial(
-            store, config, status=statuses.get(config_hash(config), "finished")
+            store, config, status=statuses.get(config_hash(config), "finished"), source=source
         )
         trials[trial_hash] = config
     store.write_ledger(

@@ -163,10 +163,27 @@ LABELS_NOTE = (
 )
 
 
-def _row_head(key: tuple, choice: MetricChoice) -> list[str]:
+def data_name(cells: pd.DataFrame, dataset: str) -> str:
+    """What the tables call ``dataset``'s data: the cells' ``data`` column (the data title,
+    analysis.cells.data_names), else the registry's display name."""
+    if "data" in cells.columns:
+        names = cells.loc[cells["dataset"] == dataset, "data"].dropna()
+        if not names.empty:
+            return str(names.iloc[0])
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+DATA_NOTE = (
+    "Dataset: the data the numbers come from, as each trial recorded its bundle "
+    "(source.json; the authors' download has none and is the paper's own data), e.g. "
+    "'Colored Fashion-MNIST', an offline stand-in for the paper's Colored MNIST."
+)
+
+
+def _row_head(key: tuple, choice: MetricChoice, group: pd.DataFrame) -> list[str]:
     dataset, model, ratio, recipe = key
     return [
-        DATASET_NAMES.get(dataset, dataset),
+        data_name(group, dataset),
         str(model),
         f"{float(ratio):g}",
         str(recipe),
@@ -187,6 +204,7 @@ def _notes(choice: MetricChoice, min_seeds: int | None) -> list[str]:
         "'test-chosen' columns choose it on the test mean (what the paper appears to do).",
         "[n/N seeds]: fewer seeds than planned; *k/K: best among the k of K densities done.",
         f"Epoch: {choice.epoch} ({epoch_rule}).",
+        DATA_NOTE,
     ]
 
 
@@ -201,7 +219,7 @@ def table2(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
             header.append(name + " (test-chosen)")
     rows: list[list[str | Cell]] = []
     for key, group in cells.groupby(ROW_KEY, sort=True):
-        row: list[str | Cell] = list(_row_head(key, choice))
+        row: list[str | Cell] = list(_row_head(key, choice, group))
         for method, variant in methods:
             mine = group[(group["method"] == method) & (group["variant"] == variant)]
             row.extend(method_cells(mine, method, min_seeds, with_test=method == "rest"))
@@ -234,7 +252,7 @@ def table3(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
         header += [name, name + " (test-chosen)"]
     rows: list[list[str | Cell]] = []
     for key, group in cells.groupby(ROW_KEY, sort=True):
-        row: list[str | Cell] = list(_row_head(key, choice))
+        row: list[str | Cell] = list(_row_head(key, choice, group))
         for method, variant in sparse:
             mine = group[(group["method"] == method) & (group["variant"] == variant)]
             row.extend(method_cells(mine, method, min_seeds, with_test=True))
@@ -285,7 +303,7 @@ def table1(cells: pd.DataFrame, choice: MetricChoice, min_seeds: int | None = No
     rows: list[list[str | Cell]] = []
     for key, group, method, variant, mine, sparse, pick in _chosen_cells(cells, min_seeds):
         labels = cell_labels(group, method, variant)
-        head = [*_row_head(key, choice)[:4], labelled(method, variant, labels)]
+        head = [*_row_head(key, choice, group)[:4], labelled(method, variant, labels)]
         if not pick.shown:
             rows.append(
                 [*head, MISSING, MISSING, MISSING, MISSING, f"{pick.n_done}/{pick.n_planned}"]
@@ -368,7 +386,7 @@ def methods_table(
         "Seeds",
     ]
     rows: list[list[str | Cell]] = []
-    for key, _group, method, variant, mine, sparse, pick in _chosen_cells(cells, min_seeds):
+    for key, group, method, variant, mine, sparse, pick in _chosen_cells(cells, min_seeds):
         density = pick.density if sparse else float(mine.iloc[0]["density"])
         trials = frame[
             (frame["dataset"] == key[0])
@@ -386,7 +404,7 @@ def methods_table(
         flops = finished["train_flops_ratio"].dropna()
         labels = labels_text(trials["labels_used"]) if "labels_used" in trials else None
         row: list[str | Cell] = [
-            *_row_head(key, choice)[:4],
+            *_row_head(key, choice, group)[:4],
             method_label(method, variant),
             labels or MISSING,
             f"{int(networks.max())}" if not networks.empty else MISSING,

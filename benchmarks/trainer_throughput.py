@@ -78,7 +78,8 @@ def make_bench_bundle(root: Path, dataset: str, n_train: int, n_eval: int, sourc
     )
     train = read_mnist_format(source, "train")
     test = read_mnist_format(source, "test")
-    write_bundle(plan, root, train, test, render)
+    provenance = {"generator": "benchmark: coloured MNIST-format images padded to 32 px"}
+    write_bundle(plan, root, train, test, render, provenance=provenance)
     return root
 
 

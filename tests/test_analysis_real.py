@@ -114,6 +114,9 @@ def test_real_trials_to_parquet(real_experiment: dict, tmp_path: Path) -> None:
             assert row["final_valid_worst_group_acc"] == pytest.approx(worst)
         assert row["nonzero_params"] == summary["nonzero_params"]
         assert row["labels_used"] == summary["labels_used"]
+        assert row["data_record"] == "summary"  # the bundle's source.json, as the trial read it
+        assert row["data_title"] == summary["data_source"]["title"]
+        assert row["data_comparable"] == summary["data_source"]["comparable"]
         assert row["networks"] == summary["networks"] == 1
         assert row["inference_flops_ratio"] == pytest.approx(
             summary["inference_flops"] / summary["dense_inference_flops"]

@@ -4,6 +4,10 @@ Besides the contract (shape, dtype, determinism, errors) the tests pin per-corru
 so any behaviour change shows up, check the monotone trends the level tables promise, and check
 that the ten corruptions are told apart by a nearest-centroid classifier on simple image
 features: that is what makes the bias learnable in Corrupted CIFAR-10.
+
+Frost runs with the procedural fallback texture here unless a test asks for the reference
+photographs (the ``frost_dir`` fixture); the photographs themselves are tested in
+``tests/test_frost.py``.
 """
 
 from __future__ import annotations
@@ -18,10 +22,18 @@ from scipy import ndimage
 
 from trainables.data.corruption_ops import hsv_to_rgb, rgb_to_hsv
 from trainables.data.corruptions import CORRUPTIONS, LEVELS, TYPE0, corrupt
+from trainables.data.frost import FrostLayer, frost_layer
 from trainables.errors import UserError
 
 RANDOM = ("snow", "frost", "fog", "spatter", "elastic")
 FIXED = ("brightness", "contrast", "jpeg", "pixelate", "saturate")
+PROCEDURAL = "procedural"  # the frost layer of every test that needs no photographs
+
+
+@pytest.fixture(scope="module")
+def reference_frost(frost_dir: Path) -> FrostLayer:
+    """The reference frost layer (the checked photographs); skips where they are missing."""
+    return frost_layer("reference", frost_dir)
 
 
 def _fmnist(fmnist_dir: Path) -> np.ndarray:
@@ -84,7 +96,7 @@ def test_shape_dtype_every_level(name: str, images: list[np.ndarray]) -> None:
     ]
     for level in LEVELS:
         for image in images[:3] + odd_sizes:
-            out = corrupt(image, name, level, np.random.default_rng(level))
+            out = corrupt(image, name, level, np.random.default_rng(level), frost=PROCEDURAL)
             assert out.shape == image.shape and out.dtype == np.uint8
 
 
@@ -124,15 +136,18 @@ def test_numpy_integer_level_is_accepted(images: list[np.ndarray]) -> None:
 @pytest.mark.parametrize("name", TYPE0)
 def test_deterministic_for_a_seed(name: str, images: list[np.ndarray]) -> None:
     for level in LEVELS:
-        a = corrupt(images[1], name, level, np.random.default_rng(5))
-        b = corrupt(images[1], name, level, np.random.default_rng(5))
+        a = corrupt(images[1], name, level, np.random.default_rng(5), frost=PROCEDURAL)
+        b = corrupt(images[1], name, level, np.random.default_rng(5), frost=PROCEDURAL)
         assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", RANDOM)
 def test_seeds_differ_for_random_corruptions(name: str, images: list[np.ndarray]) -> None:
     for level in LEVELS:
-        outs = [corrupt(images[2], name, level, np.random.default_rng(s)) for s in (1, 2)]
+        outs = [
+            corrupt(images[2], name, level, np.random.default_rng(s), frost=PROCEDURAL)
+            for s in (1, 2)
+        ]
         assert not np.array_equal(*outs), (name, level)
 
 
@@ -152,17 +167,21 @@ def test_hsv_round_trip() -> None:
 # ---------------------------------------------------------------- golden statistics
 
 
-def _stats(name: str, level: int, images: list[np.ndarray]) -> tuple[float, float, float, float]:
+def _stats(
+    name: str, level: int, images: list[np.ndarray], frost: str | FrostLayer = PROCEDURAL
+) -> tuple[float, float, float, float]:
     """(mean, std, mean |out - in|, fraction of changed pixels) over the fixed image set."""
     rng = _rng(name, level)
-    outs = np.stack([corrupt(x, name, level, rng) for x in images]).astype(np.float64)
+    outs = np.stack([corrupt(x, name, level, rng, frost=frost) for x in images])
+    outs = outs.astype(np.float64)
     ins = np.stack(images).astype(np.float64)
     changed = (outs != ins).any(axis=-1).mean()
     return outs.mean(), outs.std(), np.abs(outs - ins).mean(), changed
 
 
 # Computed once from this implementation (numpy 2.4, scipy 1.17, Pillow 13) on the fixture set.
-# Columns: mean, std, mean absolute difference to the input, fraction of changed pixels.
+# Columns: mean, std, mean absolute difference to the input, fraction of changed pixels. The frost
+# rows are the procedural fallback; REFERENCE_FROST_GOLDEN below holds the photographs'.
 GOLDEN: dict[tuple[str, int], tuple[float, float, float, float]] = {
     ("snow", 1): (107.850, 63.122, 10.615, 0.9996),
     ("snow", 2): (120.947, 64.029, 23.712, 0.9996),
@@ -231,6 +250,28 @@ def test_golden_statistics(key: tuple[str, int], images: list[np.ndarray]) -> No
 
 def test_golden_table_covers_every_corruption_and_level() -> None:
     assert set(GOLDEN) == {(n, lv) for n in TYPE0 for lv in LEVELS}
+
+
+# The frost rows with the reference photographs, computed like GOLDEN.
+REFERENCE_FROST_GOLDEN: dict[int, tuple[float, float, float, float]] = {
+    1: (127.307, 61.771, 30.071, 0.9996),
+    2: (140.435, 58.310, 43.199, 0.9996),
+    3: (157.959, 54.788, 60.725, 0.9996),
+    4: (142.899, 55.632, 46.115, 0.9998),
+    5: (143.791, 50.731, 48.002, 0.9998),
+}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_golden_statistics_reference_frost(
+    level: int, images: list[np.ndarray], reference_frost: FrostLayer
+) -> None:
+    mean, std, mad, changed = _stats("frost", level, images, reference_frost)
+    want = REFERENCE_FROST_GOLDEN[level]
+    assert mean == pytest.approx(want[0], abs=0.5)
+    assert std == pytest.approx(want[1], abs=0.5)
+    assert mad == pytest.approx(want[2], abs=0.5)
+    assert changed == pytest.approx(want[3], abs=0.01)
 
 
 # ---------------------------------------------------------------- monotone trends
@@ -303,12 +344,14 @@ def _features(image: np.ndarray) -> np.ndarray:
     )
 
 
-def _feature_set(images: list[np.ndarray], level: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _feature_set(
+    images: list[np.ndarray], level: int, seed: int, frost: str | FrostLayer
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     feats, labels = [], []
     for i, image in enumerate(images):
         bias = i % len(TYPE0)
-        feats.append(_features(corrupt(image, TYPE0[bias], level, rng)))
+        feats.append(_features(corrupt(image, TYPE0[bias], level, rng, frost=frost)))
         labels.append(bias)
     return np.array(feats), np.array(labels)
 
@@ -317,11 +360,23 @@ def _feature_set(images: list[np.ndarray], level: int, seed: int) -> tuple[np.nd
 ACCURACY_FLOOR = {3: 0.5, 5: 0.65}
 
 
+@pytest.fixture(params=["procedural", "reference"])
+def any_frost(request: pytest.FixtureRequest) -> FrostLayer:
+    """Each frost layer in turn (the reference one skips where the photographs are missing)."""
+    if request.param == "reference":
+        return request.getfixturevalue("reference_frost")
+    return frost_layer(request.param)
+
+
 @pytest.mark.parametrize("level", [3, 5])
-def test_corruptions_are_distinguishable(level: int, fmnist_dir: Path) -> None:
+def test_corruptions_are_distinguishable(
+    level: int, fmnist_dir: Path, any_frost: FrostLayer
+) -> None:
     """A nearest-centroid classifier on simple features names the corruption of held-out images."""
-    train_x, train_y = _feature_set(_images(fmnist_dir, 1000, 400, seed=1), level, seed=1)
-    test_x, test_y = _feature_set(_images(fmnist_dir, 2000, 400, seed=2), level, seed=2)
+    train = _images(fmnist_dir, 1000, 400, seed=1)
+    train_x, train_y = _feature_set(train, level, seed=1, frost=any_frost)
+    test = _images(fmnist_dir, 2000, 400, seed=2)
+    test_x, test_y = _feature_set(test, level, seed=2, frost=any_frost)
     mu, sd = train_x.mean(axis=0), train_x.std(axis=0) + 1e-9
     centroids = np.stack([((train_x - mu) / sd)[train_y == c].mean(axis=0) for c in range(10)])
     dist = (((test_x - mu) / sd)[:, None, :] - centroids[None]) ** 2
@@ -347,7 +402,7 @@ def test_print_timings(images: list[np.ndarray], capsys: pytest.CaptureFixture[s
         for _ in range(4):
             for level in LEVELS:
                 for image in images:
-                    corrupt(image, name, level, rng)
+                    corrupt(image, name, level, rng, frost=PROCEDURAL)
                     calls += 1
         lines.append(f"{name:>10}: {1e3 * (time.perf_counter() - start) / calls:.3f} ms/call")
     with capsys.disabled():

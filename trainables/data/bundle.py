@@ -10,6 +10,7 @@ so a crash never leaves something that looks like a bundle.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import uuid
@@ -25,6 +26,9 @@ from trainables.data.bias import assign_bias, assign_unbiased, stream_rng, strea
 from trainables.data.layout import ratio_folder
 from trainables.errors import UserError
 
+# The provenance file a generator writes into the dataset folder; `data verify` copies it into
+# manifest.json as "source" (docs/data.md, "Where a bundle's images come from").
+SOURCE_FILE = "source.json"
 # render(images, labels, bias, seed_sequence) -> (N, H, W, 3) uint8
 Render = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.SeedSequence], np.ndarray]
 
@@ -99,9 +103,14 @@ def write_bundle(
     test: tuple[np.ndarray, np.ndarray],
     render: Render,
     *,
+    provenance: dict[str, object],
     overwrite: bool = False,
 ) -> Path:
-    """Generate ``<out>/<dataset>/`` from source (images, labels) pairs; returns that folder."""
+    """Generate ``<out>/<dataset>/`` from source (images, labels) pairs; returns that folder.
+
+    ``provenance`` (which images, which generator settings; see
+    :mod:`trainables.data.raw_sources`) is written as ``<dataset>/source.json`` with the
+    split sizes and the seed added, inside the folder published atomically."""
     target = Path(out) / plan.dataset
     if target.exists() and not overwrite:
         raise UserError(f"out: {target} already exists; pass --overwrite or choose another --out")
@@ -125,6 +134,15 @@ def write_bundle(
                 _write_all(staging, files)
         files = _render_split(plan, "", "test", test, test_idx, ids["test"], None, render)
         _write_all(staging, files)
+        record = {
+            **provenance,
+            "dataset": plan.dataset,
+            "seed": plan.seed,
+            "ratios": [float(r) for r in plan.ratios],
+            "sizes": {"train": len(train_idx), "valid": len(valid_idx), "test": len(test_idx)},
+        }
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        (staging / SOURCE_FILE).write_text(text)
         _publish(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -308,11 +308,12 @@ def _crystal_streaks(shape: tuple[int, int], rng: np.random.Generator) -> np.nda
 
 
 def frost_texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A seeded ice-crystal texture in [0, 255], (H, W, 3): our stand-in for the frost photos.
+    """A seeded ice-crystal texture in [0, 255], (H, W, 3): the ``procedural`` frost layer, the
+    fallback for the reference frost photographs (``trainables.data.frost``).
 
     Dendritic streaks over blurred low-frequency haze and fine grain, tinted grey-blue. It looks
     like frost on glass at CIFAR scale; it is *not* statistically equivalent to the ImageNet-C
-    frost photos that the reference blends in.
+    frost photos that the reference blends in (docs/corruptions.md says how it differs).
     """
     haze = _unit_noise(shape, min(shape) / 8, rng)
     grain = _unit_noise(shape, 0.7, rng)

@@ -3,13 +3,16 @@
 ``corrupt(image, name, level, rng)`` applies one corruption at level 1..5 to an (H, W, 3) uint8
 RGB image and returns uint8, truncating the float result as LfF does. The level tables are the
 CIFAR 32-px constants carried in LfF; sizes that LfF ties to 32 px scale with the image side.
-All randomness comes from ``rng``, so a fixed generator state gives a fixed output. Where we
-cannot follow the reference (ImageMagick motion blur, frost photos, Canny) the substitutes are
-in ``corruption_ops.py`` and documented in ``docs/corruptions.md``.
+All randomness comes from ``rng``, so a fixed generator state gives a fixed output. Frost
+blends in the reference frost photographs by default, or the procedural fallback texture
+(``frost=``, see :mod:`trainables.data.frost`). Where we cannot follow the reference
+(ImageMagick motion blur, Canny) the substitutes are in ``corruption_ops.py``; all of it is
+documented in ``docs/corruptions.md``.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from PIL import Image
 from scipy import ndimage
 
 from trainables.data import corruption_ops as ops
+from trainables.data.frost import DEFAULT_FROST, FrostLayer, frost_layer
 from trainables.errors import UserError
 from trainables.registry import Registry
 
@@ -42,13 +46,26 @@ CorruptionFn = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 CORRUPTIONS: Registry[CorruptionFn] = Registry("corruption")
 
 
-def corrupt(image: np.ndarray, name: str, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Apply corruption ``name`` at ``level`` (LfF Severity s is level s+1); uint8 out."""
+def corrupt(
+    image: np.ndarray,
+    name: str,
+    level: int,
+    rng: np.random.Generator,
+    *,
+    frost: str | FrostLayer = DEFAULT_FROST,
+) -> np.ndarray:
+    """Apply corruption ``name`` at ``level`` (LfF Severity s is level s+1); uint8 out.
+
+    ``frost`` is what the frost corruption blends in (ignored by the other nine): a layer name
+    of ``trainables.data.frost.FROST_LAYERS`` (``reference`` reads the photographs from the
+    default folder once per process) or a layer built by ``frost_layer(name, folder)``.
+    """
     fn = CORRUPTIONS.get(name)
     if isinstance(level, bool) or not isinstance(level, int | np.integer) or level not in LEVELS:
         raise UserError(f"corruption level {level!r} is invalid; allowed: 1, 2, 3, 4, 5")
     _check_image(image)
-    out = np.asarray(fn(image, int(level), rng))
+    options = {"layer": frost} if name == "frost" else {}
+    out = np.asarray(fn(image, int(level), rng, **options))
     return np.clip(out, 0, 255).astype(np.uint8)  # truncation, as LfF's np.uint8(...)
 
 
@@ -129,11 +146,26 @@ def snow(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
 FROST = ((1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))  # (w_img, w_frost)
 
 
+@functools.cache
+def _named_frost_layer(name: str) -> FrostLayer:
+    """The layer ``name`` built from the default folder, once per process."""
+    return frost_layer(name)
+
+
 @CORRUPTIONS.decorator("frost")
-def frost(image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    """Frosted glass: weighted sum of the image and a procedural ice texture (a substitute)."""
+def frost(
+    image: np.ndarray,
+    level: int,
+    rng: np.random.Generator,
+    layer: str | FrostLayer = DEFAULT_FROST,
+) -> np.ndarray:
+    """Frosted glass: weighted sum of the image and a frost texture on the 0..255 scale.
+
+    ``layer`` gives the texture: by default a random crop of a reference frost photograph, as
+    in LfF; ``procedural`` is the documented fallback (``trainables.data.frost``).
+    """
     w_img, w_frost = FROST[level - 1]
-    texture = ops.frost_texture(image.shape[:2], rng)
+    texture = (layer if callable(layer) else _named_frost_layer(layer))(image.shape[:2], rng)
     return np.clip(w_img * image.astype(np.float64) + w_frost * texture, 0.0, 255.0)
 
 

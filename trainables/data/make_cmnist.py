@@ -2,57 +2,28 @@
 
 Foreground colouring on black (LfF's protocol): per image one colour
 ``c = clip(palette[bias] + N(0, noise^2 I), 0, 1)``, output ``c * gray`` truncated to uint8, so the
-background stays black and the stroke keeps its anti-aliasing. With the Debian Fashion-MNIST
-files as source this is a real "Colored Fashion-MNIST", the offline stand-in for CMNIST.
+background stays black and the stroke keeps its anti-aliasing. With real MNIST (``rest-sweep data
+fetch mnist``) this is the paper's Colored MNIST; with the Debian Fashion-MNIST files it is
+"Colored Fashion-MNIST", an offline stand-in whose numbers are not the paper's. The palette
+default and the evidence behind it: :mod:`trainables.data.palettes`.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from trainables.data.bundle import BundlePlan, write_bundle
+from trainables.data.palettes import DEFAULT_COLOR_NOISE, DEFAULT_PALETTE, PALETTES
+from trainables.data.raw_sources import idx_provenance
 from trainables.data.sources import read_mnist_format
 from trainables.errors import UserError
 
-# DisEnt's hue wheel, measured from its README figure (datasets.md section 2.2).
-DISENT_PALETTE = (
-    np.array(
-        [
-            (255, 0, 0),
-            (255, 128, 0),
-            (255, 255, 0),
-            (128, 255, 0),
-            (0, 255, 0),
-            (0, 255, 255),
-            (0, 0, 255),
-            (128, 0, 255),
-            (255, 0, 128),
-            (255, 0, 255),
-        ],
-        dtype=np.float64,
-    )
-    / 255.0
-)
-# LfF's fixed random colours (its colors.th, decoded; datasets.md section 2.2).
-LFF_PALETTE = np.array(
-    [
-        (0.9837, 0.3125, 0.1686),
-        (0.9905, 0.9156, 0.3515),
-        (0.6730, 0.4611, 0.5798),
-        (0.7833, 0.8316, 0.6013),
-        (0.0880, 0.7780, 0.9818),
-        (0.3214, 0.9611, 0.4464),
-        (0.0246, 0.2357, 0.7587),
-        (0.5552, 0.1016, 0.7618),
-        (0.2077, 0.3929, 0.0187),
-        (0.8337, 0.2024, 0.2669),
-    ],
-    dtype=np.float64,
-)
-PALETTES = {"disent": DISENT_PALETTE, "lff": LFF_PALETTE}
-DEFAULT_COLOR_NOISE = 0.005  # LfF severity 4, the setting its headline runs use
+# Each palette as a float64 (10, 3) table (trainables/data/palettes.py says where each is from).
+PALETTE_TABLES = {name: np.asarray(PALETTES.get(name).rgb, dtype=np.float64) for name in PALETTES}
+DISENT_PALETTE = PALETTE_TABLES["disent"]
 
 
 def colorize(
@@ -71,7 +42,7 @@ def make_cmnist(
     out: str | Path,
     *,
     ratios: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0),
-    palette: str = "disent",
+    palette: str = DEFAULT_PALETTE,
     color_noise: float = DEFAULT_COLOR_NOISE,
     valid_size: int = 5000,
     limit: int | None = None,
@@ -82,9 +53,9 @@ def make_cmnist(
     """Write ``<out>/cmnist/`` (train per ratio, biased valid, unbiased test); returns it."""
     if palette not in PALETTES:
         raise UserError(f"palette: {palette!r} is not allowed; allowed: {', '.join(PALETTES)}")
-    if color_noise < 0:
-        raise UserError(f"color_noise: {color_noise} is not allowed; allowed: a number >= 0")
-    table = PALETTES[palette]
+    if not math.isfinite(color_noise) or color_noise < 0:
+        raise UserError(f"color_noise: {color_noise} is not allowed; allowed: a finite number >= 0")
+    table = PALETTE_TABLES[palette]
     train = read_mnist_format(Path(source), "train")
     test = read_mnist_format(Path(source), "test")
     for split, (_, labels) in (("train", train), ("test", test)):
@@ -107,4 +78,11 @@ def make_cmnist(
         nested_valid=False,
         num_classes=10,
     )
-    return write_bundle(plan, Path(out), train, test, render, overwrite=overwrite)
+    provenance = {
+        **idx_provenance(Path(source), "cmnist", "Colored {}"),
+        "palette": palette,
+        "color_noise": color_noise,
+    }
+    return write_bundle(
+        plan, Path(out), train, test, render, provenance=provenance, overwrite=overwrite
+    )

