@@ -135,8 +135,8 @@ def synthetic_trial_class():
 
         def _build_data(self) -> None:
             cfg = self.cfg
-            train_tf = make_transform(cfg.augment, cfg.dataset, train=True)
-            eval_tf = make_transform(cfg.augment, cfg.dataset, train=False)
+            train_tf = make_transform(cfg.augment, cfg.dataset, True, cfg.normalisation)
+            eval_tf = make_transform(cfg.augment, cfg.dataset, False, cfg.normalisation)
             size, k = train_tf.output_size, cfg.num_classes
             self.input_size = size
             self.train = DeviceSplit(split(self.n_train, size, k, 0), self.device, train_tf)

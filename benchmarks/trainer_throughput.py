@@ -153,7 +153,9 @@ def _reference_setup(cfg, workers: int, files: list | None, transform) -> dict[s
     if files is None:
         files = list_split(cfg.data_root, cfg.dataset, cfg.ratio, "train")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem).to(device)
+    model = build_model(
+        cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem, init=cfg.init
+    ).to(device)
     params = maskable_parameters(model)
     shapes = {n: tuple(p.shape) for n, p in params.items()}
     dens = layer_densities(shapes, cfg.density, "erk")

@@ -117,7 +117,7 @@ def baselines() -> Grid:
 
 
 def demo() -> Grid:
-    """A few minutes on a 2-core CPU with the small Colored Fashion-MNIST bundle that
+    """A few minutes on a 2-core CPU with the small real Colored MNIST bundle that
     ``scripts/demo.sh`` makes (8,000 training images: 32 steps of 256 per epoch).
 
     Mask updates every 16 steps so RigL and REST really move their masks: 4 updates before
@@ -126,8 +126,8 @@ def demo() -> Grid:
     """
     return Grid(
         name="demo",
-        description="Colored Fashion-MNIST, ratio 1%, ERM / ERM+rw / RigL / REST at densities "
-        "0.05 and 0.2, 1 seed, 3 epochs",
+        description="Colored MNIST (the demo's small bundle), ratio 1%, ERM / ERM+rw / RigL / "
+        "REST at densities 0.05 and 0.2, 1 seed, 3 epochs",
         blocks=(
             Block.of(
                 ["erm", "erm_rw", "rigl", "rest"],

@@ -167,7 +167,10 @@ def test_resume_from_a_sparser_cadence_replays_exactly(tiny_cmnist_root, tmp_pat
 
 @pytest.mark.parametrize(
     "values,others",
-    [({"method": "rest", "density": 0.1, "update_frequency": 4}, 0), ({"method": "disent"}, 1)],
+    [
+        ({"method": "rest", "density": 0.1, "update_frequency": 4}, 0),
+        ({"method": "disent", "disent_allow_no_swap": True}, 1),  # 2 epochs: no swap
+    ],
 )
 def test_final_weights_replace_the_checkpoints_and_reproduce_the_model(
     tiny_cmnist_root, tmp_path, values, others

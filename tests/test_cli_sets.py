@@ -76,11 +76,14 @@ def test_train_rejects_what_the_method_does_not_take(capsys: pytest.CaptureFixtu
 
 def test_set_applies_to_the_methods_that_take_it_and_says_so() -> None:
     grid = GRIDS.get("paper-table2-bffhq")
-    expansion = expand(grid, parse_overrides(["density=0.1", "epochs=2"]))
+    # 2 epochs would never reach DisEnt's feature swap: planning refuses that unless allowed
+    overrides = ["density=0.1", "epochs=2", "disent_allow_no_swap=true"]
+    expansion = expand(grid, parse_overrides(overrides))
     assert expansion.per_method() == {"erm": 3, "erm_rw": 3, "disent": 3, "mrm": 3, "rest": 3}
     assert {t.epochs for t in expansion.trials} == {2}
-    (note,) = expansion.set_notes()
+    note, allow = expansion.set_notes()
     assert note.startswith("--set density: applied to 6 of 15 trials") and "rest" in note
+    assert allow.startswith("--set disent_allow_no_swap: applied to 3 of 15 trials")
 
 
 def test_set_key_no_trial_takes_is_an_error_naming_the_takers() -> None:

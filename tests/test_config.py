@@ -126,6 +126,9 @@ def test_dense_methods_do_not_reweight_unless_erm_rw():
         ({"lr": 0.0}, "lr"),
         ({"optimizer": "lbfgs"}, "optimizer"),
         ({"augment": "autoaugment"}, "augment"),
+        ({"init": "xavier"}, "init"),
+        ({"normalisation": "imagenet"}, "normalisation"),
+        ({"normalisation": "sdd"}, "normalisation"),  # cmnist: SDD has no such dataset
         ({"ratio": 0.0}, "ratio"),
         ({"precision": "fp8"}, "precision"),
         ({"device": "tpu"}, "device"),

@@ -140,7 +140,7 @@ def test_empty_split_and_unknown_names_are_errors(tmp_path):
     with pytest.raises(DataError, match="test split is empty"):
         list_split(root, "cmnist", 1, "test")
     with pytest.raises(DataError, match="allowed: cmnist, cifar10c, bffhq"):
-        list_split(root, "mnist", 1, "test")
+        list_split(root, "svhn", 1, "test")
     with pytest.raises(DataError, match="allowed: train, valid, test"):
         list_split(root, "cmnist", 1, "val")
 
@@ -160,6 +160,6 @@ def test_dataset_spec_is_the_registry_entry():
     for name in DATASETS:
         assert dataset_spec(name) is DATASETS.get(name)
     with pytest.raises(DataError, match="allowed: cmnist, cifar10c, bffhq"):
-        dataset_spec("mnist")
+        dataset_spec("svhn")
     assert "<root>/bffhq/valid/*," in expected_tree("bffhq")  # valid_at_root
     assert "<root>/cifar10c/<pct>/valid/**," in expected_tree("cifar10c")

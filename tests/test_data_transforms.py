@@ -163,3 +163,46 @@ def test_output_size_is_the_registry_trained_size(preset, dataset):
 
 def test_presets_are_the_registry_presets():
     assert tuple(PRESETS) == AUGMENT_PRESETS
+
+
+# normalisation=sdd: the SDD code's Normalize, written from its sources (he-zh/sparse-double-
+# descent at f9bbdcc), not read back from the registry.
+SDD_STATS = {
+    # datasets/cifar10.py:54, datasets/cifar100.py:55: ImageNet's mean/std
+    "cifar10": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar100": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # datasets/mnist.py:41: Normalize(mean=[0.1307], std=[0.3081]), one gray channel (ours: three)
+    "mnist": ((0.1307,) * 3, (0.3081,) * 3),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(SDD_STATS))
+def test_sdd_normalisation_is_the_sdd_codes_normalize(dataset):
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in SDD_STATS[dataset])
+    x = _batch(dataset, n=4, seed=5)
+    for preset in ("none", "disent"):
+        eval_out = make_transform(preset, dataset, False, "sdd")(x)
+        assert torch.allclose(eval_out, (x.float() / 255 - mean) / std, atol=1e-6)
+        # training too: the same crops and flips as the default, only the Normalize differs
+        sdd = make_transform(preset, dataset, True, "sdd")(x, _gen(3))
+        ours = make_transform(preset, dataset, True)(x, _gen(3))
+        info = DATASETS.get(dataset)
+        pixels = ours
+        if info.normalise:
+            ours_mean, ours_std = (torch.tensor(v).view(1, 3, 1, 1) for v in (info.mean, info.std))
+            pixels = ours * ours_std + ours_mean
+        assert torch.allclose(sdd, (pixels - mean) / std, atol=1e-5)
+
+
+def test_the_default_normalisation_is_the_registrys_and_sdd_is_refused_elsewhere():
+    for dataset in DATASETS.names():
+        default = make_transform("none", dataset, False)
+        named = make_transform("none", dataset, False, "dataset")
+        assert (default.mean, default.std) == (named.mean, named.std)
+        if dataset not in SDD_STATS:
+            with pytest.raises(
+                UserError, match=f"normalisation: 'sdd' is not allowed for {dataset}"
+            ):
+                make_transform("none", dataset, False, "sdd")
+    with pytest.raises(UserError, match="allowed: dataset, sdd"):
+        make_transform("none", "cifar10", False, "imagenet")

@@ -9,6 +9,7 @@ import pytest
 import search_spaces
 from search_spaces import GRIDS, expand, parse_overrides, resolve
 from search_spaces.catalog import PAPER_DENSITIES
+from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.methods import METHODS
 
@@ -204,29 +205,47 @@ def test_resolve_is_the_only_entry_point() -> None:
     assert search_spaces.resolve("demo") is GRIDS.get("demo")
 
 
-def test_sdd_branch_grids_read_the_lottery_run_of_the_retrain_grid() -> None:
-    lottery = {
-        t.seed: t.trial_hash
-        for t in expand(GRIDS.get("sdd-retrain-cifar10")).trials
-        if t.retrain == "lottery"
-    }
-    for name, branches in (
-        ("sdd-redense-cifar10", {"redense"}),
-        ("sdd-reinit-cifar10", {"reinit", "random_prune"}),
+def _lottery(grid: str, overrides: dict | None = None) -> dict[int, TrialConfig]:
+    trials = expand(GRIDS.get(grid), overrides or {}).trials
+    return {t.seed: t for t in trials if t.retrain == "lottery"}
+
+
+def test_sdd_branch_grids_read_the_lottery_run_of_their_parent_grid() -> None:
+    """Each branch grid reads the lottery trial its parent grid plans, starts at that trial's
+    rewind point (the same rewind_step) and keeps its values but for what only a branch sets."""
+    redense = [0, 3, 6, 9, 12, 15, 19, 22, 26]  # README:85 --levels=0,3,6,9,12,15,19,22,26
+    for name, parent_grid, branches, levels in (
+        ("sdd-redense-cifar10", "sdd-retrain-cifar10", {"redense"}, redense),
+        ("sdd-reinit-cifar10", "sdd-retrain-cifar10", {"reinit", "random_prune"}, range(1, 28)),
+        ("sdd-redense-cifar100", "sdd-lottery-cifar100", {"redense"}, redense),
     ):
+        parents = _lottery(parent_grid)
         trials = expand(GRIDS.get(name)).trials
         assert {t.branch for t in trials} == branches
-        assert all(t.branch_of == lottery[t.seed] for t in trials)
-        assert sorted({t.branch_level for t in trials}) == [5, 10, 15, 20, 25, 30]
+        assert sorted({t.branch_level for t in trials}) == list(levels)
+        for t in trials:
+            parent = parents[t.seed]
+            assert t.branch_of == parent.trial_hash
+            assert t.rewind_step == parent.rewind_step == 1000  # README:81,85,90,94 1000it
+            own = {"branch", "branch_of", "branch_level", "epochs", "redense_step", "seed"}
+            differ = {k for k, v in parent.identity().items() if getattr(t, k) != v}
+            assert differ <= own, differ
+    cifar100 = expand(GRIDS.get("sdd-redense-cifar100")).trials
+    # README:81,85: CIFAR-100 with 40 % random labels; 320ep, the regain at 160ep
+    assert {(t.dataset, t.random_labels_fraction) for t in cifar100} == {("cifar100", 0.4)}
+    for name in ("sdd-redense-cifar10", "sdd-redense-cifar100"):
+        trials = expand(GRIDS.get(name)).trials
+        assert {(t.epochs, t.redense_step, t.milestones) for t in trials} == {
+            (320, "160ep", "80,120")
+        }
 
 
 def test_a_set_on_a_branch_grid_points_branch_of_at_the_parent_planned_with_it() -> None:
     """``branch_of`` follows the overrides the parent takes (the parent grid planned with the
     same ``--set`` has that hash), and ignores the keys only branches have."""
 
-    def lottery(overrides: dict) -> dict[int, str]:
-        trials = expand(GRIDS.get("sdd-retrain-cifar10"), overrides).trials
-        return {t.seed: t.trial_hash for t in trials if t.retrain == "lottery"}
+    def lottery(overrides: dict, grid: str = "sdd-retrain-cifar10") -> dict[int, str]:
+        return {seed: t.trial_hash for seed, t in _lottery(grid, overrides).items()}
 
     default = lottery({})
     for overrides in ({"precision": "fp32"}, {"epochs": 3, "recipe": "rest-code"}):
@@ -234,6 +253,37 @@ def test_a_set_on_a_branch_grid_points_branch_of_at_the_parent_planned_with_it()
         assert parents != default
         trials = expand(GRIDS.get("sdd-reinit-cifar10"), overrides).trials
         assert trials and all(t.branch_of == parents[t.seed] for t in trials)
-    trials = expand(GRIDS.get("sdd-redense-cifar10"), {"redense_lr": 0.01}).trials
-    assert {t.redense_lr for t in trials} == {0.01}
+        parents = lottery(overrides, "sdd-lottery-cifar100")
+        trials = expand(GRIDS.get("sdd-redense-cifar100"), overrides).trials
+        assert trials and all(t.branch_of == parents[t.seed] for t in trials)
+    trials = expand(GRIDS.get("sdd-redense-cifar10"), {"redense_step": "100ep"}).trials
+    assert {t.redense_step for t in trials} == {"100ep"}
     assert all(t.branch_of == default[t.seed] for t in trials)  # a branch-only key
+
+
+@pytest.mark.parametrize("recipe", ["paper", "rest-code"])
+def test_every_disent_trial_of_the_paper_grids_swaps(recipe: str) -> None:
+    """DisEnt's feature swap starts after disent_swap_step (DisEnt's curr_step, 10,000): every
+    DisEnt trial the paper grids plan reaches it (BFFHQ at DisEnt's batch 64, learner.py); a
+    cell that would not is a one-line planning error unless disent_allow_no_swap is set."""
+    from trainables.methods.disent import planned_steps
+
+    trials = expand(resolve("paper-all"), {"recipe": recipe}).trials
+    disent = [t for t in trials if t.method == "disent"]
+    assert len(disent) == 27  # 4 + 4 + 1 ratios x 3 seeds
+    for t in disent:
+        assert planned_steps(t) - 1 > t.disent_swap_step, t.short_name()
+    assert {t.batch_size for t in disent if t.dataset == "bffhq"} == {64}
+    assert {t.batch_size for t in trials if t.method != "disent"} == {256}
+
+    grid = GRIDS.get("paper-table2-bffhq")
+    with pytest.raises(UserError) as info:
+        expand(grid, {"recipe": recipe, **parse_overrides(["batch_size=256"])})
+    message = str(info.value)
+    assert "\n" not in message
+    for word in ("disent_swap_step", "epochs", "batch_size", "steps", "disent_allow_no_swap"):
+        assert word in message, (word, message)
+    allowed = expand(
+        grid, {"recipe": recipe, **parse_overrides(["batch_size=256", "disent_allow_no_swap=1"])}
+    )
+    assert allowed.per_method()["disent"] == 3

@@ -1,6 +1,7 @@
 """``disent``: feature swapping starts exactly at ``disent_swap_step``, the step LR decay follows
-the public StepLR timing, the recipe holds the public scripts' values, the CLI trains it and a
-resume (across the swap start and an LR decay) is exact."""
+the public StepLR timing, the recipe holds the public scripts' values (BFFHQ at DisEnt's batch
+64), a trial whose swap would never start is refused at planning unless allowed, the CLI trains
+it and a resume (across the swap start and an LR decay) is exact."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rest_sweep.cli import main as cli_main
 from tests.resume_check import assert_resumes_exactly
 from trainables.config import ConfigError, TrialConfig
 from trainables.methods import METHODS
-from trainables.methods.disent import swap_permutation
+from trainables.methods.disent import planned_steps, swap_permutation
 from trainables.train.trial import Trial
 
 if "disent" not in METHODS:  # registering it moves the paper grids' pinned counts (lead's call)
@@ -21,7 +22,11 @@ if "disent" not in METHODS:  # registering it moves the paper grids' pinned coun
 
 
 def _config(root, **overrides) -> TrialConfig:
+    # Two epochs of the real CMNIST are 430 planned steps, far below the public swap step: tests
+    # that keep it allow the no-swap run explicitly (the planning check is tested below).
     values = dict(method="disent", epochs=2, data_root=str(root), device="cpu", width=8, seed=3)
+    if "disent_swap_step" not in overrides:
+        values["disent_allow_no_swap"] = True
     values.update(overrides)
     return TrialConfig.from_recipe("paper", **values)
 
@@ -94,6 +99,12 @@ def test_paper_recipe_takes_the_public_scripts_values():
     bffhq = TrialConfig.from_recipe("paper", method="disent", dataset="bffhq", ratio=0.5)
     assert (bffhq.lr, bffhq.disent_lambda_swap, bffhq.disent_lr_gamma) == (1e-4, 0.1, 0.1)
     assert bffhq.disent_lambda_dis == bffhq.disent_lambda_swap_align == 2.0
+    # DisEnt's batch sizes (learner.py data2batch_size), in both recipes; other methods keep 256
+    assert (cmnist.batch_size, c05.batch_size, bffhq.batch_size) == (256, 256, 64)
+    code = TrialConfig.from_recipe("rest-code", method="disent", dataset="bffhq", ratio=0.5)
+    assert code.batch_size == 64 and code.disent_lr_decay_step == 0
+    erm_bffhq = TrialConfig.from_recipe("paper", method="erm", dataset="bffhq", ratio=0.5)
+    assert erm_bffhq.batch_size == 256
     # overrides win; other methods keep the defaults (their hashes do not move)
     mine = TrialConfig.from_recipe("paper", method="disent", lr=0.1, disent_lambda_dis=3)
     assert (mine.lr, mine.disent_lambda_dis) == (0.1, 3.0)
@@ -103,11 +114,47 @@ def test_paper_recipe_takes_the_public_scripts_values():
         TrialConfig.from_recipe("paper", method="disent", disent_lr_gamma=0)
 
 
+def test_public_swap_and_decay_happen_within_the_recipe_runs():
+    # BFFHQ at DisEnt's batch 64: 100 x ceil(19,200 / 64) = 30,000 steps, so the swap (0-based
+    # steps > 10,000) and the first LR decay (after step 20,000) both happen; at the grid's old
+    # batch 256 the run ended at step 7,500 with neither.
+    bffhq = TrialConfig.from_recipe("paper", method="disent", dataset="bffhq", ratio=0.5)
+    assert planned_steps(bffhq) == 30_000
+    assert planned_steps(bffhq) - 1 > bffhq.disent_swap_step
+    assert planned_steps(bffhq) >= bffhq.disent_swap_step + bffhq.disent_lr_decay_step
+    for dataset, steps in (("cmnist", 21_500), ("cifar10c", 17_600)):
+        cfg = TrialConfig.from_recipe("paper", method="disent", dataset=dataset, ratio=1.0)
+        assert planned_steps(cfg) == steps and steps - 1 > cfg.disent_swap_step
+
+
+def test_a_run_that_never_swaps_is_refused_unless_allowed():
+    values = dict(method="disent", dataset="bffhq", ratio=0.5)
+    with pytest.raises(ConfigError) as info:
+        TrialConfig.from_recipe("paper", batch_size=256, **values)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in ("disent_swap_step", "epochs 100", "batch_size 256", "7,500 steps", "19,200"):
+        assert word in message, (word, message)
+    assert "approximate" in message and "disent_allow_no_swap" in message
+    with pytest.raises(ConfigError, match="disent_swap_step"):
+        TrialConfig.from_recipe("paper", method="disent", epochs=2)  # 430 steps of CMNIST
+    # the last 0-based step must exceed the swap step: 7,500 steps end at index 7,499
+    TrialConfig.from_recipe("paper", batch_size=256, disent_swap_step=7_498, **values)
+    with pytest.raises(ConfigError, match="disent_swap_step"):
+        TrialConfig.from_recipe("paper", batch_size=256, disent_swap_step=7_499, **values)
+    # the explicit opt-out plans it, and does not enter the trial's identity
+    allowed = TrialConfig.from_recipe("paper", batch_size=256, disent_allow_no_swap=True, **values)
+    assert allowed.disent_swap_step == 10_000 and "disent_allow_no_swap" not in allowed.identity()
+    # other methods never see the check
+    TrialConfig.from_recipe("paper", method="erm", dataset="bffhq", ratio=0.5, epochs=1)
+
+
 def test_disent_cli_trains_on_tiny_data(tiny_cmnist_root, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--dataset", "cmnist", "--data-root", str(tiny_cmnist_root)]
     args += ["--ratio", "1pct", "--method", "disent", "--seed", "41", "--epochs", "1"]
     args += ["--device", "cpu", "--out", str(out), "--no-progress", "--set", "width=8"]
+    args += ["--set", "disent_allow_no_swap=true"]  # one epoch: 215 planned steps, no swap
     assert cli_main(args) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1

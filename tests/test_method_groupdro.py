@@ -1,5 +1,6 @@
 """GroupDRO: exponentiated-gradient group weights move toward the group with the higher loss,
-stay state of the trial (checkpointed), and the run resumes exactly."""
+stay state of the trial (checkpointed), batches are group-balanced draws as group_DRO's
+--reweight_groups (uniform as an option), and the run resumes exactly."""
 
 from __future__ import annotations
 
@@ -65,7 +66,30 @@ def test_cells_adjustment_and_balanced_sampling(tiny_cmnist_root):
     cells = trial.train.labels * 10 + trial.train.bias
     totals = torch.zeros(100).index_add_(0, cells, weights)
     assert torch.allclose(totals[counts > 0], torch.ones(int((counts > 0).sum())))
-    assert Trial(_config(tiny_cmnist_root)).method.sampling_weights() is None
+    uniform = Trial(_config(tiny_cmnist_root, groupdro_sampling="uniform"))
+    assert uniform.method.sampling_weights() is None  # the named option: a plain shuffle
+
+
+def test_recipes_draw_group_balanced_batches_as_reweight_groups(tiny_cmnist_root):
+    for recipe in ("paper", "rest-code"):
+        assert TrialConfig.from_recipe(recipe, method="groupdro").groupdro_sampling == "balanced"
+        sparse = TrialConfig.from_recipe(recipe, method="rigl", objective="groupdro", density=0.1)
+        assert sparse.groupdro_sampling == "balanced"
+    assert "groupdro_sampling" not in TrialConfig.from_recipe("paper", method="erm").identity()
+    trial = Trial(_config(tiny_cmnist_root, groupdro_groups="bias"))
+    assert trial.cfg.groupdro_sampling == "balanced"
+    groups = (trial.train.labels != trial.train.bias).long()
+    n = trial.train.n
+    # group_DRO data/dro_dataset.py get_loader: weight len(dataset) / group_count per sample
+    reference = (n / torch.bincount(groups, minlength=2).float())[groups]
+    weights = trial.method.sampling_weights()
+    assert torch.allclose(weights / weights.sum(), reference / reference.sum())
+    # WeightedRandomSampler(weights, len(dataset), replacement=True): N draws with repeats, each
+    # group about half of them although the split holds ~1 % conflicting samples
+    order = trial.train.order(epoch=1, seed=3, shuffle=True, weights=weights)
+    assert order.numel() == n and order.unique().numel() < n
+    assert float(groups.float().mean()) < 0.05
+    assert float(groups[order].float().mean()) == pytest.approx(0.5, abs=0.05)
 
 
 def test_train_cli_writes_the_standard_metrics(tiny_cmnist_root, tmp_path, capsys):

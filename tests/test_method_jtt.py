@@ -1,5 +1,6 @@
-"""JTT: the error set is what the identification model gets wrong at epoch T, it is up-weighted
-while a freshly initialised network trains, and the two-stage run resumes exactly."""
+"""JTT: the error set is what the training forward passes of epoch T got wrong (anniesch/jtt's
+wrong_1_times; an eval-mode pass after epoch T as an option), it is up-weighted while a freshly
+initialised network trains, and the two-stage run resumes exactly."""
 
 from __future__ import annotations
 
@@ -17,9 +18,43 @@ from trainables.train.trial import Trial
 
 
 def _config(root, **overrides) -> TrialConfig:
-    values = dict(method="jtt", epochs=2, data_root=str(root), device="cpu", width=8, seed=3)
+    values = dict(method="jtt", epochs=3, data_root=str(root), device="cpu", width=8, seed=3)
     values.update(overrides)
     return TrialConfig.from_recipe("paper", **values)
+
+
+def _train_epoch_recording(trial: Trial, epoch: int) -> torch.Tensor:
+    """Train ``epoch`` and return the samples its training forward passes misclassified,
+    recorded here by wrapping the network's forward and the batch stream (not by the method's
+    own bookkeeping): each batch's logits in train mode, before the batch's step."""
+    method = trial.method
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]] = []
+    batches, forward = trial.train.batches, method.forward
+    pending: list = []
+
+    def tapped_batches(*args, **kwargs):
+        for batch in batches(*args, **kwargs):
+            pending.append(batch)
+            yield batch
+
+    def tapped_forward(x):
+        logits = forward(x)
+        batch = pending.pop()
+        seen.append((batch.index, batch.y, logits.detach().clone(), method.model.training))
+        return logits
+
+    trial.train.batches, method.forward = tapped_batches, tapped_forward
+    try:
+        trial.train_epoch(epoch)
+    finally:
+        del trial.train.batches
+        method.forward = forward
+    wrong = torch.zeros(trial.train.n, dtype=torch.bool)
+    for index, y, logits, training in seen:
+        assert training  # train mode: BatchNorm on batch statistics, as JTT's run_epoch
+        wrong[index] = logits.argmax(dim=1) != y
+    assert sorted(torch.cat([s[0] for s in seen]).tolist()) == list(range(trial.train.n))
+    return wrong
 
 
 @torch.no_grad()
@@ -33,16 +68,58 @@ def _wrong(trial: Trial) -> torch.Tensor:
     return logits.argmax(dim=1) != train.labels
 
 
-def test_error_set_is_the_epoch_t_mistakes_and_is_upweighted(tiny_cmnist_root):
-    trial = Trial(_config(tiny_cmnist_root, jtt_upweight=20.0))
+def test_recipes_take_the_reference_error_set_and_t():
+    for recipe in ("paper", "rest-code"):
+        cfg = TrialConfig.from_recipe(recipe, method="jtt")
+        assert (cfg.jtt_error_set, cfg.jtt_epochs) == ("train", 2)
+        on_rigl = TrialConfig.from_recipe(recipe, method="rigl", objective="jtt", density=0.1)
+        assert (on_rigl.jtt_error_set, on_rigl.jtt_epochs) == ("train", 2)
+    erm = TrialConfig.from_recipe("paper", method="erm")
+    assert not any(k.startswith("jtt_") for k in erm.identity())  # other hashes do not move
+    mine = TrialConfig.from_recipe("paper", method="jtt", jtt_error_set="eval", jtt_epochs=1)
+    assert (mine.jtt_error_set, mine.jtt_epochs) == ("eval", 1)
+    with pytest.raises(ConfigError, match="jtt_error_set"):
+        TrialConfig.from_recipe("paper", method="jtt", jtt_error_set="valid")
+
+
+def test_error_set_is_what_epoch_t_training_passes_got_wrong(tiny_cmnist_root):
+    # anniesch/jtt: wrong_1_times = y_pred != y_true of output_train_epoch_{T}.csv, the
+    # predictions run_epoch made while training epoch T (train mode, augmented, pre-step).
+    trial = Trial(_config(tiny_cmnist_root))
     method = trial.method
-    assert method.sampling_weights() is None and not method.selectable(1)
+    assert trial.cfg.jtt_epochs == 2 and trial.cfg.jtt_error_set == "train"
+    trial.train_epoch(1)
+    assert method.before_evaluate(1) == 0.0 and not method.error.any()
+    expected = _train_epoch_recording(trial, 2)
+    assert 0 < int(expected.sum()) < trial.train.n
+    after = _wrong(trial)  # an eval-mode pass after epoch T disagrees somewhere
+    assert not torch.equal(expected, after)
+    assert method.before_evaluate(2) == 0.0  # no extra pass over the training split
+    assert torch.equal(method.error.cpu(), expected)
+    # stage 2 trains on; the error set stays the one of epoch T
+    method.after_epoch(2, {"valid_loss": 1.0})
+    trial.train_epoch(3)
+    assert torch.equal(method.error.cpu(), expected)
+
+
+def test_eval_option_classifies_after_epoch_t_without_augmentation(tiny_cmnist_root):
+    trial = Trial(_config(tiny_cmnist_root, jtt_error_set="eval", jtt_epochs=1, epochs=2))
+    method = trial.method
     trial.train_epoch(1)
     expected = _wrong(trial)
-    assert 0 < int(expected.sum()) < trial.train.n
     flops = method.before_evaluate(1)
     assert torch.equal(method.error, expected)
     assert flops == pytest.approx(trial.train.n * method.forward_flops())
+
+
+def test_error_set_is_upweighted_in_a_fresh_network(tiny_cmnist_root):
+    trial = Trial(_config(tiny_cmnist_root, jtt_upweight=20.0, jtt_epochs=1, epochs=2))
+    method = trial.method
+    assert method.sampling_weights() is None and not method.selectable(1)
+    expected = _train_epoch_recording(trial, 1)
+    assert 0 < int(expected.sum()) < trial.train.n
+    method.before_evaluate(1)
+    assert torch.equal(method.error, expected)
     method.after_epoch(1, {"valid_loss": 1.0})
     # stage 2: a fresh network (the seed's initialisation) and a fresh optimizer
     fresh = method.ctx.new_model().state_dict()
@@ -62,7 +139,7 @@ def test_error_set_is_the_epoch_t_mistakes_and_is_upweighted(tiny_cmnist_root):
 
 
 def test_loss_mode_weights_the_error_set_in_the_loss(tiny_cmnist_root):
-    trial = Trial(_config(tiny_cmnist_root, jtt_reweight="loss", jtt_upweight=-1))
+    trial = Trial(_config(tiny_cmnist_root, jtt_reweight="loss", jtt_upweight=-1, jtt_epochs=1))
     method = trial.method
     trial.train_epoch(1)
     method.before_evaluate(1)
@@ -76,28 +153,30 @@ def test_loss_mode_weights_the_error_set_in_the_loss(tiny_cmnist_root):
 
 def test_t_must_leave_a_second_stage(tiny_cmnist_root):
     with pytest.raises(ConfigError) as info:
-        _config(tiny_cmnist_root, epochs=2, jtt_epochs=2)
+        _config(tiny_cmnist_root, epochs=2)  # the recipes' T = 2
     assert "jtt_epochs" in str(info.value) and "\n" not in str(info.value)
     _config(tiny_cmnist_root, method="erm", epochs=1)  # other methods ignore jtt_epochs
 
 
 def test_train_cli_writes_the_standard_metrics(tiny_cmnist_root, tmp_path, capsys):
-    # JTT needs T < epochs, so the smallest run is 2 epochs (T = 1 by default).
+    # JTT needs T < epochs, so the smallest run is 3 epochs (the recipes' T = 2).
     out = tmp_path / "run"
     args = ["train", "--method", "jtt", "--data-root", str(tiny_cmnist_root), "--ratio", "1pct"]
-    args += ["--epochs", "2", "--device", "cpu", "--out", str(out), "--no-progress"]
+    args += ["--epochs", "3", "--device", "cpu", "--out", str(out), "--no-progress"]
     assert cli_main([*args, "--set", "width=8"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["labels_used"] == "none"
     assert "test_acc_conflicting" in summary["final"]
-    assert summary["selected_epoch"] == 2  # the identification model is never selected
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert summary["selected_epoch"] == 3  # the identification model is never selected
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
     capsys.readouterr()
 
 
-def test_interrupted_at_the_switch_resumes_exactly(tiny_cmnist_root, tmp_path):
+@pytest.mark.parametrize("stop_at", [1, 2])
+def test_interrupted_at_the_switch_resumes_exactly(tiny_cmnist_root, tmp_path, stop_at):
+    # stop_at=1: epoch T records afresh after the restart; 2: right after the switch
     cfg = _config(tiny_cmnist_root)
-    assert_resumes_exactly(cfg, tmp_path, stop_at=1)
+    assert_resumes_exactly(cfg, tmp_path, stop_at=stop_at)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -105,7 +184,7 @@ def test_interrupted_at_the_switch_resumes_exactly(tiny_cmnist_root, tmp_path):
 def test_graphs_match_the_eager_loop_across_the_switch(tiny_cmnist_root, tmp_path, reweight):
     # The switch re-initialises network, optimizer and lr in place: the graph captured in stage
     # 1 must keep replaying the right step in stage 2.
-    values = dict(device="cuda", epochs=3, jtt_reweight=reweight)
+    values = dict(device="cuda", epochs=4, jtt_reweight=reweight)
     eager = run_trial(
         _config(tiny_cmnist_root, cuda_graphs=False, channels_last=False, **values),
         checkpoint_dir=str(tmp_path / "e"),

@@ -1,6 +1,7 @@
 """MRM: the stage split, exact top-k densities (global and ERK), retraining from the seed's
-initialisation under a static mask, FLOPs per stage, the CLI default density, and an exact
-resume across both stage switches."""
+initialisation under a static mask, FLOPs per stage, the CLI default density, a probe penalty
+whose strength does not fade with the network's size (the probe's density responds to alpha on
+the Simple CNN and on ResNet-18), and an exact resume across both stage switches."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from tests.resume_check import assert_resumes_exactly
 from trainables.config import ConfigError, TrialConfig
-from trainables.methods.mrm import DEFAULT_DENSITY, stage_epochs
+from trainables.methods.mrm import DEFAULT_DENSITY, RECIPE_ALPHA, stage_epochs
 from trainables.sparse import layer_counts, layer_densities, maskable_parameters
 from trainables.train import run_trial
 from trainables.train.trial import Trial
@@ -42,6 +43,15 @@ def test_config_defaults_and_checks() -> None:
     assert TrialConfig.from_recipe("paper", method="mrm", density=0.2).density == 0.2
     erm = TrialConfig.from_recipe("paper", method="erm")
     assert erm.density == 1.0 and not any(k.startswith("mrm_") for k in erm.identity())
+    for recipe in ("paper", "rest-code"):  # Csordas' mask_loss form, recalibrated alpha
+        mrm = TrialConfig.from_recipe(recipe, method="mrm")
+        assert (mrm.mrm_penalty, mrm.mrm_alpha) == ("logit_sum", RECIPE_ALPHA)
+    assert RECIPE_ALPHA == 5e-6
+    # the first reconstruction stays reachable by name
+    old = TrialConfig.from_recipe("paper", method="mrm", mrm_penalty="density_mean", mrm_alpha=1)
+    assert (old.mrm_penalty, old.mrm_alpha) == ("density_mean", 1.0)
+    with pytest.raises(ConfigError, match="mrm_penalty"):
+        TrialConfig.from_recipe("paper", method="mrm", mrm_penalty="l1")
     with pytest.raises(ConfigError, match="mrm_probe_fraction"):
         TrialConfig.from_recipe("paper", method="mrm", mrm_erm_fraction=0.6, mrm_probe_fraction=0.5)
     with pytest.raises(ConfigError, match="mrm_allocation"):
@@ -156,3 +166,77 @@ def test_cli_trains_with_the_default_density(tiny_cmnist_root, tmp_path) -> None
 def test_resume_across_stage_switches_is_exact(tiny_cmnist_root, tmp_path, stop_at) -> None:
     cfg = _config(tiny_cmnist_root, mrm_allocation="erk")
     assert_resumes_exactly(cfg, tmp_path, stop_at=stop_at)
+
+
+def test_penalty_is_the_logit_sum_or_the_mean_sigmoid(tiny_cmnist_root) -> None:
+    for penalty in ("logit_sum", "density_mean"):
+        method = Trial(_config(tiny_cmnist_root, mrm_penalty=penalty)).method
+        method._enter_probe()
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for pi in method.logits.values():
+                pi.copy_(torch.randn(pi.shape, generator=gen))
+        flat = torch.cat([pi.detach().reshape(-1) for pi in method.logits.values()])
+        value = method.penalty()
+        value.backward()
+        grads = torch.cat([pi.grad.reshape(-1) for pi in method.logits.values()])
+        if penalty == "logit_sum":  # Csordas' mask_loss: every logit's gradient is 1 (x alpha)
+            assert float(value.detach()) == pytest.approx(float(flat.sum()), rel=1e-5)
+            assert torch.equal(grads, torch.ones_like(grads))
+        else:  # the expected density: a gradient sigmoid'(pi) / N, fading with N
+            assert float(value.detach()) == pytest.approx(float(torch.sigmoid(flat).mean()))
+            sig = torch.sigmoid(flat)
+            assert torch.allclose(grads, sig * (1 - sig) / flat.numel())
+
+
+# Few probing steps at a large probe lr on tiny inputs: Adam moves a logit by about the lr per
+# step, so a logit starting at 2.0 that is pushed down on every step is below 0 after 3 steps.
+PROBE_STEPS, PROBE_LR, PROBE_BATCH = 4, 1.0, 8
+LARGE_ALPHA = 1e-3
+
+
+def _probe_logits(root, model: str, penalty: str, alpha: float) -> torch.Tensor:
+    """Every mask logit after a few probing steps of the grid's network (width 64: 0.66M masked
+    weights in the Simple CNN, 11.2M in ResNet-18) on 28-px Colored MNIST, from the untrained
+    initialisation (the same weights, data and Gumbel noise for every penalty)."""
+    cfg = _config(
+        root,
+        model=model,
+        width=64,
+        batch_size=PROBE_BATCH,
+        mrm_probe_lr=PROBE_LR,
+        mrm_penalty=penalty,
+        mrm_alpha=alpha,
+    )
+    trial = Trial(cfg)
+    method = trial.method
+    method._enter_probe()
+    for step, batch in enumerate(trial.train.batches(PROBE_BATCH, epoch=1, seed=3, shuffle=True)):
+        if step == PROBE_STEPS:
+            break
+        method.zero_grad(set_to_none=True)
+        method.train_step(batch)
+    density = method.density()
+    logits = torch.cat([pi.detach().reshape(-1) for pi in method.logits.values()])
+    assert density == pytest.approx(float((logits > 0).float().mean()))
+    return logits
+
+
+@pytest.mark.parametrize("model", ["simple_cnn", "resnet18"])
+def test_probe_density_responds_to_alpha_on_every_model(tiny_cmnist_root, model) -> None:
+    free = _probe_logits(tiny_cmnist_root, model, "logit_sum", 0.0)
+    pushed = _probe_logits(tiny_cmnist_root, model, "logit_sum", LARGE_ALPHA)
+    # "live" logits are those the cross-entropy reaches (at alpha = 0 the others never move:
+    # at 28 px ResNet-18's layer4 sees 1x1 maps, so 8 of 9 taps of its 3x3 kernels get no
+    # gradient); Adam moves those dead logits under any penalty, whatever its scale.
+    live = free != 2.0
+    assert float(live.float().mean()) > 0.3
+    density = lambda logits: float((logits > 0).float().mean())  # noqa: E731
+    assert density(free) > 0.7 and density(free[live]) > 0.7
+    assert density(pushed) < 0.05 and density(pushed[live]) < 0.05
+    if model == "resnet18":
+        # The first reconstruction (alpha times the mean sigmoid, its default alpha 1) fails
+        # this test on ResNet-18: its push, sigmoid'(pi) / 11.2M per logit, is lost in the
+        # cross-entropy's gradient, and the live logits end where alpha = 0 leaves them.
+        old = _probe_logits(tiny_cmnist_root, model, "density_mean", 1.0)
+        assert abs(density(old[live]) - density(free[live])) < 0.02

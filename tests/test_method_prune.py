@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch
 from trainables.config import ConfigError, TrialConfig
 from trainables.errors import UserError
 from trainables.methods.prune import Slot, select, target_counts
+from trainables.results import TrialStore
 from trainables.steps import Step, parse_steps
 from trainables.train import run_trial
 from trainables.train.trial import Trial
@@ -255,35 +257,82 @@ def test_oneshot_prunes_the_dense_weights_straight_to_level_l(tiny_cmnist_root) 
 
 
 # ---------------------------------------------------------------------- branches
+REWIND = 3  # the parent's rewind point: 8 steps per epoch (2000 / 256), so mid-epoch 1
+
+
 def _files(folder) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
 def parent(tiny_cmnist_root, tmp_path_factory):
-    """A finished 2-level lottery run in ``<experiment>/trials/<hash>`` (the branches' parent)."""
-    cfg = _config(tiny_cmnist_root, levels=2)
+    """A finished 2-level lottery run rewinding to iteration 3, in ``<experiment>/trials/<hash>``
+    (the branches' parent)."""
+    cfg = _config(tiny_cmnist_root, levels=2, rewind_step=REWIND)
     trials = tmp_path_factory.mktemp("experiment") / "trials"
     folder = trials / cfg.trial_hash
     run_trial(cfg, checkpoint_dir=str(folder))
     return cfg, folder
 
 
+def _copy_parent(parent, tmp_path):
+    """The parent in an experiment folder of its own (tests that change it, or add siblings)."""
+    folder = tmp_path / "trials" / parent[1].name
+    shutil.copytree(parent[1], folder)
+    return parent[0], folder
+
+
 def _level(folder, level: int) -> dict:
     return torch.load(folder / "levels" / f"level_{level:04d}.pt", weights_only=True)
 
 
-def _branch(root, parent, **overrides) -> tuple[TrialConfig, Trial]:
-    cfg = _config(root, branch_of=parent[0].trial_hash, branch_level=2, **overrides)
-    return cfg, Trial(cfg, trial_dir=str(parent[1].parent / cfg.trial_hash))
+def _rewind(folder) -> dict:
+    return torch.load(folder / "levels" / "rewind.pt", weights_only=True)
 
 
-def test_a_prune_run_stores_every_level_mask_and_weights(parent) -> None:
+def _branch(root, parent, level=2, folder=None, **overrides) -> tuple[TrialConfig, Trial]:
+    values = dict(branch_of=parent[0].trial_hash, branch_level=level, rewind_step=REWIND)
+    cfg = _config(root, **{**values, **overrides})
+    return cfg, Trial(cfg, trial_dir=str(folder or parent[1].parent / cfg.trial_hash))
+
+
+def _assert_starts_at(method, weights: dict, masks: dict) -> None:
+    """The network is ``weights`` (every tensor, buffers included) under ``masks``."""
+    for key, value in method.model.state_dict().items():
+        expected = weights[key] * masks[key] if key in masks else weights[key]
+        assert torch.equal(value, expected), key
+
+
+def _record(method) -> list[dict]:
+    """Every training step of ``method``: its level-local iteration, lr and optimizer."""
+    steps: list[dict] = []
+    step = method.train_step
+
+    def record(batch):
+        steps.append(
+            {
+                "iteration": method.iteration,
+                "batch": batch.index.tolist(),
+                "dense": all(m.all() for m in method.engine.masks().values()),
+                "weights": {n: w.detach().clone() for n, w in method.weights.items()},
+                "optimizer": method.optimizer,
+            }
+        )
+        out = step(batch)
+        steps[-1]["lr"] = method.optimizer.param_groups[0]["lr"]
+        return out
+
+    method.train_step = record
+    return steps
+
+
+def test_a_prune_run_stores_every_level_mask_and_weights_and_its_rewind_point(parent) -> None:
     cfg, folder = parent
     assert sorted(p.name for p in (folder / "levels").iterdir()) == [
         "level_0000.pt",
         "level_0001.pt",
         "level_0002.pt",
+        "rewind.pt",
     ]
     levels = [_level(folder, n) for n in range(3)]
     total = sum(m.numel() for m in levels[0]["masks"].values())
@@ -295,14 +344,19 @@ def test_a_prune_run_stores_every_level_mask_and_weights(parent) -> None:
             assert not stored["model"][name][~mask].any()
     for name, mask in levels[2]["masks"].items():  # nested
         assert not (mask & ~levels[1]["masks"][name]).any()
+    # the rewind point: what the checkpoint keeps (level 0's weights after 3 steps, tested above)
+    rewind = _rewind(folder)
+    _, state = TrialStore(str(folder)).load_latest_checkpoint()
+    assert rewind["step"] == REWIND and rewind["model"].keys() == state["prune"]["rewind"].keys()
+    assert all(torch.equal(v, state["prune"]["rewind"][k]) for k, v in rewind["model"].items())
 
 
 def test_branch_configs_have_one_line_checks() -> None:
     bad = {
         "branch_of": dict(branch="reinit", branch_level=1),
-        "branch_level": dict(branch="reinit", branch_of="abc"),
+        "branch_level": dict(branch="reinit", branch_of="abc", branch_level=-1),
         "redense_step": dict(branch="reinit", branch_of="abc", branch_level=1, redense_step="1ep"),
-        "redense_lr": dict(redense_lr=0.0),
+        "redense_lr": dict(redense_lr=0.01),  # retired: the lr follows the schedule
         "branch": dict(branch="regrow"),
     }
     for name, values in bad.items():
@@ -310,9 +364,13 @@ def test_branch_configs_have_one_line_checks() -> None:
             TrialConfig.from_recipe("paper", method="prune", **values)
     with pytest.raises(ConfigError, match="^branch_of: "):  # set without a branch
         TrialConfig.from_recipe("paper", method="prune", branch_of="abc")
+    with pytest.raises(ConfigError, match="^branch_level: "):  # set without a branch
+        TrialConfig.from_recipe("paper", method="prune", branch_level=1)
+    level0 = TrialConfig.from_recipe("paper", method="prune", branch="redense", branch_of="abc")
+    assert level0.branch_level == 0  # level 0 (the dense trunk) is a branch point too
 
 
-def test_reinit_trains_the_parents_mask_from_a_new_init_and_never_touches_it(
+def test_reinit_trains_the_parents_mask_from_a_new_init_at_the_rewind_step(
     tiny_cmnist_root, parent
 ) -> None:
     before = _files(parent[1])
@@ -326,7 +384,10 @@ def test_reinit_trains_the_parents_mask_from_a_new_init_and_never_touches_it(
         assert torch.equal(masks[name], kept)
         assert not weight.detach()[~kept].any()
         assert not torch.equal(weight.detach()[kept], parent_init[name].detach()[kept])
-        assert not torch.equal(weight.detach()[kept], stored["model"][name][kept])
+        assert not torch.equal(weight.detach()[kept], _rewind(parent[1])["model"][name][kept])
+    # OpenLTH/SDD randomly_reinitialize: the LR schedule and data order start at iteration k
+    assert method.plan == [Slot(2, 1, REWIND, None, REWIND, True)]
+    assert method.epoch_batches(1) == (1, REWIND, None) and method.iteration == REWIND
     summary = run_trial(cfg, checkpoint_dir=str(parent[1].parent / cfg.trial_hash))
     assert [lv["level"] for lv in summary["levels"]] == [2]
     assert math.isclose(summary["levels"][0]["density"], 0.64, abs_tol=1e-3)
@@ -334,7 +395,7 @@ def test_reinit_trains_the_parents_mask_from_a_new_init_and_never_touches_it(
     assert _files(parent[1]) == before  # the parent is only read
 
 
-def test_random_prune_keeps_the_per_layer_counts_with_another_mask(
+def test_random_prune_keeps_the_per_layer_counts_from_the_rewind_weights(
     tiny_cmnist_root, parent
 ) -> None:
     _, trial = _branch(tiny_cmnist_root, parent, branch="random_prune")
@@ -344,52 +405,149 @@ def test_random_prune_keeps_the_per_layer_counts_with_another_mask(
         n: int(m.sum()) for n, m in stored.items()
     }
     assert any(not torch.equal(masks[n], stored[n]) for n in stored)
-    for name, weight in trial.method.weights.items():
-        assert not weight.detach()[~masks[name]].any()
+    # OpenLTH's randomly_prune, start_at=rewind: the rewind-point weights, from iteration k
+    _assert_starts_at(trial.method, _rewind(parent[1])["model"], masks)
+    assert trial.method.plan == [Slot(2, 1, REWIND, None, REWIND, True)]
     _, again = _branch(tiny_cmnist_root, parent, branch="random_prune")
     assert all(torch.equal(again.method.engine.masks()[n], masks[n]) for n in masks)  # seeded
 
 
-def test_redense_opens_every_mask_at_the_step_with_the_pruned_weights_at_zero(
+def _redense(root, parent, **overrides) -> tuple[TrialConfig, Trial]:
+    """Re-dense with SGD (SDD's optimizer), 2 epochs, the masks opening at iteration 10 between
+    the milestones at 5 and 12: lr 0.1, 0.01 from 5, 0.001 from 12."""
+    values = dict(
+        branch="redense",
+        epochs=2,
+        redense_step="1ep2it",
+        milestones="5it,12it",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+    )
+    return _branch(root, parent, **{**values, **overrides})
+
+
+def test_redense_runs_sdds_retrain_from_the_rewind_point_then_regains_at_zero(
     tiny_cmnist_root, parent
 ) -> None:
-    cfg, trial = _branch(
-        tiny_cmnist_root, parent, branch="redense", redense_step="3it", redense_lr=0.02
-    )
+    cfg, trial = _redense(tiny_cmnist_root, parent)
     method = trial.method
     stored = _level(parent[1], 2)
-    for name, weight in method.weights.items():  # the parent's level-2 weights and mask
-        assert torch.equal(weight.detach(), stored["model"][name])
-        assert torch.equal(method.engine.masks()[name], stored["masks"][name])
-    assert method.lr_at(2) == cfg.lr and method.lr_at(3) == 0.02
-    seen: dict = {}
-    after = method.after_step
-
-    def record(step):
-        out = after(step)
-        if method.iteration == 3:
-            seen["masks"] = {n: m.clone() for n, m in method.engine.masks().items()}
-            seen["weights"] = {n: w.detach().clone() for n, w in method.weights.items()}
-        return out
-
-    method.after_step = record
+    rewind = _rewind(parent[1])["model"]
+    # the parent's rewind-point weights under the level's mask, from iteration k (SDD README 4)
+    _assert_starts_at(method, rewind, stored["masks"])
+    assert all(torch.equal(method.engine.masks()[n], m) for n, m in stored["masks"].items())
+    steps = _record(method)
     trial.run_epoch(1)
-    assert all(m.all() for m in seen["masks"].values())
-    regained = 0
-    for name, weight in method.weights.items():
-        pruned = ~stored["masks"][name]
-        assert not seen["weights"][name][pruned].any()  # they return at zero
-        regained += int((weight.detach()[pruned] != 0).sum())  # and then train
-    assert regained > 0 and method.density() == 1.0
+    trial.run_epoch(2)
+    assert [s["iteration"] for s in steps] == list(range(REWIND, 16))
+    # the data order: the parent's level-0 order from batch k on (its epoch 1)
+    reference = Trial(parent[0])
+    order = _record(reference.method)
+    reference.run_epoch(1)
+    assert [s["batch"] for s in steps[:5]] == [s["batch"] for s in order[REWIND:]]
+    # sparse until iteration 10, dense from it: the pruned weights at exactly zero there
+    assert [s["dense"] for s in steps] == [s["iteration"] >= 10 for s in steps]
+    first_dense = next(s for s in steps if s["dense"])
+    for name, mask in stored["masks"].items():
+        assert not first_dense["weights"][name][~mask].any()
+        assert (method.weights[name].detach()[~mask] != 0).any()  # then they train
+    assert method.density() == 1.0
+    # the optimizer is kept (SDD's) and the lr follows the schedule through the regain
+    assert all(s["optimizer"] is steps[0]["optimizer"] for s in steps)
+    expected = [
+        0.1 if s["iteration"] < 5 else 0.01 if s["iteration"] < 12 else 0.001 for s in steps
+    ]
+    assert [s["lr"] for s in steps] == pytest.approx(expected, rel=1e-12)
+    assert method.lr_at(10) == pytest.approx(0.01)  # the schedule's, no constant
 
 
-def test_a_missing_parent_or_level_is_one_line(tiny_cmnist_root, parent) -> None:
+@pytest.mark.parametrize("stop_at", [1, 2])
+def test_redense_resumes_across_the_regain_bit_identically(
+    tiny_cmnist_root, parent, tmp_path, stop_at
+) -> None:
+    """Killed before (1) or after (2) the regain at iteration 12 (epoch 2), then resumed: the rows
+    and final network equal an uninterrupted run's, dense after the regain (SDD's resume
+    re-masks the regained weights; this one does not)."""
+    parent = _copy_parent(parent, tmp_path)
+    cfg = _config(
+        tiny_cmnist_root,
+        branch="redense",
+        branch_of=parent[0].trial_hash,
+        branch_level=2,
+        rewind_step=REWIND,
+        epochs=3,
+        redense_step="1ep4it",
+        milestones="5it,14it",
+        optimizer="sgd",
+        lr=0.1,
+    )
+    trials = parent[1].parent
+    whole = run_trial(cfg, checkpoint_dir=str(trials / "whole"))
+
+    class Stop(Exception):
+        pass
+
+    def stop(row):
+        if row["epoch"] == stop_at:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_trial(cfg, report=stop, checkpoint_dir=str(trials / "killed"))
+    resumed = run_trial(cfg, checkpoint_dir=str(trials / "killed"))
+    rows = [
+        [{k: v for k, v in r.items() if k not in VOLATILE} for r in _rows(trials / name)]
+        for name in ("whole", "killed")
+    ]
+    assert rows[0] == rows[1] and [r["density"] for r in rows[0]][1:] == [1.0, 1.0]
+    assert resumed["levels"] == whole["levels"]
+    final = [TrialStore(str(trials / n)).load_latest_checkpoint()[1] for n in ("whole", "killed")]
+    for key, value in final[0]["model"].items():
+        assert torch.equal(value, final[1]["model"][key]), key
+    assert all(m.all() for m in final[1]["engine"]["masks"].values())
+
+
+def test_branch_level_0_starts_dense_from_the_rewind_point(tiny_cmnist_root, parent) -> None:
+    _, trial = _redense(tiny_cmnist_root, parent, level=0, redense_step="")
+    method = trial.method
+    assert method.density() == 1.0 and method.redense_at == REWIND
+    _assert_starts_at(method, _rewind(parent[1])["model"], {})
+    trial.run_epoch(1)
+    assert method.density() == 1.0
+
+
+def test_a_missing_parent_level_or_rewind_point_is_one_line(
+    tiny_cmnist_root, parent, tmp_path
+) -> None:
     cfg = _config(tiny_cmnist_root, branch="reinit", branch_of="0123456789abcdef", branch_level=1)
     with pytest.raises(UserError, match=r"^branch_of: '0123456789abcdef' is not allowed") as e:
         Trial(cfg, trial_dir=str(parent[1].parent / cfg.trial_hash))
     assert "\n" not in str(e.value) and parent[0].trial_hash in str(e.value)
-    cfg = _config(tiny_cmnist_root, branch="reinit", branch_of=parent[0].trial_hash, branch_level=5)
     with pytest.raises(UserError, match=r"^branch_level: 5 is not allowed.*\(0, 1, 2\)$"):
-        Trial(cfg, trial_dir=str(parent[1].parent / cfg.trial_hash))
+        _branch(tiny_cmnist_root, parent, level=5, branch="reinit")
     with pytest.raises(UserError, match="^redense_step: '9ep' is not allowed"):
         _branch(tiny_cmnist_root, parent, branch="redense", redense_step="9ep")
+    with pytest.raises(UserError, match="^redense_step: '2it' is not allowed"):  # before k
+        _branch(tiny_cmnist_root, parent, branch="redense", redense_step="2it")
+    with pytest.raises(UserError, match=f"^rewind_step: 0 is not allowed; allowed: {REWIND} "):
+        _branch(tiny_cmnist_root, parent, branch="reinit", rewind_step=0)
+    # a parent run before rewind files: its checkpoint's rewind point, read only
+    old = _copy_parent(parent, tmp_path)
+    (old[1] / "levels" / "rewind.pt").unlink()
+    before = _files(old[1])
+    folder = old[1].parent / "branch"
+    _, trial = _branch(tiny_cmnist_root, old, folder=folder, branch="random_prune")
+    _assert_starts_at(trial.method, _rewind(parent[1])["model"], trial.method.engine.masks())
+    assert _files(old[1]) == before
+    # ... without a checkpoint either: one line naming the missing file
+    shutil.rmtree(old[1] / "checkpoints")
+    with pytest.raises(UserError, match=r"^branch_of: .*/levels/rewind\.pt is missing") as e:
+        _branch(tiny_cmnist_root, old, folder=folder, branch="redense")
+    assert "\n" not in str(e.value)
+    _branch(tiny_cmnist_root, old, folder=folder, branch="reinit")  # needs no rewind weights
+    # a parent that does not rewind (not a lottery trunk)
+    config = json.loads((old[1] / "config.json").read_text())
+    config.update(retrain="finetune", rewind_step=0)
+    (old[1] / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"^branch_of: .* allowed: a lottery trunk"):
+        _branch(tiny_cmnist_root, old, folder=folder, branch="reinit", rewind_step=0)

@@ -77,7 +77,7 @@ def test_table(capsys):
         (["--model", "vgg", "--density", "0.1"], "--model"),
         (["--model", "simple_cnn", "--density", "0.1", "--init", "snip"], "--init"),
         (["--model", "simple_cnn", "--density", "1.5"], "--density"),
-        (["--model", "simple_cnn", "--density", "0.1", "--dataset", "mnist"], "--dataset"),
+        (["--model", "simple_cnn", "--density", "0.1", "--dataset", "svhn"], "--dataset"),
         (["--model", "resnet18", "--density", "0.1", "--stem", "tiny"], "--stem"),
         (["--model", "simple_cnn", "--density", "0.1", "--augment", "big"], "--augment"),
     ],

@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from trainables.datasets import DATASETS, UNBIASED_RATIO
+from trainables.datasets import DATASETS, NORMALISATIONS, UNBIASED_RATIO
 from trainables.errors import UserError
 from trainables.methods import METHODS, effective_method, method_takes, param, param_groups
 from trainables.methods.params import NoiseParams
+from trainables.models.init import INITS
 
 RECIPES: tuple[str, ...] = ("paper", "rest-code")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
@@ -47,13 +48,33 @@ class _DataAndModel:
 
     dataset: str = param("cmnist", "biased dataset", choices=tuple(DATASETS))
     ratio: float = param(1.0, "bias-conflicting percentage of the training split (0.5, 1, 2, 5)")
+    train_on_valid: bool = param(
+        False,
+        "train on train + valid (the whole source training set, as SDD); label noise covers "
+        "both; the valid metrics are then on trained-on images (docs/data.md)",
+    )
     augment: str = param(
         "disent", "augmentation preset", choices=("disent", "rest-code", "rest-intended", "none")
+    )
+    normalisation: str = param(
+        "dataset",
+        "input Normalize of every split: dataset (the registry's: CIFAR mean/std for the CIFAR "
+        "datasets and BFFHQ, none for the MNIST ones) or sdd (the SDD code's: ImageNet mean/std "
+        "for CIFAR-10/100, 0.1307/0.3081 for MNIST; only those three; docs/data.md)",
+        choices=NORMALISATIONS,
     )
     model: str = param("simple_cnn", "architecture (see `trainables.models.MODELS`)")
     width: int = param(64, "ResNet base width (64 = standard ResNet-18)")
     stem: str = param(
         "imagenet", "ResNet stem: imagenet (REST) or cifar", choices=("imagenet", "cifar")
+    )
+    init: str = param(
+        "constructor",
+        "weight initialisation: constructor (the network's own: PyTorch's layer defaults; "
+        "resnet18 kaiming fan_out convs, BatchNorm at identity) or openlth (OpenLTH/SDD's "
+        "kaiming_normal fan_in on every conv and linear weight, biases kept, BatchNorm weight "
+        "U(0, 1) and bias 0; trainables.models.init)",
+        choices=tuple(INITS),
     )
     method: str = param("erm", "training method (see `trainables.methods.METHODS`)")
 
@@ -408,12 +429,20 @@ def validate(cfg: TrialConfig) -> None:
     _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "a number >= 0")
     _check(0 <= cfg.momentum < 1, "momentum", cfg.momentum, "a number in [0, 1)")
     _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
+    norms = DATASETS.get(cfg.dataset).normalisations  # sdd: only where SDD has the dataset
+    if cfg.normalisation not in norms:
+        having = [n for n in DATASETS if cfg.normalisation in DATASETS.get(n).normalisations]
+        why = f"on {cfg.dataset} ({cfg.normalisation} is for {', '.join(having)})"
+        _check(False, "normalisation", cfg.normalisation, f"{', '.join(norms)} {why}")
     every, keep = cfg.checkpoint_every, cfg.keep_checkpoints
     _check(every >= 1, "checkpoint_every", every, "an integer >= 1 (epochs between checkpoints)")
     _check(keep >= 1, "keep_checkpoints", keep, "an integer >= 1 (checkpoints kept)")
     if not DATASETS.get(cfg.dataset).biased:  # docs/data.md, "Unbiased datasets"
         why = f"({cfg.dataset} is unbiased: one ratio folder, no conflicting sample)"
         _check(cfg.ratio == UNBIASED_RATIO, "ratio", cfg.ratio, f"{UNBIASED_RATIO:g} {why}")
+        _check(cfg.selection == "last", "selection", cfg.selection, f"last {why}")
+    if cfg.train_on_valid:  # valid is trained on: it cannot rank epochs (docs/data.md)
+        why = "(train_on_valid trains on the valid images)"
         _check(cfg.selection == "last", "selection", cfg.selection, f"last {why}")
     spec = METHODS.get(cfg.method)
     if spec.takes_objective:

@@ -8,6 +8,7 @@ be rebuilt offline).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from trainables.registry import Registry
@@ -17,6 +18,17 @@ AUGMENT_PRESETS: tuple[str, ...] = ("disent", "rest-code", "rest-intended", "non
 # torchvision's CIFAR-10 statistics, which DisEnt and REST use for CIFAR-10-C and BFFHQ alike.
 CIFAR_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
 CIFAR_STD: tuple[float, float, float] = (0.2023, 0.1994, 0.2010)
+# The config's ``normalisation`` options (docs/data.md, "Input normalisation"): ``dataset`` is
+# the entry's own (``normalise``, ``mean``, ``std``); ``sdd`` the Sparse Double Descent code's
+# statistics, on the datasets SDD has (``sdd_normalisation``; he-zh/sparse-double-descent at
+# f9bbdcc, each value cited where it is set below).
+NORMALISATIONS: tuple[str, ...] = ("dataset", "sdd")
+# SDD datasets/cifar10.py:54 and datasets/cifar100.py:55: Normalize with ImageNet's mean/std.
+SDD_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# SDD datasets/mnist.py:41: Normalize(mean=[0.1307], std=[0.3081]) on the one gray channel; our
+# gray images are three equal channels, so each gets it (the mlp's channel mean then sees SDD's
+# normalised pixel exactly).
+SDD_MNIST = ((0.1307, 0.1307, 0.1307), (0.3081, 0.3081, 0.3081))
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,8 @@ class DatasetInfo:
     long_name: str = ""  # the grid descriptions' name ("Colored MNIST"); display_name if empty
     mean: tuple[float, float, float] = CIFAR_MEAN  # Normalize(mean, std), used when normalise
     std: tuple[float, float, float] = CIFAR_STD
+    # (mean, std) of ``normalisation=sdd``; None where SDD has no such dataset (then refused).
+    sdd_normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     crop_flip_presets: tuple[str, ...] = ()
     valid_at_root: bool = False  # valid/ at the dataset root, shared by every ratio (BFFHQ)
     # False for a plain classification dataset (bias label = label, every sample aligned):
@@ -65,6 +79,28 @@ class DatasetInfo:
     def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
         """``(mean, std)`` of the Normalize step, or None for ToTensor only."""
         return (self.mean, self.std) if self.normalise else None
+
+    @property
+    def normalisations(self) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None]:
+        """The ``normalisation`` options this dataset has: name -> ``(mean, std)`` of the
+        Normalize step, or None for ToTensor only (``sdd`` only where SDD has the dataset)."""
+        options = {"dataset": self.normalisation, "sdd": self.sdd_normalisation}
+        return {k: v for k, v in options.items() if k == "dataset" or v is not None}
+
+    def normalisation_for(
+        self, option: str = "dataset"
+    ) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """``(mean, std)`` under the ``normalisation`` option (None: ToTensor only); an option
+        this dataset lacks is an error naming the allowed ones."""
+        from trainables.errors import UserError
+
+        options = self.normalisations
+        if option not in options:
+            raise UserError(
+                f"normalisation: {option!r} is not allowed for {self.name}; allowed: "
+                f"{', '.join(options)}"
+            )
+        return options[option]
 
     def trained_size(self, augment: str) -> int:
         """Input size under ``augment``; unknown presets are an error naming the allowed ones."""
@@ -167,51 +203,39 @@ DATASETS.register(
 )
 
 # Plain (unbiased) classification datasets for the pruning family (docs/data.md): bias = label.
+# Plain MNIST-like datasets for the pruning family: real MNIST (`rest-sweep data fetch mnist`) and
+# Fashion-MNIST share every fact but their names. A grid on the Sparse Double Descent seed's MNIST
+# recipe sets its own model, optimiser and lr (OpenLTH's mnist_lenet_300_100); these are only the
+# fallbacks.
+_FASHION_MNIST = DatasetInfo(
+    name="fashion_mnist",
+    display_name="Fashion-MNIST",
+    num_classes=10,
+    native_size=28,
+    stored_sizes=(28,),
+    trained_sizes=_sizes(28),
+    model="mlp",
+    lr=0.001,
+    paper_ratios=(),
+    paper_upweights={},
+    paper_metric="unbiased",
+    train_samples=55_000,
+    normalise=False,
+    nested_valid=True,
+    long_name="Fashion-MNIST",
+    biased=False,
+)
 DATASETS.register(
     "mnist",
-    DatasetInfo(
+    dataclasses.replace(
+        _FASHION_MNIST,
         name="mnist",
         display_name="MNIST",
-        num_classes=10,
-        native_size=28,
-        stored_sizes=(28,),
-        trained_sizes=_sizes(28),
-        # Real MNIST (`rest-sweep data fetch mnist`), plain: the same defaults as Fashion-MNIST
-        # below. A grid on the Sparse Double Descent seed's MNIST recipe sets its own model,
-        # optimiser and lr (OpenLTH's mnist_lenet_300_100); these are only the fallbacks.
-        model="mlp",
-        lr=0.001,
-        paper_ratios=(),
-        paper_upweights={},
-        paper_metric="unbiased",
-        train_samples=55_000,
-        normalise=False,
-        nested_valid=True,
         long_name="MNIST",
-        biased=False,
+        sdd_normalisation=SDD_MNIST,  # SDD datasets/mnist.py:41
     ),
 )
-DATASETS.register(
-    "fashion_mnist",
-    DatasetInfo(
-        name="fashion_mnist",
-        display_name="Fashion-MNIST",
-        num_classes=10,
-        native_size=28,
-        stored_sizes=(28,),
-        trained_sizes=_sizes(28),
-        model="mlp",
-        lr=0.001,
-        paper_ratios=(),
-        paper_upweights={},
-        paper_metric="unbiased",
-        train_samples=55_000,
-        normalise=False,
-        nested_valid=True,
-        long_name="Fashion-MNIST",
-        biased=False,
-    ),
-)
+DATASETS.register("fashion_mnist", _FASHION_MNIST)
 for _name, _display, _classes in (("cifar10", "CIFAR-10", 10), ("cifar100", "CIFAR-100", 100)):
     DATASETS.register(
         _name,
@@ -231,6 +255,8 @@ for _name, _display, _classes in (("cifar10", "CIFAR-10", 10), ("cifar100", "CIF
             normalise=True,  # CIFAR mean/std (SDD normalises with ImageNet's; docs/data.md)
             nested_valid=True,
             long_name=_display,
+            # SDD datasets/cifar10.py:54, datasets/cifar100.py:55 (normalisation=sdd)
+            sdd_normalisation=SDD_IMAGENET,
             crop_flip_presets=("disent", "rest-code", "rest-intended"),
             biased=False,
         ),

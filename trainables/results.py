@@ -23,6 +23,9 @@ An *experiment* lives at ``<storage>/<name>/`` (a local path or any pyarrow file
                                 prediction reads)}; no optimizer or method training state
         levels/level_NNNN.pt        prune: each finished level's bool masks and final weights,
                                     kept for every level (what branches read)
+        levels/rewind.pt            prune, lottery: {"step": the rewind iteration, "model": level
+                                    0's state_dict there}, the same for every level, stored
+                                    once (where branches start)
     tune/<launch>/             Ray Tune's own experiment folders (result.json, TensorBoard...)
 
 ``rest-sweep train --out DIR`` writes the same trial folder layout at ``DIR``. Analysis and
@@ -63,6 +66,7 @@ CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
 FINAL_WEIGHTS_FILE = "final_weights.pt"
 LEVELS_DIR = "levels"
+REWIND_FILE = "rewind.pt"  # in LEVELS_DIR
 _LEVEL_RE = re.compile(r"^level_(\d{4,})\.pt$")
 # The temporary sibling of an atomic write (``Location.write_bytes``): ``.<name>.<8 hex>.tmp``.
 _TMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
@@ -451,6 +455,26 @@ class TrialStore:
         if not self.levels.exists(name):
             return None
         data = self.levels.read_bytes(name)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+    def has_rewind(self) -> bool:
+        return self.levels.exists(REWIND_FILE)
+
+    def save_rewind(self, state: dict[str, Any]) -> None:
+        """Write ``state`` (``{"step", "model"}``: a lottery trunk's rewind point) atomically."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.levels.write_bytes(REWIND_FILE, buffer.getvalue())
+
+    def load_rewind(self) -> dict[str, Any] | None:
+        """The rewind point (on the CPU), or None when it is not stored."""
+        import torch
+
+        if not self.has_rewind():
+            return None
+        data = self.levels.read_bytes(REWIND_FILE)
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
     def delete_checkpoints(self) -> list[int]:

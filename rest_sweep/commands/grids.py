@@ -112,13 +112,24 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trial_row(cfg: Any) -> dict[str, Any]:
-    """The axes a reader looks for, then every field that differs from its default."""
+def _trial_row(cfg: Any, set_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The axes a reader looks for, then every value the grid or a ``--set`` gives the trial
+    (``set_keys``; shown even where it equals the field default, e.g. an SDD grid's weight
+    decay), then every field that differs from its default."""
+    from search_spaces.grid import takes
+
     main = ("dataset", "ratio", "method", "density", "seed", "epochs", "recipe")
     row = {"hash": cfg.trial_hash, "name": cfg.short_name()}
     row.update({k: getattr(cfg, k) for k in main})
+    row.update({k: getattr(cfg, k) for k in set_keys if takes(cfg.method, k)})
     row.update(cfg.identity())
     return row
+
+
+def _set_keys(grid: Any, overrides: dict[str, Any]) -> tuple[str, ...]:
+    """Every key a block of ``grid`` (axis or fixed value) or a ``--set`` gives a value."""
+    keys = [k for block in grid.blocks for k, _ in (*block.axes, *block.fixed)]
+    return tuple(dict.fromkeys(k for k in [*keys, *overrides] if k not in ("method", "recipe")))
 
 
 def _makespan(args: argparse.Namespace, trials: list[Any]) -> dict[str, Any] | None:
@@ -176,12 +187,14 @@ def _show(args: argparse.Namespace) -> int:
     from trainables.checkpoints import estimate_volume
 
     grid = search_spaces.resolve(args.grid)
-    expansion = search_spaces.expand(grid, search_spaces.parse_overrides(args.sets))
+    overrides = search_spaces.parse_overrides(args.sets)
+    expansion = search_spaces.expand(grid, overrides)
     makespan = _makespan(args, expansion.trials)
     cost = None if args.no_cost else estimate(expansion.trials).to_dict()
     volume = None if args.no_cost else estimate_volume(expansion.trials)
     for note in expansion.set_notes():  # keys that skipped some trials (stderr with --json)
         print(note, file=sys.stderr if args.json else sys.stdout)
+    keys = _set_keys(grid, overrides)
     doc: dict[str, Any] = {
         "name": grid.name,
         "description": grid.description,
@@ -189,7 +202,7 @@ def _show(args: argparse.Namespace) -> int:
         "recipe": expansion.recipe,
         "count": expansion.count,
         "per_method": expansion.per_method(),
-        "trials": [_trial_row(t) for t in expansion.trials],
+        "trials": [_trial_row(t, keys) for t in expansion.trials],
         "pending": [{"method": p.method, "name": p.label(), **p.values} for p in expansion.pending],
         "cost": cost,
         "checkpoint_volume": volume.to_dict() if volume is not None else None,

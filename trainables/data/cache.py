@@ -47,6 +47,16 @@ class SplitTensors:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def joined(self, other: SplitTensors) -> SplitTensors:
+        """This split followed by ``other`` (train + valid for ``train_on_valid``): a fixed
+        order, so the data order and the label-noise draw over the union are reproducible."""
+        return SplitTensors(
+            images=torch.cat([self.images, other.images]),
+            labels=torch.cat([self.labels, other.labels]),
+            bias=torch.cat([self.bias, other.bias]),
+            ids=[*self.ids, *other.ids],
+        )
+
 
 def cache_dir_for(data_root: str | os.PathLike | None, cache_dir: str | None = None) -> Path:
     """Explicit dir, else ``$REST_SWEEP_CACHE``, else ``<root>/.rest-sweep-cache`` if the root

@@ -11,6 +11,9 @@ resizing rounds to uint8 levels like PIL. Presets (see docs/data.md):
 * ``rest-intended``: rest-code's training transform with deterministic evaluation.
 * ``none``: ToTensor plus the dataset's normalisation, native size, no augmentation.
 
+The normalisation is the config's ``normalisation`` option on top of any preset: ``dataset``
+(the registry entry's, the default) or ``sdd`` (the SDD code's statistics; docs/data.md).
+
 Every per-dataset fact (sizes per preset, normalisation, which presets crop and flip) is read
 from the registry ``trainables.datasets.DATASETS``; this module holds only the mechanics.
 
@@ -197,17 +200,21 @@ def crop_flip(
     return padded[batch, chan, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
 
 
-def make_transform(preset: str, dataset: str, train: bool) -> Transform:
+def make_transform(
+    preset: str, dataset: str, train: bool, normalisation: str = "dataset"
+) -> Transform:
     """The transform of ``preset`` for a dataset's train (``train=True``) or eval splits.
 
     Sizes, normalisation and which presets crop and flip come from the dataset registry; the
-    output size is always ``DATASETS.get(dataset).trained_size(preset)``.
+    output size is always ``DATASETS.get(dataset).trained_size(preset)``. ``normalisation`` is
+    the config's option (``DatasetInfo.normalisation_for``: ``dataset``, the entry's own, or
+    ``sdd``, the SDD code's statistics), the same for train and eval.
     """
     if preset not in PRESETS:
         raise UserError(f"augment: {preset!r} is not allowed; allowed: {', '.join(PRESETS)}")
     info = dataset_spec(dataset)
     size = info.trained_size(preset)
-    mean, std = info.normalisation or (None, None)
+    mean, std = info.normalisation_for(normalisation) or (None, None)
     augment = preset in info.crop_flip_presets and (train or preset in EVAL_AUGMENT_PRESETS)
     padding = CROP_PADDING if augment else 0
     return Transform(preset, dataset, train, size, size, padding, augment, mean, std)

@@ -174,7 +174,9 @@ class TrialContext:
 
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem)
+        model = build_model(
+            cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem, init=cfg.init
+        )
         model = model.to(self.device)
         if self.channels_last:  # before masks are built: they copy the weights' strides
             model = model.to(memory_format=torch.channels_last)

@@ -65,6 +65,9 @@ class DfrParams(ParamGroup):
         check(cfg.dfr_c >= 0, "dfr_c", cfg.dfr_c, "0 (tune) or a number > 0")
         check(cfg.dfr_retrains >= 1, "dfr_retrains", cfg.dfr_retrains, "an integer >= 1")
         check(cfg.dfr_steps >= 1, "dfr_steps", cfg.dfr_steps, "an integer >= 1")
+        if method.takes(cls):
+            why = "(dfr refits its last layer on the valid split, which must stay held out)"
+            check(not cfg.train_on_valid, "train_on_valid", cfg.train_on_valid, f"false {why}")
 
 
 def group_ids(y: torch.Tensor, b: torch.Tensor, groups: str, num_classes: int) -> torch.Tensor:

@@ -149,7 +149,7 @@ def second_model(ctx: TrialContext) -> nn.Module:
     from trainables.models import build_model
 
     cfg = ctx.cfg
-    model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem)
+    model = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem, init=cfg.init)
     model = model.to(ctx.device)
     if ctx.channels_last:
         model = model.to(memory_format=torch.channels_last)

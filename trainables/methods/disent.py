@@ -14,6 +14,7 @@ on ``[z_i, z_b]``. No bias labels are read.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -59,6 +60,11 @@ SCRIPT_VALUES: dict[str, dict[float, tuple[float, float, float, float, float]]] 
 }
 SCRIPT_CURR_STEP = 10_000
 SCRIPT_LR_DECAY_STEP = 10_000
+# DisEnt's batch size per dataset: learner.py:23-25 (data2batch_size; the argparse --batch_size
+# of train.py:11 is never read, learner.py:42). BFFHQ's 64 gives 19,200 / 64 = 300 steps per
+# epoch, 30,000 in the grid's 100 epochs, so the swap (after step 10,000) and one LR decay (at
+# 20,000) happen; at the grid's 256 the run would end at step 7,500 with neither.
+SCRIPT_BATCH_SIZE: dict[str, int] = {"cmnist": 256, "cifar10c": 256, "bffhq": 64}
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,12 @@ class DisentParams(ParamGroup):
         SCRIPT_LR_DECAY_STEP, "steps between LR decays after disent_swap_step (0: no decay)"
     )
     disent_lr_gamma: float = param(0.1, "factor of each step LR decay (public lr_gamma)")
+    disent_allow_no_swap: bool = param(
+        False,
+        "allow a trial whose feature swap never starts (disent_swap_step at or past its last "
+        "step); planning refuses one otherwise",
+        identity=False,  # it only lifts a planning check: the trial computes the same
+    )
 
     @classmethod
     def recipe_values(
@@ -108,6 +120,8 @@ class DisentParams(ParamGroup):
             }
             if recipe == "paper":
                 values["lr"] = lr
+        if dataset.name in SCRIPT_BATCH_SIZE:  # both recipes: REST's code runs no DisEnt
+            values["batch_size"] = SCRIPT_BATCH_SIZE[dataset.name]
         if recipe == "paper":
             values["weight_decay"] = 0.0  # train.py's default; no script passes it
         else:  # rest-code: its plateau schedule drives the LR, no step decay on top
@@ -133,6 +147,33 @@ class DisentParams(ParamGroup):
             cfg.disent_lr_gamma,
             "a number in (0, 1]",
         )
+        if method.takes(cls) and not cfg.disent_allow_no_swap:
+            steps, samples = planned_steps(cfg), approx_train_samples(cfg.dataset)
+            check(
+                cfg.disent_swap_step < steps - 1,
+                "disent_swap_step",
+                cfg.disent_swap_step,
+                f"an integer below {steps - 1:,}, the last 0-based step of epochs {cfg.epochs} x "
+                f"ceil({samples:,} / batch_size {cfg.batch_size}) = {steps:,} steps ({samples:,}: "
+                f"{cfg.dataset}'s approximate training-set size, as planning counts it); the "
+                "feature swap starts after step disent_swap_step and would never run: lower "
+                "disent_swap_step, raise epochs or lower batch_size, or set "
+                "disent_allow_no_swap=true",
+            )
+
+
+def approx_train_samples(dataset: str) -> int:
+    """The approximate training-set size planning uses (``DatasetInfo.train_samples``)."""
+    from trainables.datasets import DATASETS
+
+    return DATASETS.get(dataset).train_samples
+
+
+def planned_steps(cfg: Any) -> int:
+    """Optimizer steps of ``cfg`` as planning sees them: epochs x ceil(N / batch_size) (the
+    core's epoch length, trainables/train/trial.py), with N the dataset's approximate
+    training-set size (``DatasetInfo.train_samples``; the bundle on disk may differ)."""
+    return cfg.epochs * math.ceil(approx_train_samples(cfg.dataset) / cfg.batch_size)
 
 
 _MASK32 = 0xFFFFFFFF

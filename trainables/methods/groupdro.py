@@ -6,7 +6,8 @@ mean loss of each group in the batch (0 for a group the batch lacks), multiplies
 loss_g`` with the updated q. All of it stays on the device (no host sync), so the step is
 graphable; q is checkpointed. Groups are the (label, bias) cells (default) or REST's two
 groups, bias-aligned and bias-conflicting; either way training reads the bias label, so the
-method's ``labels`` is ``group``.
+method's ``labels`` is ``group``. The recipes draw group-balanced batches, as every published
+group_DRO command (``--reweight_groups``); ``groupdro_sampling=uniform`` shuffles instead.
 """
 
 from __future__ import annotations
@@ -46,10 +47,28 @@ class GroupDroParams(ParamGroup):
     )
     groupdro_sampling: str = param(
         "uniform",
-        "GroupDRO: data order: uniform, or group-balanced draws with replacement "
-        "(group_DRO's --reweight_groups)",
+        "GroupDRO: data order: balanced (draws with replacement, probability 1 / n_group: "
+        "group_DRO's --reweight_groups; the recipes' value) or uniform (a shuffle)",
         choices=("uniform", "balanced"),
     )
+
+    @classmethod
+    def recipe_values(
+        cls,
+        recipe: str,
+        dataset: Any,
+        ratio: float,
+        method: MethodInfo,
+        given: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        # Every command of kohpangwei/group_DRO's README passes --reweight_groups with --robust
+        # (README.md:62, :76, :105); data/dro_dataset.py:57-61 then draws len(dataset) samples
+        # with replacement, weight len / group_count per sample. Both recipes (REST's code has
+        # no Group DRO runs); the field default stays uniform, so stored configs keep their
+        # meaning and these trials get a new hash.
+        if not method.takes(cls):
+            return {}
+        return {"groupdro_sampling": "balanced"}
 
     @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check) -> None:
@@ -109,7 +128,8 @@ class GroupDro(Method):
     def sampling_weights(self) -> torch.Tensor | None:
         if self.cfg.groupdro_sampling != "balanced":
             return None
-        # group_DRO's reweight_groups: each sample drawn with probability 1 / n_(its group).
+        # group_DRO's reweight_groups (data/dro_dataset.py:57-61): each sample weighs
+        # len / n_(its group); the same draw probabilities as 1 / n_(its group).
         return (1.0 / self.train_counts.to(self.ctx.device)[self.train_groups]).float()
 
     def graph_state(self) -> list[torch.Tensor]:

@@ -1,10 +1,13 @@
 """``jtt``: Just Train Twice (Liu et al. 2021): ERM for T epochs, then a fresh network with the
 first one's training errors up-weighted.
 
-Stage 1 (epochs 1..T, ``jtt_epochs``): the identification model trains with plain ERM. After
-epoch T's training (in :meth:`Jtt.before_evaluate`, so epoch T's metrics row is still the
-identification model's) the training split is classified without augmentation and the
-misclassified samples form the error set E. In :meth:`Jtt.after_epoch` of epoch T the network
+Stage 1 (epochs 1..T, ``jtt_epochs``): the identification model trains with plain ERM. The
+error set E is, by default (``jtt_error_set=train``, anniesch/jtt's ``wrong_1_times``), the
+samples the training forward passes of epoch T misclassified: each batch's prediction as it
+trains (augmented, train mode, before that batch's step), recorded inside the step. The option
+``eval`` instead classifies the training split after epoch T without augmentation in eval mode.
+E is fixed in :meth:`Jtt.before_evaluate` of epoch T (its metrics row is still the
+identification model's). In :meth:`Jtt.after_epoch` of epoch T the network
 is re-initialised from the trial seed and the optimizer and LR schedule start afresh, all
 written into the same tensors (so a captured CUDA graph keeps replaying the right step), and
 epochs T+1..``epochs`` train that second model with E up-weighted by ``1 + jtt_upweight``:
@@ -33,6 +36,17 @@ else:
     torch = lazy_module("torch")  # planning imports this module without loading torch
 
 ERROR_SET_BATCH = 1024
+# Where the error set comes from. ``train``: the predictions the training forward passes of
+# epoch T make (anniesch/jtt train.py:44-45 model.train(), :78 outputs = model(x) before the
+# step at :117/:122; written to output_train_epoch_{epoch}.csv at :141-143 and read as
+# wrong_1_times by process_training.py:31-33). ``eval``: an extra eval-mode pass over the
+# training split without augmentation after epoch T (a deviation, kept as an option).
+ERROR_SETS = ("train", "eval")
+# The recipes' T: JTT's CelebA setting, process_training.py --final_epoch 1 (README.md:87),
+# names the output file of 0-based epoch 1 (train.py:254 counts epochs from epoch_offset = 0,
+# run_expt.py:174): the predictions made during the second epoch, after one full epoch. Our
+# jtt_epochs counts 1-based stage-1 epochs and reads the errors of its last one, hence 2.
+RECIPE_JTT_EPOCHS = 2
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,9 @@ class JttParams(ParamGroup):
     order: ClassVar[int] = 40
 
     jtt_epochs: int = param(
-        1, "JTT: epochs T of the identification model (stage 1); must be < epochs"
+        1,
+        "JTT: epochs of the identification model (stage 1), the error set read from the last "
+        "one; must be < epochs (the recipes give 2: JTT's final_epoch 1 is 0-based)",
     )
     jtt_upweight: float = param(
         50.0,
@@ -55,6 +71,28 @@ class JttParams(ParamGroup):
         "or by the loss",
         choices=("resample", "loss"),
     )
+    jtt_error_set: str = param(
+        "eval",
+        "JTT: the error set: train (the predictions of epoch T's training forward passes, as "
+        "anniesch/jtt; the recipes' value) or eval (an eval-mode pass without augmentation "
+        "after epoch T)",
+        choices=ERROR_SETS,
+    )
+
+    @classmethod
+    def recipe_values(
+        cls,
+        recipe: str,
+        dataset: Any,
+        ratio: float,
+        method: MethodInfo,
+        given: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        # Both recipes (REST's code has no JTT). The field defaults stay the first version's,
+        # so stored configs keep their meaning and these trials get a new hash.
+        if not method.takes(cls):
+            return {}
+        return {"jtt_error_set": "train", "jtt_epochs": RECIPE_JTT_EPOCHS}
 
     @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check) -> None:
@@ -86,6 +124,11 @@ class Jtt(Method):
         # all ones in stage 1, so the loss is ERM's mean exactly.
         self.weights = torch.ones(n, device=ctx.device)
         self.mean_weight = torch.ones((), device=ctx.device)
+        # jtt_error_set=train: the step writes each sample's train-mode mistake into
+        # ``train_wrong`` while ``recording`` is on (epoch T only; a device flag, so a captured
+        # graph records too).
+        self.train_wrong = torch.zeros(n, dtype=torch.bool, device=ctx.device)
+        self.recording = torch.zeros((), dtype=torch.bool, device=ctx.device)
         self._stage_schedule(self.cfg.jtt_epochs)
 
     # ------------------------------------------------------------------ stage switch
@@ -101,7 +144,7 @@ class Jtt(Method):
 
         cfg = self.cfg
         train = self.ctx.train
-        transform = make_transform(cfg.augment, cfg.dataset, train=False)
+        transform = make_transform(cfg.augment, cfg.dataset, False, cfg.normalisation)
         self.model.eval()
         wrong = torch.zeros(train.n, dtype=torch.bool, device=self.ctx.device)
         for start in range(0, train.n, ERROR_SET_BATCH):
@@ -117,9 +160,30 @@ class Jtt(Method):
         self.model.train()
         return wrong
 
+    def epoch_batches(self, epoch: int) -> tuple[int, int, int | None]:
+        # Read by the core at the start of every training epoch: record during epoch T only.
+        record = epoch == self.cfg.jtt_epochs and self.cfg.jtt_error_set == "train"
+        self.recording.fill_(record)
+        if record:  # an epoch T restarted after an interruption records afresh
+            self.train_wrong.zero_()
+        return super().epoch_batches(epoch)
+
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, losses = super().train_step(batch)
+        # The batch's prediction before its step, in train mode on the augmented input: what
+        # anniesch/jtt's run_epoch writes to output_train_epoch_{epoch}.csv.
+        wrong = logits.detach().argmax(dim=1) != batch.y
+        index = batch.index
+        self.train_wrong[index] = torch.where(self.recording, wrong, self.train_wrong[index])
+        return logits, losses
+
     def before_evaluate(self, epoch: int) -> float:
         if epoch != self.cfg.jtt_epochs:
             return 0.0
+        if self.cfg.jtt_error_set == "train":
+            self.recording.fill_(False)
+            self.error.copy_(self.train_wrong)
+            return 0.0  # read off the training steps: no extra pass
         self.error.copy_(self.misclassified(epoch))
         return self.ctx.train.n * self.forward_flops()  # one forward pass over the split
 
@@ -182,7 +246,7 @@ class Jtt(Method):
         return epoch > self.cfg.jtt_epochs  # only the final model is JTT's
 
     def graph_state(self) -> list[torch.Tensor]:
-        return [self.weights, self.mean_weight]
+        return [self.weights, self.mean_weight, self.train_wrong]
 
     # ------------------------------------------------------------------ checkpoint
     @classmethod

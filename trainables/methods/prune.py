@@ -19,13 +19,18 @@ schedule (``milestones``, ``gamma``, ``warmup_steps``), set before every step fr
 level-local iteration. ``levels`` is not part of the trial's identity: asking a finished trial
 for more levels continues it from its last checkpoint (:meth:`Prune.summary_covers`).
 
-Every finished level leaves ``<trial>/levels/level_NNNN.pt`` (its bool masks and final weights).
+Every finished level leaves ``<trial>/levels/level_NNNN.pt`` (its bool masks and final weights);
+a lottery trunk also stores its rewind point once, ``<trial>/levels/rewind.pt``.
 A **branch** (``branch=redense|reinit|random_prune``) is a prune trial of one stage that reads
-level ``branch_level`` of the parent trial ``branch_of`` (a sibling folder) and never retrains
-it: ``reinit`` trains the parent's mask from a new initialisation, ``random_prune`` a random mask
-with the parent's per-layer counts from a new initialisation, ``redense`` the parent's level
-weights under its mask until ``redense_step``, then every mask opens (the pruned weights return
-at zero) and training goes on at the constant ``redense_lr``.
+level ``branch_level`` (0 included) of the lottery trunk ``branch_of`` (a sibling folder) and never
+retrains it. Like SDD's and OpenLTH's lottery branches it starts at the parent's rewind point:
+iteration ``rewind_step`` of the data order and LR schedule (the branch carries its parent's
+``rewind_step``), with ``reinit`` the parent's mask on a new initialisation, ``random_prune`` a
+random mask with the parent's per-layer counts on the rewind-point weights, ``redense`` the
+level's mask on the rewind-point weights until ``redense_step``; there every mask opens (the
+pruned weights return at exactly zero, the optimizer is kept) and training goes on dense, the
+learning rate still following the schedule (SDD's ``lottery_branch retrain`` with
+``regain_pruned_weights_steps``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
     from trainables.data import Batch
     from trainables.methods.base import TrialContext
+    from trainables.results import TrialStore
     from trainables.sparse import SparseEngine
 else:
     torch = lazy_module("torch")  # planning imports this module without loading torch
@@ -104,16 +110,23 @@ class PruneParams(ParamGroup):
     warmup_steps: str = param("", "linear lr warm-up from 0 at the start of each level (5ep)")
     branch: str = param(
         "none",
-        "a branch of a finished run's level: redense, reinit (its mask, a new init) or "
-        "random_prune (its per-layer counts, a random mask, a new init)",
+        "a branch of a lottery run's level, from its rewind point: redense (its mask, then "
+        "dense), reinit (its mask, a new init) or random_prune (its per-layer counts, a random "
+        "mask)",
         choices=BRANCHES,
     )
     branch_of: str = param("", "branch: the parent trial's hash (a folder beside this trial's)")
-    branch_level: int = param(0, "branch: the parent's level read (>= 1)")
+    branch_level: int = param(0, "branch: the parent's level read (>= 0)")
     redense_step: str = param(
-        "", "redense: when every mask opens (a step such as 10ep, 500it; '': at the start)"
+        "",
+        "redense: when every mask opens (a step such as 160ep, 500it; '': at the start, "
+        "rewind_step)",
     )
-    redense_lr: float = param(0.001, "redense: constant learning rate after redense_step")
+    redense_lr: float = param(
+        0.001,
+        "retired: not read (after redense_step the lr follows milestones, as SDD's); kept so "
+        "stored configs load",
+    )
 
     @classmethod
     def recipe_values(
@@ -136,7 +149,13 @@ class PruneParams(ParamGroup):
         check(cfg.finetune_lr > 0, "finetune_lr", cfg.finetune_lr, "a positive number")
         check(cfg.gamma > 0, "gamma", cfg.gamma, "a positive number")
         check(cfg.gradient_batches > 0, "gradient_batches", cfg.gradient_batches, "an integer > 0")
-        check(cfg.redense_lr > 0, "redense_lr", cfg.redense_lr, "a positive number")
+        check(
+            cfg.redense_lr == _REDENSE_LR_RETIRED,
+            "redense_lr",
+            cfg.redense_lr,
+            f"{_REDENSE_LR_RETIRED} (retired: after redense_step the lr follows milestones and "
+            "gamma, as SDD's; docs/methods.md, prune, re-dense)",
+        )
         for name in ("finetune_steps", "warmup_steps", "redense_step"):
             text = getattr(cfg, name)
             if text:
@@ -160,10 +179,10 @@ class PruneParams(ParamGroup):
             "'' (only a branch reads a parent; set branch)",
         )
         check(
-            cfg.branch_level >= 1 if branch else cfg.branch_level == 0,
+            cfg.branch_level >= 0 if branch else cfg.branch_level == 0,
             "branch_level",
             cfg.branch_level,
-            "an integer >= 1" if branch else "0 (only a branch reads a level; set branch)",
+            "an integer >= 0" if branch else "0 (only a branch reads a level; set branch)",
         )
         check(
             cfg.redense_step == "" or cfg.branch == "redense",
@@ -192,6 +211,9 @@ class PruneParams(ParamGroup):
 
 
 _STEP = "a step such as 160ep, 1000it or 80ep50it"
+# redense_lr's old default, the only value allowed now: stored configs (every trial's
+# config.json and ledger entry lists every field) keep loading and keep their hashes.
+_REDENSE_LR_RETIRED = 0.001
 
 
 def _parses(parse: Any) -> bool:
@@ -218,7 +240,9 @@ class Slot:
 def level_span(cfg: TrialConfig, level: int, per_epoch: int) -> tuple[int, int]:
     """(first, end) level-local iterations of ``level``."""
     total = cfg.epochs * per_epoch
-    if level == 0 or cfg.branch != "none":
+    if cfg.branch != "none":  # from the parent's rewind point, as SDD's lottery branches
+        return cfg.rewind_step, total
+    if level == 0:
         return 0, total
     if cfg.retrain == "lottery":
         return cfg.rewind_step, total
@@ -359,15 +383,20 @@ class Prune(Method):
     def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
         # every level trains ``epochs`` at (1 - p)^L (rewinding and fine-tuning lengths aside)
         keep = 1.0 - cfg.prune_fraction
-        if cfg.branch != "none":  # one stage at the parent level's density
-            return [(cfg.epochs, keep**cfg.branch_level)]
+        if cfg.branch != "none":  # one stage at the parent level's density (redense: then dense)
+            sparse = cfg.epochs
+            if cfg.branch == "redense":
+                at = Step.parse(cfg.redense_step, "redense_step") if cfg.redense_step else Step()
+                sparse = min(at.epochs, cfg.epochs)  # whole epochs: a planning estimate
+            return [(sparse, keep**cfg.branch_level), (cfg.epochs - sparse, 1.0)]
         return [(cfg.epochs, keep**level) for level in range(cfg.levels + 1)]
 
     @classmethod
     def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
         # Every level: the network, its optimizer and the engine's masks (all-ones at level 0),
         # plus lottery's rewind point and, from level 1, oneshot's level-0 weights; each level
-        # of a non-branch run leaves its level file (weights and masks), kept.
+        # of a non-branch run leaves its level file (weights and masks), kept, and level 0 of a
+        # lottery trunk the rewind file too (one more network, kept).
         branch = cfg.branch != "none"
         levels = [cfg.branch_level] if branch else list(range(cfg.levels + 1))
         try:
@@ -382,7 +411,10 @@ class Prune(Method):
         for level in levels:
             dense = 1.0 if cfg.oneshot and level > 0 and not branch else 0.0
             holds = CheckpointTensors(weight_sized=moments + rewind + dense, masks=1.0)
-            stages.append(CheckpointStage(epochs[level], holds, level_file))
+            kept = level_file
+            if level_file is not None and level == 0 and rewind:
+                kept = level_file.plus(networks=1.0)
+            stages.append(CheckpointStage(epochs[level], holds, kept))
         return stages
 
     @classmethod
@@ -410,8 +442,6 @@ class Prune(Method):
     def lr_at(self, iteration: int) -> float:
         """The learning rate of level-local ``iteration`` (0-based) at the current level."""
         cfg = self.cfg
-        if self.redense_at is not None and iteration >= self.redense_at:
-            return cfg.redense_lr
         if self.level > 0 and cfg.retrain == "finetune" and cfg.branch == "none":
             return cfg.finetune_lr
         lr = cfg.lr * cfg.gamma ** sum(iteration >= m for m in self.milestones)
@@ -430,7 +460,12 @@ class Prune(Method):
         self.engine.step(step)  # re-masks the weights; static: reads no gradient
         self.iteration += 1
         cfg = self.cfg
-        if self.level == 0 and cfg.retrain == "lottery" and self.iteration == cfg.rewind_step:
+        if (
+            self.level == 0
+            and cfg.retrain == "lottery"
+            and cfg.branch == "none"
+            and self.iteration == cfg.rewind_step
+        ):
             self.rewind = self._copy_state()
         if self.iteration == self.redense_at:
             self._redense()
@@ -481,8 +516,9 @@ class Prune(Method):
         self._set_masks(new)
         self.level = level
 
-    def _set_masks(self, masks: Mapping[str, torch.Tensor]) -> None:
-        """Install ``masks`` (re-applied to the weights) and start a fresh optimizer."""
+    def _set_masks(self, masks: Mapping[str, torch.Tensor], fresh_optimizer: bool = True) -> None:
+        """Install ``masks`` (re-applied to the weights) and, unless told otherwise, start a fresh
+        optimizer."""
         from trainables.train.optim import build_optimizer
 
         assert self.engine is not None
@@ -490,25 +526,32 @@ class Prune(Method):
         state["masks"] = {name: m.to(torch.bool).cpu() for name, m in masks.items()}
         state["counts"] = {name: int(m.sum()) for name, m in masks.items()}
         self.engine.load_state_dict(state)  # re-applies the masks
-        self.optimizer = build_optimizer(self.model.parameters(), self.cfg, self.ctx.device)
-        self.engine.bind_optimizer(self.optimizer)
+        if fresh_optimizer:
+            self.optimizer = build_optimizer(self.model.parameters(), self.cfg, self.ctx.device)
+            self.engine.bind_optimizer(self.optimizer)
         self._flops_cache = None
 
     # ------------------------------------------------------------------ level files, branches
     def _store_level(self, level: int) -> None:
-        """``<trial>/levels/level_NNNN.pt``: the level's final bool masks and weights."""
+        """``<trial>/levels/level_NNNN.pt``: the level's final bool masks and weights; and, once
+        (the first level stored, or the next one of a trunk run before rewind files existed),
+        a lottery trunk's rewind point ``<trial>/levels/rewind.pt`` (where branches start)."""
         from trainables.results import TrialStore
 
         assert self.engine is not None and self.ctx.trial_dir is not None
+        store = TrialStore(self.ctx.trial_dir)
+        if self.rewind is not None and not store.has_rewind():
+            model = {k: v.detach().cpu().clone() for k, v in self.rewind.items()}
+            store.save_rewind({"step": self.cfg.rewind_step, "model": model})
         state = {
             "masks": {name: m.cpu().clone() for name, m in self.engine.masks().items()},
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
         }
-        TrialStore(self.ctx.trial_dir).save_level(level, state)
+        store.save_level(level, state)
 
-    def _parent_level(self) -> dict[str, Any]:
-        """Level ``branch_level``'s file of the parent trial ``branch_of`` (a sibling folder);
-        a one-line error naming what exists when it is missing."""
+    def _parent(self) -> TrialStore:
+        """The parent trial ``branch_of`` (a sibling folder); a one-line error naming the trials
+        there when it is missing."""
         from trainables.results import Location, TrialStore
 
         cfg = self.cfg
@@ -527,6 +570,12 @@ class Prune(Method):
                 f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a trial in "
                 f"{folder.path} ({listed or 'none there'})"
             )
+        return parent
+
+    def _parent_level(self, parent: TrialStore) -> dict[str, Any]:
+        """Level ``branch_level``'s file of ``parent``; a one-line error naming the stored levels
+        when it is missing."""
+        cfg = self.cfg
         state = parent.load_level(cfg.branch_level)
         if state is None:
             have = ", ".join(str(n) for n in parent.level_numbers())
@@ -536,21 +585,67 @@ class Prune(Method):
             )
         return state
 
+    def _parent_rewind(self, parent: TrialStore, weights: bool) -> dict[str, torch.Tensor] | None:
+        """The parent's rewind point (level 0's weights and buffers at iteration ``rewind_step``)
+        when ``weights``: ``levels/rewind.pt``, or, for a parent run before rewind files existed,
+        its newest checkpoint (read only). One-line errors for a parent that is not a lottery
+        trunk, one that rewinds elsewhere than this branch starts, or one that kept neither."""
+        from trainables.results import REWIND_FILE
+
+        cfg = self.cfg
+        config = parent.read_config() or {}
+        retrain = config.get("retrain", "lottery")
+        if retrain != "lottery":
+            raise UserError(
+                f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a lottery trunk "
+                f"(retrain=lottery; it has retrain={retrain}): a branch starts from its "
+                "parent's rewind point"
+            )
+        stored = parent.load_rewind() if weights else None
+        if stored is not None:
+            step = int(stored["step"])
+        else:
+            step = int(config.get("rewind_step", cfg.rewind_step))
+        if step != cfg.rewind_step:
+            raise UserError(
+                f"rewind_step: {cfg.rewind_step} is not allowed; allowed: {step} (trial "
+                f"{cfg.branch_of} rewinds there, and a branch starts at its parent's rewind point)"
+            )
+        if not weights:
+            return None
+        if stored is not None:
+            return stored["model"]
+        found = parent.load_latest_checkpoint()
+        model = (found[1].get("prune") or {}).get("rewind") if found is not None else None
+        if model is None:
+            where = parent.levels.file(REWIND_FILE)
+            raise UserError(
+                f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a trunk with its rewind "
+                f"point ({where} is missing and no checkpoint of it holds the point: it ran "
+                "before rewind files existed; run it again from scratch, e.g. delete its folder "
+                "and resume its grid, and it stores the file)"
+            )
+        return model
+
     def _start_branch(self) -> None:
         """Set up a branch's one stage from the parent's level (the parent is only read)."""
         cfg = self.cfg
         spe = self.ctx.steps_per_epoch
         self.level = cfg.branch_level  # the one stage: no level switch ever runs
         if cfg.branch == "redense":
-            at = Step.parse(cfg.redense_step, "redense_step") if cfg.redense_step else Step()
-            self.redense_at = at.to_iterations(spe)
-            if not self.redense_at < cfg.epochs * spe:
+            at = cfg.rewind_step  # '': regain at the start (the rewind point)
+            if cfg.redense_step:
+                at = Step.parse(cfg.redense_step, "redense_step").to_iterations(spe)
+            self.redense_at = at
+            if not cfg.rewind_step <= at < cfg.epochs * spe:
                 raise UserError(
-                    f"redense_step: {cfg.redense_step!r} is not allowed; allowed: a point inside "
-                    f"the training length of {cfg.epochs} epochs x {spe} iterations"
+                    f"redense_step: {cfg.redense_step!r} is not allowed; allowed: a point from "
+                    f"rewind_step ({cfg.rewind_step} iterations) to before the training length "
+                    f"of {cfg.epochs} epochs x {spe} iterations"
                 )
-        parent = self._parent_level()
-        masks = parent["masks"]
+        parent = self._parent()
+        level = self._parent_level(parent)
+        masks = level["masks"]
         shapes = {name: tuple(w.shape) for name, w in self.weights.items()}
         if {name: tuple(m.shape) for name, m in masks.items()} != shapes:
             raise UserError(
@@ -563,18 +658,23 @@ class Prune(Method):
                 cfg.seed * 100_003 + _BRANCH_DRAW + cfg.branch_level
             )
             masks = {name: _random_mask(m, gen) for name, m in masks.items()}
-        if cfg.branch == "redense":
-            self.model.load_state_dict(parent["model"])
-        else:
+        # redense, random_prune: the rewind-point weights (OpenLTH's start_at=rewind)
+        rewind = self._parent_rewind(parent, weights=cfg.branch != "reinit")
+        if rewind is None:
             self._reinitialise(_BRANCH_DRAW + cfg.branch_level)
+        else:
+            self.model.load_state_dict(rewind)
         self._set_masks(masks)
-        if self.redense_at == 0:
+        if self.redense_at == cfg.rewind_step:
             self._redense()
 
     def _redense(self) -> None:
-        """Open every mask: the pruned weights (zero) train again, with a fresh optimizer."""
+        """Open every mask: the pruned weights (exactly zero: the masks zero them after every
+        step) train again. The optimizer is kept, as SDD's: its momentum goes on, including
+        the pruned weights' (their gradients were never masked)."""
         assert self.engine is not None
-        self._set_masks({name: torch.ones_like(m) for name, m in self.engine.masks().items()})
+        ones = {name: torch.ones_like(m) for name, m in self.engine.masks().items()}
+        self._set_masks(ones, fresh_optimizer=False)
 
     def _reinitialise(self, level: int) -> None:
         """A new initialisation per level, drawn from (seed, level); the global RNG is kept
@@ -584,7 +684,9 @@ class Prune(Method):
         cfg = self.cfg
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed * 100_003 + level)
-            fresh = build_model(cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem)
+            fresh = build_model(
+                cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem, init=cfg.init
+            )
         self.model.load_state_dict(fresh.state_dict())
 
     def scores(self, level: int) -> dict[str, torch.Tensor]:

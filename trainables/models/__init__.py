@@ -20,6 +20,7 @@ from trainables.models.catalog import (
     simple_cnn_layers,
     vgg16_layers,
 )
+from trainables.models.init import INITS
 from trainables.registry import Registry
 
 if TYPE_CHECKING:
@@ -84,11 +85,22 @@ def model_info(name: str) -> ModelInfo:
     return MODELS.get(name)
 
 
-def build_model(name: str, num_classes: int, width: int = 64, stem: str = "imagenet") -> nn.Module:
-    """Build a registered model (imports torch); bad sizes are a :class:`UserError`."""
+def build_model(
+    name: str,
+    num_classes: int,
+    width: int = 64,
+    stem: str = "imagenet",
+    init: str = "constructor",
+) -> nn.Module:
+    """Build a registered model (imports torch) and apply the initialisation ``init``
+    (:data:`trainables.models.init.INITS`; the default keeps the constructor's); bad sizes or
+    names are a :class:`UserError`."""
     info = MODELS.get(name)
     _check_sizes(num_classes, width)
-    return info.build(num_classes=num_classes, width=width, stem=stem)
+    initialiser = INITS.get(init)  # before building: a bad name draws nothing
+    model = info.build(num_classes=num_classes, width=width, stem=stem)
+    initialiser(model)
+    return model
 
 
 def _check_sizes(num_classes: int, width: int) -> None:
@@ -98,4 +110,4 @@ def _check_sizes(num_classes: int, width: int) -> None:
         raise UserError(f"width: {width!r} is not allowed; allowed: an integer >= 1")
 
 
-__all__ = ["MODELS", "LayerInfo", "ModelInfo", "build_model", "model_info"]
+__all__ = ["INITS", "MODELS", "LayerInfo", "ModelInfo", "build_model", "model_info"]

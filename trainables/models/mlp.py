@@ -5,7 +5,8 @@ the network first averages the channels (exact for those gray images) and, for i
 not 28 px, average-pools to 28x28 (identity at 28). The three linear layers are then the seed's
 network weight for weight: 266,610 parameters at 10 classes, whatever the input size. On colour
 data (``cmnist``) the channel mean discards the colour. ``width`` is ignored (the hidden sizes
-are the seed's), as is ``stem``; PyTorch's default init.
+are the seed's), as is ``stem``; PyTorch's default init (the seed's ``kaiming_normal`` is the
+config's ``init=openlth``, ``trainables.models.init``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ average pool and ``fc`` on the last 512 channels. Differences from OpenLTH, all 
 documented in docs/methods.md: convs have no bias (the BN after each makes it redundant),
 the final pool is adaptive (OpenLTH's ``AvgPool2d(2)`` is the same at 32 px and also works at
 28 px), channels scale with ``width / 64`` (64 = the standard network), and init is PyTorch's
-default (OpenLTH/SDD re-initialise with ``kaiming_normal`` and ``U(0, 1)`` BN weights).
+default (OpenLTH/SDD re-initialise with ``kaiming_normal`` and ``U(0, 1)`` BN weights: the
+config's ``init=openlth``, ``trainables.models.init``).
 """
 
 from __future__ import annotations

@@ -125,10 +125,13 @@ class Trial:
         # data_source, which the report uses to name the data and to refuse a stand-in's
         # comparison with the paper (docs/analysis.md).
         self.data_source = bundle_source(cfg.data_root, cfg.dataset)
-        train_tf = make_transform(cfg.augment, cfg.dataset, train=True)
-        eval_tf = make_transform(cfg.augment, cfg.dataset, train=False)
+        train_tf = make_transform(cfg.augment, cfg.dataset, True, cfg.normalisation)
+        eval_tf = make_transform(cfg.augment, cfg.dataset, False, cfg.normalisation)
         self.input_size = train_tf.output_size
-        self.train = DeviceSplit(splits["train"], self.device, train_tf)
+        train = splits["train"]
+        if cfg.train_on_valid:  # the whole source training set (docs/data.md): noise covers it
+            train = train.joined(splits["valid"])
+        self.train = DeviceSplit(train, self.device, train_tf)
         self.noisy_labels = self._apply_noise()
         self.valid = DeviceSplit(splits["valid"], self.device, eval_tf)
         self.test = DeviceSplit(splits["test"], self.device, eval_tf)
@@ -136,7 +139,9 @@ class Trial:
 
     def _apply_noise(self) -> int:
         """Replace the training labels by their seeded noisy draw (docs/data.md); the count of
-        changed labels. Valid and test keep their clean labels."""
+        changed labels. Valid and test keep their clean labels (with ``train_on_valid`` the
+        valid images are trained on with their share of the draw; the valid split evaluated
+        keeps the clean labels)."""
         cfg = self.cfg
         if cfg.noise_type == "none" and cfg.random_labels_fraction == 0:
             return 0
