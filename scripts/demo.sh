@@ -48,7 +48,6 @@ else
         exit 1
     fi
 fi
-rs=.venv/bin/rest-sweep
 # The split sizes and the source folder named in the bundle's manifest, e.g.
 # "8000 2000 2000 /root/.cache/rest-sweep/sources/mnist"; empty if none.
 bundle_key() {

@@ -8,7 +8,8 @@ the trial's training input size (``DatasetInfo.trained_size(augment)``: BFFHQ is
 steps (one per ``update_frequency`` steps) are left out: under 0.1 % at the paper's settings.
 
 Train-set sizes are the approximate sizes of the real DisEnt bundles
-(``DatasetInfo.train_samples``), not of the bundle on disk: the estimate is for planning, and
+(``DatasetInfo.train_samples``, plus ``valid_samples`` under ``train_on_valid``:
+``planned_train_samples``), not of the bundle on disk: the estimate is for planning, and
 says so.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from trainables.datasets import DATASETS
+from trainables.datasets import DATASETS, planned_train_samples
 from trainables.flops import dense_train_flops, training_step_flops
 from trainables.flops import forward_flops as _forward_flops
 
@@ -66,7 +67,7 @@ def estimate(trials: Iterable[TrialConfig]) -> CostEstimate:
     samples = 0
     per_method: dict[str, float] = defaultdict(float)
     for cfg in trials:
-        train_samples = DATASETS.get(cfg.dataset).train_samples
+        train_samples = planned_train_samples(cfg)  # train + valid under train_on_valid
         schedule = effective_method(cfg.method, cfg.objective).implementation.cost_schedule(cfg)
         for epochs, density in schedule:
             forward, dense = forward_flops(

@@ -541,12 +541,12 @@ def shipped_table() -> ThroughputTable:
 def trial_work(cfg: TrialConfig) -> tuple[str, int, int, float]:
     """(model, trained input px, width, sample-epochs) of one trial, as the FLOPs estimate
     charges it (each method's ``cost_schedule``: two-network methods count both networks)."""
-    from trainables.datasets import DATASETS
+    from trainables.datasets import DATASETS, planned_train_samples
     from trainables.methods import effective_method
 
     info = DATASETS.get(cfg.dataset)
     schedule = effective_method(cfg.method, cfg.objective).implementation.cost_schedule(cfg)
-    samples = sum(epochs for epochs, _ in schedule) * info.train_samples
+    samples = sum(epochs for epochs, _ in schedule) * planned_train_samples(cfg)
     return cfg.model, info.trained_size(cfg.augment), cfg.width, float(samples)
 
 

@@ -35,9 +35,14 @@ class Ref:
     value: Any
     source: str
     deviation: str = ""  # why the grid's value differs, and the option that restores the source
+    ours: Any = UNFIXED  # with a deviation: the one value the grid may hold instead
 
     def accepts(self, value: Any) -> bool:
-        return self.value is UNFIXED or self.deviation != "" or _same(self.value, value)
+        if self.value is UNFIXED:
+            return True
+        if self.deviation:
+            return _same(self.ours, value) or _same(self.value, value)
+        return _same(self.value, value)
 
     def shown(self) -> str:
         return "not fixed" if self.value is UNFIXED else _fmt(self.value)
@@ -46,30 +51,28 @@ class Ref:
 @dataclass(frozen=True)
 class Protocol:
     """The reference of a family of seed grids: which grids, under which recipe, and the
-    :class:`Ref` of every field for one trial (``refs`` may depend on the trial's dataset,
-    method or axis values, e.g. the up-weight of its ratio)."""
+    :class:`Ref` of every field of one trial of one grid. ``refs(grid, cfg)`` derives what the
+    source ran from the grid's name and the trial's axes (its ratio's up-weight, its method),
+    never from the trial's other values, so a grid that drifts fails."""
 
     name: str
     summary: str
     grids: tuple[str, ...]
     recipe: str
-    refs: Callable[[TrialConfig], Mapping[str, Ref]]
+    refs: Callable[[str, TrialConfig], Mapping[str, Ref]]
+    per_grid: bool = False  # docs/recipes.md: one table per grid (else per method)
+    # How the code behaves where no field can say it (listed in docs/recipes.md): (what, the
+    # source's behaviour, ours, the option that gives the source's, or why there is none).
+    behaviours: tuple[tuple[str, str, str, str], ...] = ()
 
 
 # The axes and the structural fields that say *which* trial a row is, not how it trains.
-AXES: frozenset[str] = frozenset(
-    {
-        "seed",
-        "ratio",
-        "density",
-        "dataset",
-        "method",
-        "objective",
-        "recipe",
-        "branch_of",
-        "branch_level",
-    }
-)
+AXES: frozenset[str] = frozenset({"seed", "ratio", "density", "method", "objective", "recipe"})
+# Fields outside the identity that still say what a seed ran (a prune trunk's level count is
+# left out of the hash so more levels extend a finished trial).
+ALSO_CHECKED: tuple[str, ...] = ("levels",)
+# Derived at expansion (the parent's trial hash): checked through the parent's own values.
+DERIVED: frozenset[str] = frozenset({"branch_of"})
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -87,8 +90,9 @@ def _fmt(value: Any) -> str:
 
 
 def checked_fields(cfg: TrialConfig) -> list[str]:
-    """The identity fields of ``cfg`` that say how it trains: the core fields and the
-    parameters of its (effective) method, less the axes."""
+    """The fields of ``cfg`` that say what it trains and how: the identity core fields and the
+    identity parameters of its (effective) method (plus :data:`ALSO_CHECKED`), less the axes
+    and the derived fields."""
     own = {
         f.name
         for group in effective_method(cfg.method, cfg.objective).params
@@ -97,7 +101,8 @@ def checked_fields(cfg: TrialConfig) -> list[str]:
     grouped = {f.name for group in param_groups() for f in fields(group)}
     names = []
     for f in fields(TrialConfig):
-        if not f.metadata.get("identity") or f.name in AXES:
+        wanted = f.metadata.get("identity") or f.name in ALSO_CHECKED
+        if not wanted or f.name in AXES or f.name in DERIVED:
             continue
         if f.name in grouped and f.name not in own:
             continue
@@ -133,7 +138,7 @@ class Finding:
 
 
 def check_trial(protocol: Protocol, grid: str, cfg: TrialConfig) -> Iterator[Finding]:
-    refs = protocol.refs(cfg)
+    refs = protocol.refs(grid, cfg)
     for name in checked_fields(cfg):
         yield Finding(
             protocol.name, grid, cfg.method, cfg.dataset, name, getattr(cfg, name), refs.get(name)
@@ -181,13 +186,22 @@ def _numerics() -> Ref:
     )
 
 
-def _rest_shared(cfg: TrialConfig, code: bool) -> dict[str, Ref]:
+def _grid_dataset(grid: str) -> str:
+    """The dataset a grid's name says (``paper-table2-cmnist`` -> cmnist; Figure 3 is
+    CIFAR-10-C, paper §4.4)."""
+    return "cifar10c" if grid == "paper-fig3" else grid.rsplit("-", 1)[-1]
+
+
+def _rest_shared(grid: str, cfg: TrialConfig) -> dict[str, Ref]:
     """Fields both recipes take from the same place: the model, the length, the batch."""
     script = f"{REST_CODE} {CODE_SCRIPT[cfg.dataset]}"
     lr_line, model_line, _ = CODE_LINES[cfg.dataset]
     model = PAPER_MODEL[cfg.dataset]
     stem = "imagenet" if model == "resnet18" else cfg.stem
     return {
+        "dataset": Ref(
+            _grid_dataset(grid), f"{REST_PAPER} §4.1, Tables 2-3, Figure 3 (the grid's dataset)"
+        ),
         "model": Ref(
             model,
             f"{REST_PAPER} §4.3 ('Simple CNN' for CMNIST, ResNet-18 for CIFAR-10-C and BFFHQ); "
@@ -239,8 +253,8 @@ def _rest_shared(cfg: TrialConfig, code: bool) -> dict[str, Ref]:
     }
 
 
-def _rest_paper(cfg: TrialConfig) -> dict[str, Ref]:
-    refs = _rest_shared(cfg, code=False)
+def _rest_paper(grid: str, cfg: TrialConfig) -> dict[str, Ref]:
+    refs = _rest_shared(grid, cfg)
     refs.update(
         augment=Ref(
             "disent",
@@ -288,6 +302,7 @@ def _rest_paper(cfg: TrialConfig) -> dict[str, Ref]:
             deviation="divided by E[beta] so coupled weight decay keeps its strength under "
             "Adam (docs/presets.md, 'Fidelity choices'); --set reweight_normalise=false is "
             "the literal Eq. 6",
+            ours=True,
         ),
     )
     own = METHOD_REFS.get(cfg.method)
@@ -323,9 +338,12 @@ def _disent(cfg: TrialConfig) -> dict[str, Ref]:
             "read)",
         ),
         "epochs": Ref(
-            UNFIXED,
-            f"{DISENT} train.py:18 trains 50,000 steps; the REST grid gives every method its "
-            "100 epochs (REST scripts), --set epochs restores DisEnt's length",
+            "50,000 steps",
+            f"{DISENT} train.py:18 (--num_steps 500 * 100)",
+            deviation="the REST tables give every method the same 100 epochs (REST's scripts, "
+            "e.g. cmnist_ResNet18_dense:13), as the paper compares them; --set epochs=E gives "
+            "DisEnt's length (E = 50,000 x batch / train images)",
+            ours=100,
         ),
         "weight_decay": Ref(0.0, f"{DISENT} train.py:13 (default; no command sets it)"),
         "optimizer": Ref("adam", f"{DISENT} learner.py:435-446 (Adam)"),
@@ -373,8 +391,8 @@ METHOD_REFS: dict[str, Callable[[TrialConfig], dict[str, Ref]]] = {
 }
 
 
-def _rest_code(cfg: TrialConfig) -> dict[str, Ref]:
-    refs = _rest_shared(cfg, code=True)
+def _rest_code(grid: str, cfg: TrialConfig) -> dict[str, Ref]:
+    refs = _rest_shared(grid, cfg)
     script = f"{REST_CODE} {CODE_SCRIPT[cfg.dataset]}"
     lr_line, _, sparse_line = CODE_LINES[cfg.dataset]
     refs.update(
@@ -428,11 +446,26 @@ def _one_of(value: Any, allowed: tuple[Any, ...], source: str) -> Ref:
     return Ref(value if value in allowed else " / ".join(map(str, allowed)), source)
 
 
-def _sdd_cifar(cfg: TrialConfig) -> dict[str, Ref]:
-    lottery = cfg.retrain == "lottery"
-    noise_grid = cfg.noise_type != "none"
-    labels = 0.4 if cfg.dataset == "cifar100" else 0.2
+RETRAIN_POLICIES = ("lottery", "lr_rewind", "finetune", "scratch")
+
+
+def _retrain(grid: str, cfg: TrialConfig) -> Ref:
+    """README 1.1-1.4 run the four policies (the retrain grids' axis); every other SDD command
+    is a lottery run."""
+    if grid.startswith("sdd-retrain-"):
+        return _one_of(cfg.retrain, RETRAIN_POLICIES, f"{README}:54-68 (1.1-1.4)")
+    return Ref("lottery", f"{README}:72,76,81,85,90,94 (main.py lottery, lottery_branch)")
+
+
+def _sdd_cifar(grid: str, cfg: TrialConfig) -> dict[str, Ref]:
+    lottery = cfg.retrain == "lottery"  # the retrain grid's axis; the other grids pin it
+    noise_grid = grid == "sdd-noise-cifar10"
+    cifar100 = grid.endswith("-cifar100")
     return {
+        "dataset": Ref(
+            "cifar100" if cifar100 else "cifar10",
+            f"{README}:56 (--dataset_name=cifar10); README 4: {README}:81,85 (cifar100)",
+        ),
         "model": Ref("resnet18", f"{README}:56 (--default_hparams=cifar_pytorch_resnet_18)"),
         "width": Ref(64, f"{SDD_RESNET}:118-152 (cifar_pytorch_resnet_18: base width 64)"),
         "stem": Ref("cifar", f"{SDD_RESNET}:24-27 (3x3 stride-1 stem, no max-pool)"),
@@ -455,23 +488,25 @@ def _sdd_cifar(cfg: TrialConfig) -> dict[str, Ref]:
         "batch_size": Ref(128, f"{SDD_RESNET}:128"),
         "epochs": Ref(
             320 if cfg.branch == "redense" else 160,
-            f"{README}:56 (--training_steps=160ep per level); re-dense: {README}:86 "
+            f"{README}:56 (--training_steps=160ep per level); re-dense: {README}:85 "
             "(--retrain_t_training_steps=320ep)",
         ),
         "milestones": Ref("80,120", f"{README}:56 (--milestone_steps=80ep,120ep)"),
         "gamma": Ref(0.1, f"{README}:56 (--gamma=0.1)"),
         "warmup_steps": Ref("", f"{SDD_RESNET}:118-152 (no warmup_steps)"),
         "prune_fraction": Ref(0.2, f"{SDD_RESNET}:143"),
-        "criterion": _one_of(
-            cfg.criterion, ("magnitude", "gradient", "random"), f"{SDD_RESNET}:142; {README}:70"
+        "criterion": (
+            _one_of(cfg.criterion, ("magnitude", "gradient", "random"), f"{README}:70 (2)")
+            if grid == "sdd-criteria-cifar10"
+            else Ref("magnitude", f"{SDD_RESNET}:142")
         ),
         "prune_scope": Ref("global", f"{SDD_RESNET}:144"),
         "dense_first_layer": Ref(False, f"{SDD_RESNET}:141-145 (no layer ignored; reference §1.4)"),
         "dense_last_layer": Ref(False, f"{SDD_RESNET}:141-145 (no layer ignored; reference §1.4)"),
-        "retrain": _one_of(
-            cfg.retrain,
-            ("lottery", "lr_rewind", "finetune", "scratch"),
-            f"{README}:54-68 (1.1-1.4)",
+        "retrain": _retrain(grid, cfg),
+        "levels": Ref(
+            30 if cfg.branch == "none" else UNFIXED,
+            f"{README}:56,81,90 (--levels=30)" if cfg.branch == "none" else "not read by a branch",
         ),
         "rewind_step": Ref(
             1000 if lottery else 0,
@@ -480,7 +515,8 @@ def _sdd_cifar(cfg: TrialConfig) -> dict[str, Ref]:
         "finetune_lr": Ref(0.001, f"{README}:60 (--finetune_lr=0.001)"),
         "finetune_steps": Ref("", f"{README}:60 (--finetune_training_steps=160ep = epochs)"),
         "oneshot": Ref(
-            cfg.oneshot, f"{README}:94-96 (6: the one-shot branch, run here on CIFAR-10)"
+            grid == "sdd-oneshot-cifar10",
+            f"{README}:100 (6: the one-shot branch; the oneshot grid runs it on CIFAR-10)",
         ),
         "gradient_batches": Ref(1, "reference §1.4 (the gradient score uses one mini-batch)"),
         "noise_type": _one_of(
@@ -492,9 +528,9 @@ def _sdd_cifar(cfg: TrialConfig) -> dict[str, Ref]:
             0.2 if noise_grid else 0.0, f"{README}:76 (--noisy_labels_fraction=0.2)"
         ),
         "random_labels_fraction": Ref(
-            0.0 if noise_grid else labels,
-            f"{README}:56,60,64,68,72,90 (--random_labels_fraction=0.2); re-dense on CIFAR-100: "
-            f"{README}:81,86 (0.4)",
+            0.0 if noise_grid else 0.4 if cifar100 else 0.2,
+            f"{README}:56,60,64,68,72,90 (--random_labels_fraction=0.2); README 4 on CIFAR-100: "
+            f"{README}:81,85 (0.4)",
         ),
         "train_on_valid": Ref(
             True, f"{SDD} datasets/cifar10.py:33 (all 50,000 training images; reference §1.9)"
@@ -505,9 +541,11 @@ def _sdd_cifar(cfg: TrialConfig) -> dict[str, Ref]:
     }
 
 
-def _sdd_mnist(cfg: TrialConfig) -> dict[str, Ref]:
+def _sdd_mnist(grid: str, cfg: TrialConfig) -> dict[str, Ref]:
     no_source = "no MNIST command in the seed: the README's CIFAR-10 value (docs/methods.md)"
     return {
+        "dataset": Ref("mnist", f"{SDD_MLP}:79"),
+        "levels": Ref(UNFIXED, f"{no_source}: 30"),
         "model": Ref("mlp", f"{SDD_MLP}:73 (mnist_mlp_300_100: LeNet-300-100)"),
         "width": Ref(64, "unused by the MLP"),
         "stem": Ref("imagenet", "unused by the MLP"),
@@ -531,9 +569,7 @@ def _sdd_mnist(cfg: TrialConfig) -> dict[str, Ref]:
         "prune_scope": Ref("global", f"{SDD_MLP}:92"),
         "dense_first_layer": Ref(False, f"{SDD_MLP}:93 (only fc.weight is ignored)"),
         "dense_last_layer": Ref(True, f"{SDD_MLP}:93 (pruning_layers_to_ignore='fc.weight')"),
-        "retrain": _one_of(
-            cfg.retrain, ("lottery", "lr_rewind", "finetune", "scratch"), f"{README}:54-68"
-        ),
+        "retrain": _retrain(grid, cfg),
         "rewind_step": Ref(0, f"{SDD} experiments/lottery/desc.py:49 (no rewinding by default)"),
         "finetune_lr": Ref(0.1, f"{SDD_MLP}:98"),
         "finetune_steps": Ref("", f"{SDD_MLP}:99 (160ep = epochs)"),
@@ -549,9 +585,9 @@ def _sdd_mnist(cfg: TrialConfig) -> dict[str, Ref]:
     }
 
 
-def _sdd(cfg: TrialConfig) -> dict[str, Ref]:
-    refs = _sdd_mnist(cfg) if cfg.dataset == "mnist" else _sdd_cifar(cfg)
-    return {**refs, **_sdd_branch(cfg)}
+def _sdd(grid: str, cfg: TrialConfig) -> dict[str, Ref]:
+    refs = _sdd_mnist(grid, cfg) if grid.endswith("-mnist") else _sdd_cifar(grid, cfg)
+    return {**refs, **_sdd_branch(grid, cfg)}
 
 
 SPARSE_KNOBS = (
@@ -567,33 +603,46 @@ SPARSE_KNOBS = (
 )
 
 
-def _sdd_branch(cfg: TrialConfig) -> dict[str, Ref]:
-    """The branch fields: none on a trunk; the branch grids' own values (README 4, 5)."""
-    if cfg.branch == "none":
-        trunk = "a trunk run (no branch)"
-        return {
-            "branch": Ref("none", trunk),
-            "redense_step": Ref("", trunk),
-            "redense_lr": Ref(UNFIXED, "retired: unused (docs/methods.md, prune)"),
-        }
-    redense = cfg.branch == "redense"
-    return {
-        "branch": _one_of(
-            cfg.branch,
-            ("redense", "reinit", "random_prune"),
-            f"{README}:85 (4: lottery_branch retrain, re-dense), {README}:94 (5: "
-            "randomly_reinitialize); random_prune is OpenLTH's randomly_prune branch (reference "
-            "§1.7), start_at=rewind",
-        ),
-        "redense_step": Ref(
-            "160ep" if redense else "",
-            f"{README}:85 (--retrain_t_regain_pruned_weights_steps=160ep)"
+REDENSE_LEVELS = (0, 3, 6, 9, 12, 15, 19, 22, 26)  # README:85 --levels=0,3,6,9,12,15,19,22,26
+REINIT_LEVELS = tuple(range(1, 28))  # README:94 --levels=1-27
+
+
+def _sdd_branch(grid: str, cfg: TrialConfig) -> dict[str, Ref]:
+    """The branch fields, from the grid's name: none on a trunk; README 4's re-dense branch;
+    README 5's random re-initialisation, with OpenLTH's random pruning beside it."""
+    redense = grid.startswith("sdd-redense-")
+    if redense or grid.startswith("sdd-reinit-"):
+        levels = REDENSE_LEVELS if redense else REINIT_LEVELS
+        source = f"{README}:85 (4: lottery_branch retrain)" if redense else f"{README}:94 (5)"
+        branch = (
+            Ref("redense", f"{source}: re-dense training")
             if redense
-            else "only re-dense regains weights",
-        ),
-        "redense_lr": Ref(
-            UNFIXED, "retired: after the regain the lr follows milestones (docs/methods.md, prune)"
-        ),
+            else _one_of(
+                cfg.branch,
+                ("reinit", "random_prune"),
+                f"{source}: randomly_reinitialize; random_prune is OpenLTH's randomly_prune "
+                "branch beside it (reference §1.7, start_at=rewind)",
+            )
+        )
+        return {
+            "branch": branch,
+            "branch_level": _one_of(cfg.branch_level, levels, f"{source} (--levels)"),
+            "redense_step": Ref(
+                "160ep" if redense else "",
+                f"{README}:85 (--retrain_t_regain_pruned_weights_steps=160ep)"
+                if redense
+                else "only re-dense regains weights",
+            ),
+            "redense_lr": Ref(
+                UNFIXED, "retired: after the regain the lr follows milestones (docs/methods.md)"
+            ),
+        }
+    trunk = "a trunk run (no branch)"
+    return {
+        "branch": Ref("none", trunk),
+        "branch_level": Ref(0, trunk),
+        "redense_step": Ref("", trunk),
+        "redense_lr": Ref(UNFIXED, "retired: unused (docs/methods.md, prune)"),
     }
 
 
@@ -616,6 +665,22 @@ PROTOCOLS: tuple[Protocol, ...] = (
         ),
         recipe="paper",
         refs=_rest_paper,
+        behaviours=(
+            (
+                "sparse masks",
+                "the code samples Bernoulli masks, so a layer's density is only close to its "
+                "ERK target",
+                "exactly round(d_l N_l) weights per layer",
+                "none: docs/presets.md, 'Shared by both recipes'",
+            ),
+            (
+                "epoch selection",
+                "best validation worst-group accuracy, the mean accuracy when that is 0 "
+                "(code train.py:245-259)",
+                "the worst group always",
+                "selection=last reports the last epoch instead",
+            ),
+        ),
     ),
     Protocol(
         name="Sparse Double Descent",
@@ -636,6 +701,35 @@ PROTOCOLS: tuple[Protocol, ...] = (
         ),
         recipe="paper",
         refs=_sdd,
+        per_grid=True,
+        behaviours=(
+            (
+                "re-dense: the regained weights",
+                "pruned weights are zeroed only in the forward pass, so at the regain they hold "
+                "their last optimizer update (reference §1.6)",
+                "exactly zero, optimizer state kept",
+                "none: SDD's value is a side effect of its masking, not a choice",
+            ),
+            (
+                "random_prune: the start weights",
+                "OpenLTH multiplies the rewind weights by the trunk's mask, so most randomly "
+                "kept weights start at zero (randomly_prune.py)",
+                "the rewind weights under the random mask",
+                "none yet",
+            ),
+            (
+                "symmetric and pair-flip noise (noise grid)",
+                "sampled per example, so about 20 % flipped",
+                "exactly ceil(0.2 n_c) per class (one s.d. of SDD's draw is about 0.2 points)",
+                "none yet",
+            ),
+            (
+                "initial weights",
+                "OpenLTH's kaiming_normal and BatchNorm U(0, 1) draws in its module order",
+                "the same distributions (init=openlth), drawn in our order: not bit-identical",
+                "none: the random streams differ anyway",
+            ),
+        ),
     ),
     Protocol(
         name="REST public code",
@@ -669,12 +763,17 @@ def _cell(text: str) -> str:
 
 
 def render_markdown(protocols: tuple[Protocol, ...] | None = None) -> str:
-    """``docs/recipes.md``: per protocol and method, every checked field's value, the
+    """``docs/recipes.md``: per protocol and method (per grid and method where the protocol
+    says so), every checked field's value, the
     reference's, its source and whether they agree (a marked deviation says why)."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     order: dict[str, list[str]] = {}
+    per_grid = {p.name for p in protocols or PROTOCOLS if p.per_grid}
     for finding in findings(protocols):
-        key = (finding.protocol, finding.method, finding.name)
+        table = finding.method
+        if finding.protocol in per_grid:
+            table = f"{finding.grid}` · `{finding.method}"
+        key = (finding.protocol, table, finding.name)
         row = rows.setdefault(key, {"ours": {}, "ref": {}, "sources": {}, "status": "same"})
         row["ours"].setdefault(finding.dataset, set()).add(_fmt(finding.value))
         shown = finding.ref.shown() if finding.ref else "—"
@@ -683,9 +782,9 @@ def render_markdown(protocols: tuple[Protocol, ...] | None = None) -> str:
         row["sources"].setdefault(finding.dataset, set()).add(source)
         if _severity(finding.status) > _severity(row["status"]):
             row["status"] = finding.status
-        methods = order.setdefault(finding.protocol, [])
-        if finding.method not in methods:
-            methods.append(finding.method)
+        tables = order.setdefault(finding.protocol, [])
+        if table not in tables:
+            tables.append(table)
     lines = [
         "# Recipes: every seed grid's fixed values beside their source",
         "",
@@ -693,11 +792,13 @@ def render_markdown(protocols: tuple[Protocol, ...] | None = None) -> str:
         "do not edit by hand (`tests/test_recipes_doc.py` fails when this file is stale).",
         "",
         "For every trial of every seed grid, each field that says how the trial trains (the",
-        "identity fields its method takes; the axes seed, ratio, density, dataset and method",
-        "aside) is compared with the value its source used. **same**: the grid runs the",
-        "source's value. **deviation**: the grid differs on purpose; the reason and the option",
-        "that restores the source's value are given. **not fixed by the source**: the source",
-        "sets no value (our choice, and where it is documented). The test fails on a value",
+        "identity fields its method takes, and a trunk's level count; the axes seed, ratio,",
+        "density and method aside) is compared with the value its source used. The expected",
+        "value is derived from the grid's name and the trial's axes, never from the trial's",
+        "other values. **same**: the grid runs the source's value. **deviation**: the grid",
+        "differs on purpose, with one named value; the reason and the option that restores",
+        "the source's value are given. **not fixed by the source**: the source sets no value",
+        "(our choice, and where it is documented). The test fails on a value",
         "that differs without a mark and on a field with no reference.",
         "",
     ]
@@ -729,4 +830,13 @@ def render_markdown(protocols: tuple[Protocol, ...] | None = None) -> str:
                 ]
                 lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
             lines.append("")
+        if protocol.behaviours:
+            lines += [
+                "### Behaviour no field states",
+                "",
+                "| what | the source | ours | option |",
+                "|---|---|---|---|",
+                *("| " + " | ".join(_cell(c) for c in row) + " |" for row in protocol.behaviours),
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"

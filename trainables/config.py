@@ -171,7 +171,9 @@ class _ConfigBehaviour:
         )
         values.update({k: coerce(k, v) for k, v in overrides.items()})
         values["recipe"] = recipe
-        return TrialConfig(**values)
+        cfg = TrialConfig(**values)
+        check_plan(cfg)  # planning a trial, unlike from_dict (reading a stored one)
+        return cfg
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
@@ -453,12 +455,25 @@ def validate(cfg: TrialConfig) -> None:
     _check(device_ok, "device", cfg.device, "auto, cpu, cuda or cuda:N")
 
 
+def check_plan(cfg: TrialConfig) -> None:
+    """Raise :class:`ConfigError` (one line, names the field) for a trial that may be stored
+    but not planned anew: every group's ``plan_check``. :meth:`TrialConfig.from_recipe` (grid
+    expansion, ``rest-sweep train``) runs it; :func:`validate` (every construction, a stored
+    config read back included) does not, so an experiment planned before a rule still loads."""
+    spec = METHODS.get(cfg.method)
+    if spec.takes_objective:
+        spec = effective_method(cfg.method, cfg.objective)
+    for group in (NoiseParams, *param_groups()):
+        group.plan_check(cfg, spec, _check)
+
+
 __all__ = [
     "FINAL_CHECKPOINTS",
     "PRECISIONS",
     "RECIPES",
     "ConfigError",
     "TrialConfig",
+    "check_plan",
     "coerce",
     "field_help",
     "field_names",

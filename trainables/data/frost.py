@@ -16,8 +16,8 @@ LfF reads a photograph with OpenCV and shrinks it with ``cv2.resize(fx=0.2, fy=0
 At exactly 1/5 that resize samples every fifth pixel starting at the third one, so this module
 decodes with PIL and slices ``[2::5, 2::5]`` (:func:`downscale_fifth`) and needs no OpenCV.
 
-numpy only at import time (``rest-sweep --help`` imports this module through ``data fetch``);
-PIL and scipy are imported when a layer is built.
+numpy only at import time; PIL and scipy are imported when a layer is built. The checksums
+live with the other pinned raw files (:data:`trainables.data.raw_sources.FROST_SHA256`).
 """
 
 from __future__ import annotations
@@ -28,20 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.raw_sources import sha256_of
+from trainables.data.raw_sources import FROST_SHA256, sha256_of
 from trainables.errors import DataError, UserError
 from trainables.registry import Registry
 
-# SHA-256 of the six files as shipped in the imagecorruptions 1.1.2 wheel (the same bytes as in
-# LfF's and Hendrycks' repositories).
-FROST_SHA256: dict[str, str] = {
-    "frost1.png": "ff9f907860bd7a835d459e32f9d588062b7f61ee267343cc7222b56753a14755",
-    "frost2.png": "fe211a89b336999c207a852ce05818d4545d0b57c5beadd824b4cc9d9a9b6137",
-    "frost3.png": "2d0d50b4a9bb213f38b024ef7768731bb83cc08d2f26b5766bbc167cdfa0e504",
-    "frost4.jpg": "3f8b91ca1a9fa7167b09e773da53f5ae60d0a1fd88f02a783f6e328a72887f6e",
-    "frost5.jpg": "5fc6a19df4a429ba68abdcc8f8a4278d4c9f81c9ccafd2c92ab0c8cf8992ebd2",
-    "frost6.jpg": "1f92b2f48408748085b68dd81d816ef239f42cef3029c25d041fcb6760fb4f25",
-}
 # LfF draws the file with randint(5) from the list of six, so frost6 is never used; it is still
 # fetched and checked, so a folder is either the complete pinned set or refused.
 FROST_USED: tuple[str, ...] = tuple(FROST_SHA256)[:5]

@@ -35,12 +35,14 @@ def cifar10c_provenance(source: Path, frost: str, severity: int) -> dict[str, ob
     CIFAR-format batches (e.g. ``sources.mnist_as_cifar`` output) are an unidentified stand-in.
     """
     known = is_cifar10(source)
+    title = "Corrupted CIFAR-10" if known else "Corrupted CIFAR-format images (unidentified)"
     return {
         "generator": "cifar10c",
+        "source_dir": str(Path(source).resolve()),
         "images": "CIFAR-10" if known else "unidentified CIFAR-format batches",
         "known": known,
         "stand_in": not known,
-        "title": "Corrupted CIFAR-10" if known else "Corrupted CIFAR-format images (unidentified)",
+        "title": title if frost == "reference" else f"{title} (procedural frost)",
         "comparable": known and frost == "reference",
         "frost": frost,
         "severity": severity,

@@ -33,15 +33,21 @@ def idx_candidates(name: str) -> tuple[str, ...]:
     return (name, f"{name}.gz", dot, f"{dot}.gz")
 
 
+def _in_folder(folder: Path, name: str) -> Path | None:
+    return next((folder / c for c in idx_candidates(name) if (folder / c).is_file()), None)
+
+
 def find_idx(directory: Path, name: str) -> Path:
     """The file of canonical IDX ``name`` under ``directory`` in any usual layout; a one-line
-    ``DataError`` listing every place looked in otherwise."""
+    ``DataError`` listing every place looked in otherwise. The first folder that holds all four
+    files wins, so the four never come from two different copies."""
     directory = Path(directory)
-    for sub in IDX_SUBFOLDERS:
-        for candidate in idx_candidates(name):
-            path = directory / sub / candidate
-            if path.is_file():
-                return path
+    every = [n for names in IDX_FILES.values() for n in names]
+    complete = [s for s in IDX_SUBFOLDERS if all(_in_folder(directory / s, n) for n in every)]
+    for sub in complete[:1] or IDX_SUBFOLDERS:
+        found = _in_folder(directory / sub, name)
+        if found is not None:
+            return found
     folders = ", ".join(str(directory / sub) if sub else str(directory) for sub in IDX_SUBFOLDERS)
     raise DataError(
         f"source: no {name} under {directory}; looked for {' / '.join(idx_candidates(name))} "

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainables.checkpoints import CheckpointStage
+from trainables.datasets import planned_train_samples
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.difficulty import (
@@ -147,8 +148,12 @@ class DisentParams(ParamGroup):
             cfg.disent_lr_gamma,
             "a number in (0, 1]",
         )
+
+    @classmethod
+    def plan_check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
+        # Planning only: a stored trial that never swaps (planned before this check) loads.
         if method.takes(cls) and not cfg.disent_allow_no_swap:
-            steps, samples = planned_steps(cfg), approx_train_samples(cfg.dataset)
+            steps, samples = planned_steps(cfg), planned_train_samples(cfg)
             check(
                 cfg.disent_swap_step < steps - 1,
                 "disent_swap_step",
@@ -162,18 +167,12 @@ class DisentParams(ParamGroup):
             )
 
 
-def approx_train_samples(dataset: str) -> int:
-    """The approximate training-set size planning uses (``DatasetInfo.train_samples``)."""
-    from trainables.datasets import DATASETS
-
-    return DATASETS.get(dataset).train_samples
-
-
 def planned_steps(cfg: Any) -> int:
     """Optimizer steps of ``cfg`` as planning sees them: epochs x ceil(N / batch_size) (the
     core's epoch length, trainables/train/trial.py), with N the dataset's approximate
-    training-set size (``DatasetInfo.train_samples``; the bundle on disk may differ)."""
-    return cfg.epochs * math.ceil(approx_train_samples(cfg.dataset) / cfg.batch_size)
+    training-set size (``trainables.datasets.planned_train_samples``: train + valid under
+    ``train_on_valid``; the bundle on disk may differ)."""
+    return cfg.epochs * math.ceil(planned_train_samples(cfg) / cfg.batch_size)
 
 
 _MASK32 = 0xFFFFFFFF

@@ -54,6 +54,12 @@ class ParamGroup:
     def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
         """Call ``check(ok, field, value, allowed)`` for every rule of this group."""
 
+    @classmethod
+    def plan_check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
+        """Like :meth:`check`, for rules that refuse planning a new trial only
+        (``trainables.config.check_plan``): a stored config (a ledger entry, a trial's
+        config.json) that breaks one still loads, so an existing experiment stays readable."""
+
 
 @dataclass(frozen=True)
 class SparseParams(ParamGroup):

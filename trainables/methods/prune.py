@@ -141,6 +141,17 @@ class PruneParams(ParamGroup):
         return {"lr_schedule": "none"} if method.takes(cls) else {}
 
     @classmethod
+    def plan_check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
+        # Planning only: a stored config with another (never read) redense_lr still loads.
+        check(
+            cfg.redense_lr == _REDENSE_LR_RETIRED,
+            "redense_lr",
+            cfg.redense_lr,
+            f"{_REDENSE_LR_RETIRED} (retired: after redense_step the lr follows milestones and "
+            "gamma, as SDD's; docs/methods.md, prune, re-dense)",
+        )
+
+    @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
         p = cfg.prune_fraction
         check(0 < p < 1, "prune_fraction", p, "a number in (0, 1)")
@@ -149,13 +160,6 @@ class PruneParams(ParamGroup):
         check(cfg.finetune_lr > 0, "finetune_lr", cfg.finetune_lr, "a positive number")
         check(cfg.gamma > 0, "gamma", cfg.gamma, "a positive number")
         check(cfg.gradient_batches > 0, "gradient_batches", cfg.gradient_batches, "an integer > 0")
-        check(
-            cfg.redense_lr == _REDENSE_LR_RETIRED,
-            "redense_lr",
-            cfg.redense_lr,
-            f"{_REDENSE_LR_RETIRED} (retired: after redense_step the lr follows milestones and "
-            "gamma, as SDD's; docs/methods.md, prune, re-dense)",
-        )
         for name in ("finetune_steps", "warmup_steps", "redense_step"):
             text = getattr(cfg, name)
             if text:
@@ -533,14 +537,17 @@ class Prune(Method):
 
     # ------------------------------------------------------------------ level files, branches
     def _store_level(self, level: int) -> None:
-        """``<trial>/levels/level_NNNN.pt``: the level's final bool masks and weights; and, once
-        (the first level stored, or the next one of a trunk run before rewind files existed),
-        a lottery trunk's rewind point ``<trial>/levels/rewind.pt`` (where branches start)."""
+        """``<trial>/levels/level_NNNN.pt``: the level's final bool masks and weights; and a
+        lottery trunk's rewind point ``<trial>/levels/rewind.pt`` (where branches start), written
+        (over any older one) with level 0's file, or with a later level's when absent (a trunk
+        run before rewind files existed). Rewritten at level 0: a trunk re-run from scratch
+        rewrites every level file, so a rewind point kept from an earlier run would pair its
+        masks with another run's weights."""
         from trainables.results import TrialStore
 
         assert self.engine is not None and self.ctx.trial_dir is not None
         store = TrialStore(self.ctx.trial_dir)
-        if self.rewind is not None and not store.has_rewind():
+        if self.rewind is not None and (level == 0 or not store.has_rewind()):
             model = {k: v.detach().cpu().clone() for k, v in self.rewind.items()}
             store.save_rewind({"step": self.cfg.rewind_step, "model": model})
         state = {

@@ -54,10 +54,4 @@ INITS.register("constructor", _constructor)
 INITS.register("openlth", _openlth)
 
 
-def initialise(model: nn.Module, init: str) -> nn.Module:
-    """Apply the registered initialisation ``init`` to ``model`` in place; return it."""
-    INITS.get(init)(model)
-    return model
-
-
-__all__ = ["INITS", "initialise"]
+__all__ = ["INITS"]
