@@ -52,23 +52,11 @@ class GroupDroParams(ParamGroup):
         choices=("uniform", "balanced"),
     )
 
-    @classmethod
-    def recipe_values(
-        cls,
-        recipe: str,
-        dataset: Any,
-        ratio: float,
-        method: MethodInfo,
-        given: frozenset[str] = frozenset(),
-    ) -> dict[str, Any]:
-        # Every command of kohpangwei/group_DRO's README passes --reweight_groups with --robust
-        # (README.md:62, :76, :105); data/dro_dataset.py:57-61 then draws len(dataset) samples
-        # with replacement, weight len / group_count per sample. Both recipes (REST's code has
-        # no Group DRO runs); the field default stays uniform, so stored configs keep their
-        # meaning and these trials get a new hash.
-        if not method.takes(cls):
-            return {}
-        return {"groupdro_sampling": "balanced"}
+    # Every command of kohpangwei/group_DRO's README passes --reweight_groups with --robust
+    # (README.md:62, :76, :105); data/dro_dataset.py:57-61 then draws len(dataset) samples with
+    # replacement, weight len / group_count per sample. Both recipes (REST's code has no Group
+    # DRO runs).
+    RECIPES_GIVE: ClassVar[dict[str, Any]] = {"groupdro_sampling": "balanced"}
 
     @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check) -> None:

@@ -79,20 +79,11 @@ class JttParams(ParamGroup):
         choices=ERROR_SETS,
     )
 
-    @classmethod
-    def recipe_values(
-        cls,
-        recipe: str,
-        dataset: Any,
-        ratio: float,
-        method: MethodInfo,
-        given: frozenset[str] = frozenset(),
-    ) -> dict[str, Any]:
-        # Both recipes (REST's code has no JTT). The field defaults stay the first version's,
-        # so stored configs keep their meaning and these trials get a new hash.
-        if not method.takes(cls):
-            return {}
-        return {"jtt_error_set": "train", "jtt_epochs": RECIPE_JTT_EPOCHS}
+    # Both recipes (REST's code has no JTT): anniesch/jtt's error set and its T (ParamGroup).
+    RECIPES_GIVE: ClassVar[dict[str, Any]] = {
+        "jtt_error_set": "train",
+        "jtt_epochs": RECIPE_JTT_EPOCHS,
+    }
 
     @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check) -> None:

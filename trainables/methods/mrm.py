@@ -113,20 +113,8 @@ class MrmParams(ParamGroup):
     mrm_logit_init: float = param(2.0, "MRM: initial mask logit (sigmoid(2) = 0.88 kept)")
     mrm_tau: float = param(1.0, "MRM: Gumbel-sigmoid temperature of the probing masks")
 
-    @classmethod
-    def recipe_values(
-        cls,
-        recipe: str,
-        dataset: Any,
-        ratio: float,
-        method: MethodInfo,
-        given: frozenset[str] = frozenset(),
-    ) -> dict[str, Any]:
-        # Both recipes (REST's code has no MRM). The field defaults stay the first
-        # reconstruction's, so stored configs keep their meaning and these trials a new hash.
-        if not method.takes(cls):
-            return {}
-        return {"mrm_penalty": "logit_sum", "mrm_alpha": RECIPE_ALPHA}
+    # Both recipes (REST's code has no MRM): Csordás' penalty at the calibrated alpha.
+    RECIPES_GIVE: ClassVar[dict[str, Any]] = {"mrm_penalty": "logit_sum", "mrm_alpha": RECIPE_ALPHA}
 
     @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:

@@ -36,6 +36,10 @@ class ParamGroup:
     """
 
     order: ClassVar[int] = 100
+    # Values both recipes give a method that takes the group, where they differ from the field
+    # defaults: the defaults keep the first version's meaning for stored configs, so a fidelity
+    # fix moves the hash of the trials it changes instead of silently changing old ones.
+    RECIPES_GIVE: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def recipe_values(
@@ -47,8 +51,9 @@ class ParamGroup:
         given: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """Values ``recipe`` gives these fields for ``method`` (which may not take the group);
-        ``given`` names fields the caller sets itself."""
-        return {}
+        ``given`` names fields the caller sets itself. The default: :attr:`RECIPES_GIVE` to a
+        method that takes the group, under every recipe."""
+        return dict(cls.RECIPES_GIVE) if method.takes(cls) else {}
 
     @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
