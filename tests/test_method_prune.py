@@ -195,10 +195,11 @@ def test_extending_levels_trains_only_the_new_level(tiny_cmnist_root, tmp_path) 
     assert whole["levels"][2]["test_acc"] == more["levels"][2]["test_acc"]
 
 
-@pytest.mark.parametrize("stop_at", [1, 2, 3])
-def test_a_killed_level_resumes_exactly(tiny_cmnist_root, tmp_path, stop_at) -> None:
-    cfg = _config(tiny_cmnist_root, epochs=2, levels=1, rewind_step=3, criterion="gradient")
-    whole = run_trial(cfg, checkpoint_dir=str(tmp_path / "whole"))
+def _whole_and_killed(cfg, folder, stop_at: int):
+    """Run ``cfg`` uninterrupted into ``folder/whole``, and killed after epoch ``stop_at`` then
+    resumed into ``folder/killed``: (whole summary, resumed summary, both runs' rows less the
+    volatile columns)."""
+    whole = run_trial(cfg, checkpoint_dir=str(folder / "whole"))
 
     class Stop(Exception):
         pass
@@ -208,12 +209,19 @@ def test_a_killed_level_resumes_exactly(tiny_cmnist_root, tmp_path, stop_at) -> 
             raise Stop
 
     with pytest.raises(Stop):
-        run_trial(cfg, report=stop, checkpoint_dir=str(tmp_path / "killed"))
-    resumed = run_trial(cfg, checkpoint_dir=str(tmp_path / "killed"))
-    strip = [
-        [{k: v for k, v in r.items() if k not in VOLATILE} for r in _rows(tmp_path / name)]
+        run_trial(cfg, report=stop, checkpoint_dir=str(folder / "killed"))
+    resumed = run_trial(cfg, checkpoint_dir=str(folder / "killed"))
+    rows = [
+        [{k: v for k, v in r.items() if k not in VOLATILE} for r in _rows(folder / name)]
         for name in ("whole", "killed")
     ]
+    return whole, resumed, rows
+
+
+@pytest.mark.parametrize("stop_at", [1, 2, 3])
+def test_a_killed_level_resumes_exactly(tiny_cmnist_root, tmp_path, stop_at) -> None:
+    cfg = _config(tiny_cmnist_root, epochs=2, levels=1, rewind_step=3, criterion="gradient")
+    whole, resumed, strip = _whole_and_killed(cfg, tmp_path, stop_at)
     assert strip[0] == strip[1] and len(strip[0]) == 4  # epoch 1 of level 1 starts at step 3
     assert [r["level"] for r in strip[0]] == [0, 0, 1, 1]
     assert resumed["levels"][1]["test_acc"] == whole["levels"][1]["test_acc"]
@@ -500,22 +508,7 @@ def test_redense_resumes_across_the_regain_bit_identically(
         lr=0.1,
     )
     trials = parent[1].parent
-    whole = run_trial(cfg, checkpoint_dir=str(trials / "whole"))
-
-    class Stop(Exception):
-        pass
-
-    def stop(row):
-        if row["epoch"] == stop_at:
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_trial(cfg, report=stop, checkpoint_dir=str(trials / "killed"))
-    resumed = run_trial(cfg, checkpoint_dir=str(trials / "killed"))
-    rows = [
-        [{k: v for k, v in r.items() if k not in VOLATILE} for r in _rows(trials / name)]
-        for name in ("whole", "killed")
-    ]
+    whole, resumed, rows = _whole_and_killed(cfg, trials, stop_at)
     assert rows[0] == rows[1] and [r["density"] for r in rows[0]][1:] == [1.0, 1.0]
     assert resumed["levels"] == whole["levels"]
     final = [TrialStore(str(trials / n)).load_latest_checkpoint()[1] for n in ("whole", "killed")]
