@@ -338,3 +338,15 @@ def test_grids_show_prints_the_volume_next_to_the_flops(capsys):
     ]
     assert cli_main(["grids", "show", "demo", "--json", "--no-cost"]) == 0
     assert json.loads(capsys.readouterr().out)["checkpoint_volume"] is None
+
+
+def test_volume_counts_the_valid_images_a_trial_trains_on():
+    """``train_on_valid`` trains on train + valid: per-sample state (LfF's loss EMAs) covers
+    them all, as the cost estimate counts them (planned_train_samples)."""
+    from trainables.datasets import DATASETS
+
+    cfg = TrialConfig.from_recipe("paper", method="lff", dataset="cmnist", selection="last")
+    info = DATASETS.get("cmnist")
+    merged = info.train_samples + info.valid_samples
+    assert trial_volume(cfg.replace(train_on_valid=True)) == trial_volume(cfg, merged)
+    assert trial_volume(cfg) == trial_volume(cfg, info.train_samples) != trial_volume(cfg, merged)

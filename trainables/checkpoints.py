@@ -19,7 +19,7 @@ One network's size is the model catalogue's analytic count of Conv2d/Linear weig
 are left out. Each checkpoint also carries a fixed allowance (RNG states, pickled structure) and
 the metrics rows so far (``CHECKPOINT_ROWS``). Approximate: within 10 % of real files
 (``tests/test_checkpoint_cadence.py``). Train-set sizes are the approximate real bundle sizes
-(:attr:`trainables.datasets.DatasetInfo.train_samples`), as in the FLOPs estimate.
+(:func:`trainables.datasets.planned_train_samples`), as in the FLOPs estimate.
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ def trial_volume(cfg: TrialConfig, train_samples: int | None = None) -> TrialVol
     Checkpoints are written at the epochs ``checkpoint_every`` divides and at the last one
     (the last one replaced by ``final_weights.pt`` under ``final_checkpoint=weights``); the
     newest ``keep_checkpoints`` stay. Stage files (prune's levels) are written and kept."""
-    from trainables.datasets import DATASETS
+    from trainables.datasets import planned_train_samples
 
-    if train_samples is None:
-        train_samples = DATASETS.get(cfg.dataset).train_samples
+    if train_samples is None:  # as the cost estimate counts them (train_on_valid included)
+        train_samples = planned_train_samples(cfg)
     weights = network_weights(cfg.model, cfg.num_classes, cfg.width, cfg.stem)
     stages = _schedule(cfg, max(1, math.ceil(train_samples / cfg.batch_size)))
     total = sum(s.epochs for s in stages)
