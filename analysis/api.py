@@ -19,8 +19,8 @@ from analysis import figures, levels, parquet, render
 from analysis.cells import MetricChoice, aggregate, plain
 from analysis.export import FigureWriter
 from analysis.load import Experiment, load_experiment
-from analysis.paper import comparison
-from analysis.tables import Table, methods_table, table1, table2, table3
+from analysis.report_tables import build_tables
+from analysis.tables import Table
 from trainables.errors import UserError
 from trainables.results import Location
 
@@ -82,13 +82,7 @@ def build(storage: str, name: str, options: Options | None = None) -> Analysis:
     start = time.perf_counter()
     frame = plain(trials.to_pandas())
     cells = aggregate(frame, options.choice)
-    tables = {
-        "table2": table2(cells, options.choice, options.min_seeds),
-        "table3": table3(cells, options.choice, options.min_seeds),
-        "table1": table1(cells, options.choice, options.min_seeds),
-        "methods": methods_table(frame, cells, options.choice, options.min_seeds),
-        "paper_comparison": comparison(frame, options.epoch, options.min_seeds),
-    }
+    tables = build_tables(frame, cells, options.choice, options.min_seeds)
     timings["tables_s"] = time.perf_counter() - start
     return Analysis(experiment, options, trials, epochs, frame, cells, tables, timings)
 

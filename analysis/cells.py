@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.schema import CFG_PREFIX, FINAL_PREFIX, SEL_PREFIX, config_columns
+from trainables.config import NON_IDENTITY_FIELDS
 from trainables.datasets import DATASETS
 from trainables.errors import UserError
 from trainables.results import (
@@ -34,9 +35,9 @@ METRICS: dict[str, str] = {
 EPOCHS: dict[str, str] = {"selected": SEL_PREFIX, "final": FINAL_PREFIX}
 KEY = ["dataset", "model", "ratio", "recipe", "method", "variant", "density"]
 ROW_KEY = ["dataset", "model", "ratio", "recipe"]
-# Config fields that never define a cell: the seed is what we average over, the rest say
-# where a trial ran, not what it is.
-_NOT_VARIANT = {"seed", "data_root", "device", "channels_last", "compile"}
+# Config fields that never define a cell: the seed is what we average over, the rest are outside
+# a trial's identity (where it ran, how it was stored, prune's levels: not in its hash).
+_NOT_VARIANT = frozenset({"seed", *NON_IDENTITY_FIELDS})
 # Per-trial costs averaged into each cell (Table 1).
 _COSTS = (
     "train_flops_ratio",

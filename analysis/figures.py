@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 from analysis.cells import MetricChoice, aggregate, data_names, is_sparse
 from analysis.tables import DATASET_NAMES, METHOD_ORDER, method_label
+from trainables.methods import METHODS
 from trainables.results import (
     ACC_CONFLICTING,
     DENSITY,
@@ -27,17 +28,21 @@ from trainables.results import (
     split_metric,
 )
 
-COLORS = {
-    "rest": "#d62728",
-    "rigl": "#1f77b4",
-    "set": "#9467bd",
-    "static": "#8c564b",
-    "erm": "#2ca02c",
-    "erm_rw": "#17becf",
-    "mrm": "#ff7f0e",
-    "disent": "#e377c2",
-}
+# A method's colour is its registry entry's (``MethodInfo.colour``); a method without one, or one
+# the registry does not know, gets a fallback picked from its name (stable across runs).
 _FALLBACK = ("#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31")
+# Training curves colour trials by their position in ``--curves``, not by method.
+_TRIAL_PALETTE = (
+    "#d62728",
+    "#1f77b4",
+    "#9467bd",
+    "#8c564b",
+    "#2ca02c",
+    "#17becf",
+    "#ff7f0e",
+    "#e377c2",
+    *_FALLBACK,
+)
 # Figure 3 of the paper: solid = bias-conflicting test accuracy, dashed = unbiased.
 CURVE_METRICS = (("conflicting", "solid", "bias-conflicting"), ("unbiased", "dash", "unbiased"))
 
@@ -49,8 +54,8 @@ def _data_name(df: pd.DataFrame, dataset: str) -> str:
 
 
 def color(method: str) -> str:
-    if method in COLORS:
-        return COLORS[method]
+    if method in METHODS and METHODS.get(method).colour:
+        return METHODS.get(method).colour
     return _FALLBACK[sum(map(ord, method)) % len(_FALLBACK)]
 
 
@@ -272,7 +277,7 @@ def training_curves(epochs: pd.DataFrame, trials: pd.DataFrame, hashes: list[str
         rows=1, cols=len(TRAINING_PANELS), subplot_titles=[p[0] for p in TRAINING_PANELS]
     )
     labels = dict(zip(trials["trial_hash"], trials["label"], strict=True))
-    palette = [*COLORS.values(), *_FALLBACK]
+    palette = _TRIAL_PALETTE
     for i, trial_hash in enumerate(hashes):
         rows = epochs[epochs["trial_hash"] == trial_hash].sort_values(EPOCH)
         for col, (_, metrics, scale) in enumerate(TRAINING_PANELS, start=1):

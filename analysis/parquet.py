@@ -24,6 +24,7 @@ from analysis.schema import (
     epochs_schema,
     trials_schema,
 )
+from trainables.config import trial_label
 from trainables.data.provenance import trial_data_source
 from trainables.results import DENSITY, EPOCH, EPOCH_TIME_S, TRAIN_FLOPS, Location
 
@@ -60,17 +61,6 @@ def _ratio(part: float | None, whole: float | None) -> float | None:
     return None if part is None or not whole else part / whole
 
 
-def label(config: dict[str, Any]) -> str:
-    """dataset_rRATIO_method[_dDENSITY]_sSEED, the way progress lines name a trial."""
-    parts = [str(config.get("dataset", "?")), f"r{_number(config.get('ratio')) or 0:g}"]
-    parts.append(str(config.get("method", "?")))
-    density = _number(config.get("density"))
-    if density is not None and density < 1:
-        parts.append(f"d{density:g}")
-    parts.append(f"s{config.get('seed', '?')}")
-    return "_".join(parts)
-
-
 def registry_labels(config: dict[str, Any]) -> str | None:
     """The labels a trial's method reads in training, from the method registry (torch-free):
     the fallback for trials without a summary. None for a method that is not registered."""
@@ -80,13 +70,9 @@ def registry_labels(config: dict[str, Any]) -> str | None:
     method = str(config.get("method", ""))
     if method not in methods.METHODS:
         return None
-    resolve = getattr(methods, "effective_method", None)
-    try:
-        info = (
-            resolve(method, str(config.get("objective") or "erm"))
-            if resolve is not None
-            else methods.METHODS.get(method)
-        )
+    objective = config.get("objective")
+    try:  # without an objective: the method's own (effective_method's default)
+        info = methods.effective_method(method, *([str(objective)] if objective else []))
     except UserError:  # an objective this registry does not know
         info = methods.METHODS.get(method)
     return str(info.labels)
@@ -128,7 +114,7 @@ def trial_row(
     final = summary.get("final") or last
     row: dict[str, Any] = {
         "trial_hash": record.trial_hash,
-        "label": label(record.config),
+        "label": trial_label(record.config),
         "status": record.status,
         "error": record.error,
         "attempts": record.attempts,

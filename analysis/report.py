@@ -17,6 +17,7 @@ from plotly.offline import get_plotlyjs
 from analysis import figures, levels, render
 from analysis.cells import data_names, labels_text
 from analysis.export import figure_div
+from analysis.report_tables import REPORT_TABLES, SECTIONS
 from analysis.schema import STATUSES
 from analysis.tables import DATASET_NAMES, labelled, method_label
 
@@ -65,9 +66,7 @@ def _int(value: object) -> str:
     return "—" if value is None or pd.isna(value) else str(int(value))
 
 
-def _simple_table(
-    header: list[str], rows: list[list[object]], missing_col: int | None = None
-) -> str:
+def _simple_table(header: list[str], rows: list[list[object]]) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -236,31 +235,25 @@ def report_html(analysis: Analysis) -> str:
         f"{'all planned' if opts.min_seeds is None else _esc(opts.min_seeds)} finished seed(s). "
         "Data: trials.parquet / epochs.parquet from <code>rest-sweep analyze</code>.</p>"
     )
-    nav = (
-        "<nav>"
+    # The registered tables (analysis.report_tables), in order: a nav link to each table's
+    # heading (its Table.name) and the table in its section.
+    shown = [(name, REPORT_TABLES.get(name)) for name in REPORT_TABLES if name in analysis.tables]
+    links = [
+        ("status", "Status"),
+        ("recipes", "Recipes"),
+        *((analysis.tables[name].name, spec.nav) for name, spec in shown),
+        ("figures", "Figures"),
+    ]
+    nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
+    sections = [
+        f'<h2 id="{anchor}">{heading}</h2>'
         + "".join(
-            f'<a href="#{a}">{t}</a>'
-            for a, t in (
-                ("status", "Status"),
-                ("recipes", "Recipes"),
-                ("table2", "Table 2"),
-                ("table3", "Table 3"),
-                ("table1", "Table 1"),
-                ("methods", "Methods"),
-                ("paper", "Paper"),
-                ("figures", "Figures"),
-            )
+            render.html_fragment(analysis.tables[name])
+            for name, spec in shown
+            if spec.section == anchor
         )
-        + "</nav>"
-    )
-    tables = '<h2 id="tables">Tables</h2>' + "".join(
-        render.html_fragment(analysis.tables[k])
-        for k in ("table2", "table3", "table1", "methods")
-        if k in analysis.tables
-    )
-    paper = '<h2 id="paper-comparison">Comparison with the paper</h2>' + render.html_fragment(
-        analysis.tables["paper_comparison"]
-    )
+        for anchor, heading in SECTIONS
+    ]
     body = "".join(
         [
             f"<h1>rest-sweep report: {_esc(exp.name)}</h1>",
@@ -269,8 +262,7 @@ def report_html(analysis: Analysis) -> str:
             nav,
             status_section(analysis),
             recipe_section(analysis.frame),
-            tables,
-            paper,
+            *sections,
             figure_section(analysis),
         ]
     )

@@ -9,6 +9,7 @@ same rule as ``TrialConfig.trial_hash`` (a test pins the two together).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -23,10 +24,6 @@ from trainables.config import TrialConfig, recipe_defaults
 from trainables.data.provenance import data_source
 from trainables.results import ExperimentStore
 
-TOTAL_PARAMS = {"simple_cnn": 661_000, "resnet18": 11_170_000}
-DENSE_INFERENCE_FLOPS = {"simple_cnn": 3.44e9 / 100, "resnet18": 3.27e9 / 100}
-# Methods that train two networks (both counted in train_flops); every other one trains one.
-NETWORKS = {"lff": 2, "disent": 2}
 # The trials' data by default: the authors' bundle (no source.json), as a trial records it.
 AUTHORS = "authors"
 Source = Mapping[str, Any] | str | None  # AUTHORS, a source.json record, or None: no record
@@ -36,15 +33,45 @@ def _defaults() -> dict[str, Any]:
     return {f.name: f.default for f in fields(TrialConfig) if f.default is not MISSING}
 
 
+def networks(config: Mapping[str, Any]) -> int:
+    """The networks the trial's method trains (``MethodInfo.networks``; 1 if not registered)."""
+    from trainables.methods import METHODS
+
+    method = str(config["method"])
+    return METHODS.get(method).networks if method in METHODS else 1
+
+
+def model_size(config: Mapping[str, Any]) -> tuple[int, float]:
+    """(maskable weights, dense forward FLOPs per image) of the trial's network, from the model
+    catalogue's layer table at its classes, width, stem and trained input size: what a real
+    trial's summary counts."""
+    values = {**_defaults(), **config}  # a hand-made config may leave fields out
+    keys = ("model", "dataset", "width", "stem", "augment")
+    model, dataset, width, stem, augment = (values[k] for k in keys)
+    return _model_size(str(model), str(dataset), int(width), str(stem), str(augment))
+
+
+@functools.cache
+def _model_size(model: str, dataset: str, width: int, stem: str, augment: str) -> tuple[int, float]:
+    from trainables.datasets import DATASETS
+    from trainables.models import MODELS
+
+    info = DATASETS.get(dataset)
+    layers = MODELS.get(model).layers(info.num_classes, width, stem, info.trained_size(augment))
+    return sum(layer.numel for layer in layers.values()), math.fsum(
+        layer.flops for layer in layers.values()
+    )
+
+
 def make_config(recipe: str = "paper", **overrides: Any) -> dict[str, Any]:
     """A full config dict (TrialConfig.to_dict() shape) with the recipe's defaults."""
     values = _defaults()
     values.update(
         recipe_defaults(
             recipe,
-            overrides.get("dataset", "cmnist"),
-            float(overrides.get("ratio", 1.0)),
-            overrides.get("method", "erm"),
+            overrides.get("dataset", values["dataset"]),
+            float(overrides.get("ratio", values["ratio"])),
+            overrides.get("method", values["method"]),
             model=overrides.get("model"),
         )
     )
@@ -85,7 +112,7 @@ def epoch_rows(
     """Per-epoch rows with every metric name of the result format."""
     rng = random.Random(config_hash(config))
     target = final_accuracy(config) + rng.gauss(0, seed_noise)
-    dense = DENSE_INFERENCE_FLOPS.get(config["model"], 1e7)
+    dense = model_size(config)[1]
     rows, flops = [], 0.0
     for epoch in range(1, epochs + 1):
         progress = 1 - math.exp(-4 * epoch / max(1, epochs))
@@ -107,7 +134,7 @@ def epoch_rows(
                 R.UNBIASED_ACC: u,
             }
             row.update({R.split_metric(split, k): v for k, v in values.items()})
-        flops += 3 * dense * float(config["density"]) * 10_000 * NETWORKS.get(config["method"], 1)
+        flops += 3 * dense * float(config["density"]) * 10_000 * networks(config)
         row[R.DENSITY] = float(config["density"])
         row[R.TRAIN_FLOPS] = flops
         row[R.LR] = float(config["lr"])
@@ -128,8 +155,7 @@ def summary_of(
         if config["selection"] == "last"
         else max(rows, key=lambda r: r[R.split_metric(R.VALID, R.WORST_GROUP_ACC)])
     )
-    total = TOTAL_PARAMS.get(config["model"], 1_000_000)
-    dense = DENSE_INFERENCE_FLOPS.get(config["model"], 1e7)
+    total, dense = model_size(config)
     density = float(config["density"])
     extra = {}
     if source is not None:
@@ -145,7 +171,7 @@ def summary_of(
         "selection": config["selection"],
         "recipe": config["recipe"],
         "labels_used": registry_labels(config) or "none",
-        "networks": NETWORKS.get(config["method"], 1),
+        "networks": networks(config),
         "density": density,
         "nonzero_params": int(round(total * density)),
         "total_params": total,

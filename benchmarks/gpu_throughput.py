@@ -231,7 +231,9 @@ def measure_single(key: str, precision: str, args: argparse.Namespace) -> dict[s
     sync(args.device)
     seconds = time.perf_counter() - t0
     samples = trial.train.n * epochs
-    flops = trial.method.dense_step_flops(1)
+    from trainables.flops import PASSES_PER_STEP
+
+    flops = PASSES_PER_STEP * trial.method.dense_flops  # one dense training step per sample
     out = {
         "samples_per_s": samples / seconds,
         "seconds": seconds,

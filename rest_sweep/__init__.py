@@ -8,7 +8,7 @@ the verbs import Ray when they launch.
 
 from __future__ import annotations
 
-from rest_sweep.ledger import LaunchSettings
+from rest_sweep.launch_settings import LaunchSettings
 from rest_sweep.service import SweepResult, resume, run
 from rest_sweep.sweep_status import StatusReport, status
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from rest_sweep import ledger as ledgers
 from rest_sweep.cluster import sigterm_as_sigint
-from rest_sweep.ledger import LaunchSettings
+from rest_sweep.launch_settings import LaunchSettings
 from rest_sweep.service import (
     Overrides,
     SweepResult,
@@ -30,6 +30,7 @@ from rest_sweep.service import (
     unfinished,
     validate_data,
 )
+from rest_sweep.storage import check_name, open_store
 from trainables.errors import UserError
 from trainables.results import ExperimentStore
 
@@ -53,7 +54,7 @@ def run_local(
 
     ``force`` takes over a launch believed live; diverged trials (non-finite loss) run again
     only with ``retry_errored``."""
-    ledgers.check_name(name)
+    check_name(name)
     if workers < 1:
         raise UserError(f"--workers: {workers} is not allowed; allowed: an integer >= 1")
     if not grids:
@@ -63,7 +64,7 @@ def run_local(
     if not trials:
         raise UserError(f"grids {', '.join(grids)}: no runnable trials")
     root = validate_data(data_root, trials)
-    store = ledgers.open_store(absolute_storage(storage), name, write=True)
+    store = open_store(absolute_storage(storage), name, write=True)
     ledgers.ensure_no_live_driver(store, force=force, by="local")
     for expansion in expansions:
         ledger = ledgers.record_plan(store, expansion, root)
@@ -187,4 +188,4 @@ def _train_one(config: dict[str, Any], uri: str) -> None:
     from trainables.config import TrialConfig
     from trainables.train import run_trial
 
-    run_trial(TrialConfig.from_dict(config), checkpoint_dir=uri)
+    run_trial(TrialConfig.from_dict(config, validated=True), checkpoint_dir=uri)  # a cfg.to_dict()

@@ -3,54 +3,44 @@
 ASHA stops trials early on a metric reported per epoch. It is asynchronous, so which trials
 it stops depends on the order in which trials reach a rung: the same grid in another order
 stops other trials. Use it to explore, never for the numbers of a table. A trial it stops is
-recorded in the ledger as *stopped early* (terminal, not an error, not resumed).
+recorded in the ledger as *stopped early* (terminal, not an error, not resumed;
+:class:`rest_sweep.asha.RecordingASHA`).
+
+:data:`SCHEDULERS` is the one list of schedulers: ``--scheduler``'s choices and help come from
+it (``rest_sweep.launch_settings``). Nothing here imports Ray until a launch builds one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
-
-from rest_sweep.ledger import mark_stopped
 from trainables.registry import Registry
-from trainables.results import ExperimentStore
+
+if TYPE_CHECKING:
+    from ray.tune.schedulers import TrialScheduler
 
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    """How the launch builds the scheduler, and the TuneConfig metric/mode it needs."""
+    """How the launch builds the scheduler, the TuneConfig metric/mode it needs, and what it
+    does (``--scheduler``'s help)."""
 
     build: Callable[..., TrialScheduler]
     needs_metric: bool
-
-
-class RecordingASHA(AsyncHyperBandScheduler):
-    """ASHA on ``epoch`` that writes each early stop to the experiment ledger."""
-
-    def __init__(self, storage: str, name: str, launch_id: str, **kwargs: Any) -> None:
-        super().__init__(time_attr="epoch", **kwargs)
-        self._experiment = (storage, name, launch_id)
-
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        decision = super().on_trial_result(tune_controller, trial, result)
-        epochs = int(trial.config["trial"]["config"]["epochs"])
-        epoch = int(result.get("epoch", 0))
-        if decision == TrialScheduler.STOP and epoch < epochs:
-            storage, name, launch_id = self._experiment
-            mark_stopped(
-                ExperimentStore(storage, name), trial.config["trial"]["hash"], launch_id, epoch
-            )
-        return decision
+    summary: str
 
 
 def _fifo(**_: Any) -> TrialScheduler:
+    from ray.tune.schedulers import FIFOScheduler
+
     return FIFOScheduler()
 
 
 def _asha(*, storage: str, name: str, launch_id: str, max_epochs: int, **_: Any) -> TrialScheduler:
+    from rest_sweep.asha import RecordingASHA
+
     # max_t above the last epoch: ASHA never stops a trial for having reached the end.
     return RecordingASHA(
         storage,
@@ -63,5 +53,14 @@ def _asha(*, storage: str, name: str, launch_id: str, max_epochs: int, **_: Any)
 
 
 SCHEDULERS: Registry[SchedulerSpec] = Registry("scheduler")
-SCHEDULERS.register("fifo", SchedulerSpec(_fifo, needs_metric=False))
-SCHEDULERS.register("asha", SchedulerSpec(_asha, needs_metric=True))
+SCHEDULERS.register(
+    "fifo", SchedulerSpec(_fifo, needs_metric=False, summary="runs every trial to the end")
+)
+SCHEDULERS.register(
+    "asha",
+    SchedulerSpec(
+        _asha,
+        needs_metric=True,
+        summary="stops weak trials early (order-dependent: exploration only)",
+    ),
+)

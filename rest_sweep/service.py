@@ -19,7 +19,8 @@ from rest_sweep import integrations
 from rest_sweep import ledger as ledgers
 from rest_sweep.cluster import ClusterAddress, TrialResources
 from rest_sweep.integrations import TrackingContext
-from rest_sweep.ledger import DEFAULT_METRIC, SCHEDULER_NAMES, LaunchSettings
+from rest_sweep.launch_settings import LaunchSettings, last_settings
+from rest_sweep.storage import check_name, check_writable, open_store
 from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.results import ExperimentStore, join
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from search_spaces import Expansion
 
 __all__ = [
-    "DEFAULT_METRIC",
-    "SCHEDULER_NAMES",
-    "LaunchSettings",
     "SweepResult",
     "plan",
     "resume",
@@ -57,7 +55,6 @@ class SweepResult:
 
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
-GpuSharesGiven = float | str | Mapping[str, float] | None  # parsed by LaunchSettings
 
 
 def run(
@@ -65,65 +62,48 @@ def run(
     data_root: str,
     storage: str,
     name: str,
+    settings: LaunchSettings | None = None,
     *,
     overrides: Overrides = None,
-    address: str | None = None,
-    cpus_per_trial: float = 1.0,
-    gpus_per_trial: GpuSharesGiven = None,
-    max_concurrent: int | None = None,
-    scheduler: str = "fifo",
-    metric: str = DEFAULT_METRIC,
-    max_failures: int = 2,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    reuse_actors: bool = False,
-    callbacks: Sequence[str] = (),
     quiet: bool = False,
     force: bool = False,
+    **given: Any,
 ) -> SweepResult:
     """Plan ``grid`` in experiment ``name`` and run its trials that are not finished.
 
-    ``overrides`` (``--set``) apply to every trial whose method takes the key.
-    ``gpus_per_trial`` is one share for every trial, per-model shares (``{"resnet18": 0.5}`` or
-    ``"simple_cnn=0.125,resnet18=0.5"``; models not named keep their default), or None: each
-    trial its model's ``gpu_share`` on a cluster with GPUs (0 on a CPU-only one).
-    ``callbacks`` names tracking integrations (``mlflow``, ``wandb``: ``rest_sweep.integrations``).
-    The settings are stored in the launch record (``resume`` reuses them).
-    ``force`` takes over a launch believed live (with a warning). Diverged trials (non-finite
-    loss) are not run again: ``resume(retry_errored=True)`` does that.
+    The launch runs with ``settings`` (default ``LaunchSettings()``), with the settings given
+    by name replacing its values (``given``: :class:`LaunchSettings` fields, e.g.
+    ``gpus_per_trial=0.25``; None keeps the value). ``gpus_per_trial`` is one share for every
+    trial, per-model shares (``{"resnet18": 0.5}`` or ``"simple_cnn=0.125,resnet18=0.5"``;
+    models not named keep their default), or None: each trial its model's ``gpu_share`` on a
+    cluster with GPUs (0 on a CPU-only one). ``callbacks`` names tracking integrations
+    (``mlflow``, ``wandb``: ``rest_sweep.integrations``). The settings are stored in the launch
+    record (``resume`` reuses them). ``overrides`` (``--set``) apply to every trial whose method
+    takes the key. ``force`` takes over a launch believed live (with a warning). Diverged trials
+    (non-finite loss) are not run again: ``resume(retry_errored=True)`` does that.
     """
-    ledgers.check_name(name)
-    settings = LaunchSettings(
-        address=address,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-        max_concurrent=max_concurrent,
-        max_failures=max_failures,
-        scheduler=scheduler,
-        metric=metric,
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        reuse_actors=reuse_actors,
-        callbacks=tuple(callbacks),
-    )
+    check_name(name)
+    settings = (settings or LaunchSettings()).override(**given)
     expansion = plan(grid, overrides)
     if not quiet:
         for note in expansion.set_notes():
             print(note)
     if not expansion.trials:
         raise UserError(f"grid {grid}: no runnable trials (pending rows: {len(expansion.pending)})")
-    root = validate_data(data_root, expansion.trials, on_driver=trains_here(address))
+    root = validate_data(data_root, expansion.trials, on_driver=trains_here(settings.address))
     settings.validate()
     integrations.targets(
         settings.callbacks, TrackingContext(name, join(absolute_storage(storage), name))
     )
-    store = ledgers.open_store(absolute_storage(storage), name, write=True)
+    store = open_store(absolute_storage(storage), name, write=True)
     ledgers.ensure_no_live_driver(store, force=force, by="run")
     new = not store.exists()
     ledger = ledgers.record_plan(store, expansion, root)
-    configs = {h: cfg.replace(data_root=root) for h, cfg in expansion.by_hash().items()}
+    configs = expansion.by_hash()
     try:
-        return _launch(store, ledger, "run", expansion.grid, configs, settings, quiet=quiet)
+        return _launch(
+            store, ledger, "run", expansion.grid, configs, settings, root=root, quiet=quiet
+        )
     except UserError:
         if new:  # rejected before any trial ran: leave no planned experiment behind
             ledgers.discard_if_unlaunched(store)
@@ -135,57 +115,38 @@ def resume(
     name: str,
     *,
     data_root: str | None = None,
-    address: str | None = None,
-    cpus_per_trial: float | None = None,
-    gpus_per_trial: GpuSharesGiven = None,
-    max_concurrent: int | None = None,
-    max_failures: int | None = None,
-    scheduler: str | None = None,
-    metric: str | None = None,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    reuse_actors: bool | None = None,
-    callbacks: Sequence[str] | None = None,
     quiet: bool = False,
     force: bool = False,
     retry_errored: bool = False,
+    **given: Any,
 ) -> SweepResult:
     """Run every planned trial of ``name`` that is not finished (errored ones included).
 
-    Starts from the settings of the latest launch and overrides only those given (not None;
-    ``gpus_per_trial`` and ``callbacks`` replace the last launch's as a whole); interrupted
-    trials continue from their newest checkpoint on storage. Trials that errored from a
-    divergence (``state.json`` error ``non-finite loss ...``) run again only with
-    ``retry_errored``. ``force`` takes over a launch believed live (with a warning).
+    Starts from the settings of the latest launch and overrides only those given (by name:
+    :class:`LaunchSettings` fields that are not None; ``gpus_per_trial`` and ``callbacks``
+    replace the last launch's as a whole); interrupted trials continue from their newest
+    checkpoint on storage. Trials that errored from a divergence (``state.json`` error
+    ``non-finite loss ...``) run again only with ``retry_errored``. ``force`` takes over a
+    launch believed live (with a warning).
     """
-    store = ledgers.open_store(absolute_storage(storage), name)
+    store = open_store(absolute_storage(storage), name)
     if not store.exists():
         from trainables.results import list_experiments
 
         known = ", ".join(list_experiments(storage)) or "none"
         raise UserError(f"--name {name}: no experiment in {storage}; allowed: {known}")
     ledger = store.read_ledger()
-    ledgers.check_writable("--storage", store.storage)
+    check_writable("--storage", store.storage)
     ledgers.ensure_no_live_driver(store, force=force, by="resume")
-    settings = ledgers.last_settings(ledger).override(
-        address=address,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-        max_concurrent=max_concurrent,
-        max_failures=max_failures,
-        scheduler=scheduler,
-        metric=metric,
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        reuse_actors=reuse_actors,
-        callbacks=None if callbacks is None else tuple(callbacks),
-    )
-    if address is None and ClusterAddress.resolve(None).address is not None:
+    settings = last_settings(ledger).override(**given)
+    if given.get("address") is None and ClusterAddress.resolve(None).address is not None:
         # This driver's RAY_ADDRESS (a Ray job on a new cluster) wins over the stored address.
         settings = dataclasses.replace(settings, address=None)
     if not trains_here(settings.address):  # a cluster: the last embedded Ray's size is moot
-        settings = dataclasses.replace(settings, num_cpus=num_cpus, num_gpus=num_gpus)
-    planned = ledgers.planned_configs(ledger)
+        settings = dataclasses.replace(
+            settings, num_cpus=given.get("num_cpus"), num_gpus=given.get("num_gpus")
+        )
+    planned = ledgers.planned_configs(ledger)  # validated once, when read
     root = validate_data(
         data_root or ledger.get("data_root", ""),
         planned.values(),
@@ -196,14 +157,14 @@ def resume(
     if root != ledger.get("data_root"):
         ledgers.set_data_root(store, root)
         ledger["data_root"] = root
-    configs = {h: cfg.replace(data_root=root) for h, cfg in planned.items()}
     return _launch(
         store,
         ledger,
         "resume",
         "(all planned)",
-        configs,
+        planned,
         settings,
+        root=root,
         quiet=quiet,
         retry_errored=retry_errored,
     )
@@ -213,7 +174,7 @@ def plan(grid: str, overrides: Overrides = None) -> Expansion:
     """The expansion a ``run`` of ``grid`` would plan (no data, no Ray, nothing written)."""
     import search_spaces
 
-    return search_spaces.expand(search_spaces.resolve(grid), _overrides(overrides))
+    return search_spaces.expand_grid(grid, _overrides(overrides))
 
 
 # ---------------------------------------------------------------------- checks
@@ -368,9 +329,12 @@ def _launch(
     configs: dict[str, TrialConfig],
     settings: LaunchSettings,
     *,
+    root: str,
     quiet: bool,
     retry_errored: bool = False,
 ) -> SweepResult:
+    """Launch the unfinished trials of ``configs`` (validated once: when planned or read from
+    the ledger) on data root ``root``."""
     planned = len(ledger.get("trials", {}))
     todo = unfinished(store, ledger, list(configs), retry_diverged=retry_errored)
     skipped = len(unfinished(store, ledger, list(configs))) - len(todo)
@@ -400,13 +364,14 @@ def _launch(
             for model, request in resources.items():
                 request.validate(model)
             check_fits(resources)
-            _check_nodes(store, placed, list(resources.values()), settings.address, quiet)
+            requests = list(resources.values())
+            _check_nodes(store, root, [configs[h] for h in todo], requests, settings.address, quiet)
             fitting = True
             got = {model: request.as_dict() for model, request in resources.items()}
             ledgers.update_launch(store, launch["id"], resources=got)
             # device is a where-field (not in the hash): GPU trials "auto", the others "cpu"
             device = {m: "auto" if r.gpus > 0 else "cpu" for m, r in resources.items()}
-            placed = {h: configs[h].replace(device=device[configs[h].model]) for h in todo}
+            placed = {h: _placed(configs[h], root, device[configs[h].model]) for h in todo}
             outcome = _fit(store, launch, placed, configs, resources, settings, where, quiet)
     except UserError:
         if not fitting:  # rejected before any trial ran (resources, --address)
@@ -432,9 +397,18 @@ def _launch(
     )
 
 
+def _placed(cfg: TrialConfig, root: str, device: str) -> TrialConfig:
+    """``cfg`` on this launch's data root and device, not validated again: ``cfg`` was (when
+    planned or read), and the launch sets only these where-fields, to values it checked (the
+    absolute root :func:`validate_data` returned, device ``auto`` or ``cpu``)."""
+    where = {"data_root": root, "device": device}
+    return TrialConfig.from_dict({**cfg.to_dict(), **where}, validated=True)
+
+
 def _check_nodes(
     store: ExperimentStore,
-    configs: Mapping[str, TrialConfig],
+    root: str,
+    configs: Iterable[TrialConfig],
     requests: list[TrialResources],
     address: str | None,
     quiet: bool,
@@ -446,8 +420,7 @@ def _check_nodes(
 
     if trains_here(address):
         return
-    root = next(iter(configs.values())).data_root
-    result = check_nodes(store, root, needed_ratios(configs.values()), requests)
+    result = check_nodes(store, root, needed_ratios(configs), requests)
     if not quiet:
         print(
             f"{store.name}: storage and data checked on the {len(result.nodes)} node(s) that "

@@ -17,6 +17,8 @@ from typing import Any
 
 from rest_sweep import ledger as ledgers
 from rest_sweep.ledger import launch_alive, planned_hashes
+from rest_sweep.storage import open_store
+from trainables.config import trial_label
 from trainables.errors import UserError
 from trainables.results import (
     EPOCH_TIME_S,
@@ -45,7 +47,7 @@ class TrialStatus:
     epochs: int
     error: str = ""
     interrupted: bool = False
-    level: int | None = None  # staged trials that report one in state.json (prune)
+    stage: str = ""  # a staged trial's current stage as state.json names it ("level 3")
 
 
 @dataclass
@@ -102,7 +104,7 @@ def status(storage: str, name: str, *, close_dead: bool = True) -> StatusReport:
     ``close_dead``: record launches whose driver died as ended (``outcome: "died"``); skipped
     silently where the storage cannot be written.
     """
-    store = ledgers.open_store(storage, name)
+    store = open_store(storage, name)
     if not store.exists():
         known = ", ".join(list_experiments(storage)) or "none"
         raise UserError(f"--name {name}: no experiment in {storage}; allowed: {known}")
@@ -157,12 +159,11 @@ def _trial_status(
 ) -> TrialStatus:
     """``alive``: whether the launch owning the trial runs (None: no launch lists it = dead)."""
     trial = store.trial(trial_hash)
-    base = {"hash": trial_hash, "name": _short_name(cfg), "method": cfg.get("method", "?")}
+    base = {"hash": trial_hash, "name": trial_label(cfg), "method": cfg.get("method", "?")}
     files = trial.loc.list_names()
     state = trial.read_state() or {}
-    # The loop writes the trial's own epoch count (prune: every level's epochs) once it runs.
+    # The loop writes the trial's own epoch count (a staged trial's: every stage's) once it runs.
     epochs = int(state.get("epochs") or cfg.get("epochs", 0))
-    level = state.get("level")
     verdict = trial_state(files, state or None, launch_alive=bool(alive), ledger_stopped=stopped)
     epoch = epochs if verdict.state == FINISHED else int(state.get("epoch", 0) or 0)
     error = _first_line(state, trial) if verdict.state == ERRORED else ""
@@ -172,7 +173,7 @@ def _trial_status(
         epochs=epochs,
         error=error,
         interrupted=verdict.interrupted,
-        level=None if level is None else int(level),
+        stage=str(state.get("stage") or ""),
         **base,
     )
 
@@ -183,15 +184,6 @@ def _first_line(state: dict[str, Any], trial: Any) -> str:
     text = trial.read_error() or ""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "unknown error (no error.txt)"
-
-
-def _short_name(cfg: dict[str, Any]) -> str:
-    """``TrialConfig.short_name`` without validating (status must read any ledger)."""
-    parts = [str(cfg.get("dataset")), f"r{float(cfg.get('ratio', 0)):g}", str(cfg.get("method"))]
-    if float(cfg.get("density", 1.0)) < 1.0:
-        parts.append(f"d{float(cfg['density']):g}")
-    parts.append(f"s{cfg.get('seed')}")
-    return "_".join(parts)
 
 
 def _eta(store: ExperimentStore, trials: list[TrialStatus], live: bool) -> float | None:

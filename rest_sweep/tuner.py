@@ -105,7 +105,8 @@ def build_tuner(plan: LaunchPlan) -> tune.Tuner:
         storage=plan.store.storage,
         name=plan.store.name,
         launch_id=plan.launch_id,
-        max_epochs=max(cfg.epochs for cfg in plan.configs.values()),
+        # ASHA's max_t: the longest trial, staged trials counted over all their stages.
+        max_epochs=max(cfg.method_info.planned_epochs(cfg) for cfg in plan.configs.values()),
     )
     metric_mode = {"metric": plan.metric, "mode": "max"} if spec.needs_metric else {}
     tune_root = plan.store.tune_location()

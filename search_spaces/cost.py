@@ -27,7 +27,6 @@ from trainables.flops import forward_flops as _forward_flops
 
 if TYPE_CHECKING:
     from trainables.config import TrialConfig
-from trainables.methods import effective_method
 
 
 def _assumption() -> str:
@@ -68,7 +67,7 @@ def estimate(trials: Iterable[TrialConfig]) -> CostEstimate:
     per_method: dict[str, float] = defaultdict(float)
     for cfg in trials:
         train_samples = planned_train_samples(cfg)  # train + valid under train_on_valid
-        schedule = effective_method(cfg.method, cfg.objective).implementation.cost_schedule(cfg)
+        schedule = cfg.method_info.cost_schedule(cfg)
         for epochs, density in schedule:
             forward, dense = forward_flops(
                 cfg.model,

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.config import TrialConfig, coerce, parse_assignments
+from trainables.config import TrialConfig, coerce, parse_assignments, trial_label
 from trainables.errors import UserError
 from trainables.methods import METHODS, PAPER_BASELINES_PENDING, method_takes
 
@@ -79,12 +79,8 @@ class PendingRow:
     values: dict[str, Any]
 
     def label(self) -> str:
-        parts = [str(self.values.get("dataset", "")), f"r{self.values.get('ratio', '')}"]
-        parts.append(self.method)
-        if "density" in self.values:
-            parts.append(f"d{self.values['density']}")
-        parts.append(f"s{self.values.get('seed', '')}")
-        return "_".join(parts)
+        """The trial's label (``trainables.config.trial_label``, as every trial's)."""
+        return trial_label({**self.values, "method": self.method})
 
 
 @dataclass(frozen=True)

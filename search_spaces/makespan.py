@@ -8,7 +8,7 @@ makespan from this module. The model of a launch:
   CPUs, and a GPU whose free fraction holds its share: Ray packs fractional GPUs onto one
   device). A share of 1 or more takes that many whole GPUs.
 * **Duration.** start-up (fixed seconds) + training work, where work = sample-epochs of the
-  trial's ``cost_schedule`` x train-set size x (1 + evaluation overhead), done at the per-trial
+  trial's ``MethodInfo.cost_schedule`` x train-set size x (1 + evaluation overhead), done at the per-trial
   rate of its sharing level: K trials training on one GPU share the model's measured aggregate,
   ``aggregate(K) / K`` each. K changes as neighbours start and finish, so each trial's remaining
   work is re-timed then (a heap of finish times with version stamps). Trials in start-up do not
@@ -540,12 +540,12 @@ def shipped_table() -> ThroughputTable:
 
 def trial_work(cfg: TrialConfig) -> tuple[str, int, int, float]:
     """(model, trained input px, width, sample-epochs) of one trial, as the FLOPs estimate
-    charges it (each method's ``cost_schedule``: two-network methods count both networks)."""
+    charges it (``MethodInfo.cost_schedule``: two-network methods count both networks, staged trials
+    every stage)."""
     from trainables.datasets import DATASETS, planned_train_samples
-    from trainables.methods import effective_method
 
     info = DATASETS.get(cfg.dataset)
-    schedule = effective_method(cfg.method, cfg.objective).implementation.cost_schedule(cfg)
+    schedule = cfg.method_info.cost_schedule(cfg)
     samples = sum(epochs for epochs, _ in schedule) * planned_train_samples(cfg)
     return cfg.model, info.trained_size(cfg.augment), cfg.width, float(samples)
 
@@ -558,9 +558,9 @@ def gpu_trials(
 ) -> tuple[list[SimTrial], tuple[str, ...]]:
     """The engine's trials for a grid on GPUs, and a note per estimated figure used.
 
-    ``shares`` is ``--gpus-per-trial`` as :func:`rest_sweep.ledger.parse_gpu_shares` returns
-    it: one share for every model, per-model shares (a model not named keeps its catalogue
-    default) or None (every model its default, ``MODELS.get(m).gpu_share``)."""
+    ``shares`` is ``--gpus-per-trial`` as :func:`rest_sweep.launch_settings.parse_gpu_shares`
+    returns it: one share for every model, per-model shares (a model not named keeps its
+    catalogue default) or None (every model its default, ``MODELS.get(m).gpu_share``)."""
     from trainables.models import MODELS
 
     table = table or shipped_table()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from trainables.config import TrialConfig
-from trainables.methods import effective_method, param_groups
+from trainables.methods import param_groups
 
 UNFIXED = object()  # the reference sets no value for this field (our choice, documented)
 
@@ -93,11 +93,7 @@ def checked_fields(cfg: TrialConfig) -> list[str]:
     """The fields of ``cfg`` that say what it trains and how: the identity core fields and the
     identity parameters of its (effective) method (plus :data:`ALSO_CHECKED`), less the axes
     and the derived fields."""
-    own = {
-        f.name
-        for group in effective_method(cfg.method, cfg.objective).params
-        for f in fields(group)
-    }
+    own = {f.name for group in cfg.method_info.params for f in fields(group)}
     grouped = {f.name for group in param_groups() for f in fields(group)}
     names = []
     for f in fields(TrialConfig):

@@ -31,11 +31,13 @@ Other branches: ``--set branch=... --set branch_of=<hash> --set branch_level=L``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from search_spaces.grid import Block, Derived, Grid
+from trainables.methods.prune import BranchParams
 
 SEEDS = (41,)
 # Sources, cited by line: the seed's README (../shared/seeds/sparse_double_descent_README.md,
@@ -155,9 +157,9 @@ def _retrain_blocks(fixed: dict) -> tuple[Block, ...]:
 # --levels=1-27 (README 5; random_prune, OpenLTH's, is not in the README: the same levels).
 REDENSE_LEVELS = (0, 3, 6, 9, 12, 15, 19, 22, 26)
 REINIT_LEVELS = tuple(range(1, 28))
-# The prune fields only a branch has (branch, branch_of, branch_level, redense_*): a --set of
-# one of them never reaches the branch's parent.
-BRANCH_ONLY_PREFIXES = ("branch", "redense")
+# The prune fields only a branch has (prune's BranchParams group): a --set of one of them never
+# reaches the branch's parent.
+BRANCH_ONLY = frozenset(f.name for f in dataclasses.fields(BranchParams))
 # README 4's trunk (README:81): the CIFAR-10 recipe's lottery on --dataset_name=cifar100 with
 # --random_labels_fraction=0.4 (its other flags are README:56's). sdd-lottery-cifar100 plans it.
 CIFAR100_NOISY = {"dataset": "cifar100", "random_labels_fraction": 0.4}
@@ -198,7 +200,7 @@ class LotteryParent(Derived):
     parent: tuple[tuple[str, Any], ...] = ()
 
     def resolve(self, recipe: str, overrides: Mapping[str, Any]) -> str:
-        shared = {k: v for k, v in overrides.items() if not k.startswith(BRANCH_ONLY_PREFIXES)}
+        shared = {k: v for k, v in overrides.items() if k not in BRANCH_ONLY}
         return lottery_parent(self.seed, recipe, shared, dict(self.parent))
 
 

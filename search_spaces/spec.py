@@ -6,10 +6,11 @@ the file is fully expanded here (each trial validated by ``TrialConfig``) before
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from search_spaces.grid import RESERVED_KEYS, Block, Grid, expand
+from search_spaces.grid import RESERVED_KEYS, Block, Expansion, Grid, expand
 from trainables.config import RECIPES, coerce, field_names
 from trainables.errors import UserError
 from trainables.methods import METHODS, PAPER_BASELINES_PENDING
@@ -22,8 +23,9 @@ class GridFileError(UserError):
     """A grid YAML file that cannot be used; the message starts with the file name."""
 
 
-def load_grid_file(path: str | Path) -> Grid:
-    """Parse and validate a grid file; the grid is expanded once so bad values fail here."""
+def load_grid_file(path: str | Path, *, check: bool = True) -> Grid:
+    """Parse and validate a grid file; with ``check`` the grid is expanded once so bad values
+    fail here (:func:`expand_file` expands and checks in one pass instead)."""
     import yaml
 
     path = Path(path)
@@ -36,11 +38,20 @@ def load_grid_file(path: str | Path) -> Grid:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise GridFileError(f"{path}: not valid YAML{where}") from None
     grid = _grid_from_mapping(path, data)
+    if check:
+        expand_file(path, grid)
+    return grid
+
+
+def expand_file(
+    path: str | Path, grid: Grid, overrides: Mapping[str, Any] | None = None
+) -> Expansion:
+    """``expand(grid, overrides)`` of a file's grid, its errors naming the file: every trial
+    validated once, here."""
     try:
-        expand(grid)
+        return expand(grid, overrides)
     except UserError as error:
         raise GridFileError(f"{path}: {error}") from None
-    return grid
 
 
 def _fail(path: Path, key: str, message: str) -> GridFileError:

@@ -18,7 +18,7 @@ import search_spaces
 from rest_sweep import ledger as ledgers
 from rest_sweep.cli import main as cli_main
 from tests.fixtures.data import cpu_config
-from trainables.checkpoints import FIXED_BYTES, ROW_BYTES, network_weights, trial_volume
+from trainables.checkpoint_volume import FIXED_BYTES, ROW_BYTES, network_weights, trial_volume
 from trainables.config import ConfigError, TrialConfig, parse_assignments
 from trainables.results import (
     CHECKPOINT_DIR,
@@ -216,24 +216,42 @@ def test_checkpoints_left_by_a_crash_after_the_summary_are_removed(tiny_cmnist_r
     assert TrialStore(str(full)).checkpoint_epochs() == [1]
 
 
-def test_extending_a_weights_only_prune_trial_retrains_with_a_warning(tiny_cmnist_root, tmp_path):
+def test_extending_a_weights_only_prune_trial_trains_only_the_new_level(tiny_cmnist_root, tmp_path):
+    """Each level is a stage that keeps its own final_weights.pt, all the next level starts
+    from: more levels asked of a weights-only trial train only the new ones (no retraining, no
+    warning), and the trial equals a whole run."""
     values = dict(method="prune", epochs=1, width=8, seed=3, final_checkpoint="weights")
     folder = tmp_path / "t"
-    run_trial(make_config(tiny_cmnist_root, levels=1, **values), checkpoint_dir=str(folder))
-    with pytest.warns(
-        RuntimeWarning, match=r"keeps only final_weights\.pt\): it retrains from epoch 1"
-    ):
+    first = run_trial(make_config(tiny_cmnist_root, levels=1, **values), checkpoint_dir=str(folder))
+    store = TrialStore(str(folder))
+    rows = store.read_metrics()
+
+    def stage_files():
+        stages = folder / "stages"
+        return {
+            str(p.relative_to(stages)): p.read_bytes() for p in stages.rglob("*") if p.is_file()
+        }
+
+    before = stage_files()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
         more = run_trial(
             make_config(tiny_cmnist_root, levels=2, **values), checkpoint_dir=str(folder)
         )
+    assert store.read_metrics()[:2] == rows  # epoch times included: nothing was retrained
+    after = stage_files()
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert store.stage_names() == ["level_0000", "level_0001", "level_0002"]
+    for name in store.stage_names():  # every level: its final weights, no checkpoint
+        sub = store.stage(name)
+        assert sub.has_final_weights() and sub.checkpoint_epochs() == []
+    assert not (folder / CHECKPOINT_DIR).exists() and not store.has_final_weights()
     whole = run_trial(
         make_config(tiny_cmnist_root, levels=2, **values), checkpoint_dir=str(tmp_path / "w")
     )
-    assert stable(TrialStore(str(folder)).read_metrics()) == stable(
-        TrialStore(str(tmp_path / "w")).read_metrics()
-    )
-    assert more["levels"] == whole["levels"]
-    assert TrialStore(str(folder)).level_numbers() == [0, 1, 2]
+    assert stable(store.read_metrics()) == stable(TrialStore(str(tmp_path / "w")).read_metrics())
+    assert more["stages"][:2] == first["stages"]
+    assert more["stages"] == whole["stages"]
 
 
 # ---------------------------------------------------------------------- the volume estimate
@@ -245,8 +263,9 @@ def test_extending_a_weights_only_prune_trial_retrains_with_a_warning(tiny_cmnis
         {"method": "erm", "width": 16},  # simple_cnn, Adam
         {"method": "lff", "width": 16},  # two networks, per-sample loss EMAs
         {"method": "erm", "width": 16, "recipe": "rest-code"},  # SGD with momentum
-        # two levels of one epoch: the rewind point beside the network, and two level files
-        {"method": "prune", "width": 16, "epochs": 1, "levels": 1},
+        # two levels (stages) of two epochs: each writes its epoch-1 checkpoint and keeps its
+        # final weights; level 0 keeps the rewind point too
+        {"method": "prune", "width": 16, "epochs": 2, "levels": 1},
         {
             "dataset": "cifar10c",
             "ratio": 5.0,
@@ -270,20 +289,24 @@ def test_estimate_is_within_ten_percent_of_real_files(
     )
     sizes = {}
 
-    def measure(row):  # after epoch 1's checkpoint, before the trial removes it
-        path = tmp_path / CHECKPOINT_DIR / TrialStore.checkpoint_name(int(row["epoch"]))
-        if path.exists():
-            sizes[row["epoch"]] = os.path.getsize(path)
+    def measure(row):  # after each checkpoint, before the trial (or its stage) removes it
+        for path in tmp_path.rglob(f"{CHECKPOINT_DIR}/*.pt"):
+            sizes.setdefault(str(path.relative_to(tmp_path)), os.path.getsize(path))
 
     summary = run_trial(cfg, report=measure, checkpoint_dir=str(tmp_path))
     volume = trial_volume(cfg, train_samples=summary["train_samples"])
-    assert list(sizes) == [1] and volume.writes == 1
-    assert volume.largest_checkpoint_bytes == pytest.approx(sizes[1], rel=TOLERANCE)
-    # What stays: the final weights, and prune's level files (written once, always kept).
-    kept = [tmp_path / FINAL_WEIGHTS_FILE, *sorted((tmp_path / "levels").glob("*.pt"))]
+    first = f"{CHECKPOINT_DIR}/{TrialStore.checkpoint_name(1)}"
+    # A staged trial (prune's levels): every stage is a lifecycle of its own, in its folder.
+    staged = [f"stages/level_000{n}/{first}" for n in range(cfg.levels + 1)]
+    assert sorted(sizes) == (staged if cfg.method == "prune" else [first])
+    assert volume.writes == len(sizes)
+    assert volume.largest_checkpoint_bytes == pytest.approx(max(sizes.values()), rel=TOLERANCE)
+    # What stays: the final weights (every stage's), and prune's rewind point.
+    kept = sorted(tmp_path.rglob("*.pt"))
+    assert {p.name for p in kept} <= {FINAL_WEIGHTS_FILE, "rewind.pt"}
     real_kept = sum(os.path.getsize(path) for path in kept)
     assert volume.kept_bytes == pytest.approx(real_kept, rel=TOLERANCE)
-    assert volume.written_bytes == pytest.approx(sizes[1] + real_kept, rel=TOLERANCE)
+    assert volume.written_bytes == pytest.approx(sum(sizes.values()) + real_kept, rel=TOLERANCE)
 
 
 def test_volume_follows_cadence_keep_and_final_weights():

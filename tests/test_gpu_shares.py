@@ -14,7 +14,7 @@ import pytest
 
 import rest_sweep
 from rest_sweep.cluster import TrialResources
-from rest_sweep.ledger import LaunchSettings, format_gpu_shares, parse_gpu_shares
+from rest_sweep.launch_settings import LaunchSettings, format_gpu_shares, parse_gpu_shares
 from rest_sweep.service import describe_resources, trial_resources
 from rest_sweep.tuner import ResourcesByModel
 from tests.reliability.helpers import REPO

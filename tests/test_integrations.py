@@ -13,7 +13,7 @@ import pytest
 import rest_sweep
 from rest_sweep import integrations
 from rest_sweep.integrations import TrackingContext
-from rest_sweep.ledger import LaunchSettings
+from rest_sweep.launch_settings import LaunchSettings
 from tests.reliability.helpers import assert_one_line_error, run_main, write_grid
 from trainables.errors import UserError
 from trainables.results import ExperimentStore

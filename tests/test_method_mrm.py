@@ -214,7 +214,7 @@ def _probe_logits(root, model: str, penalty: str, alpha: float) -> torch.Tensor:
     for step, batch in enumerate(trial.train.batches(PROBE_BATCH, epoch=1, seed=3, shuffle=True)):
         if step == PROBE_STEPS:
             break
-        method.zero_grad(set_to_none=True)
+        trial.zero_grad(set_to_none=True)
         method.train_step(batch)
     density = method.density()
     logits = torch.cat([pi.detach().reshape(-1) for pi in method.logits.values()])

@@ -22,6 +22,7 @@ from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.methods.base import TrialContext
 from trainables.models import MODELS, build_model
+from trainables.train import run_trial
 from trainables.train.trial import Trial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -144,11 +145,19 @@ def _prune_config(root, **overrides) -> TrialConfig:
     return TrialConfig.from_recipe("paper", **values)
 
 
-def test_prune_reinitialises_a_scratch_level_with_the_init(tiny_fmnist_root) -> None:
+def test_prune_reinitialises_a_scratch_level_with_the_init(tiny_fmnist_root, tmp_path) -> None:
+    from trainables.methods.prune import PrunePlan
+    from trainables.results import TrialStore
+    from trainables.stages import StageStart
+
     for init, sigma in (("openlth", math.sqrt(2 / 784)), ("constructor", 1 / math.sqrt(3 * 784))):
-        trial = Trial(_prune_config(tiny_fmnist_root, init=init))
-        trial.run_epoch(1)
-        trial.method.epoch_batches(2)  # level 1: a fresh initialisation under the level's mask
+        cfg = _prune_config(tiny_fmnist_root, init=init)
+        folder = tmp_path / init
+        run_trial(cfg.replace(levels=0), checkpoint_dir=str(folder))  # the dense level 0
+        # level 1: a fresh initialisation under the level's mask
+        level1 = PrunePlan.stages(cfg)[1]
+        start = PrunePlan.start(cfg, level1, TrialStore(str(folder)))
+        trial = Trial(cfg, stage=StageStart(level1, start))
         weight = trial.method.weights["fc1.weight"].detach()
         kept = weight[trial.method.engine.masks()["fc1.weight"]]
         # openlth: N(0, 2/784); constructor: nn.Linear's U(-1/28, 1/28)

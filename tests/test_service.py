@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import rest_sweep
-from rest_sweep.ledger import LaunchSettings, start_launch
-from rest_sweep.ledger import last_settings as ledger_last_settings
+from rest_sweep.launch_settings import LaunchSettings, last_settings
+from rest_sweep.ledger import start_launch
 from trainables.errors import UserError
 from trainables.results import ExperimentStore
 
@@ -98,7 +98,7 @@ def test_asha_stop_is_recorded_as_stopped_early(tmp_path):
     """ASHA's decision (not its order-dependent choice) is what this checks: the ledger entry."""
     from ray.tune.schedulers import TrialScheduler
 
-    from rest_sweep.schedulers import RecordingASHA
+    from rest_sweep.asha import RecordingASHA
 
     store = ExperimentStore(str(tmp_path), "asha")
     store.write_ledger({"name": "asha", "trials": {}, "launches": []})
@@ -221,7 +221,7 @@ def test_settings_of_an_older_flat_launch_record_drop_pack_size(tmp_path, monkey
     store = _ledger_with_launch(tmp_path, old)
     expected = LaunchSettings(cpus_per_trial=2.0, gpus_per_trial=0.25, max_failures=1)
     assert _captured_resume(monkeypatch, store) == expected
-    assert ledger_last_settings({"launches": []}) == LaunchSettings()
+    assert last_settings({"launches": []}) == LaunchSettings()
 
 
 def test_launch_settings_are_validated_before_ray(tiny_cmnist_root, tmp_path):
@@ -245,3 +245,54 @@ def test_default_gpu_share_comes_from_the_model_catalogue():
         MODELS.get(m).gpu_share for m in ("simple_cnn", "resnet18")
     )
     assert gpu_share([]) == 0.0
+
+
+def test_each_trial_is_validated_once_per_launch(
+    ray_session, tiny_cmnist_root, tmp_path, monkeypatch
+):
+    """A launch validates each trial's config once: ``run`` when it plans the trial (a grid file
+    is checked by that same expansion), ``resume`` when it reads it from the ledger. Placing it
+    on the data root and device, and rebuilding it from the param space in the worker
+    (``train_trial``, run here in-process with the training stubbed), validate nothing again."""
+    from collections import Counter
+
+    import trainables.config as config
+    import trainables.train as train
+    from rest_sweep import tuner
+    from trainables.ray_trainable import train_trial
+
+    validations: Counter[str] = Counter()
+    real = config.validate
+
+    def counting(cfg) -> None:
+        validations[cfg.trial_hash] += 1
+        real(cfg)
+
+    trained: dict[str, object] = {}
+
+    class Tuner:  # Ray Tune's fit, in this process: each trial's param space to train_trial
+        def __init__(self, plan) -> None:
+            self.plan = plan
+
+        def fit(self):
+            for entry in tuner.param_space(self.plan)["trial"]["grid_search"]:
+                train_trial({"trial": entry})
+            return type("Results", (), {"num_errors": 0, "__iter__": lambda self: iter(())})()
+
+    monkeypatch.setattr(config, "validate", counting)
+    monkeypatch.setattr(train, "run_trial", lambda cfg, **_: trained.update({cfg.trial_hash: cfg}))
+    monkeypatch.setattr(tuner, "build_tuner", Tuner)
+    storage = tmp_path / "s"
+    result = sweep("demo", tiny_cmnist_root, storage, "once")  # a registered grid: 6 trials
+    assert result.launched == 6 and len(trained) == 6
+    assert validations == Counter(dict.fromkeys(trained, 1))
+    assert {(c.data_root, c.device) for c in trained.values()} == {(str(tiny_cmnist_root), "cpu")}
+    validations.clear()
+    trained.clear()
+    resumed = rest_sweep.resume(str(storage), "once", quiet=True)
+    assert resumed.launched == 6 and validations == Counter(dict.fromkeys(trained, 1))
+    # A grid file: checked and planned in one expansion, each trial validated once too.
+    validations.clear()
+    trained.clear()
+    from_file = sweep(write_grid(tmp_path, [41, 42]), tiny_cmnist_root, storage, "file")
+    assert from_file.launched == 4 and validations == Counter(dict.fromkeys(trained, 1))

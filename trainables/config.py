@@ -22,15 +22,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from trainables.datasets import DATASETS, NORMALISATIONS, UNBIASED_RATIO
+from trainables.datasets import AUGMENT_PRESETS, DATASETS, NORMALISATIONS, UNBIASED_RATIO
 from trainables.errors import UserError
-from trainables.methods import METHODS, effective_method, method_takes, param, param_groups
+from trainables.methods import (
+    METHODS,
+    MethodInfo,
+    effective_method,
+    method_takes,
+    objectives,
+    param,
+    param_groups,
+)
 from trainables.methods.params import NoiseParams
+from trainables.models.catalog import STEMS
 from trainables.models.init import INITS
+from trainables.optimizers import OPTIMIZERS
 
 RECIPES: tuple[str, ...] = ("paper", "rest-code")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
@@ -53,9 +63,7 @@ class _DataAndModel:
         "train on train + valid (the whole source training set, as SDD); label noise covers "
         "both; the valid metrics are then on trained-on images (docs/data.md)",
     )
-    augment: str = param(
-        "disent", "augmentation preset", choices=("disent", "rest-code", "rest-intended", "none")
-    )
+    augment: str = param("disent", "augmentation preset", choices=AUGMENT_PRESETS)
     normalisation: str = param(
         "dataset",
         "input Normalize of every split: dataset (the registry's: CIFAR mean/std for the CIFAR "
@@ -65,9 +73,7 @@ class _DataAndModel:
     )
     model: str = param("simple_cnn", "architecture (see `trainables.models.MODELS`)")
     width: int = param(64, "ResNet base width (64 = standard ResNet-18)")
-    stem: str = param(
-        "imagenet", "ResNet stem: imagenet (REST) or cifar", choices=("imagenet", "cifar")
-    )
+    stem: str = param("imagenet", "ResNet stem: imagenet (REST) or cifar", choices=STEMS)
     init: str = param(
         "constructor",
         "weight initialisation: constructor (the network's own: PyTorch's layer defaults; "
@@ -83,7 +89,7 @@ class _DataAndModel:
 class _Optimisation:
     """Core fields, last part: optimisation, numerics, selection, and where a trial runs."""
 
-    optimizer: str = param("adam", "optimizer", choices=("adam", "sgd"))
+    optimizer: str = param("adam", "optimizer", choices=tuple(OPTIMIZERS))
     lr: float = param(0.01, "learning rate")
     momentum: float = param(0.9, "SGD momentum (Adam beta1 stays 0.9)")
     weight_decay: float = param(1e-4, "L2 weight decay (coupled, as in torch.optim)")
@@ -176,12 +182,22 @@ class _ConfigBehaviour:
         return cfg
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrialConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming the allowed keys."""
+    def from_dict(cls, values: dict[str, Any], *, validated: bool = False) -> TrialConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming the allowed keys.
+
+        ``validated``: ``values`` is the :meth:`to_dict` of a config validated already (a
+        launch's param space, rebuilt in its Ray worker), taken as it is: no coercion, no
+        :func:`validate`. Never for values read from storage or given by a user.
+        """
         allowed = field_names()
         unknown = sorted(set(values) - set(allowed))
         if unknown:
             raise ConfigError(f"unknown config key(s) {unknown}; allowed: {', '.join(allowed)}")
+        if validated:
+            cfg = object.__new__(TrialConfig)  # frozen: set past __init__ (and its validate)
+            for f in fields(TrialConfig):
+                object.__setattr__(cfg, f.name, values.get(f.name, f.default))
+            return cfg
         return TrialConfig(**{k: coerce(k, v) for k, v in values.items()})
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,21 +231,19 @@ class _ConfigBehaviour:
         return DATASETS.get(self.dataset).num_classes
 
     @property
-    def image_size(self) -> int:
-        """The square input size the network trains on (dataset and augmentation preset)."""
-        return DATASETS.get(self.dataset).trained_size(self.augment)
-
-    @property
     def is_sparse(self) -> bool:
         return METHODS.get(self.method).sparse
 
+    @property
+    def method_info(self) -> MethodInfo:
+        """The method this trial trains: its ``method``'s registry entry, or a sparse-training
+        method combined with its ``objective`` (``trainables.methods.effective_method``; each
+        combination is built once)."""
+        return effective_method(self.method, self.objective)
+
     def short_name(self) -> str:
-        """Readable label used in directory names and progress lines."""
-        parts = [self.dataset, f"r{self.ratio:g}", self.method]
-        if self.is_sparse:
-            parts.append(f"d{self.density:g}")
-        parts.append(f"s{self.seed}")
-        return "_".join(parts)
+        """Readable label used in progress lines (:func:`trial_label`)."""
+        return trial_label(self.to_dict())
 
 
 def _compose() -> type:
@@ -276,6 +290,40 @@ else:
 
 def _config_from_dict(values: dict[str, Any]) -> TrialConfig:
     return TrialConfig.from_dict(values)
+
+
+# Fields outside a trial's identity (``identity=False``: where it runs, how it is stored, prune's
+# ``levels``...): not in the hash, never what tells two trials apart (analysis.cells variants).
+NON_IDENTITY_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(TrialConfig) if not f.metadata["identity"]
+)
+
+
+def trial_label(values: Mapping[str, Any]) -> str:
+    """``dataset_rRATIO_method[_dDENSITY]_sSEED``: a trial's readable name, the one rule of
+    progress lines, ``grids show``, ``status``, pending grid rows and the Parquet ``label``.
+
+    Reads a plain mapping (a stored config, a pending row) without validating it; a missing
+    value prints ``?``. The density is named when it is below 1, i.e. when the trial trains a
+    sparse network; a trial at density 1 has none: a dense method, a sparse one at 1.0, and a
+    pruning trial, whose ``density`` stays 1.0 because its levels decide its sparsity. The rule
+    reads no registry, so a ledger holding a method this version does not know still labels.
+    """
+
+    def number(key: str) -> float | None:
+        try:
+            value = float(values.get(key))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return None if value != value else value  # NaN: unknown
+
+    ratio, density = number("ratio"), number("density")
+    parts = [str(values.get("dataset", "?")), "r?" if ratio is None else f"r{ratio:g}"]
+    parts.append(str(values.get("method", "?")))
+    if density is not None and density < 1:
+        parts.append(f"d{density:g}")
+    parts.append(f"s{values.get('seed', '?')}")
+    return "_".join(parts)
 
 
 def field_names() -> list[str]:
@@ -446,13 +494,26 @@ def validate(cfg: TrialConfig) -> None:
     if cfg.train_on_valid:  # valid is trained on: it cannot rank epochs (docs/data.md)
         why = "(train_on_valid trains on the valid images)"
         _check(cfg.selection == "last", "selection", cfg.selection, f"last {why}")
-    spec = METHODS.get(cfg.method)
-    if spec.takes_objective:
-        spec = effective_method(cfg.method, cfg.objective)
+    _check_objective(cfg)
+    spec = cfg.method_info
     for group in (NoiseParams, *param_groups()):
         group.check(cfg, spec, _check)
     device_ok = cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")
     _check(device_ok, "device", cfg.device, "auto, cpu, cuda or cuda:N")
+
+
+def _check_objective(cfg: TrialConfig) -> None:
+    """``objective`` (``ObjectiveParams``) against the method registry: one of its objectives
+    for a method that takes one (before :attr:`TrialConfig.method_info` combines them), else
+    ``erm``."""
+    if METHODS.get(cfg.method).takes_objective:
+        names = objectives()
+        _check(cfg.objective in names, "objective", cfg.objective, ", ".join(names))
+    else:
+        *others, last = [m for m in METHODS if METHODS.get(m).takes_objective]
+        use = f"{', '.join(others)} or {last}" if others else last
+        why = f"method {cfg.method!r} is not a sparse-training method; use {use}"
+        _check(cfg.objective == "erm", "objective", cfg.objective, f"erm ({why})")
 
 
 def check_plan(cfg: TrialConfig) -> None:
@@ -460,15 +521,14 @@ def check_plan(cfg: TrialConfig) -> None:
     but not planned anew: every group's ``plan_check``. :meth:`TrialConfig.from_recipe` (grid
     expansion, ``rest-sweep train``) runs it; :func:`validate` (every construction, a stored
     config read back included) does not, so an experiment planned before a rule still loads."""
-    spec = METHODS.get(cfg.method)
-    if spec.takes_objective:
-        spec = effective_method(cfg.method, cfg.objective)
+    spec = cfg.method_info
     for group in (NoiseParams, *param_groups()):
         group.plan_check(cfg, spec, _check)
 
 
 __all__ = [
     "FINAL_CHECKPOINTS",
+    "NON_IDENTITY_FIELDS",
     "PRECISIONS",
     "RECIPES",
     "ConfigError",
@@ -480,5 +540,6 @@ __all__ = [
     "method_takes",
     "parse_assignments",
     "recipe_defaults",
+    "trial_label",
     "validate",
 ]

@@ -22,6 +22,8 @@ from typing import Any
 
 from trainables.errors import DivergenceError
 
+TRIAL_EPOCHS = "trial_epochs"  # in every Tune report: the trial's last epoch
+
 
 def train_trial(params: dict[str, Any]) -> None:
     """Run one trial of a sweep under Ray Tune (see the module docstring for ``params``)."""
@@ -31,18 +33,19 @@ def train_trial(params: dict[str, Any]) -> None:
     from trainables.train import run_trial
 
     trial = params["trial"]
-    config = TrialConfig.from_dict(trial["config"])
+    config = TrialConfig.from_dict(trial["config"], validated=True)  # validated by the driver
     extra = {"trial_hash": trial["hash"], "node_id": _node_id()}
     held: list[dict[str, Any]] = []
-    total: list[int] = []  # the trial's last epoch (prune: every level's), read once
+    total: list[int] = []  # the trial's last epoch (a staged trial's: every stage's), read once
 
     def report(metrics: dict[str, Any]) -> None:
         # timesteps_total = the epoch: Tune's training_iteration restarts at 1 on every retry,
         # so TensorBoard (which plots against timesteps_total when present) keeps its x axis.
         epoch = int(metrics.get("epoch", 0))
-        row = {**_numeric(metrics), **extra, "timesteps_total": epoch}
         if not total:  # run_trial wrote it to state.json before the first epoch
             total.append(_total_epochs(trial["uri"], config.epochs))
+        # The trial's length rides on every report: ASHA tells a stop from the end by it.
+        row = {**_numeric(metrics), **extra, "timesteps_total": epoch, TRIAL_EPOCHS: total[0]}
         if epoch >= total[0]:
             held.append(row)  # reported after summary.json exists
         else:
@@ -62,7 +65,7 @@ def train_trial(params: dict[str, Any]) -> None:
 
 def _total_epochs(uri: str, default: int) -> int:
     """The epoch of the trial's last row, as ``run_trial`` recorded it (``state.json``
-    ``epochs``: a staged method's total, e.g. prune's levels x epochs)."""
+    ``epochs``: a staged trial's runner writes every stage's total there)."""
     from trainables.results import TrialStore
 
     try:

@@ -21,11 +21,18 @@ An *experiment* lives at ``<storage>/<name>/`` (a local path or any pyarrow file
                                 of the method's other networks, ``Method.modules()`` order:
                                 LfF's biased network, DisEnt's bias encoder and head, which its
                                 prediction reads)}; no optimizer or method training state
-        levels/level_NNNN.pt        prune: each finished level's bool masks and final weights,
-                                    kept for every level (what branches read)
-        levels/rewind.pt            prune, lottery: {"step": the rewind iteration, "model": level
-                                    0's state_dict there}, the same for every level, stored
-                                    once (where branches start)
+        stages/<stage>/        a staged trial (trainables/stages.py; prune's levels): one
+                                ordinary trial folder per stage (config, metrics, state,
+                                checkpoints or final weights, summary), trained in order; the
+                                trial folder itself then holds config.json, the stages' rows
+                                (metrics.jsonl: epochs numbered across stages, each row with
+                                its stage's label columns), state.json and summary.json
+                                (``stages``: one result per stage), all written by the runner
+        <NAME>.pt              tensors a method keeps beside its checkpoints (``save_tensors``;
+                                prune's ``rewind.pt``: {"step": the rewind iteration, "model":
+                                level 0's state_dict there}, in the level-0 stage's folder)
+        levels/                read only: prune trials stored before stages existed kept
+                                ``level_NNNN.pt`` (masks, model) and ``rewind.pt`` here
     tune/<launch>/             Ray Tune's own experiment folders (result.json, TensorBoard...)
 
 ``rest-sweep train --out DIR`` writes the same trial folder layout at ``DIR``. Analysis and
@@ -65,9 +72,9 @@ ERROR_FILE = "error.txt"
 CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^epoch_(\d{4,})\.pt$")
 FINAL_WEIGHTS_FILE = "final_weights.pt"
-LEVELS_DIR = "levels"
-REWIND_FILE = "rewind.pt"  # in LEVELS_DIR
-_LEVEL_RE = re.compile(r"^level_(\d{4,})\.pt$")
+STAGES_DIR = "stages"
+REWIND_FILE = "rewind.pt"  # a lottery trunk's level-0 stage keeps its rewind point in it
+LEGACY_LEVELS_DIR = "levels"  # prune's layout before stages (read only)
 # The temporary sibling of an atomic write (``Location.write_bytes``): ``.<name>.<8 hex>.tmp``.
 _TMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 STALE_TMP_S = 60.0  # a writer that is alive renames its temporary well within this
@@ -93,14 +100,6 @@ ACC_ALIGNED = "acc_aligned"
 ACC_CONFLICTING = "acc_conflicting"
 WORST_GROUP_ACC = "worst_group_acc"
 UNBIASED_ACC = "unbiased_acc"
-SPLIT_METRICS: tuple[str, ...] = (
-    LOSS,
-    ACC,
-    ACC_ALIGNED,
-    ACC_CONFLICTING,
-    WORST_GROUP_ACC,
-    UNBIASED_ACC,
-)
 SPLIT_METRIC_HELP: dict[str, str] = {
     LOSS: "cross-entropy loss",
     ACC: "accuracy (fraction 0-1)",
@@ -182,7 +181,9 @@ def trial_state(
         return TrialState(ERRORED)
     if written == RUNNING and launch_alive is not False:
         return TrialState(RUNNING)
-    started = written is not None or bool(names & {METRICS_FILE, CHECKPOINT_DIR, ERROR_FILE})
+    started = written is not None or bool(
+        names & {METRICS_FILE, CHECKPOINT_DIR, ERROR_FILE, STAGES_DIR}
+    )
     return TrialState(PENDING, interrupted=started)
 
 
@@ -429,52 +430,29 @@ class TrialStore:
             return epoch, state
         return None
 
-    # -- prune levels ---------------------------------------------------------------
-    @property
-    def levels(self) -> Location:
-        return self.loc.child(LEVELS_DIR)
+    # -- stages and method tensor files ---------------------------------------------
+    def stage(self, name: str) -> TrialStore:
+        """The folder of stage ``name`` of a staged trial: an ordinary trial folder."""
+        return TrialStore(self.loc.child(STAGES_DIR, name), self.keep_checkpoints)
 
-    def level_numbers(self) -> list[int]:
-        """The levels whose file is stored, ascending."""
-        found = (_LEVEL_RE.match(name) for name in self.levels.list_names())
-        return sorted(int(match.group(1)) for match in found if match)
+    def stage_names(self) -> list[str]:
+        return self.loc.child(STAGES_DIR).list_names()
 
-    def save_level(self, level: int, state: dict[str, Any]) -> None:
-        """Write ``state`` (tensors: masks, weights) as level ``level``'s file, atomically."""
+    def save_tensors(self, name: str, state: dict[str, Any]) -> None:
+        """Write ``state`` (tensors on the CPU) as ``<name>``, atomically."""
         import torch
 
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        self.levels.write_bytes(f"level_{level:04d}.pt", buffer.getvalue())
+        self.loc.write_bytes(name, buffer.getvalue())
 
-    def load_level(self, level: int) -> dict[str, Any] | None:
-        """Level ``level``'s file (on the CPU), or None when it is not stored."""
+    def load_tensors(self, name: str) -> dict[str, Any] | None:
+        """``<name>`` on the CPU, or None when it is not stored."""
         import torch
 
-        name = f"level_{level:04d}.pt"
-        if not self.levels.exists(name):
+        if not self.loc.exists(name):
             return None
-        data = self.levels.read_bytes(name)
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-    def has_rewind(self) -> bool:
-        return self.levels.exists(REWIND_FILE)
-
-    def save_rewind(self, state: dict[str, Any]) -> None:
-        """Write ``state`` (``{"step", "model"}``: a lottery trunk's rewind point) atomically."""
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        self.levels.write_bytes(REWIND_FILE, buffer.getvalue())
-
-    def load_rewind(self) -> dict[str, Any] | None:
-        """The rewind point (on the CPU), or None when it is not stored."""
-        import torch
-
-        if not self.has_rewind():
-            return None
-        data = self.levels.read_bytes(REWIND_FILE)
+        data = self.loc.read_bytes(name)
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
     def delete_checkpoints(self) -> list[int]:

@@ -61,3 +61,63 @@ def _parse_in_list(part: str, name: str, text: str) -> Step:
             f"{name}: {text!r} is not allowed; allowed: a comma list of steps such as 80,120 "
             "(epochs) or 80ep,120ep50it"
         ) from None
+
+
+@dataclass(frozen=True)
+class EpochSlice:
+    """One epoch a trial trains: which epoch's data order and augmentation are drawn, and
+    which of its batches train (``first`` up to ``stop``; None: to the end)."""
+
+    data_epoch: int  # 1-based
+    first: int
+    stop: int | None
+    start_iteration: int  # the schedule's iteration of the first trained batch (0-based)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where in its schedule a trial trains: iterations ``start`` up to ``end`` (None: the
+    config's ``epochs``), counted as in OpenLTH's ``standard_train(start_step, end_step)``.
+
+    An ordinary trial is ``Span()``: every batch of epochs 1..``epochs``. A stage of a staged
+    run may start mid-epoch (a lottery level starts at its rewind iteration) or stop early (a
+    fine-tuning length): its first epoch draws the same data order as an uninterrupted run and
+    skips the batches before ``start``, so a rewound stage replays exactly the batches the
+    schedule had from there."""
+
+    start: Step = Step()
+    end: Step | None = None
+
+    def iterations(self, epochs: int, per_epoch: int) -> tuple[int, int]:
+        """(first, end) iterations, with ``end`` defaulting to ``epochs`` x ``per_epoch``."""
+        end = (self.end or Step(epochs)).to_iterations(per_epoch)
+        return self.start.to_iterations(per_epoch), end
+
+    def slices(
+        self, epochs: int, per_epoch: int, blame: tuple[str, object] = ("span", None)
+    ) -> list[EpochSlice]:
+        """Every epoch the span trains, in order; a span that trains nothing is a one-line
+        error naming ``blame`` (the field that placed it, and its value)."""
+        start, end = self.iterations(epochs, per_epoch)
+        if not start < end:
+            name, value = blame
+            raise UserError(
+                f"{name}: {value if value is not None else (start, end)!r} is not allowed; "
+                f"allowed: a point inside the training length of {epochs} epochs x {per_epoch} "
+                "iterations"
+            )
+        out = []
+        for data_epoch in range(start // per_epoch + 1, -(-end // per_epoch) + 1):
+            base = (data_epoch - 1) * per_epoch
+            first = max(start - base, 0)
+            stop = end - base if end - base < per_epoch else None
+            out.append(EpochSlice(data_epoch, first, stop, base + first))
+        return out
+
+    def epoch_count(self, epochs: int, per_epoch: int | None) -> int:
+        """How many epochs (rows) the span trains; with ``per_epoch`` unknown (planning), an
+        upper bound: every epoch the span touches at any epoch length."""
+        if per_epoch is not None:
+            return len(self.slices(epochs, per_epoch))
+        end = self.end or Step(epochs)
+        return end.epochs + (1 if end.iterations else 0) - self.start.epochs

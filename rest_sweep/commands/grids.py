@@ -145,7 +145,7 @@ def _makespan(args: argparse.Namespace, trials: list[Any]) -> dict[str, Any] | N
             if given:
                 raise UserError(f"{flag}: only with --cluster NODESxGPUS in grids show")
         return None
-    from rest_sweep.ledger import LaunchSettings, parse_gpu_shares
+    from rest_sweep.launch_settings import LaunchSettings, parse_gpu_shares
     from search_spaces.makespan import Cluster, estimate_makespan, shipped_table
 
     cluster = Cluster.parse(args.cluster)
@@ -184,7 +184,7 @@ def _makespan_line(doc: dict[str, Any]) -> str:
 def _show(args: argparse.Namespace) -> int:
     import search_spaces
     from search_spaces.cost import estimate
-    from trainables.checkpoints import estimate_volume
+    from trainables.checkpoint_volume import estimate_volume
 
     grid = search_spaces.resolve(args.grid)
     overrides = search_spaces.parse_overrides(args.sets)

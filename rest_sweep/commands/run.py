@@ -9,8 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rest_sweep.integrations import EXTRA, INTEGRATIONS
-from rest_sweep.ledger import DEFAULT_METRIC, SCHEDULER_NAMES
+from rest_sweep.launch_settings import add_flags, given
 
 if TYPE_CHECKING:
     from rest_sweep.service import SweepResult
@@ -59,86 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_launch_arguments(p: argparse.ArgumentParser, *, resume: bool) -> None:
-    """The launch settings (``LaunchSettings``); resume defaults each to the last launch's."""
-    last = " (default: as the last launch)" if resume else ""
-
-    def default(value: object, text: str) -> dict[str, object]:
-        shown = "" if value is None else f" (default {value})"
-        return {"default": None if resume else value, "help": text + (last or shown)}
-
+    """The experiment, the launch settings (one flag per ``LaunchSettings`` field; resume
+    defaults each to the last launch's) and the console options of ``run``/``resume``."""
     p.add_argument("--storage", required=True, help="local folder or pyarrow URI (s3://...)")
     p.add_argument("--name", required=True, help="experiment name (a folder under --storage)")
-    p.add_argument(
-        "--address",
-        **default(None, "join a Ray cluster (auto or HOST:PORT); default: embedded Ray"),
-    )
-    p.add_argument("--cpus-per-trial", type=float, **default(1.0, "CPUs reserved per trial"))
-    p.add_argument(
-        "--gpus-per-trial",
-        default=None,
-        metavar="SHARE|MODEL=SHARE,...",
-        help="GPUs per trial: one value for every trial (0.25 puts 4 trials on a GPU) or per "
-        "model, e.g. simple_cnn=0.125,resnet18=0.5 (models not named keep their default: the "
-        "model's measured share, benchmarks/gpu_shares.csv, when Ray has GPUs; else 0)" + last,
-    )
-    p.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=None,
-        help="at most N trials at once (default: as many as resources allow)" + last,
-    )
-    p.add_argument(
-        "--max-failures",
-        type=int,
-        **default(2, "retries per failed trial, each from its newest checkpoint; -1 forever"),
-    )
-    p.add_argument(
-        "--scheduler",
-        choices=SCHEDULER_NAMES,
-        **default(
-            "fifo",
-            "fifo runs every trial to the end; asha stops weak trials early "
-            "(order-dependent: exploration only)",
-        ),
-    )
-    p.add_argument(
-        "--metric",
-        **default(DEFAULT_METRIC, "metric ASHA maximises"),
-    )
-    p.add_argument("--num-cpus", type=int, default=None, help="embedded Ray: CPUs to use" + last)
-    p.add_argument("--num-gpus", type=int, default=None, help="embedded Ray: GPUs to use" + last)
-    reuse_help = (
-        "reuse worker processes between trials (~1-9 s less per trial; for CPU-only sweeps of "
-        "small trials, not for GPU training)"
-    )
-    if resume:
-        p.add_argument(
-            "--reuse-actors",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=reuse_help + last,
-        )
-    else:
-        p.add_argument("--reuse-actors", action="store_true", help=reuse_help)
-    names = ", ".join(INTEGRATIONS.names())
-    p.add_argument(
-        "--callback",
-        action="append",
-        default=None if resume else [],
-        dest="callbacks",
-        metavar="NAME",
-        help=f"track the trials with NAME (repeatable; one of {names}) through Ray's integration; "
-        f"needs the {EXTRA} extra. MLflow: MLFLOW_TRACKING_URI, default a file store "
-        "<experiment>/mlruns; W&B: WANDB_PROJECT (default rest-sweep), WANDB_MODE" + last,
-    )
-    if resume:
-        p.add_argument(
-            "--no-callbacks",
-            action="store_const",
-            const=[],
-            dest="callbacks",
-            help="no tracking integrations (drops the last launch's --callback)",
-        )
+    add_flags(p, resume=resume)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument(
         "--json",
@@ -154,23 +78,9 @@ def add_launch_arguments(p: argparse.ArgumentParser, *, resume: bool) -> None:
 
 
 def launch_options(args: argparse.Namespace) -> dict[str, object]:
-    """The launch settings given on the command line, as keyword arguments of run/resume."""
-    keys = (
-        "address",
-        "cpus_per_trial",
-        "gpus_per_trial",
-        "max_concurrent",
-        "max_failures",
-        "scheduler",
-        "metric",
-        "num_cpus",
-        "num_gpus",
-        "reuse_actors",
-        "callbacks",
-        "quiet",
-        "force",
-    )
-    return {k: getattr(args, k) for k in keys}
+    """The launch settings given on the command line and the console options, as keyword
+    arguments of ``rest_sweep.service.run``/``resume``."""
+    return {**given(args), "quiet": args.quiet, "force": args.force}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"... {len(report.errors) - 20} more errored trials (--json)")
     if args.trials:
         for t in report.trials:
-            level = f" level {t.level}" if t.level is not None else ""
-            print(f"  {t.hash}  {t.name:<32} {t.state:<9} epoch {t.epoch}/{t.epochs}{level}")
+            stage = f" {t.stage}" if t.stage else ""
+            print(f"  {t.hash}  {t.name:<32} {t.state:<9} epoch {t.epoch}/{t.epochs}{stage}")
     return 0

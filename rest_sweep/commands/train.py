@@ -29,7 +29,6 @@ the same as --recipe NAME."""
 
 # The command's own defaults where they differ from TrialConfig's (kept from earlier releases).
 TRAIN_DEFAULTS: dict[str, Any] = {"dataset": "cmnist", "ratio": 1.0, "method": "rest", "seed": 41}
-NOT_FIELD_FLAGS = ("out", "set", "no_progress")
 PREFIX = "field:"
 
 
@@ -131,7 +130,7 @@ def check_device(device: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rest_sweep.ledger import check_writable
+    from rest_sweep.storage import check_writable
     from trainables.results import TrialStore
     from trainables.train import run_trial
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rest_sweep import ledger as ledgers
+from rest_sweep import lock as locks
 from tests.reliability.helpers import REPO, assert_one_line_error, cli, run_main, write_grid
 from trainables.errors import UserError
 from trainables.results import ExperimentStore
@@ -125,7 +126,7 @@ def test_read_only_storage_is_refused_before_ray(tmp_path, tiny_cmnist_root):
     store = _planned(storage, "exp", grid, str(tiny_cmnist_root))
     dead = {
         "id": "L001-x",
-        "host": ledgers.owner_record()["host"],
+        "host": locks.owner_record()["host"],
         "pid": 2**22 + 7,
         "ended": None,
         "heartbeat": 0.0,

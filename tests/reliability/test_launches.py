@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from rest_sweep import ledger as ledgers
-from rest_sweep.ledger import LaunchSettings, start_launch
+from rest_sweep import lock as locks
+from rest_sweep.launch_settings import LaunchSettings
+from rest_sweep.ledger import start_launch
 from rest_sweep.sweep_status import status
 from tests.reliability.helpers import (
     REPO,
@@ -53,7 +55,7 @@ def _launch_record(**fields: object) -> dict:
         "outcome": None,
         "trials": [],
         "settings": LaunchSettings().to_dict(),
-        **ledgers.owner_record(),
+        **locks.owner_record(),
     }
     record.update(fields)
     return record
@@ -64,13 +66,13 @@ def _launch_record(**fields: object) -> dict:
 
 def test_a_reused_pid_is_judged_dead_and_status_closes_the_launch(tmp_path):
     """PID reuse: the pid runs (this test process) but its start time is not the recorded one."""
-    me = ledgers.owner_record()
+    me = locks.owner_record()
     assert me["pid_start"], "Linux /proc/<pid>/stat must give a start time"
     reused = _launch_record(pid_start="another-boot:12345")
-    alive, how = ledgers.liveness(reused)
+    alive, how = locks.liveness(reused)
     assert not alive and "start time differs" in how
-    assert ledgers.liveness(_launch_record())[0]  # the same process: alive
-    assert ledgers.liveness(_launch_record(pid_start=None))[0]  # older record: the pid alone
+    assert locks.liveness(_launch_record())[0]  # the same process: alive
+    assert locks.liveness(_launch_record(pid_start=None))[0]  # older record: the pid alone
     store = _store(tmp_path)
     store.write_ledger({**store.read_ledger(), "launches": [reused]})
 
@@ -88,7 +90,8 @@ def test_a_sigkilled_driver_is_closed_by_the_next_status(tmp_path):
     store = _store(tmp_path)
     script = (
         "import sys, time\n"
-        "from rest_sweep.ledger import LaunchSettings, start_launch\n"
+        "from rest_sweep.launch_settings import LaunchSettings\n"
+        "from rest_sweep.ledger import start_launch\n"
         "from trainables.results import ExperimentStore\n"
         "start_launch(ExperimentStore(sys.argv[1], 'exp'), 'run', 'tiny', [], LaunchSettings())\n"
         "print('launched', flush=True)\n"
@@ -116,7 +119,7 @@ def test_a_sigkilled_driver_is_closed_by_the_next_status(tmp_path):
 def test_a_heartbeat_reopens_a_launch_closed_for_a_stale_heartbeat(tmp_path):
     """Another host's launch closed as died by a stale heartbeat is live again once it beats."""
     store = _store(tmp_path)
-    far = _launch_record(host="elsewhere", pid=1, heartbeat=time.time() - 10 * ledgers.STALE_S)
+    far = _launch_record(host="elsewhere", pid=1, heartbeat=time.time() - 10 * locks.STALE_S)
     store.write_ledger({**store.read_ledger(), "launches": [far]})
     status(store.storage, "exp")
     assert store.read_ledger()["launches"][0]["outcome"] == "died"
@@ -148,7 +151,7 @@ def test_force_takes_over_a_live_launch_with_one_warning(tmp_path, tiny_cmnist_r
     assert first["outcome"] == ledgers.TAKEN_OVER and "--force" in first["closed"]["how"]
     assert (
         second["outcome"] == "completed"
-        and second["pid_start"] == ledgers.owner_record()["pid_start"]
+        and second["pid_start"] == locks.owner_record()["pid_start"]
     )
     for command in ("run", "resume"):
         from rest_sweep.cli import build_parser
@@ -163,7 +166,8 @@ def test_force_takes_over_a_live_launch_with_one_warning(tmp_path, tiny_cmnist_r
 
 
 def _race(store_root: str, name: str, start, done, results) -> None:
-    from rest_sweep.ledger import LaunchSettings, start_launch
+    from rest_sweep.launch_settings import LaunchSettings
+    from rest_sweep.ledger import start_launch
     from trainables.errors import UserError
     from trainables.results import ExperimentStore
 
@@ -179,7 +183,7 @@ def _race(store_root: str, name: str, start, done, results) -> None:
 
 def test_two_drivers_starting_together_exactly_one_is_accepted(tmp_path):
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["rest_sweep.ledger"])
+    context.set_forkserver_preload(["rest_sweep.ledger", "rest_sweep.launch_settings"])
     for attempt in range(20):
         store = _store(tmp_path, f"race{attempt}")
         start, done, results = context.Barrier(2), context.Barrier(2), context.Queue()
@@ -196,7 +200,7 @@ def test_two_drivers_starting_together_exactly_one_is_accepted(tmp_path):
         assert "is being run by launch" in outcomes[1][1]
         launches = store.read_ledger()["launches"]
         assert [x["id"] for x in launches] == [outcomes[0][1]]
-        assert not store.loc.exists(ledgers.LOCK_FILE)
+        assert not store.loc.exists(locks.LOCK_FILE)
 
 
 def test_every_ledger_update_holds_the_lock(tmp_path, monkeypatch):
@@ -205,7 +209,7 @@ def test_every_ledger_update_holds_the_lock(tmp_path, monkeypatch):
     real = ExperimentStore.write_ledger
 
     def write(self, ledger):
-        writes.append(os.path.exists(os.path.join(self.loc.path, ledgers.LOCK_FILE)))
+        writes.append(os.path.exists(os.path.join(self.loc.path, locks.LOCK_FILE)))
         real(self, ledger)
 
     monkeypatch.setattr(ExperimentStore, "write_ledger", write)
@@ -221,29 +225,29 @@ def test_every_ledger_update_holds_the_lock(tmp_path, monkeypatch):
     ledgers.end_launch(store, launch["id"], "completed", {})
     ledgers.drop_launch(store, launch["id"])
     assert len(writes) == 8 and all(writes), writes
-    assert not store.loc.exists(ledgers.LOCK_FILE)
+    assert not store.loc.exists(locks.LOCK_FILE)
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_is_waited_for(tmp_path, monkeypatch):
     store = _store(tmp_path)
-    lock = Path(store.loc.file(ledgers.LOCK_FILE))
+    lock = Path(store.loc.file(locks.LOCK_FILE))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=-1)
     for holder in (
-        {**ledgers.owner_record(), "pid": int(dead.stdout), "time": time.time()},  # gone
-        {**ledgers.owner_record(), "pid_start": "x:1", "time": time.time()},  # pid reused
-        {"host": "elsewhere", "pid": 1, "time": time.time() - 2 * ledgers.LOCK_STALE_S},
+        {**locks.owner_record(), "pid": int(dead.stdout), "time": time.time()},  # gone
+        {**locks.owner_record(), "pid_start": "x:1", "time": time.time()},  # pid reused
+        {"host": "elsewhere", "pid": 1, "time": time.time() - 2 * locks.LOCK_STALE_S},
     ):
         lock.write_text(json.dumps(holder))
         ledgers.set_data_root(store, "/d")
         assert not lock.exists()
     lock.write_text("")  # a writer killed between create and write
-    old = time.time() - 2 * ledgers.LOCK_EMPTY_S
+    old = time.time() - 2 * locks.LOCK_EMPTY_S
     os.utime(lock, (old, old))
     ledgers.set_data_root(store, "/e")
     assert store.read_ledger()["data_root"] == "/e"
 
-    lock.write_text(json.dumps({**ledgers.owner_record(), "time": time.time()}))  # live holder
-    monkeypatch.setattr(ledgers, "LOCK_WAIT_S", 0.3)
+    lock.write_text(json.dumps({**locks.owner_record(), "time": time.time()}))  # live holder
+    monkeypatch.setattr(locks, "LOCK_WAIT_S", 0.3)
     with pytest.raises(UserError, match=r"experiment.lock: held for .* by another process"):
         ledgers.set_data_root(store, "/f")
     assert lock.exists()  # a live holder's lock is never removed
@@ -284,8 +288,8 @@ def test_sigterm_before_ray_exits_130_with_a_hint(tmp_path, tiny_cmnist_root):
     """The driver waits for a ledger lock held by this process (before Ray), then SIGTERM."""
     grid = write_grid(tmp_path)
     store = _store(tmp_path)
-    lock = Path(store.loc.file(ledgers.LOCK_FILE))
-    lock.write_text(json.dumps({**ledgers.owner_record(), "time": time.time()}))
+    lock = Path(store.loc.file(locks.LOCK_FILE))
+    lock.write_text(json.dumps({**locks.owner_record(), "time": time.time()}))
     args = ["--data-root", str(tiny_cmnist_root), "--storage", store.storage, "--name", "exp"]
     driver = popen_cli("run", "--grid", grid, *args, no_ray=True)
     try:

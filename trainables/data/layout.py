@@ -168,11 +168,6 @@ def scan_images(directory: Path) -> list[tuple[str, int]]:
     return found
 
 
-def image_paths(directory: Path) -> list[Path]:
-    """Image files under ``directory`` at any depth, sorted; hidden files skipped."""
-    return [Path(path) for path, _ in scan_images(directory)]
-
-
 def parse_name(path: str | os.PathLike) -> tuple[str, int, int]:
     """``(id, label, bias)`` from a basename ``<id>_<label>_<bias>.<ext>``."""
     match = _NAME_RE.match(os.path.basename(path))

@@ -18,15 +18,6 @@ from pathlib import Path
 
 from trainables.registry import Registry
 
-# The four IDX files in their canonical order: (train images, train labels, test images, test
-# labels), under MNIST's canonical (dash) names.
-IDX_NAMES: tuple[str, ...] = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
 
 @dataclass(frozen=True)
 class RawSource:

@@ -53,17 +53,34 @@ def objectives() -> list[str]:
 
 def effective_method(method: str, objective: str = "erm") -> MethodInfo:
     """The method a trial trains: ``method`` itself, or a sparse-training method combined with
-    the objective named ``objective`` (an unknown name is an error listing the allowed ones)."""
+    the objective named ``objective`` (an unknown name is an error listing the allowed ones).
+
+    A trial config reaches it as ``TrialConfig.method_info``. A combination is built once and
+    the same object returned after (:func:`_combination`)."""
     info = METHODS.get(method)
     if objective == "erm" or not info.takes_objective:
         return info
     for name in METHODS:
         if METHODS.get(name).objective == objective:
-            return info.with_objective(METHODS.get(name))
+            return _combination(info, METHODS.get(name))
     from trainables.errors import UserError
 
     allowed = ", ".join(objectives())
     raise UserError(f"objective: {objective!r} is not allowed; allowed: {allowed}")
+
+
+# (id of the sparse entry, id of the objective's) -> (both entries, their combination). Keyed by
+# the registered objects, not their names, so an entry replaced in METHODS (a plug-in, a test)
+# gets its own combination; the entries are held, so their ids are not reused meanwhile.
+_COMBINATIONS: dict[tuple[int, int], tuple[MethodInfo, MethodInfo, MethodInfo]] = {}
+
+
+def _combination(sparse: MethodInfo, objective: MethodInfo) -> MethodInfo:
+    """``sparse.with_objective(objective)``, built once per pair of registry entries."""
+    key = (id(sparse), id(objective))
+    if key not in _COMBINATIONS:
+        _COMBINATIONS[key] = (sparse, objective, sparse.with_objective(objective))
+    return _COMBINATIONS[key][2]
 
 
 def param_groups() -> list[type[ParamGroup]]:

@@ -13,11 +13,17 @@ engine and any per-sample state, and plugs in through a few hooks:
 * ``loss(losses, batch)``: per-sample losses (with ``batch.index``, ``batch.y``, ``batch.b`` at
   hand) to the scalar that is back-propagated; the usual override.
 * ``sampling_weights()``: per-sample draw weights of the training split, or None.
-* ``after_step(step)`` (eager, after every step) and ``after_epoch(epoch, row)``.
+* ``before_epoch(epoch)``, ``after_step(step)`` (eager, after every step),
+  ``before_evaluate(epoch)`` and ``after_epoch(epoch, row)``; ``selectable(epoch)``.
 * ``state_dict()`` / ``load_state_dict()``: everything the method needs to resume exactly.
 * ``step_flops(n, dense_gradient)``, ``forward_flops()``: its own training-FLOPs accounting.
 * ``checkpoint_schedule(cfg, steps_per_epoch)`` (classmethod, torch-free): what its checkpoints
-  hold, for the storage estimate of ``grids show`` (:mod:`trainables.checkpoints`).
+  hold, for the storage estimate of ``grids show`` (:mod:`trainables.checkpoint_volume`).
+
+A multi-stage protocol (prune's levels) is not a hook: its ``MethodInfo.stages`` plan makes
+each stage an ordinary trial in its own folder (:mod:`trainables.stages`), and the method sees
+its stage's start in ``TrialContext.stage``. ``MethodInfo`` answers what planning asks of a
+method's length and cost (``planned_epochs``, ``cost_schedule``).
 
 Importing this module (and every method module) does not import torch: planning code reads
 the :class:`MethodInfo` entries, and torch is loaded when a trial really trains.
@@ -40,6 +46,7 @@ from trainables.checkpoints import (
 )
 from trainables.lazy import lazy_module
 from trainables.methods.params import ParamGroup, ReweightParams, SparseParams
+from trainables.sparse.updaters import GROWTH
 
 if TYPE_CHECKING:
     import torch
@@ -48,6 +55,7 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
     from trainables.data import Batch, DeviceSplit
     from trainables.sparse import SparseEngine
+    from trainables.stages import StagePlan, StageStart
 else:
     torch = lazy_module("torch")
 
@@ -67,6 +75,12 @@ class MethodInfo:
     the training objective of a sparse-training method that ``takes_objective`` (static, SET,
     RigL): ``method=rigl, objective=groupdro`` trains RigL's sparse network on GroupDRO's loss.
     :meth:`with_objective` builds that combination.
+
+    Display facts the analysis reads (so it never keys anything by a method's name):
+    ``display_name``, ``colour`` (its figure colour, ``#rrggbb``; "": one picked from the name),
+    ``networks`` (how many networks it trains, each counted in its training FLOPs) and
+    ``table2_test_chosen`` (Table 2 also shows it at its test-chosen density, as the paper
+    appears to report its own method; docs/analysis.md, "Best density").
     """
 
     name: str
@@ -79,13 +93,45 @@ class MethodInfo:
     objective: str | None = None
     takes_objective: bool = False
     display_name: str = ""  # how reports name it ("GroupDRO"); default: the name
+    colour: str = ""  # figure colour "#rrggbb"; default: one picked from the name
+    networks: int = 1  # networks it trains (both counted in train_flops: LfF, DisEnt)
+    table2_test_chosen: bool = False  # Table 2 adds its test-chosen column
+    # A staged method's stage plan (prune's levels): the runner trains each stage as an
+    # ordinary trial in its own folder (trainables/stages.py); None: one lifecycle.
+    stages: type[StagePlan] | None = None
 
     def __post_init__(self) -> None:
         if self.labels not in LABELS:
             raise ValueError(f"method {self.name}: labels {self.labels!r} not in {LABELS}")
+        hexdigits = "0123456789abcdefABCDEF"
+        rgb = len(self.colour) == 7 and self.colour[0] == "#"
+        if self.colour and not (rgb and all(c in hexdigits for c in self.colour[1:])):
+            raise ValueError(f"method {self.name}: colour {self.colour!r} is not #rrggbb")
+        if self.networks < 1:
+            raise ValueError(f"method {self.name}: networks {self.networks!r} < 1")
 
     def takes(self, group: type[ParamGroup]) -> bool:
         return group in self.params
+
+    # ------------------------------------------------------------ a trial's length, planned
+    def planned_epochs(self, cfg: TrialConfig, steps_per_epoch: int | None = None) -> int:
+        """The epochs (metrics rows) ``cfg`` trains: ``epochs``, or every stage's. With the
+        epoch length unknown (planning), an upper bound for stages that start mid-epoch. The
+        one answer for status, ASHA's ``max_t`` and the Tune reports."""
+        if self.stages is None:
+            return cfg.epochs
+        return sum(s.span.epoch_count(cfg.epochs, steps_per_epoch) for s in self.stages.stages(cfg))
+
+    def cost_schedule(self, cfg: TrialConfig) -> list[tuple[int, float]]:
+        """(network-epochs, density) pairs a planning estimate charges for ``cfg``: each of its
+        ``networks`` for ``epochs`` at ``density`` (LfF and DisEnt train two), or each stage's."""
+        if self.stages is None:
+            return [(cfg.epochs * self.networks, cfg.density)]
+        schedule: list[tuple[int, float]] = []
+        for stage in self.stages.stages(cfg):
+            whole = [(stage.span.epoch_count(cfg.epochs, None), 1.0)]
+            schedule.extend(stage.cost or whole)
+        return schedule
 
     @property
     def title(self) -> str:
@@ -118,6 +164,7 @@ class MethodInfo:
             params=params,
             labels=labels,
             can_graph=self.can_graph and objective.can_graph,
+            networks=max(self.networks, objective.networks),
             defaults={**objective.defaults, **self.defaults},
             takes_objective=False,
         )
@@ -150,8 +197,11 @@ class TrialContext:
     # The validation split, for methods that fit on it (DFR's last layer); None when not given.
     valid: DeviceSplit | None = None
     # The trial folder (local path or URI) when the core runs in one (``run_trial``), else None:
-    # ``prune`` stores its level files there and its branches find their parent beside it.
+    # a stage's folder for a staged trial (a method may keep files there through TrialStore).
     trial_dir: str | None = None
+    # A staged trial's stage (trainables/stages.py): its span of the schedule and the start
+    # its plan decided from the earlier stages; None for an ordinary trial.
+    stage: StageStart | None = None
 
     @property
     def total_steps(self) -> int:
@@ -194,7 +244,8 @@ class Method:
 
     def __init__(self, ctx: TrialContext) -> None:
         from trainables.flops import dense_layer_flops
-        from trainables.train.optim import EpochSchedule, build_optimizer
+        from trainables.optimizers import build_optimizer
+        from trainables.train.optim import EpochSchedule
 
         self.ctx = ctx
         self.cfg = ctx.cfg
@@ -252,37 +303,10 @@ class Method:
         identification epochs may not)."""
         return True
 
-    # ------------------------------------------------------------------ staged trials
-    def total_epochs(self) -> int:
-        """How many epochs (rows, checkpoints) the core runs: ``epochs``, or a staged method's
-        own count (``prune``: every level's epochs)."""
-        return self.cfg.epochs
+    def before_epoch(self, epoch: int) -> None:
+        """Eager work before epoch ``epoch``'s first batch (JTT arms its error-set recording)."""
 
-    def epoch_batches(self, epoch: int) -> tuple[int, int, int | None]:
-        """(data epoch, first batch, stop batch or None) of epoch ``epoch``: the data order and
-        augmentation of ``data epoch`` are drawn, and only its batches ``first..stop`` train
-        (``prune`` replays level-local epochs and starts mid-epoch after a rewind)."""
-        return epoch, 0, None
-
-    def row_fields(self, epoch: int) -> dict[str, Any]:
-        """Extra columns of epoch ``epoch``'s metrics row (``prune``: ``level``)."""
-        return {}
-
-    def status_fields(self) -> dict[str, Any]:
-        """Extra keys of ``state.json`` after each epoch (``prune``: ``level``)."""
-        return {}
-
-    def summary_fields(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """Extra keys of ``summary.json`` (``prune``: ``levels``)."""
-        return {}
-
-    @classmethod
-    def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
-        """(network-epochs, density) pairs a planning estimate charges (torch-free, no data):
-        one network at ``density`` for ``epochs`` by default; two-network methods charge both
-        networks, ``prune`` every level at its density."""
-        return [(cfg.epochs, cfg.density)]
-
+    # ------------------------------------------------------------------ planning (torch-free)
     @classmethod
     def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
         """What this method's checkpoints hold, stage by stage, in units of one network's weights
@@ -294,16 +318,6 @@ class Method:
         in iterations (prune's fine-tuning length)."""
         moments = optimizer_moments(cfg)
         return [CheckpointStage(cfg.epochs, CheckpointTensors(weight_sized=moments))]
-
-    @classmethod
-    def summary_covers(cls, cfg: TrialConfig, summary: Mapping[str, Any]) -> bool:
-        """Whether a stored summary answers ``cfg``; False makes ``run_trial`` continue the trial
-        from its newest checkpoint (``prune`` with more ``levels`` than the summary holds)."""
-        return True
-
-    def zero_grad(self, set_to_none: bool) -> None:
-        for optimizer in self.optimizers():
-            optimizer.zero_grad(set_to_none=set_to_none)
 
     # ------------------------------------------------------------------ evaluation
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -322,15 +336,6 @@ class Method:
     def graph_state(self) -> list[torch.Tensor]:
         """Tensors besides weights, buffers and optimizer state that ``train_step`` writes."""
         return []
-
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def restore_device_lr(self) -> None:
-        """After loading a checkpoint: graphs read the lr from a device tensor."""
-        for optimizer in self.optimizers():
-            for group in optimizer.param_groups:
-                group["lr"] = torch.tensor(float(group["lr"]), device=self.ctx.device)
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -365,12 +370,6 @@ class Method:
 
         forward = self.forward_flops()
         return n * training_step_flops(forward, self.dense_flops, dense_gradient=dense_gradient)
-
-    def dense_step_flops(self, n: int) -> float:
-        """What the same step costs a dense network (the denominator of FLOPs ratios)."""
-        from trainables.flops import PASSES_PER_STEP
-
-        return PASSES_PER_STEP * self.dense_flops * n
 
     def parameter_counts(self) -> tuple[int, int]:
         """(non-zero, total) weights of the evaluated network's Conv2d/Linear layers."""
@@ -426,7 +425,7 @@ class SparseMethod(Method):
         if not (self.engine.step(step) and self.engine.last_update_changed):
             return False
         self._forward_flops = None  # the layer densities moved
-        return self.cfg.growth == "gradient"  # random growth reads no gradient
+        return GROWTH.get(self.cfg.growth).dense_gradient_at_updates  # RigL's |dL/dw|
 
     def forward_flops(self) -> float:
         # Cached: the per-step FLOPs count would otherwise rebuild it on every step.
@@ -444,8 +443,9 @@ class SparseMethod(Method):
         return add_to_every_stage(super().checkpoint_schedule(cfg, steps_per_epoch), masks=1.0)
 
     def step_flops(self, n: int, dense_gradient: bool) -> float:
-        # Momentum growth reads a dense first moment, hence dense weight gradients, every step.
-        every = self.cfg.growth == "momentum" and self.mask_updates
+        # A criterion reading an optimizer statistic of every weight's gradient (SNFS momentum)
+        # needs dense weight gradients at every step.
+        every = GROWTH.get(self.cfg.growth).dense_gradient_every_step and self.mask_updates
         return super().step_flops(n, dense_gradient or every)
 
 

@@ -214,17 +214,14 @@ class Disent(Method):
     with ``bias_model``'s encoder); ``bias_model.fc`` is the bias head."""
 
     @classmethod
-    def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
-        return [(2 * cfg.epochs, 1.0)]  # two networks trained every step
-
-    @classmethod
     def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
         return with_biased_network(super().checkpoint_schedule(cfg, steps_per_epoch), cfg)
 
     def __init__(self, ctx: TrialContext) -> None:
         from torch import nn
 
-        from trainables.train.optim import EpochSchedule, build_optimizer
+        from trainables.optimizers import build_optimizer
+        from trainables.train.optim import EpochSchedule
 
         super().__init__(ctx)  # self.dense_flops stays the single-network ERM reference
         cfg = self.cfg
@@ -370,4 +367,6 @@ METHOD = MethodInfo(
     params=(DifficultyParams, DisentParams),
     labels="none",
     display_name="DisEnt",
+    colour="#e377c2",
+    networks=2,
 )

@@ -9,4 +9,11 @@ class Erm(Method):
     """The base method as it is: mean cross-entropy, one dense network."""
 
 
-METHOD = MethodInfo("erm", "dense ERM, no reweighting", Erm, objective="erm", display_name="ERM")
+METHOD = MethodInfo(
+    "erm",
+    "dense ERM, no reweighting",
+    Erm,
+    objective="erm",
+    display_name="ERM",
+    colour="#2ca02c",
+)

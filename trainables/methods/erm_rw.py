@@ -18,4 +18,5 @@ METHOD = MethodInfo(
     labels="bias",
     objective="reweight",
     display_name="ERM+RW",
+    colour="#17becf",
 )

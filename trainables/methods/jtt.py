@@ -151,13 +151,12 @@ class Jtt(Method):
         self.model.train()
         return wrong
 
-    def epoch_batches(self, epoch: int) -> tuple[int, int, int | None]:
-        # Read by the core at the start of every training epoch: record during epoch T only.
+    def before_epoch(self, epoch: int) -> None:
+        # Record during epoch T only.
         record = epoch == self.cfg.jtt_epochs and self.cfg.jtt_error_set == "train"
         self.recording.fill_(record)
         if record:  # an epoch T restarted after an interruption records afresh
             self.train_wrong.zero_()
-        return super().epoch_batches(epoch)
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         logits, losses = super().train_step(batch)

@@ -40,15 +40,12 @@ class Lff(Method):
     """``model`` is the debiased network (evaluated); ``biased`` is trained with GCE."""
 
     @classmethod
-    def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
-        return [(2 * cfg.epochs, 1.0)]  # two networks trained every step
-
-    @classmethod
     def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
         return with_biased_network(super().checkpoint_schedule(cfg, steps_per_epoch), cfg)
 
     def __init__(self, ctx: TrialContext) -> None:
-        from trainables.train.optim import EpochSchedule, build_optimizer
+        from trainables.optimizers import build_optimizer
+        from trainables.train.optim import EpochSchedule
 
         super().__init__(ctx)
         cfg = self.cfg
@@ -119,4 +116,5 @@ METHOD = MethodInfo(
     params=(DifficultyParams,),
     labels="none",
     display_name="LfF",
+    networks=2,
 )

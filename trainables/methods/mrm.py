@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 else:
     torch = lazy_module("torch")  # planning imports this module without loading torch
 
-STAGES = ("erm", "probe", "retrain")
 ALLOCATIONS = ("global", "erk")
 # The sparsity penalty of the probe loss. ``logit_sum``: alpha * sum of the logits, Csordas'
 # mask_loss (RobertCsordas/modules masked_model.py:224-234) and the REST text's "alpha sum pi"
@@ -189,8 +188,9 @@ class Mrm(Method):
     def _enter_retrain(self, masks: Mapping[str, torch.Tensor] | None) -> None:
         """Seed's initialisation, a static engine holding ``masks`` (None: the caller loads a
         checkpoint next), a fresh optimizer and schedule."""
+        from trainables.optimizers import build_optimizer
         from trainables.sparse import SparseEngine
-        from trainables.train.optim import EpochSchedule, build_optimizer
+        from trainables.train.optim import EpochSchedule
 
         cfg = self.cfg
         for p in self.model.parameters():
@@ -335,9 +335,6 @@ class Mrm(Method):
             return [self.probe_optimizer]
         return [self.optimizer]
 
-    def lr(self) -> float:
-        return float(self.optimizers()[0].param_groups[0]["lr"])
-
     # ------------------------------------------------------------------ checkpoint
     @classmethod
     def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
@@ -428,4 +425,5 @@ METHOD = MethodInfo(
     can_graph=False,
     defaults={"density": DEFAULT_DENSITY},
     display_name="MRM",
+    colour="#ff7f0e",
 )

@@ -14,6 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trainables.sparse.densities import DENSITY_ALLOWED, DENSITY_RULES, density_allowed
+from trainables.sparse.schedules import DROP_ROUNDING, SCHEDULES
+from trainables.sparse.updaters import GROWTH
+
 if TYPE_CHECKING:
     from trainables.datasets import DatasetInfo
     from trainables.methods.base import MethodInfo
@@ -73,14 +77,14 @@ class SparseParams(ParamGroup):
     order: ClassVar[int] = 10
 
     density: float = param(1.0, "global weight density in (0, 1]; 1.0 for dense methods")
-    sparse_init: str = param("erk", "layer-density rule", choices=("erk", "er", "uniform"))
-    growth: str = param("gradient", "grow criterion", choices=("gradient", "random", "momentum"))
+    sparse_init: str = param("erk", "layer-density rule", choices=tuple(DENSITY_RULES))
+    growth: str = param("gradient", "grow criterion", choices=tuple(GROWTH))
     drop_fraction: float = param(0.3, "initial fraction of active weights dropped per update")
     drop_schedule: str = param(
         "rigl",
         "drop-fraction schedule: rigl (cosine to 0 at drop_end) or rest (cosine over all "
         "steps to 0.005, never stops)",
-        choices=("rigl", "rest", "constant"),
+        choices=tuple(SCHEDULES),
     )
     drop_end: float = param(0.75, "fraction of training after which mask updates stop (rigl)")
     update_frequency: int = param(1000, "optimizer steps between mask updates")
@@ -95,7 +99,7 @@ class SparseParams(ParamGroup):
     drop_rounding: str = param(
         "floor",
         "drop count per layer: floor(f * active) or ceil (the public REST code)",
-        choices=("floor", "ceil"),
+        choices=tuple(DROP_ROUNDING),
     )
 
     # Values each recipe has always written for every method, sparse or not: they are in the
@@ -139,7 +143,7 @@ class SparseParams(ParamGroup):
 
     @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
-        check(0 < cfg.density <= 1, "density", cfg.density, "a number in (0, 1]")
+        check(density_allowed(cfg.density), "density", cfg.density, DENSITY_ALLOWED)
         if not method.takes(cls):
             check(
                 cfg.density == 1.0, "density", cfg.density, f"1.0 (method {method.name!r} is dense)"
@@ -157,27 +161,13 @@ class ObjectiveParams(ParamGroup):
 
     order: ClassVar[int] = 15
 
+    # Its names are the method registry's objectives (``trainables.methods.objectives()``),
+    # checked where the registry is known: ``trainables.config.validate``.
     objective: str = param(
         "erm",
         "training objective of a sparse-training method (static, set, rigl): erm, reweight, "
         "groupdro, jtt (trainables.methods.objectives())",
     )
-
-    @classmethod
-    def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
-        from trainables.methods import objectives
-
-        if method.takes(cls):
-            names = objectives()
-            check(cfg.objective in names, "objective", cfg.objective, ", ".join(names))
-        else:
-            check(
-                cfg.objective == "erm",
-                "objective",
-                cfg.objective,
-                f"erm (method {method.name!r} is not a sparse-training method; use static, "
-                "set or rigl)",
-            )
 
 
 @dataclass(frozen=True)

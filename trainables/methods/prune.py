@@ -1,26 +1,30 @@
 """``prune``: iterative pruning with retraining (the Sparse Double Descent trunk, OpenLTH style).
 
-One trial holds every level as checkpointed epochs of the core loop:
+A prune trial is staged (:mod:`trainables.stages`): every level is a stage, an ordinary trial
+lifecycle in ``<trial>/stages/level_NNNN/``, and :class:`PrunePlan` decides each level's start
+from the stored results of the levels before it (OpenLTH's ``lottery/runner.py``):
 
 * **Level 0** trains the dense network for ``epochs`` epochs.
 * **Level L >= 1** prunes ``prune_fraction`` of the weights still active (by ``criterion``,
-  over all maskable layers or per layer, ``prune_scope``) from level L-1's trained weights,
-  then retrains by ``retrain``: ``lottery`` (the level-0 weights of iteration ``rewind_step``,
-  the data order and LR schedule restarted at that iteration), ``lr_rewind`` (keep the weights,
-  replay the whole schedule), ``finetune`` (keep the weights, constant ``finetune_lr`` for
-  ``finetune_steps``) or ``scratch`` (a new initialisation per level). With ``oneshot`` every
-  level prunes level 0's dense weights straight to its count instead (the one-shot branch).
+  over all maskable layers or per layer, ``prune_scope``) from level L-1's stored final
+  weights, then retrains by ``retrain``: ``lottery`` (the level-0 weights of iteration
+  ``rewind_step``, the data order and LR schedule restarted at that iteration: the stage's span
+  starts there), ``lr_rewind`` (keep the weights, replay the whole schedule), ``finetune``
+  (keep the weights, constant ``finetune_lr`` for ``finetune_steps``) or ``scratch`` (a new
+  initialisation per level). With ``oneshot`` every level prunes level 0's dense weights
+  straight to its count instead (the one-shot branch).
 
 The active count after L levels is ``round(N (1 - p)^L)`` over the maskable weights (global
 scope) or per layer (``layer`` scope, at least 1 per layer), so level L of any run holds
 exactly the same number of weights. Masks live in a static :class:`~trainables.sparse.SparseEngine`
-(``mask_updates=False``), re-applied after every step. The learning rate follows a step
-schedule (``milestones``, ``gamma``, ``warmup_steps``), set before every step from the
-level-local iteration. ``levels`` is not part of the trial's identity: asking a finished trial
-for more levels continues it from its last checkpoint (:meth:`Prune.summary_covers`).
+(``mask_updates=False``), re-applied after every step; every level starts a fresh optimizer.
+The learning rate follows a step schedule (``milestones``, ``gamma``, ``warmup_steps``), set
+before every step from the schedule's iteration. ``levels`` is not part of the trial's
+identity: asking a finished trial for more levels trains only the new levels' stages.
 
-Every finished level leaves ``<trial>/levels/level_NNNN.pt`` (its bool masks and final weights);
-a lottery trunk also stores its rewind point once, ``<trial>/levels/rewind.pt``.
+A level's stored result is its stage's final weights and masks (``final_weights.pt``, or its
+last checkpoint under ``final_checkpoint=full``); level 0 of a lottery trunk also stores its
+rewind point, ``stages/level_0000/rewind.pt``, at iteration ``rewind_step``.
 A **branch** (``branch=redense|reinit|random_prune``) is a prune trial of one stage that reads
 level ``branch_level`` (0 included) of the lottery trunk ``branch_of`` (a sibling folder) and never
 retrains it. Like SDD's and OpenLTH's lottery branches it starts at the parent's rewind point:
@@ -47,7 +51,9 @@ from trainables.errors import UserError
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.params import Check, ParamGroup, SparseParams, param
-from trainables.steps import Step, parse_steps
+from trainables.results import LEGACY_LEVELS_DIR, REWIND_FILE, Location, TrialStore
+from trainables.stages import Stage, StagePlan
+from trainables.steps import Span, Step, parse_steps
 
 if TYPE_CHECKING:
     import torch
@@ -56,7 +62,6 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
     from trainables.data import Batch
     from trainables.methods.base import TrialContext
-    from trainables.results import TrialStore
     from trainables.sparse import SparseEngine
 else:
     torch = lazy_module("torch")  # planning imports this module without loading torch
@@ -108,6 +113,64 @@ class PruneParams(ParamGroup):
     )
     gamma: float = param(0.1, "lr factor at every milestone")
     warmup_steps: str = param("", "linear lr warm-up from 0 at the start of each level (5ep)")
+
+    @classmethod
+    def recipe_values(
+        cls,
+        recipe: str,
+        dataset: Any,
+        ratio: float,
+        method: MethodInfo,
+        given: frozenset[str] = frozenset(),
+    ) -> dict[str, Any]:
+        # The epoch schedule is replaced by the step schedule above.
+        return {"lr_schedule": "none"} if method.takes(cls) else {}
+
+    @classmethod
+    def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
+        p = cfg.prune_fraction
+        check(0 < p < 1, "prune_fraction", p, "a number in (0, 1)")
+        check(cfg.levels >= 0, "levels", cfg.levels, "an integer >= 0")
+        check(cfg.rewind_step >= 0, "rewind_step", cfg.rewind_step, "an integer >= 0")
+        check(cfg.finetune_lr > 0, "finetune_lr", cfg.finetune_lr, "a positive number")
+        check(cfg.gamma > 0, "gamma", cfg.gamma, "a positive number")
+        check(cfg.gradient_batches > 0, "gradient_batches", cfg.gradient_batches, "an integer > 0")
+        for name in ("finetune_steps", "warmup_steps"):
+            text = getattr(cfg, name)
+            if text:
+                check(_parses(lambda t=text, n=name: Step.parse(t, n)), name, text, _STEP)
+        if cfg.milestones:
+            ok = _parses(lambda: parse_steps(cfg.milestones, "milestones"))
+            check(ok, "milestones", cfg.milestones, "a comma list of steps such as 80,120")
+        if not method.takes(cls):
+            return
+        check(
+            cfg.rewind_step == 0 or cfg.retrain == "lottery",
+            "rewind_step",
+            cfg.rewind_step,
+            f"0 (retrain={cfg.retrain} does not rewind; only lottery does)",
+        )
+        check(
+            cfg.density == 1.0,
+            "density",
+            cfg.density,
+            "1.0 (prune's density follows from levels and prune_fraction)",
+        )
+        check(
+            cfg.lr_schedule == "none",
+            "lr_schedule",
+            cfg.lr_schedule,
+            "none (prune's schedule is milestones, gamma and warmup_steps)",
+        )
+
+
+@dataclass(frozen=True)
+class BranchParams(ParamGroup):
+    """A branch of a lottery trunk's level (one stage from the parent's rewind point): fields
+    only a branch has, so a grid's ``--set`` of one never reaches the branch's parent."""
+
+    order: ClassVar[int] = 61
+
     branch: str = param(
         "none",
         "a branch of a lottery run's level, from its rewind point: redense (its mask, then "
@@ -129,18 +192,6 @@ class PruneParams(ParamGroup):
     )
 
     @classmethod
-    def recipe_values(
-        cls,
-        recipe: str,
-        dataset: Any,
-        ratio: float,
-        method: MethodInfo,
-        given: frozenset[str] = frozenset(),
-    ) -> dict[str, Any]:
-        # The epoch schedule is replaced by the step schedule above.
-        return {"lr_schedule": "none"} if method.takes(cls) else {}
-
-    @classmethod
     def plan_check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
         # Planning only: a stored config with another (never read) redense_lr still loads.
         check(
@@ -153,20 +204,9 @@ class PruneParams(ParamGroup):
 
     @classmethod
     def check(cls, cfg: Any, method: MethodInfo, check: Check) -> None:
-        p = cfg.prune_fraction
-        check(0 < p < 1, "prune_fraction", p, "a number in (0, 1)")
-        check(cfg.levels >= 0, "levels", cfg.levels, "an integer >= 0")
-        check(cfg.rewind_step >= 0, "rewind_step", cfg.rewind_step, "an integer >= 0")
-        check(cfg.finetune_lr > 0, "finetune_lr", cfg.finetune_lr, "a positive number")
-        check(cfg.gamma > 0, "gamma", cfg.gamma, "a positive number")
-        check(cfg.gradient_batches > 0, "gradient_batches", cfg.gradient_batches, "an integer > 0")
-        for name in ("finetune_steps", "warmup_steps", "redense_step"):
-            text = getattr(cfg, name)
-            if text:
-                check(_parses(lambda t=text, n=name: Step.parse(t, n)), name, text, _STEP)
-        if cfg.milestones:
-            ok = _parses(lambda: parse_steps(cfg.milestones, "milestones"))
-            check(ok, "milestones", cfg.milestones, "a comma list of steps such as 80,120")
+        if cfg.redense_step:
+            ok = _parses(lambda: Step.parse(cfg.redense_step, "redense_step"))
+            check(ok, "redense_step", cfg.redense_step, _STEP)
         if not method.takes(cls):
             return
         branch = cfg.branch != "none"
@@ -194,24 +234,6 @@ class PruneParams(ParamGroup):
             cfg.redense_step,
             "'' (only branch=redense opens its masks)",
         )
-        check(
-            cfg.rewind_step == 0 or cfg.retrain == "lottery",
-            "rewind_step",
-            cfg.rewind_step,
-            f"0 (retrain={cfg.retrain} does not rewind; only lottery does)",
-        )
-        check(
-            cfg.density == 1.0,
-            "density",
-            cfg.density,
-            "1.0 (prune's density follows from levels and prune_fraction)",
-        )
-        check(
-            cfg.lr_schedule == "none",
-            "lr_schedule",
-            cfg.lr_schedule,
-            "none (prune's schedule is milestones, gamma and warmup_steps)",
-        )
 
 
 _STEP = "a step such as 160ep, 1000it or 80ep50it"
@@ -226,56 +248,6 @@ def _parses(parse: Any) -> bool:
     except UserError:
         return False
     return True
-
-
-# ---------------------------------------------------------------------- the level plan
-@dataclass(frozen=True)
-class Slot:
-    """One epoch of the core loop: which level, which data epoch, which of its batches."""
-
-    level: int
-    data_epoch: int  # 1-based epoch of the data order and augmentation draws
-    first: int  # first batch trained (after a rewind to mid-epoch)
-    stop: int | None  # batch index training stops at (None: the whole epoch)
-    start_iteration: int  # level-local iteration of the first trained batch
-    last: bool  # the level's last epoch
-
-
-def level_span(cfg: TrialConfig, level: int, per_epoch: int) -> tuple[int, int]:
-    """(first, end) level-local iterations of ``level``."""
-    total = cfg.epochs * per_epoch
-    if cfg.branch != "none":  # from the parent's rewind point, as SDD's lottery branches
-        return cfg.rewind_step, total
-    if level == 0:
-        return 0, total
-    if cfg.retrain == "lottery":
-        return cfg.rewind_step, total
-    if cfg.retrain == "finetune" and cfg.finetune_steps:
-        return 0, Step.parse(cfg.finetune_steps, "finetune_steps").to_iterations(per_epoch)
-    return 0, total
-
-
-def level_plan(cfg: TrialConfig, per_epoch: int) -> list[Slot]:
-    """Every core epoch of the trial, level by level (its length is ``total_epochs``); a
-    branch's one stage is labelled ``branch_level``."""
-    slots = []
-    branch = cfg.branch != "none"
-    for level in [cfg.branch_level] if branch else range(cfg.levels + 1):
-        start, end = level_span(cfg, level, per_epoch)
-        if not start < end:
-            field, value = ("rewind_step", start) if start else ("finetune_steps", end)
-            raise UserError(
-                f"{field}: {value!r} is not allowed; allowed: a point inside the training "
-                f"length of {cfg.epochs} epochs x {per_epoch} iterations"
-            )
-        first_epoch, last_epoch = start // per_epoch + 1, math.ceil(end / per_epoch)
-        for data_epoch in range(first_epoch, last_epoch + 1):
-            base = (data_epoch - 1) * per_epoch
-            first = max(start - base, 0)
-            stop = end - base if end - base < per_epoch else None
-            last = data_epoch == last_epoch
-            slots.append(Slot(level, data_epoch, first, stop, base + first, last))
-    return slots
 
 
 def target_counts(
@@ -324,35 +296,312 @@ def _random_mask(mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return keep.view(mask.shape)
 
 
-class Prune(Method):
-    """Dense level 0, then prune-and-retrain levels under a static engine's masks."""
+# ---------------------------------------------------------------------- the stage plan
+def level_name(level: int) -> str:
+    """A level's stage folder: ``level_0003``."""
+    return f"level_{level:04d}"
 
-    mask_updates = False  # the engine holds masks; only level switches change them
+
+class PrunePlan(StagePlan):
+    """Prune's stages: levels 0..``levels`` of a trunk, or a branch's one level. A level's
+    start is decided from stored results only: the previous level's final weights and masks
+    (``oneshot``: level 0's), the trunk's rewind point, a branch's parent folder."""
+
+    @classmethod
+    def stages(cls, cfg: TrialConfig) -> list[Stage]:
+        keep = 1.0 - cfg.prune_fraction
+        if cfg.branch != "none":  # from the parent's rewind point, as SDD's lottery branches
+            level = cfg.branch_level
+            sparse = cfg.epochs
+            if cfg.branch == "redense":  # sparse until redense_step, then dense
+                at = Step.parse(cfg.redense_step, "redense_step") if cfg.redense_step else Step()
+                sparse = min(at.epochs, cfg.epochs)  # whole epochs: a planning estimate
+            cost = ((sparse, keep**level), (cfg.epochs - sparse, 1.0))
+            span = Span(Step(0, cfg.rewind_step))
+            return [
+                Stage(
+                    level_name(level),
+                    {"level": level},
+                    span,
+                    ("rewind_step", cfg.rewind_step),
+                    cost,
+                )
+            ]
+        stages = []
+        for level in range(cfg.levels + 1):
+            span, blame = Span(), ("epochs", cfg.epochs)
+            if level and cfg.retrain == "lottery":
+                span, blame = Span(Step(0, cfg.rewind_step)), ("rewind_step", cfg.rewind_step)
+            elif level and cfg.retrain == "finetune" and cfg.finetune_steps:
+                end = Step.parse(cfg.finetune_steps, "finetune_steps")
+                span, blame = Span(end=end), ("finetune_steps", cfg.finetune_steps)
+            epochs = span.epoch_count(cfg.epochs, None)
+            cost = ((epochs, keep**level),)
+            stages.append(Stage(level_name(level), {"level": level}, span, blame, cost))
+        return stages
+
+    @classmethod
+    def start(cls, cfg: TrialConfig, stage: Stage, trial: TrialStore) -> dict[str, Any]:
+        level = int(stage.label["level"])
+        if cfg.branch != "none":
+            return _branch_start(cfg, trial)
+        start: dict[str, Any] = {"level": level, "weights": None, "masks": None, "prune": None}
+        if level == 0:
+            if cfg.retrain == "lottery":
+                start["keep_rewind_at"] = cfg.rewind_step
+            return start
+        source = stage_end(trial.stage(level_name(0 if cfg.oneshot else level - 1)))
+        masks = source["masks"]
+        if cfg.oneshot:  # level 0's dense weights straight to level L's count
+            masks = {name: torch.ones_like(m) for name, m in masks.items()}
+        start["prune"] = {"model": source["model"], "masks": masks}
+        if cfg.retrain == "lottery":
+            rewind = trial.stage(level_name(0)).load_tensors(REWIND_FILE)
+            if rewind is None:
+                raise UserError(
+                    f"rewind_step: {cfg.rewind_step} is not allowed; allowed: a trunk whose level "
+                    f"0 stored its rewind point ({trial.stage(level_name(0)).loc.file(REWIND_FILE)} "
+                    "is missing: delete the trial's stages/ folder and run it again)"
+                )
+            start["weights"] = rewind["model"]
+        elif cfg.retrain == "scratch":
+            start["reinit"] = level
+        else:  # lr_rewind, finetune: the weights just pruned
+            start["weights"] = source["model"]
+        return start
+
+    @classmethod
+    def adopt_legacy(cls, cfg: TrialConfig, trial: TrialStore) -> str | None:
+        return _adopt_legacy(cfg, trial)
+
+
+def stage_end(sub: TrialStore) -> dict[str, Any]:
+    """A finished stage's final ``model`` (weights and buffers) and ``masks``: its
+    ``final_weights.pt``, else its newest checkpoint."""
+    final = sub.load_final_weights()
+    if final is not None:
+        return {"model": final["model"], "masks": final["masks"]}
+    found = sub.load_latest_checkpoint()
+    if found is None:
+        raise UserError(
+            f"levels: {sub.loc.path} is not allowed; allowed: a finished level with its final "
+            "weights or a checkpoint (delete the folder to retrain it)"
+        )
+    state = found[1]
+    return {"model": state["model"], "masks": state["engine"]["masks"]}
+
+
+# ---------------------------------------------------------------------- branches
+def _parent(cfg: TrialConfig, trial: TrialStore) -> TrialStore:
+    """The parent trial ``branch_of`` (a sibling folder); a one-line error naming the trials
+    there when it is missing."""
+    own = trial.loc
+    folder = Location(own.fs, posixpath.dirname(own.path))
+    parent = TrialStore(folder.child(cfg.branch_of))
+    if not parent.loc.exists():
+        others = [n for n in folder.list_names() if n != posixpath.basename(own.path)]
+        listed = ", ".join(others[:8]) + (", ..." if len(others) > 8 else "")
+        raise UserError(
+            f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a trial in "
+            f"{folder.path} ({listed or 'none there'})"
+        )
+    return parent
+
+
+def _parent_level(cfg: TrialConfig, parent: TrialStore) -> dict[str, Any]:
+    """Level ``branch_level``'s final masks and weights of ``parent`` (its stage, or the level
+    file of a trunk stored before stages); a one-line error naming the levels it stored."""
+    sub = parent.stage(level_name(cfg.branch_level))
+    if sub.is_finished():
+        return stage_end(sub)
+    legacy = parent.loc.child(LEGACY_LEVELS_DIR)
+    state = TrialStore(legacy).load_tensors(f"{level_name(cfg.branch_level)}.pt")
+    if state is not None:
+        return state
+    have = [n for n in parent.stage_names() if parent.stage(n).is_finished()]
+    have += [n.removesuffix(".pt") for n in legacy.list_names() if n.startswith("level_")]
+    levels = ", ".join(str(int(n.removeprefix("level_"))) for n in sorted(set(have)))
+    raise UserError(
+        f"branch_level: {cfg.branch_level} is not allowed; allowed: a level trial "
+        f"{cfg.branch_of} stored ({levels or 'none: it stored no level'})"
+    )
+
+
+def _parent_rewind(cfg: TrialConfig, parent: TrialStore, weights: bool) -> dict[str, Any] | None:
+    """The parent's rewind point (level 0's weights and buffers at iteration ``rewind_step``)
+    when ``weights``: its level-0 stage's ``rewind.pt``, or a trunk stored before stages: its
+    ``levels/rewind.pt``, else its newest checkpoint (read only). One-line errors for a parent
+    that is not a lottery trunk, one that rewinds elsewhere than this branch starts, or one
+    that kept no rewind point."""
+    config = parent.read_config() or {}
+    retrain = config.get("retrain", "lottery")
+    if retrain != "lottery":
+        raise UserError(
+            f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a lottery trunk "
+            f"(retrain=lottery; it has retrain={retrain}): a branch starts from its "
+            "parent's rewind point"
+        )
+    stored = None
+    if weights:
+        stored = parent.stage(level_name(0)).load_tensors(REWIND_FILE)
+        if stored is None:
+            stored = TrialStore(parent.loc.child(LEGACY_LEVELS_DIR)).load_tensors(REWIND_FILE)
+    step = int(stored["step"]) if stored is not None else int(config.get("rewind_step", 0))
+    if step != cfg.rewind_step:
+        raise UserError(
+            f"rewind_step: {cfg.rewind_step} is not allowed; allowed: {step} (trial "
+            f"{cfg.branch_of} rewinds there, and a branch starts at its parent's rewind point)"
+        )
+    if not weights:
+        return None
+    if stored is not None:
+        return stored["model"]
+    found = parent.load_latest_checkpoint()  # a trunk stored before rewind files existed
+    model = (found[1].get("prune") or {}).get("rewind") if found is not None else None
+    if model is None:
+        where = parent.stage(level_name(0)).loc.file(REWIND_FILE)
+        raise UserError(
+            f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a trunk with its rewind "
+            f"point ({where} is missing and no checkpoint of it holds the point: run it again "
+            "from scratch, e.g. delete its folder and resume its grid, and it stores the file)"
+        )
+    return model
+
+
+def _branch_start(cfg: TrialConfig, trial: TrialStore) -> dict[str, Any]:
+    """A branch's one stage, from its parent's level and rewind point (only read)."""
+    parent = _parent(cfg, trial)
+    masks = dict(_parent_level(cfg, parent)["masks"])
+    if cfg.branch == "random_prune":  # the parent's per-layer counts, a random mask
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + _BRANCH_DRAW + cfg.branch_level)
+        masks = {name: _random_mask(m, gen) for name, m in sorted(masks.items())}
+    rewind = _parent_rewind(cfg, parent, weights=cfg.branch != "reinit")
+    start: dict[str, Any] = {"level": cfg.branch_level, "masks": masks, "weights": rewind}
+    if rewind is None:  # reinit: the parent's mask on a new initialisation
+        start["reinit"] = _BRANCH_DRAW + cfg.branch_level
+    if cfg.branch == "redense":
+        start["redense_at"] = Step.parse(cfg.redense_step or f"{cfg.rewind_step}it", "redense_step")
+    return start
+
+
+def _adopt_legacy(cfg: TrialConfig, trial: TrialStore) -> str | None:
+    """A trunk stored before stages (every level in one folder: ``levels/level_NNNN.pt``, rows
+    labelled by level, checkpoints at the top) becomes stage folders: each finished level's
+    stage gets its rows, its final weights and a summary; level 0 gets the rewind point. The
+    level in progress (top-level checkpoints) is retrained from its start."""
+    legacy = TrialStore(trial.loc.child(LEGACY_LEVELS_DIR))
+    if trial.stage_names() or not legacy.loc.exists():
+        return None
+    rows = trial.read_metrics()
+    # A trunk killed before its summary: each level's own facts (the rest were never stored).
+    summary = trial.read_summary() or {
+        "trial_hash": cfg.trial_hash,
+        "status": "finished",
+        "recipe": cfg.recipe,
+        "selection": cfg.selection,
+        "labels_used": "none",
+        "networks": 1,
+    }
+    adopted = []
+    for name in legacy.loc.list_names():
+        if not name.startswith("level_"):
+            continue
+        level = int(name.removeprefix("level_").removesuffix(".pt"))
+        level_rows = [r for r in rows if int(r.get("level", -1)) == level]
+        state = legacy.load_tensors(name)
+        if not level_rows or state is None:
+            continue
+        sub = trial.stage(level_name(level))
+        first = int(level_rows[0]["epoch"]) - 1
+        local = [{**r, "epoch": int(r["epoch"]) - first} for r in level_rows]
+        for row in local:
+            row.pop("level", None)
+        sub.write_config(cfg.to_dict())
+        sub.save_final_weights({"epoch": len(local), "trial_hash": cfg.trial_hash, **state})
+        flops_before = float(rows[first - 1]["train_flops"]) if first else 0.0
+        for row in local:
+            row["train_flops"] = float(row["train_flops"]) - flops_before
+        sub.write_metrics(local)
+        last = local[-1]
+        weights = [v for v in state["model"].values() if v.dim() > 1]  # conv and linear
+        total = sum(w.numel() for w in weights)
+        pruned = sum(int((~m).sum()) for m in state["masks"].values())
+        sub.write_summary(
+            {
+                **{k: v for k, v in summary.items() if k not in ("levels", "stages")},
+                "nonzero_params": total - pruned,
+                "total_params": total,
+                "epochs": len(local),
+                "final": last,
+                "selected": last,
+                "selected_epoch": len(local),
+                "density": float(last.get("density", 1.0)),
+                "train_flops": float(last["train_flops"]),
+                "dense_train_flops": 0.0,  # not stored before stages
+                "wall_time_s": float(sum(float(r.get("epoch_time_s", 0.0)) for r in local)),
+                "adopted_from": LEGACY_LEVELS_DIR,
+            }
+        )
+        sub.write_state("finished", epoch=len(local), epochs=len(local))
+        adopted.append(level)
+    rewind = legacy.load_tensors(REWIND_FILE)
+    if rewind is None:  # a trunk from before rewind files: its checkpoints kept the point
+        found = trial.load_latest_checkpoint()
+        model = (found[1].get("prune") or {}).get("rewind") if found is not None else None
+        if model is not None:
+            rewind = {"step": cfg.rewind_step, "model": model}
+    if rewind is not None:
+        trial.stage(level_name(0)).save_tensors(REWIND_FILE, rewind)
+    trial.delete_checkpoints()  # the level in progress restarts in its own stage
+    return (
+        f"{trial.loc.path}: stored before stages; levels {adopted} became stage folders "
+        f"(stages/level_NNNN), the level in progress restarts from its start"
+    )
+
+
+# ---------------------------------------------------------------------- one level's training
+class Prune(Method):
+    """One level of a prune run (a stage): the network under a static engine's masks, trained
+    on the step schedule from the start its plan decided (:class:`PrunePlan`)."""
 
     def __init__(self, ctx: TrialContext) -> None:
         super().__init__(ctx)
         from trainables.sparse import maskable_parameters
 
-        cfg = self.cfg
-        self.plan = level_plan(cfg, ctx.steps_per_epoch)
-        self.milestones = [
-            s.to_iterations(ctx.steps_per_epoch) for s in parse_steps(cfg.milestones, "milestones")
-        ]
+        if ctx.stage is None:
+            raise UserError(
+                "method: 'prune' is not allowed here; allowed: a trial run by run_trial (prune "
+                "runs as stages, one per level: trainables/train/staged.py)"
+            )
+        cfg, spe = self.cfg, ctx.steps_per_epoch
+        self.start = ctx.stage.start
+        self.level = int(self.start["level"])
+        self.milestones = [s.to_iterations(spe) for s in parse_steps(cfg.milestones, "milestones")]
         warmup = Step.parse(cfg.warmup_steps, "warmup_steps") if cfg.warmup_steps else Step()
-        self.warmup = warmup.to_iterations(ctx.steps_per_epoch)
+        self.warmup = warmup.to_iterations(spe)
         self.weights = maskable_parameters(self.model, cfg.dense_first_layer, cfg.dense_last_layer)
-        self.level = 0
-        self.iteration = 0  # level-local iterations done
-        self.results: list[dict[str, Any]] = []
-        self.rewind: dict[str, torch.Tensor] | None = None
-        self.dense: dict[str, torch.Tensor] | None = None  # oneshot: level 0's final weights
-        if cfg.retrain == "lottery" and cfg.rewind_step == 0 and cfg.branch == "none":
-            self.rewind = self._copy_state()
+        self.first_iteration = ctx.stage.stage.span.start.to_iterations(spe)
+        self.iteration = self.first_iteration  # the schedule's iteration of the next step
+        self.finetuning = self.level > 0 and cfg.retrain == "finetune" and cfg.branch == "none"
+        self.keep_rewind_at: int | None = self.start.get("keep_rewind_at")
+        self.rewind: dict[str, torch.Tensor] | None = None  # kept in memory when no folder
+        self.redense_at: int | None = None
+        if self.start.get("redense_at") is not None:
+            self.redense_at = self.start["redense_at"].to_iterations(spe)
+            if not self.first_iteration <= self.redense_at < cfg.epochs * spe:
+                raise UserError(
+                    f"redense_step: {cfg.redense_step!r} is not allowed; allowed: a point from "
+                    f"rewind_step ({cfg.rewind_step} iterations) to before the training length "
+                    f"of {cfg.epochs} epochs x {spe} iterations"
+                )
         self._pending_flops = 0.0
         self._flops_cache: float | None = None
-        self.redense_at: int | None = None  # redense: level-local iteration the masks open at
-        if cfg.branch != "none":
-            self._start_branch()
+        if self.level == 0 and cfg.branch == "none":  # every level's span, checked up front
+            for stage in PrunePlan.stages(cfg):
+                stage.span.slices(cfg.epochs, spe, stage.blame)
+        self._begin()
+        for group in self.optimizer.param_groups:  # the row's lr is the schedule's from the start
+            group["lr"] = self.lr_at(self.iteration)
 
     def build_engine(self, model: nn.Module) -> SparseEngine:
         from trainables.sparse import SparseEngine
@@ -361,7 +610,7 @@ class Prune(Method):
         return SparseEngine(
             model,
             None,
-            density=1.0,  # level 0 is dense: all-ones masks
+            density=1.0,  # all-ones masks until the start installs the level's
             sparse_init="uniform",
             growth="random",
             drop_fraction=0.0,
@@ -376,77 +625,44 @@ class Prune(Method):
             generator=torch.Generator().manual_seed(cfg.seed),
         )
 
-    def _copy_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+    def _begin(self) -> None:
+        """Install the start: prune the source weights to the level's count (the mask), then
+        the starting weights (rewind point, the pruned weights, or a new initialisation)."""
+        start, cfg = self.start, self.cfg
+        masks = start.get("masks")
+        if start.get("prune") is not None:
+            source = start["prune"]
+            self.model.load_state_dict(source["model"])
+            numels = {name: w.numel() for name, w in self.weights.items()}
+            counts = target_counts(numels, self.level, cfg.prune_fraction, cfg.prune_scope)
+            current = {name: source["masks"][name].to(self.ctx.device) for name in self.weights}
+            masks = select(self.scores(self.level), current, counts)
+        if masks is not None:
+            self._check_shapes(masks)
+        if start.get("weights") is not None:
+            self.model.load_state_dict(start["weights"])
+        elif start.get("reinit") is not None:
+            self._reinitialise(int(start["reinit"]))
+        if masks is not None:
+            self._set_masks({name: masks[name] for name in self.weights})
+        if self.keep_rewind_at == self.iteration:
+            self._keep_rewind()
+        if self.redense_at == self.iteration:
+            self._redense()
 
-    # ------------------------------------------------------------------ the core's hooks
-    def total_epochs(self) -> int:
-        return len(self.plan)
-
-    @classmethod
-    def cost_schedule(cls, cfg: TrialConfig) -> list[tuple[int, float]]:
-        # every level trains ``epochs`` at (1 - p)^L (rewinding and fine-tuning lengths aside)
-        keep = 1.0 - cfg.prune_fraction
-        if cfg.branch != "none":  # one stage at the parent level's density (redense: then dense)
-            sparse = cfg.epochs
-            if cfg.branch == "redense":
-                at = Step.parse(cfg.redense_step, "redense_step") if cfg.redense_step else Step()
-                sparse = min(at.epochs, cfg.epochs)  # whole epochs: a planning estimate
-            return [(sparse, keep**cfg.branch_level), (cfg.epochs - sparse, 1.0)]
-        return [(cfg.epochs, keep**level) for level in range(cfg.levels + 1)]
-
-    @classmethod
-    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
-        # Every level: the network, its optimizer and the engine's masks (all-ones at level 0),
-        # plus lottery's rewind point and, from level 1, oneshot's level-0 weights; each level
-        # of a non-branch run leaves its level file (weights and masks), kept, and level 0 of a
-        # lottery trunk the rewind file too (one more network, kept).
-        branch = cfg.branch != "none"
-        levels = [cfg.branch_level] if branch else list(range(cfg.levels + 1))
-        try:
-            plan = level_plan(cfg, steps_per_epoch)
-            epochs = {level: sum(1 for slot in plan if slot.level == level) for level in levels}
-        except UserError:  # a rewind or fine-tuning length the real split may still fit
-            epochs = dict.fromkeys(levels, cfg.epochs)
-        rewind = 1.0 if cfg.retrain == "lottery" and not branch else 0.0
-        level_file = None if branch else CheckpointTensors(masks=1.0)
-        moments = optimizer_moments(cfg)
-        stages = []
-        for level in levels:
-            dense = 1.0 if cfg.oneshot and level > 0 and not branch else 0.0
-            holds = CheckpointTensors(weight_sized=moments + rewind + dense, masks=1.0)
-            kept = level_file
-            if level_file is not None and level == 0 and rewind:
-                kept = level_file.plus(networks=1.0)
-            stages.append(CheckpointStage(epochs[level], holds, kept))
-        return stages
-
-    @classmethod
-    def summary_covers(cls, cfg: TrialConfig, summary: Mapping[str, Any]) -> bool:
-        wanted = 1 if cfg.branch != "none" else cfg.levels + 1
-        return len(summary.get("levels") or []) >= wanted
-
-    def epoch_batches(self, epoch: int) -> tuple[int, int, int | None]:
-        slot = self.plan[epoch - 1]
-        if slot.level > self.level:
-            self._enter_level(slot.level)
-        self.iteration = slot.start_iteration
-        return slot.data_epoch, slot.first, slot.stop
-
-    def row_fields(self, epoch: int) -> dict[str, Any]:
-        return {"level": self.plan[epoch - 1].level}
-
-    def status_fields(self) -> dict[str, Any]:
-        return {"level": self.level}
-
-    def summary_fields(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"levels": list(self.results)}
+    def _check_shapes(self, masks: Mapping[str, torch.Tensor]) -> None:
+        shapes = {name: tuple(w.shape) for name, w in self.weights.items()}
+        if {name: tuple(m.shape) for name, m in masks.items()} != shapes:
+            raise UserError(
+                f"branch_of: {self.cfg.branch_of!r} is not allowed; allowed: a parent with this "
+                f"trial's model, width and kept-dense layers (its masks cover {list(masks)})"
+            )
 
     # ------------------------------------------------------------------ training
     def lr_at(self, iteration: int) -> float:
-        """The learning rate of level-local ``iteration`` (0-based) at the current level."""
+        """The learning rate of the schedule's ``iteration`` (0-based)."""
         cfg = self.cfg
-        if self.level > 0 and cfg.retrain == "finetune" and cfg.branch == "none":
+        if self.finetuning:
             return cfg.finetune_lr
         lr = cfg.lr * cfg.gamma ** sum(iteration >= m for m in self.milestones)
         if self.warmup:
@@ -462,15 +678,9 @@ class Prune(Method):
     def after_step(self, step: int) -> bool:
         assert self.engine is not None
         self.engine.step(step)  # re-masks the weights; static: reads no gradient
-        self.iteration += 1
-        cfg = self.cfg
-        if (
-            self.level == 0
-            and cfg.retrain == "lottery"
-            and cfg.branch == "none"
-            and self.iteration == cfg.rewind_step
-        ):
-            self.rewind = self._copy_state()
+        self.iteration = self.first_iteration + step
+        if self.iteration == self.keep_rewind_at:
+            self._keep_rewind()
         if self.iteration == self.redense_at:
             self._redense()
         return False
@@ -479,51 +689,19 @@ class Prune(Method):
         spent, self._pending_flops = self._pending_flops, 0.0
         return spent
 
-    def after_epoch(self, epoch: int, row: Mapping[str, Any]) -> None:
-        slot = self.plan[epoch - 1]
-        if not slot.last:
-            return
-        kept = ("train_loss", "train_acc")
-        metrics = {k: v for k, v in row.items() if k.startswith(("test_", "valid_")) or k in kept}
-        self.results.append(
-            {
-                "level": slot.level,
-                "density": self.density(),
-                "epoch": epoch,
-                **metrics,
-                "train_flops": row["train_flops"],
-            }
-        )
-        if self.cfg.branch == "none" and self.ctx.trial_dir is not None:
-            self._store_level(slot.level)
-
-    # ------------------------------------------------------------------ level switches
-    def _enter_level(self, level: int) -> None:
-        """Prune level ``level - 1``'s trained weights (``oneshot``: level 0's), then reset by the
-        retraining policy."""
-        assert self.engine is not None and level == self.level + 1
-        cfg = self.cfg
-        masks = self.engine.masks()
-        if cfg.oneshot:  # score level 0's final weights under all-ones masks
-            if self.dense is None:
-                self.dense = self._copy_state()  # entering level 1: the weights are level 0's
-            self.model.load_state_dict(self.dense)
-            masks = {name: torch.ones_like(m) for name, m in masks.items()}
-        numels = {name: w.numel() for name, w in self.weights.items()}
-        counts = target_counts(numels, level, cfg.prune_fraction, cfg.prune_scope)
-        new = select(self.scores(level), masks, counts)
-        if cfg.retrain == "lottery":
-            assert self.rewind is not None, "the rewind point was never reached"
-            self.model.load_state_dict(self.rewind)
-        elif cfg.retrain == "scratch":
-            self._reinitialise(level)
-        self._set_masks(new)
-        self.level = level
+    def _keep_rewind(self) -> None:
+        """Level 0 of a lottery trunk at ``rewind_step``: the weights (and buffers) every later
+        level and every branch start from, stored in the stage's folder as ``rewind.pt``."""
+        model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        self.rewind = model
+        if self.ctx.trial_dir is not None:
+            store = TrialStore(self.ctx.trial_dir)
+            store.save_tensors(REWIND_FILE, {"step": self.cfg.rewind_step, "model": model})
 
     def _set_masks(self, masks: Mapping[str, torch.Tensor], fresh_optimizer: bool = True) -> None:
         """Install ``masks`` (re-applied to the weights) and, unless told otherwise, start a fresh
-        optimizer."""
-        from trainables.train.optim import build_optimizer
+        optimizer (its state must not hold the weights' history from before the masks)."""
+        from trainables.optimizers import build_optimizer
 
         assert self.engine is not None
         state = self.engine.state_dict()
@@ -535,146 +713,6 @@ class Prune(Method):
             self.engine.bind_optimizer(self.optimizer)
         self._flops_cache = None
 
-    # ------------------------------------------------------------------ level files, branches
-    def _store_level(self, level: int) -> None:
-        """``<trial>/levels/level_NNNN.pt``: the level's final bool masks and weights; and a
-        lottery trunk's rewind point ``<trial>/levels/rewind.pt`` (where branches start), written
-        (over any older one) with level 0's file, or with a later level's when absent (a trunk
-        run before rewind files existed). Rewritten at level 0: a trunk re-run from scratch
-        rewrites every level file, so a rewind point kept from an earlier run would pair its
-        masks with another run's weights."""
-        from trainables.results import TrialStore
-
-        assert self.engine is not None and self.ctx.trial_dir is not None
-        store = TrialStore(self.ctx.trial_dir)
-        if self.rewind is not None and (level == 0 or not store.has_rewind()):
-            model = {k: v.detach().cpu().clone() for k, v in self.rewind.items()}
-            store.save_rewind({"step": self.cfg.rewind_step, "model": model})
-        state = {
-            "masks": {name: m.cpu().clone() for name, m in self.engine.masks().items()},
-            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-        }
-        store.save_level(level, state)
-
-    def _parent(self) -> TrialStore:
-        """The parent trial ``branch_of`` (a sibling folder); a one-line error naming the trials
-        there when it is missing."""
-        from trainables.results import Location, TrialStore
-
-        cfg = self.cfg
-        if self.ctx.trial_dir is None:
-            raise UserError(
-                f"branch_of: {cfg.branch_of!r} is not allowed here; allowed: a branch run in a "
-                "trial folder (run_trial, rest-sweep train --out, run)"
-            )
-        own = Location.of(self.ctx.trial_dir)
-        folder = Location(own.fs, posixpath.dirname(own.path))
-        parent = TrialStore(folder.child(cfg.branch_of))
-        if not parent.loc.exists():
-            others = [n for n in folder.list_names() if n != posixpath.basename(own.path)]
-            listed = ", ".join(others[:8]) + (", ..." if len(others) > 8 else "")
-            raise UserError(
-                f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a trial in "
-                f"{folder.path} ({listed or 'none there'})"
-            )
-        return parent
-
-    def _parent_level(self, parent: TrialStore) -> dict[str, Any]:
-        """Level ``branch_level``'s file of ``parent``; a one-line error naming the stored levels
-        when it is missing."""
-        cfg = self.cfg
-        state = parent.load_level(cfg.branch_level)
-        if state is None:
-            have = ", ".join(str(n) for n in parent.level_numbers())
-            raise UserError(
-                f"branch_level: {cfg.branch_level} is not allowed; allowed: a level trial "
-                f"{cfg.branch_of} stored ({have or 'none: it stored no level files'})"
-            )
-        return state
-
-    def _parent_rewind(self, parent: TrialStore, weights: bool) -> dict[str, torch.Tensor] | None:
-        """The parent's rewind point (level 0's weights and buffers at iteration ``rewind_step``)
-        when ``weights``: ``levels/rewind.pt``, or, for a parent run before rewind files existed,
-        its newest checkpoint (read only). One-line errors for a parent that is not a lottery
-        trunk, one that rewinds elsewhere than this branch starts, or one that kept neither."""
-        from trainables.results import REWIND_FILE
-
-        cfg = self.cfg
-        config = parent.read_config() or {}
-        retrain = config.get("retrain", "lottery")
-        if retrain != "lottery":
-            raise UserError(
-                f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a lottery trunk "
-                f"(retrain=lottery; it has retrain={retrain}): a branch starts from its "
-                "parent's rewind point"
-            )
-        stored = parent.load_rewind() if weights else None
-        if stored is not None:
-            step = int(stored["step"])
-        else:
-            step = int(config.get("rewind_step", cfg.rewind_step))
-        if step != cfg.rewind_step:
-            raise UserError(
-                f"rewind_step: {cfg.rewind_step} is not allowed; allowed: {step} (trial "
-                f"{cfg.branch_of} rewinds there, and a branch starts at its parent's rewind point)"
-            )
-        if not weights:
-            return None
-        if stored is not None:
-            return stored["model"]
-        found = parent.load_latest_checkpoint()
-        model = (found[1].get("prune") or {}).get("rewind") if found is not None else None
-        if model is None:
-            where = parent.levels.file(REWIND_FILE)
-            raise UserError(
-                f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a trunk with its rewind "
-                f"point ({where} is missing and no checkpoint of it holds the point: it ran "
-                "before rewind files existed; run it again from scratch, e.g. delete its folder "
-                "and resume its grid, and it stores the file)"
-            )
-        return model
-
-    def _start_branch(self) -> None:
-        """Set up a branch's one stage from the parent's level (the parent is only read)."""
-        cfg = self.cfg
-        spe = self.ctx.steps_per_epoch
-        self.level = cfg.branch_level  # the one stage: no level switch ever runs
-        if cfg.branch == "redense":
-            at = cfg.rewind_step  # '': regain at the start (the rewind point)
-            if cfg.redense_step:
-                at = Step.parse(cfg.redense_step, "redense_step").to_iterations(spe)
-            self.redense_at = at
-            if not cfg.rewind_step <= at < cfg.epochs * spe:
-                raise UserError(
-                    f"redense_step: {cfg.redense_step!r} is not allowed; allowed: a point from "
-                    f"rewind_step ({cfg.rewind_step} iterations) to before the training length "
-                    f"of {cfg.epochs} epochs x {spe} iterations"
-                )
-        parent = self._parent()
-        level = self._parent_level(parent)
-        masks = level["masks"]
-        shapes = {name: tuple(w.shape) for name, w in self.weights.items()}
-        if {name: tuple(m.shape) for name, m in masks.items()} != shapes:
-            raise UserError(
-                f"branch_of: {cfg.branch_of!r} is not allowed; allowed: a parent with this "
-                f"trial's model, width and kept-dense layers (its masks cover {list(masks)})"
-            )
-        masks = {name: masks[name] for name in self.weights}  # the engine's layer order
-        if cfg.branch == "random_prune":
-            gen = torch.Generator().manual_seed(
-                cfg.seed * 100_003 + _BRANCH_DRAW + cfg.branch_level
-            )
-            masks = {name: _random_mask(m, gen) for name, m in masks.items()}
-        # redense, random_prune: the rewind-point weights (OpenLTH's start_at=rewind)
-        rewind = self._parent_rewind(parent, weights=cfg.branch != "reinit")
-        if rewind is None:
-            self._reinitialise(_BRANCH_DRAW + cfg.branch_level)
-        else:
-            self.model.load_state_dict(rewind)
-        self._set_masks(masks)
-        if self.redense_at == cfg.rewind_step:
-            self._redense()
-
     def _redense(self) -> None:
         """Open every mask: the pruned weights (exactly zero: the masks zero them after every
         step) train again. The optimizer is kept, as SDD's: its momentum goes on, including
@@ -683,14 +721,13 @@ class Prune(Method):
         ones = {name: torch.ones_like(m) for name, m in self.engine.masks().items()}
         self._set_masks(ones, fresh_optimizer=False)
 
-    def _reinitialise(self, level: int) -> None:
-        """A new initialisation per level, drawn from (seed, level); the global RNG is kept
-        (branches draw with ``level`` offset by ``_BRANCH_DRAW``)."""
+    def _reinitialise(self, draw: int) -> None:
+        """A new initialisation drawn from (seed, ``draw``); the global RNG is kept."""
         from trainables.models import build_model
 
         cfg = self.cfg
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed * 100_003 + level)
+            torch.manual_seed(cfg.seed * 100_003 + draw)
             fresh = build_model(
                 cfg.model, cfg.num_classes, width=cfg.width, stem=cfg.stem, init=cfg.init
             )
@@ -727,32 +764,33 @@ class Prune(Method):
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
-        rewind = None
-        if self.rewind is not None:
-            rewind = {k: v.cpu().clone() for k, v in self.rewind.items()}
-        dense = None
-        if self.dense is not None:
-            dense = {k: v.cpu().clone() for k, v in self.dense.items()}
-        prune = {
-            "level": self.level,
-            "results": list(self.results),
-            "rewind": rewind,
-            "dense": dense,
-        }
-        return {**super().state_dict(), "prune": prune}
+        return {**super().state_dict(), "prune": {"iteration": self.iteration}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
-        prune = state["prune"]
-        self.level = int(prune["level"])
-        self.results = list(prune["results"])
-        if prune["rewind"] is not None:
-            device = self.ctx.device
-            self.rewind = {k: v.to(device) for k, v in prune["rewind"].items()}
-        if prune["dense"] is not None:
-            device = self.ctx.device
-            self.dense = {k: v.to(device) for k, v in prune["dense"].items()}
+        self.iteration = int(state["prune"]["iteration"])
+        self._pending_flops = 0.0  # the scoring pass was counted in the checkpointed epochs
         self._flops_cache = None
+
+    @classmethod
+    def checkpoint_schedule(cls, cfg: TrialConfig, steps_per_epoch: int) -> list[CheckpointStage]:
+        # Every level is a stage (a trial folder of its own, priced as one: its checkpoints hold
+        # its network, optimizer and the engine's masks, and its final weights or last
+        # checkpoints stay, what the next level and branches read); level 0 of a lottery trunk
+        # also keeps its rewind point (one network, a stage file).
+        stages = PrunePlan.stages(cfg)
+        moments = optimizer_moments(cfg)
+        out = []
+        for stage in stages:
+            try:
+                epochs = stage.span.epoch_count(cfg.epochs, steps_per_epoch)
+            except UserError:  # a rewind or fine-tuning length the real split may still fit
+                epochs = cfg.epochs
+            holds = CheckpointTensors(weight_sized=moments, masks=1.0)
+            lottery_trunk = cfg.retrain == "lottery" and cfg.branch == "none"
+            rewind = stage.label["level"] == 0 and lottery_trunk
+            out.append(CheckpointStage(epochs, holds, CheckpointTensors() if rewind else None))
+        return out
 
     # ------------------------------------------------------------------ FLOPs
     def forward_flops(self) -> float:
@@ -765,8 +803,9 @@ METHOD = MethodInfo(
     "prune",
     "iterative pruning and retraining (lottery, LR rewinding, fine-tuning, scratch)",
     Prune,
-    params=(SparseParams, PruneParams),
+    params=(SparseParams, PruneParams, BranchParams),
     labels="none",
     can_graph=False,
     display_name="Prune",
+    stages=PrunePlan,
 )

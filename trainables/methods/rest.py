@@ -19,4 +19,6 @@ METHOD = MethodInfo(
     labels="bias",
     defaults={"growth": "gradient"},
     display_name="REST",
+    colour="#d62728",
+    table2_test_chosen=True,
 )

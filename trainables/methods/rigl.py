@@ -18,4 +18,5 @@ METHOD = MethodInfo(
     takes_objective=True,
     defaults={"growth": "gradient"},
     display_name="RigL",
+    colour="#1f77b4",
 )

@@ -18,4 +18,5 @@ METHOD = MethodInfo(
     takes_objective=True,
     defaults={"growth": "random"},
     display_name="SET",
+    colour="#9467bd",
 )

@@ -19,4 +19,5 @@ METHOD = MethodInfo(
     params=(SparseParams, ObjectiveParams),
     takes_objective=True,
     display_name="Static",
+    colour="#8c564b",
 )

@@ -20,12 +20,14 @@ _EXPORTS = {
     "layer_counts": "masks",
     "maskable_parameters": "masks",
     "SCHEDULES": "schedules",
+    "DROP_ROUNDING": "schedules",
     "DropSchedule": "schedules",
     "GROWTH": "updaters",
 }
 
 __all__ = [
     "DENSITY_RULES",
+    "DROP_ROUNDING",
     "GROWTH",
     "SCHEDULES",
     "DropSchedule",
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from trainables.sparse.engine import SparseEngine
     from trainables.sparse.flops import layer_flops, sparse_forward_flops, training_step_flops
     from trainables.sparse.masks import layer_counts, maskable_parameters
-    from trainables.sparse.schedules import SCHEDULES, DropSchedule
+    from trainables.sparse.schedules import DROP_ROUNDING, SCHEDULES, DropSchedule
     from trainables.sparse.updaters import GROWTH
 
 

@@ -17,6 +17,14 @@ DensityRule = Callable[[Shapes, float], dict[str, float]]
 
 DENSITY_RULES: Registry[DensityRule] = Registry("density rule")
 
+# The one rule for a global density (the config's ``density`` and :func:`layer_densities`).
+DENSITY_ALLOWED = "a number in (0, 1]"
+
+
+def density_allowed(density: float) -> bool:
+    """Whether ``density`` is a global density a sparse network can have (``DENSITY_ALLOWED``)."""
+    return 0 < density <= 1
+
 
 def _er_score(shape: tuple[int, ...]) -> float:
     """Erdos-Renyi (SET): (n_in + n_out) / (n_in * n_out) over the first two dims."""
@@ -71,8 +79,8 @@ def erdos_renyi_kernel(shapes: Shapes, density: float) -> dict[str, float]:
 
 def layer_densities(shapes: Shapes, density: float, rule: str) -> dict[str, float]:
     """Target density of each layer so that ``sum d_l N_l == density * sum N_l``."""
-    if not 0 < density <= 1:
-        raise UserError(f"density: {density!r} is not allowed; allowed: a number in (0, 1]")
+    if not density_allowed(density):
+        raise UserError(f"density: {density!r} is not allowed; allowed: {DENSITY_ALLOWED}")
     if rule not in DENSITY_RULES:
         raise UserError(
             f"sparse_init: {rule!r} is not allowed; allowed: {', '.join(DENSITY_RULES)}"

@@ -8,7 +8,6 @@ never masked, so RigL's growth score (|grad| of inactive weights) is just ``weig
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -17,17 +16,13 @@ from torch import nn
 from trainables.errors import UserError
 from trainables.sparse.densities import layer_densities
 from trainables.sparse.masks import layer_counts, maskable_parameters, random_mask
-from trainables.sparse.schedules import DropSchedule
+from trainables.sparse.schedules import DROP_ROUNDING, DropSchedule
 from trainables.sparse.updaters import (
     GROWTH,
     GrowthInputs,
     prune_and_grow,
     reset_optimizer_state,
 )
-
-# How a layer's drop count is rounded: floor (RigL's reference code) or ceil (the public REST
-# code, ``math.ceil`` in its prune step), which still drops a weight when f * active < 1.
-DROP_ROUNDING = {"floor": math.floor, "ceil": math.ceil}
 
 
 class SparseEngine:
@@ -77,8 +72,7 @@ class SparseEngine:
                 "model: no Conv2d/Linear weight left to mask; allowed: a model with one"
             )
         shapes = {name: tuple(p.shape) for name, p in params.items()}
-        self._targets = layer_densities(shapes, density, sparse_init)
-        self._counts = layer_counts(shapes, self._targets)
+        self._counts = layer_counts(shapes, layer_densities(shapes, density, sparse_init))
         self._numel = {name: p.numel() for name, p in params.items()}
         self._names = list(params)
         self._weights = list(params.values())
@@ -93,7 +87,7 @@ class SparseEngine:
         self._update_frequency = update_frequency
         self._reset_momentum = reset_momentum
         self._reset_second_moment = reset_second_moment
-        self._round = DROP_ROUNDING[drop_rounding]
+        self._round = DROP_ROUNDING.get(drop_rounding)
         self._mask_updates = mask_updates
         self._optimizer = optimizer
         self._updates = 0
@@ -196,10 +190,6 @@ class SparseEngine:
 
     def layer_densities(self) -> dict[str, float]:
         return {name: self._counts[name] / self._numel[name] for name in self._names}
-
-    def target_densities(self) -> dict[str, float]:
-        """The rule's (unrounded) per-layer densities."""
-        return dict(self._targets)
 
     def masks(self) -> dict[str, torch.Tensor]:
         """The bool masks (live tensors: read, do not modify)."""

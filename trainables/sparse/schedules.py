@@ -41,6 +41,13 @@ def _constant(step: int, initial: float, total_steps: int, end_fraction: float) 
     return initial
 
 
+# How a layer's drop count is rounded: floor (RigL's reference code) or ceil (the public REST
+# code, ``math.ceil`` in its prune step), which still drops a weight when f * active < 1.
+DROP_ROUNDING: Registry[Callable[[float], int]] = Registry("drop rounding")
+DROP_ROUNDING.register("floor", math.floor)
+DROP_ROUNDING.register("ceil", math.ceil)
+
+
 class DropSchedule:
     """Fraction of active weights dropped at an update, by optimizer step ``t``."""
 

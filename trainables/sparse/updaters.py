@@ -2,18 +2,27 @@
 
 Ties are broken by position (stable sorts), so an update is a pure function of the weights,
 the scores and the generator state.
+
+``GROWTH`` is the one list of growth criteria: the ``growth`` choices of the config and the
+FLOPs accounting of :class:`trainables.methods.base.SparseMethod` read it, so importing this
+module does not import torch (it is loaded when a criterion runs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from trainables.errors import UserError
+from trainables.lazy import lazy_module
 from trainables.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:
+    torch = lazy_module("torch")
 
 
 @dataclass(frozen=True)
@@ -25,14 +34,48 @@ class GrowthInputs:
     generator: torch.Generator
 
 
-GrowthCriterion = Callable[[GrowthInputs], torch.Tensor]
+GrowthScores = Callable[[GrowthInputs], "torch.Tensor"]
+
+
+@dataclass(frozen=True)
+class GrowthCriterion:
+    """A registered growth criterion: its scores of one layer's weights (calling the entry
+    computes them) and which dense weight gradients it reads, the facts training-FLOPs
+    accounting needs (RigL appendix: a dense gradient costs a dense backward pass).
+
+    ``dense_gradient_at_updates``: it reads every weight's gradient at a mask update (RigL's
+    |dL/dw|). ``dense_gradient_every_step``: it reads a statistic of every weight's gradient
+    that the optimizer accumulates at every step (SNFS momentum), so every step is dense.
+    """
+
+    scores: GrowthScores
+    dense_gradient_at_updates: bool = False
+    dense_gradient_every_step: bool = False
+
+    def __call__(self, inputs: GrowthInputs) -> torch.Tensor:
+        return self.scores(inputs)
+
+
 GROWTH: Registry[GrowthCriterion] = Registry("growth criterion")
+
+
+def _growth(
+    name: str, *, at_updates: bool = False, every_step: bool = False
+) -> Callable[[GrowthScores], GrowthScores]:
+    """Register the decorated scores as growth criterion ``name`` with its gradient facts."""
+
+    def wrap(scores: GrowthScores) -> GrowthScores:
+        GROWTH.register(name, GrowthCriterion(scores, at_updates, every_step))
+        return scores
+
+    return wrap
+
 
 # Optimizer state entries holding a first moment, in order of preference.
 MOMENTUM_KEYS: tuple[str, ...] = ("momentum_buffer", "exp_avg")
 
 
-@GROWTH.decorator("gradient")
+@_growth("gradient", at_updates=True)
 def gradient_scores(inputs: GrowthInputs) -> torch.Tensor:
     """RigL: |dL/dw| of the last mini-batch; gradients are never masked, so this is dense."""
     grad = inputs.weight.grad
@@ -41,7 +84,7 @@ def gradient_scores(inputs: GrowthInputs) -> torch.Tensor:
     return grad.detach().abs()
 
 
-@GROWTH.decorator("random")
+@_growth("random")
 def random_scores(inputs: GrowthInputs) -> torch.Tensor:
     """SET: uniform scores, so top-k is an exact-count uniform draw among candidates."""
     gen = inputs.generator
@@ -49,7 +92,7 @@ def random_scores(inputs: GrowthInputs) -> torch.Tensor:
     return scores.to(inputs.weight.device)
 
 
-@GROWTH.decorator("momentum")
+@_growth("momentum", every_step=True)
 def momentum_scores(inputs: GrowthInputs) -> torch.Tensor:
     """SNFS: |momentum| of SGD, or under Adam the magnitude of its normalised step
     |m| / (sqrt(v) + eps), as SNFS's and REST's code score Adam (not the raw first moment)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import tempfile
 import traceback
 import warnings
 from collections.abc import Callable
@@ -27,60 +26,48 @@ from trainables.config import TrialConfig
 from trainables.errors import DivergenceError
 from trainables.results import (
     CHECKPOINT_ROWS,
-    FINAL_WEIGHTS_FILE,
     METRICS_FILE,
-    SUMMARY_FILE,
+    Location,
     MetricsFileError,
     TrialStore,
     json_safe,
 )
 
 if TYPE_CHECKING:
+    from trainables.stages import StageStart
     from trainables.train.trial import Trial
 
 Report = Callable[[dict[str, Any]], None]
 
 
-def run_trial(
+def run_lifecycle(
     config: TrialConfig,
-    report: Report | None = None,
-    checkpoint_dir: str | None = None,
+    report: Report | None,
+    checkpoint_dir: str | Location,
     *,
     progress: bool = False,
+    stage: StageStart | None = None,
 ) -> dict[str, Any]:
-    """Train ``config`` and return its summary (see docs/architecture.md for the keys).
+    """Train ``config`` in ``checkpoint_dir`` (a local path, pyarrow URI or Location) and return
+    its summary (see docs/architecture.md for the keys): an ordinary trial, or one stage of a
+    staged one (``stage``: its span and start; :mod:`trainables.train.staged`).
 
-    ``checkpoint_dir`` is the trial folder (local path or pyarrow URI). Each epoch ends with a
-    metrics row, an atomic checkpoint on the epochs of ``config.checkpoint_every`` and the last
-    one (the newest ``config.keep_checkpoints`` are kept), and a call to ``report(row)``. A
-    crash leaves the folder resumable: the next call continues from the newest checkpoint,
-    recomputes the epochs after it and never duplicates a row. A non-finite training loss
-    raises :class:`DivergenceError` (the trial is marked errored).
-    """
-    if checkpoint_dir is None:
-        checkpoint_dir = tempfile.mkdtemp(prefix=f"trial-{config.trial_hash}-")
+    Each epoch ends with a metrics row, an atomic checkpoint on the epochs of
+    ``config.checkpoint_every`` and the last one (the newest ``config.keep_checkpoints`` are
+    kept), and a call to ``report(row)``. A crash leaves the folder resumable: the next call
+    continues from the newest checkpoint, recomputes the epochs after it and never duplicates
+    a row. A non-finite training loss raises :class:`DivergenceError` (the trial is marked
+    errored). With a ``summary.json`` already there it returns it and trains nothing."""
     store = TrialStore(checkpoint_dir, keep_checkpoints=config.keep_checkpoints)
     summary = store.read_summary()
     if summary is not None:
-        if _covers(config, summary):
-            _drop_checkpoints_kept_by_a_crash(config, store)
-            return summary
-        # A staged trial asked for more than it ran (prune with more levels): continue from
-        # the newest checkpoint; the stale summary goes, so the trial reads as running.
-        if not store.checkpoint_epochs():
-            warnings.warn(
-                f"{store.loc.path}: no checkpoint to extend the finished trial from "
-                f"(final_checkpoint=weights keeps only {FINAL_WEIGHTS_FILE}): it retrains from "
-                "epoch 1 (the same rows, recomputed)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        store.loc.delete(SUMMARY_FILE)
+        _drop_checkpoints_kept_by_a_crash(config, store)
+        return summary
     store.remove_stale_temporaries()  # left by a writer killed between write and rename
     attempt = int((store.read_state() or {}).get("attempt", 0)) + 1
     store.write_config(config.to_dict())
     try:
-        return _train(config, store, report, progress, attempt, checkpoint_dir)
+        return _train(config, store, report, progress, attempt, checkpoint_dir, stage)
     except (KeyboardInterrupt, SystemExit):
         _record(store.write_state, "interrupted", attempt=attempt)
         raise
@@ -99,13 +86,6 @@ def run_trial(
             diverged=diverged,
         )
         raise
-
-
-def _covers(config: TrialConfig, summary: dict[str, Any]) -> bool:
-    from trainables.methods import effective_method
-
-    info = effective_method(config.method, config.objective)
-    return info.implementation.summary_covers(config, summary)
 
 
 def _drop_checkpoints_kept_by_a_crash(config: TrialConfig, store: TrialStore) -> None:
@@ -129,11 +109,12 @@ def _train(
     report: Report | None,
     progress: bool,
     attempt: int,
-    trial_dir: str,
+    trial_dir: str | Location,
+    stage: StageStart | None,
 ) -> dict[str, Any]:
     from trainables.train.trial import Trial  # torch import deferred until a trial really runs
 
-    trial = Trial(config, trial_dir=trial_dir)
+    trial = Trial(config, trial_dir=trial_dir, stage=stage)
     start_epoch, state = store.load_latest_checkpoint() or (0, None)
     rows, warning = _recover_rows(store, start_epoch, state)
     if rows is None:  # the rows of the checkpointed epochs are lost: start over, once
@@ -146,7 +127,7 @@ def _train(
     # Drop the rows after the checkpoint (a sparser cadence leaves some, as does a crash
     # between a row and its checkpoint): they are recomputed, bit-identically.
     store.write_metrics(rows)
-    total = trial.method.total_epochs()
+    total = trial.total_epochs
     every = config.checkpoint_every
     weights_only = config.final_checkpoint == "weights"
     store.write_state(
@@ -158,9 +139,9 @@ def _train(
         host=socket.gethostname(),
         pid=os.getpid(),
         epochs=total,
+        steps_per_epoch=trial.steps_per_epoch,
         diverged=False,
         warning=warning,
-        **trial.method.status_fields(),
     )
     bar = _progress_bar(config, trial.steps_per_epoch, start_epoch, total) if progress else None
     try:
@@ -180,7 +161,7 @@ def _train(
                 state[CHECKPOINT_ROWS] = json_safe(rows)
                 store.save_checkpoint(epoch, state)
                 saved["checkpoint_epoch"] = epoch
-            store.write_state("running", epoch=epoch, **saved, **trial.method.status_fields())
+            store.write_state("running", epoch=epoch, **saved)
             if bar is not None:
                 bar.set_postfix_str(_postfix(row))
             if report is not None:
@@ -195,7 +176,7 @@ def _train(
     if weights_only:  # a crash before this is finished by the next call (run_trial's start)
         store.delete_checkpoints()
         kept = {"checkpoint_epoch": None}
-    store.write_state("finished", epoch=total, **kept, **trial.method.status_fields())
+    store.write_state("finished", epoch=total, **kept)
     return store.read_summary()  # as stored (NaN -> null), the same on every later call
 
 

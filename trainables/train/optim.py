@@ -1,59 +1,21 @@
-"""Optimizers and learning-rate schedules named by a TrialConfig."""
+"""Epoch-level learning-rate schedules named by a TrialConfig (``lr_schedule``).
+
+The optimizers themselves are declared in :mod:`trainables.optimizers` (the registry planning
+reads); this module is the training side: the schedule stepped after each epoch.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import torch
+from trainables.lazy import lazy_module
 
-from trainables.config import TrialConfig
-from trainables.registry import Registry
+if TYPE_CHECKING:
+    import torch
 
-
-def _fast_kwargs(device: torch.device) -> dict[str, bool]:
-    # One fused kernel per step on CUDA; the multi-tensor (foreach) path on the CPU.
-    return {"fused": True} if device.type == "cuda" else {"foreach": True}
-
-
-def graphed(cfg: TrialConfig, device: torch.device) -> bool:
-    """Whether the train step is replayed as a CUDA graph (needs a device-resident lr)."""
-    return cfg.cuda_graphs and device.type == "cuda" and not cfg.compile
-
-
-def _lr(cfg: TrialConfig, device: torch.device) -> float | torch.Tensor:
-    # A graph bakes a Python float into its kernels; a device tensor can change between replays.
-    return torch.tensor(cfg.lr, device=device) if graphed(cfg, device) else cfg.lr
-
-
-def _adam(params: Iterable[torch.Tensor], cfg: TrialConfig, device: torch.device):
-    extra = {"capturable": True} if graphed(cfg, device) else {}
-    return torch.optim.Adam(
-        params,
-        lr=_lr(cfg, device),
-        betas=(0.9, 0.999),
-        weight_decay=cfg.weight_decay,
-        **_fast_kwargs(device),
-        **extra,
-    )
-
-
-def _sgd(params: Iterable[torch.Tensor], cfg: TrialConfig, device: torch.device):
-    return torch.optim.SGD(
-        params,
-        lr=_lr(cfg, device),
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        **_fast_kwargs(device),
-    )
-
-
-OPTIMIZERS = Registry("optimizer")
-OPTIMIZERS.register("adam", _adam)
-OPTIMIZERS.register("sgd", _sgd)
-
-
-def build_optimizer(params, cfg: TrialConfig, device: torch.device) -> torch.optim.Optimizer:
-    return OPTIMIZERS.get(cfg.optimizer)(params, cfg, device)
+    from trainables.config import TrialConfig
+else:
+    torch = lazy_module("torch")
 
 
 class EpochSchedule:
@@ -93,7 +55,3 @@ def keep_device_lr(groups: list[dict], tensors: list) -> None:
         if isinstance(tensor, torch.Tensor) and group["lr"] is not tensor:
             tensor.fill_(float(group["lr"]))
             group["lr"] = tensor
-
-
-def current_lr(optimizer: torch.optim.Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])

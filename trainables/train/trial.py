@@ -26,10 +26,13 @@ from trainables.data import Batch, DeviceSplit, load_splits, make_transform
 from trainables.data.provenance import bundle_source
 from trainables.datasets import DATASETS
 from trainables.errors import DivergenceError
-from trainables.methods import Method, TrialContext, effective_method
+from trainables.flops import PASSES_PER_STEP
+from trainables.methods import Method, TrialContext
+from trainables.optimizers import graphed
+from trainables.stages import StageStart
+from trainables.steps import EpochSlice, Span
 from trainables.train.graphs import GraphedStep
 from trainables.train.metrics import GroupAccumulator, NoiseAccumulator, selection_score
-from trainables.train.optim import graphed
 
 EVAL_BATCH = {"cpu": 1024, "cuda": 4096}
 
@@ -76,15 +79,18 @@ class Trial:
     """Build once per process; :meth:`run_epoch` trains and evaluates one epoch.
 
     ``trial_dir`` is the trial folder (``run_trial`` passes it; None when built on its own):
-    methods that keep files beside the checkpoints read it from their context (``prune``'s
-    level files and branches)."""
+    methods that keep files beside the checkpoints read it from their context. ``stage`` is
+    set for one stage of a staged trial (:mod:`trainables.train.staged`): the trial trains its
+    span of the schedule and hands its start to the method; nothing else changes."""
 
     # Set by _build_data; None (unknown) for a subclass that makes up its own data.
     data_source: dict[str, Any] | None = None
 
-    def __init__(self, cfg: TrialConfig, trial_dir: str | None = None) -> None:
+    def __init__(
+        self, cfg: TrialConfig, trial_dir: str | None = None, stage: StageStart | None = None
+    ) -> None:
         self.cfg = cfg
-        self.info = effective_method(cfg.method, cfg.objective)
+        self.info = cfg.method_info
         self.device = resolve_device(cfg.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # for training: off in evaluation (run_epoch)
@@ -92,6 +98,10 @@ class Trial:
         # Measured on an H100 (benchmarks/README.md): faster on CUDA; on the CPU it only costs.
         self.channels_last = cfg.channels_last and self.device.type == "cuda"
         self._build_data()
+        span, blame = (stage.stage.span, stage.stage.blame) if stage else (Span(), ("epochs", None))
+        # The epochs this trial trains (rows, checkpoints): 1..epochs, or its stage's span.
+        self.slices = span.slices(cfg.epochs, self.steps_per_epoch, blame)
+        self.total_epochs = len(self.slices)
         self.method: Method = self.info.implementation(
             TrialContext(
                 cfg=cfg,
@@ -102,6 +112,7 @@ class Trial:
                 channels_last=self.channels_last,
                 valid=self.valid,
                 trial_dir=trial_dir,
+                stage=stage,
             )
         )
         self.use_graphs = graphed(cfg, self.device) and self.info.can_graph
@@ -115,6 +126,7 @@ class Trial:
         )
         self.step = 0
         self.train_flops = 0.0
+        self.dense_train_flops = 0.0  # what the same steps cost a dense network
         self.best_score = -math.inf
         self.best_row: dict[str, Any] | None = None
 
@@ -160,14 +172,13 @@ class Trial:
     def run_epoch(self, epoch: int, progress=None, attempt: int = 1) -> dict[str, Any]:
         """Train one epoch (1-based), evaluate valid and test, return the metrics row."""
         started = time.perf_counter()
-        lr = self.method.lr()
+        lr = float(self.method.optimizers()[0].param_groups[0]["lr"])  # the current stage's
         train = self.train_epoch(epoch, progress)
         row: dict[str, Any] = {"epoch": epoch, **train}
         with cudnn_autotune_off():  # autotune training shapes only (see the docstring)
             self.train_flops += self.method.before_evaluate(epoch)
             row.update(self.evaluate(self.valid, "valid", epoch))
             row.update(self.evaluate(self.test, "test", epoch))
-        row.update(self.method.row_fields(epoch))
         row.update(
             density=self.method.density(),
             train_flops=self.train_flops,
@@ -191,10 +202,15 @@ class Trial:
         noise_sums = [] if self.noise_acc is None else self.noise_acc.tensors
         for tensor in noise_sums:
             tensor.zero_()
-        data_epoch, first, stop = self.method.epoch_batches(epoch)
+        self.method.before_epoch(epoch)
+        # Past the trial's own epochs (benchmarks time more): the whole data epoch.
+        where = (
+            self.slices[epoch - 1] if epoch <= len(self.slices) else EpochSlice(epoch, 0, None, 0)
+        )
+        first, stop = where.first, where.stop
         batches = self.train.batches(
             cfg.batch_size,
-            epoch=data_epoch,
+            epoch=where.data_epoch,
             seed=cfg.seed,
             shuffle=True,
             weights=self.method.sampling_weights(),  # read each epoch: JTT changes them
@@ -208,7 +224,7 @@ class Trial:
                 state = [*acc.tensors, *noise_sums, *self.method.graph_state()]
                 self.graph = GraphedStep(
                     self._step,
-                    self.method.zero_grad,
+                    self.zero_grad,
                     self.method.modules(),
                     self.method.optimizers(),
                     state,
@@ -218,11 +234,13 @@ class Trial:
                 self.graph.replay(batch)
             else:
                 # Once a graph exists its gradient tensors must stay the ones the engine reads.
-                self.method.zero_grad(set_to_none=self.graph is None)
+                self.zero_grad(set_to_none=self.graph is None)
                 self._step(batch)
             self.step += 1
             dense_gradient = self.method.after_step(self.step)
-            self.train_flops += self.method.step_flops(batch.y.shape[0], dense_gradient)
+            n = batch.y.shape[0]
+            self.train_flops += self.method.step_flops(n, dense_gradient)
+            self.dense_train_flops += PASSES_PER_STEP * self.method.dense_flops * n
             if progress is not None:
                 progress.update(1)
         metrics = acc.compute("train")
@@ -235,6 +253,10 @@ class Trial:
         if self.noise_acc is not None:  # rows of trials without noise stay as they were
             row.update(self.noise_acc.compute())
         return row
+
+    def zero_grad(self, set_to_none: bool) -> None:
+        for optimizer in self.method.optimizers():
+            optimizer.zero_grad(set_to_none=set_to_none)
 
     def _step(self, batch: Batch) -> None:
         """The method's step plus the train-metric sums: what a CUDA graph records."""
@@ -286,7 +308,7 @@ class Trial:
             "inference_flops": method.forward_flops(),
             "dense_inference_flops": method.dense_flops,
             "train_flops": self.train_flops,
-            "dense_train_flops": method.dense_step_flops(train_n) * cfg.epochs,
+            "dense_train_flops": self.dense_train_flops,
             "train_samples": train_n,
             "input_size": self.input_size,
             "wall_time_s": float(sum(r["epoch_time_s"] for r in rows)),
@@ -298,7 +320,6 @@ class Trial:
             "attempts": attempts,
             "noisy_labels": self.noisy_labels,
             "data_source": self.data_source,
-            **method.summary_fields(rows),
         }
 
     # ------------------------------------------------------------------ checkpoints
@@ -310,6 +331,7 @@ class Trial:
             "trial_hash": self.cfg.trial_hash,
             "step": self.step,
             "train_flops": self.train_flops,
+            "dense_train_flops": self.dense_train_flops,
             "best_score": self.best_score,
             "best_row": self.best_row,
             "rng": {
@@ -327,9 +349,19 @@ class Trial:
             )
         self.method.load_state_dict(state)
         if self.use_graphs:  # the loaded lr is a host value; graphs read a device tensor
-            self.method.restore_device_lr()
+            for optimizer in self.method.optimizers():
+                for group in optimizer.param_groups:
+                    group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
         self.step = state["step"]
         self.train_flops = state["train_flops"]
+        # Checkpoints written before the dense count was kept: every step was a full batch
+        # of an ordinary trial, so it is the dense cost of the epochs done.
+        self.dense_train_flops = state.get("dense_train_flops")
+        if self.dense_train_flops is None:
+            epochs = int(state["epoch"])
+            self.dense_train_flops = (
+                PASSES_PER_STEP * self.method.dense_flops * self.train.n * epochs
+            )
         self.best_score = state["best_score"]
         self.best_row = state["best_row"]
         rng = state["rng"]
