@@ -2,7 +2,9 @@
 
 ``build`` reads an experiment once and derives everything (Arrow tables, seed cells, paper
 tables); ``analyze`` writes the files, ``report`` writes the HTML page. Nothing here imports
-torch, Ray or the training code.
+torch, Ray or the training code. A damaged trial (its stored results fail their check) never
+stops the others: it is a row with status ``damaged`` and no results, listed by
+:func:`damaged_trials` with the command that repairs it.
 """
 
 from __future__ import annotations
@@ -85,6 +87,24 @@ def build(storage: str, name: str, options: Options | None = None) -> Analysis:
     tables = build_tables(frame, cells, options.choice, options.min_seeds)
     timings["tables_s"] = time.perf_counter() - start
     return Analysis(experiment, options, trials, epochs, frame, cells, tables, timings)
+
+
+@dataclass(frozen=True)
+class DamagedTrial:
+    """A planned trial whose finished results fail their check, and why."""
+
+    label: str
+    trial_hash: str
+    problem: str
+
+
+def damaged_trials(analysis: Analysis) -> list[DamagedTrial]:
+    """The damaged trials in plan order (``analysis.experiment.repair`` repairs them)."""
+    labels = dict(zip(analysis.frame["trial_hash"], analysis.frame["label"], strict=True))
+    return [
+        DamagedTrial(str(labels.get(t.trial_hash, t.trial_hash)), t.trial_hash, t.problem or "")
+        for t in analysis.experiment.damaged
+    ]
 
 
 def write_tables(analysis: Analysis, out: Location) -> list[str]:

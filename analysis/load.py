@@ -2,7 +2,8 @@
 
 Ray Tune's own folders can hold duplicate rows and orphan trial directories after restores
 (docs/architecture.md, reference ray_tune.md section 3), so we enumerate trials from our ledger
-``experiment.json`` and read each trial folder through :mod:`trainables.results`. A planned
+(``ExperimentStore.read_ledger``: ``experiment.json`` and its parts, or the one-file ledger of
+before) and read each trial folder through :mod:`trainables.results`. A planned
 trial that never started still yields a record (status ``pending``); folders under
 ``trials/`` that the ledger does not name are counted as orphans and otherwise ignored.
 
@@ -11,6 +12,13 @@ same ``rest-sweep status`` applies. It needs to know whether the launch owning t
 alive: a caller that can tell (``rest-sweep analyze`` passes ``rest_sweep.ledger.launch_alive``)
 gives ``launch_alive``; without it a launch with ``ended`` set is dead and any other is unknown,
 so a trial whose ``state.json`` says running is reported running.
+
+A finished trial's results are checked as they are read
+(:meth:`trainables.results.TrialStore.check_results`): a torn ``summary.json``, a garbled,
+empty, short or edited ``metrics.jsonl`` makes the trial *damaged* (no rows, no summary; its
+``error`` says why and names the repair command) and never stops the other trials from being
+read. A garbled ``state.json`` counts as absent, a garbled line in an unfinished trial's rows
+keeps the rows before it (the trial rebuilds the rest when it runs again).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 from trainables.errors import UserError
 from trainables.results import (
     CONFIG_FILE,
+    DAMAGED,
     EPOCH,
     ERROR_FILE,
     METRICS_FILE,
@@ -31,8 +40,10 @@ from trainables.results import (
     SUMMARY_FILE,
     TRIALS_DIR,
     ExperimentStore,
+    MetricsFileError,
     TrialStore,
     owning_launches,
+    repair_command,
     trial_state,
 )
 
@@ -52,6 +63,7 @@ class TrialRecord:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     grids: tuple[str, ...] = ()
+    problem: str | None = None  # why a damaged trial's results fail their check
 
 
 @dataclass
@@ -63,6 +75,12 @@ class Experiment:
     ledger: dict[str, Any]
     trials: list[TrialRecord]
     orphans: list[str]
+    repair: str = ""  # the command that repairs the damaged trials ("" when none is)
+
+    @property
+    def damaged(self) -> list[TrialRecord]:
+        """The planned trials whose finished results fail their check."""
+        return [t for t in self.trials if t.status == DAMAGED]
 
 
 def error_line(text: str | None) -> str | None:
@@ -93,17 +111,36 @@ def read_trial(
             names, None, launch_alive=launch_alive, ledger_stopped=ledger_stopped
         ).state
         return record
-    try:
-        state = store.read_state() if STATE_FILE in names else None
-        record.summary = store.read_summary() if SUMMARY_FILE in names else None
-        record.metrics = store.read_metrics() if METRICS_FILE in names else []
-        traceback = store.read_error() if ERROR_FILE in names else None
-    except (json.JSONDecodeError, KeyError, ValueError) as error:
-        raise UserError(f"{store.loc.path}: unreadable trial file ({error})") from None
-    verdict = trial_state(names, state, launch_alive=launch_alive, ledger_stopped=ledger_stopped)
+    state = store.read_state() if STATE_FILE in names else None  # garbled: None
+    traceback = store.read_error() if ERROR_FILE in names else None
+    problem = None
+    if SUMMARY_FILE in names:
+        check = store.check_results(rows=True)
+        problem = check.problem
+        record.summary, record.metrics = check.summary, check.rows or []
+        if problem is not None:  # damaged: neither its summary nor its rows are to be trusted
+            record.summary, record.metrics = None, []
+    elif METRICS_FILE in names:
+        try:
+            record.metrics = store.read_metrics()
+        except MetricsFileError as error:  # not finished: it rebuilds its rows when it runs
+            record.metrics = error.rows
+    verdict = trial_state(
+        names,
+        state,
+        launch_alive=launch_alive,
+        ledger_stopped=ledger_stopped,
+        damaged=problem is not None,
+    )
     record.status, record.interrupted = verdict.state, verdict.interrupted
-    # state.json's "error" is run_trial's own one-liner; error.txt is the full traceback.
-    record.error = (state or {}).get("error") or error_line(traceback)
+    record.problem = problem
+    # state.json's "error" is run_trial's own one-liner (cleared when the trial runs again, the
+    # failed attempt's kept as "last_error"); error.txt is the full traceback of the last failed
+    # attempt. A damaged trial's error says why it is damaged.
+    state = state or {}
+    record.error = problem or (
+        state.get("error") or state.get("last_error") or error_line(traceback)
+    )
     attempts = (record.summary or {}).get("attempts") or (state or {}).get("attempt")
     record.attempts = int(attempts) if attempts is not None else None
     if record.summary is not None:
@@ -111,7 +148,10 @@ def read_trial(
         if final_epoch is not None:  # rows past the summary's last epoch are stale leftovers
             record.metrics = [r for r in record.metrics if int(r[EPOCH]) <= int(final_epoch)]
     if record.config == {} and CONFIG_FILE in names:
-        record.config = store.read_config() or {}
+        try:
+            record.config = store.read_config() or {}
+        except ValueError:  # a garbled config.json: the ledger's config is what counts
+            record.config = {}
     return record
 
 
@@ -181,4 +221,10 @@ def load_experiment(
         records = list(pool.map(read, hashes))
     on_disk = store.loc.child(TRIALS_DIR).list_names()
     orphans = sorted(set(on_disk) - set(planned) - {n for n in on_disk if n.startswith(".")})
-    return Experiment(uri=store.uri, name=name, ledger=ledger, trials=records, orphans=orphans)
+    repair = repair_command(storage, name) if any(r.status == DAMAGED for r in records) else ""
+    for record in records:
+        if record.status == DAMAGED:
+            record.error = f"{record.error} (repair: {repair})"
+    return Experiment(
+        uri=store.uri, name=name, ledger=ledger, trials=records, orphans=orphans, repair=repair
+    )

@@ -55,6 +55,7 @@ STATUS_COLORS = {
     "errored": "#d62728",
     "stopped": "#ff7f0e",
     "pending": "#cccccc",
+    "damaged": "#8c564b",
 }
 
 
@@ -109,6 +110,18 @@ def status_section(analysis: Analysis) -> str:
         parts += [
             "<h3>Errored trials</h3>",
             _simple_table(["trial", "hash", "attempts", "error"], err_rows),
+        ]
+    from analysis.api import damaged_trials  # api imports this module lazily
+
+    damaged = damaged_trials(analysis)
+    if damaged:
+        damaged_rows = [[d.label, d.trial_hash, d.problem] for d in damaged[:MAX_LISTED]]
+        parts += [
+            "<h3>Damaged trials</h3>",
+            f"<p class='warn'>{len(damaged)} finished trial(s) whose stored results fail their "
+            "check are left out of the tables; repair them with "
+            f"<code>{_esc(analysis.experiment.repair)}</code>.</p>",
+            _simple_table(["trial", "hash", "problem"], damaged_rows),
         ]
     pending_rows = analysis.experiment.ledger.get("pending_rows") or {}
     if pending_rows:

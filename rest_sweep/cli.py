@@ -32,6 +32,7 @@ COMMANDS = (
     "run",
     "resume",
     "status",
+    "verify",
     "list",
     "analyze",
     "report",

@@ -117,7 +117,7 @@ def setting(
     flag: str | None = None,
     metavar: str | None = None,
     choices: Callable[[], Sequence[str]] | None = None,
-    allowed: tuple[Callable[[Any], bool], str] | None = None,
+    allowed: tuple[Callable[[Any], bool], str | Callable[[], str]] | None = None,
     parse: Callable[[Any], Any] | None = None,
     clear: tuple[str, str] | None = None,
 ) -> Any:
@@ -127,9 +127,10 @@ def setting(
     ``shown``: how ``run``'s help names the default (None: the default itself, when it is not
     None, False or empty; "": not at all); ``flag``: default ``--field-name``; ``choices``:
     the allowed values, read from their registry when needed (a tuple field: each item);
-    ``allowed``: (test, what it allows) for other values; ``parse``: turns what the CLI, the
-    Python API or a ledger gives into the normal form (the CLI passes its string through);
-    ``clear``: a ``resume``-only (flag, help) that sets the field to empty.
+    ``allowed``: (test, what it allows: text, or a callable giving it) for other values;
+    ``parse``: turns what the CLI, the Python API or a ledger gives into the normal form (the
+    CLI passes its string through); ``clear``: a ``resume``-only (flag, help) that sets the
+    field to empty.
     """
     metadata = {
         "help": help,
@@ -146,6 +147,38 @@ def setting(
 
 def _scheduler_help() -> str:
     return "; ".join(f"{name} {SCHEDULERS.get(name).summary}" for name in SCHEDULERS.names())
+
+
+COUNT_MAX = 2**31 - 1  # the largest CPU/GPU count, concurrency or retry count accepted
+
+
+def _count(low: int, text: str, *, none: bool = False) -> tuple[Callable[[Any], bool], str]:
+    """``allowed`` for an integer count from ``low`` up to :data:`COUNT_MAX` (``none``: or
+    None, the field's "no limit"/"all of them" default)."""
+
+    def test(n: Any) -> bool:
+        if n is None:
+            return none
+        return isinstance(n, int) and not isinstance(n, bool) and low <= n <= COUNT_MAX
+
+    return test, f"{text} up to {COUNT_MAX}"
+
+
+def _reported(name: Any) -> bool:
+    from trainables.results import EPOCH_METRICS
+
+    return name in EPOCH_METRICS
+
+
+def _metrics() -> str:
+    """The metrics every trial reports each epoch (``trainables.results.EPOCH_METRICS``)."""
+    from trainables.results import EPOCH_METRICS
+
+    return ", ".join(EPOCH_METRICS)
+
+
+def _metric_help() -> str:
+    return f"metric ASHA maximises: one a trial reports each epoch ({_metrics()})"
 
 
 def _callback_help() -> str:
@@ -188,17 +221,21 @@ class LaunchSettings:
         None,
         "at most N trials at once",
         shown="as many as resources allow",
-        allowed=(lambda n: n is None or n >= 1, ">= 1"),
+        allowed=_count(1, ">= 1", none=True),
     )
     max_failures: int = setting(
         2,
         "retries per failed trial, each from its newest checkpoint; -1 forever",
-        allowed=(lambda n: n >= -1, "-1 (forever) or a count >= 0"),
+        allowed=_count(-1, "-1 (forever) or a count >= 0"),
     )
     scheduler: str = setting("fifo", _scheduler_help, choices=SCHEDULERS.names)
-    metric: str = setting(DEFAULT_METRIC, "metric ASHA maximises")
-    num_cpus: int | None = setting(None, "embedded Ray: CPUs to use")
-    num_gpus: int | None = setting(None, "embedded Ray: GPUs to use")
+    metric: str = setting(DEFAULT_METRIC, _metric_help, allowed=(_reported, _metrics))
+    num_cpus: int | None = setting(
+        None, "embedded Ray: CPUs to use", allowed=_count(1, "an integer >= 1", none=True)
+    )
+    num_gpus: int | None = setting(
+        None, "embedded Ray: GPUs to use", allowed=_count(0, "an integer >= 0", none=True)
+    )
     reuse_actors: bool = setting(
         False,
         "reuse worker processes between trials (~1-9 s less per trial; for CPU-only sweeps of "
@@ -289,7 +326,7 @@ class LaunchSettings:
             if f.metadata["allowed"] is not None:
                 test, allowed = f.metadata["allowed"]
                 if not test(value):
-                    raise _not_allowed(f, value, allowed)
+                    raise _not_allowed(f, value, allowed() if callable(allowed) else allowed)
         if self.address and (self.num_cpus is not None or self.num_gpus is not None):
             raise UserError("--num-cpus/--num-gpus apply to embedded Ray only; drop --address")
         integrations.check_installed(self.callbacks)

@@ -1,12 +1,17 @@
-"""The experiment ledger (``experiment.json``): what is planned, which launches ran, and when.
+"""The experiment ledger: what is planned, which launches ran, and when.
 
 Ray Tune cannot add trials to an experiment, so the ledger is the experiment: it keeps every
 planned trial (hash -> config) across launches, and each ``run``/``resume`` launch is a fresh
 Tune experiment under ``tune/<launch-id>/`` holding only the trials not finished yet.
 
-Every read-modify-write here (:func:`modify`) holds ``experiment.lock``
-(:func:`rest_sweep.lock.ledger_lock`); readers (status, list) never lock: the ledger is replaced
-atomically.
+The ledger is one dict, stored in parts by ``trainables.results.ExperimentStore`` (the layout
+is in its docstring): ``experiment.json`` holds the small keys, the planned trials live in
+``plan/``, each launch record in its own file. Every read-modify-write here (:func:`modify`)
+holds ``experiment.lock`` (:func:`rest_sweep.lock.ledger_lock`), reads only the parts it
+changes and writes only the files whose content changed: a heartbeat, a launch update or its
+end rewrites one launch record (a few hundred bytes, whatever the number of trials), an early
+stop one small file, and planning the plan files that changed. Readers (status, list) never
+lock: each file is replaced atomically.
 
 A launch is alive while its driver runs (:func:`rest_sweep.lock.liveness`): on the same host,
 its pid runs and is the same process (``/proc/<pid>/stat`` start time and the boot id,
@@ -16,6 +21,7 @@ its pid runs and is the same process (``/proc/<pid>/stat`` start time and the bo
 
 Keys this module adds to the ledger of ``trainables.results.ExperimentStore``::
 
+    trials        {hash: config}  every planned trial (TrialConfig.to_dict(), JSON values)
     order         [hash]  planned trials in plan order (grid order, then later additions)
     grids         [{"grid", "recipe", "overrides", "count"}]  every grid planned here
     pending_rows  {label: {"method", "values"}}  grid rows whose method is not registered yet
@@ -42,7 +48,7 @@ import copy
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
@@ -52,7 +58,7 @@ from rest_sweep.storage import storage_error
 from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.methods import METHODS
-from trainables.results import EXPERIMENT_FILE, ExperimentStore, join
+from trainables.results import LAUNCHES, STOPS, ExperimentStore, join
 
 if TYPE_CHECKING:
     from rest_sweep.launch_settings import LaunchSettings
@@ -67,18 +73,38 @@ def write_ledger(store: ExperimentStore, ledger: dict[str, Any], action: str) ->
         store.write_ledger(ledger)
     except OSError as error:
         where = f"--storage {store.storage}"
-        raise storage_error(where, f"{action} ({store.uri}/{EXPERIMENT_FILE})", error) from None
+        raise storage_error(where, f"{action} (the ledger in {store.uri})", error) from None
 
 
 @contextlib.contextmanager
-def modify(store: ExperimentStore, action: str = "update the ledger") -> Iterator[dict[str, Any]]:
-    """Read the ledger under the lock, let the caller change it, write it if it changed."""
+def modify(
+    store: ExperimentStore,
+    action: str = "update the ledger",
+    parts: Collection[str] | None = None,
+    *,
+    launch: str | None = None,
+    trial: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Read the ledger under the lock, let the caller change it, write it if it changed.
+
+    ``parts``, ``launch`` and ``trial`` say what to read besides the small keys
+    (``ExperimentStore.read_ledger``: all by default); only the files of what changed are
+    written. Planned configs are replaced, never changed in place."""
     with ledger_lock(store):
-        ledger = store.read_ledger()
-        before = copy.deepcopy(ledger)
+        ledger = store.read_ledger(parts, launch=launch, trial=trial)
+        before = _snapshot(ledger)
         yield ledger
         if ledger != before:
             write_ledger(store, ledger, action)
+
+
+def _snapshot(ledger: dict[str, Any]) -> dict[str, Any]:
+    """A copy to compare with: deep, but the planned configs are shared (a copy of 10,000 of
+    them costs seconds; they are replaced, never changed in place)."""
+    return {
+        key: dict(value) if key == "trials" and isinstance(value, dict) else copy.deepcopy(value)
+        for key, value in ledger.items()
+    }
 
 
 def _close_dead(ledger: dict[str, Any], by: str) -> list[dict[str, Any]]:
@@ -96,9 +122,9 @@ def _close_dead(ledger: dict[str, Any], by: str) -> list[dict[str, Any]]:
 
 def close_dead_launches(store: ExperimentStore, by: str) -> dict[str, Any]:
     """Close every launch whose driver is dead (``outcome: "died"``); the updated ledger."""
-    with modify(store, "close dead launches") as ledger:
+    with modify(store, "close dead launches", (LAUNCHES,)) as ledger:
         _close_dead(ledger, by)
-    return ledger
+    return store.read_ledger()
 
 
 def _claim(ledger: dict[str, Any], name: str, by: str, force: bool) -> None:
@@ -145,13 +171,15 @@ def _merge_plan(ledger: dict[str, Any], expansion: Expansion, data_root: str) ->
     trials = ledger.setdefault("trials", {})
     order = ledger.setdefault("order", [])
     for cfg in expansion.trials:
-        if cfg.trial_hash not in trials:
-            order.append(cfg.trial_hash)
+        trial_hash = cfg.trial_hash
+        if trial_hash not in trials:
+            order.append(trial_hash)
         # Always the latest plan's config: the hash fixes the trial's identity, so only the
         # fields outside it can differ: how it runs or is stored (checkpoint_every, ...) and
         # prune's `levels`, which extends or shortens a staged trial. The latest `run` is
-        # what the next `resume` uses (docs/sweeps.md).
-        trials[cfg.trial_hash] = cfg.to_dict()
+        # what the next `resume` uses (docs/sweeps.md). As JSON reads it back (lists, not
+        # tuples), so that planning the same grid again changes nothing and writes nothing.
+        trials[trial_hash] = _as_json(cfg.to_dict())
     entry = {
         "grid": expansion.grid,
         "recipe": expansion.recipe,
@@ -170,12 +198,28 @@ def _merge_plan(ledger: dict[str, Any], expansion: Expansion, data_root: str) ->
 
 
 def set_data_root(store: ExperimentStore, data_root: str) -> None:
-    with modify(store, "record the data root") as ledger:
+    with modify(store, "record the data root", ()) as ledger:
         ledger["data_root"] = data_root
 
 
 def _key(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: entry.get(k) for k in ("grid", "recipe", "overrides")}
+
+
+def _as_json(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its tuples as lists (what reading the stored JSON gives)."""
+    for key, value in config.items():
+        if type(value) is tuple:
+            config[key] = _as_json_value(value)
+    return config
+
+
+def _as_json_value(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_as_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_json_value(v) for k, v in value.items()}
+    return value
 
 
 def planned_hashes(ledger: dict[str, Any]) -> list[str]:
@@ -202,7 +246,7 @@ def ensure_no_live_driver(
     check reads it under the lock."""
     if not store.exists():
         return
-    with modify(store, "close dead launches") as current:
+    with modify(store, "close dead launches", (LAUNCHES,)) as current:
         _claim(current, store.name, by, force)
 
 
@@ -220,9 +264,10 @@ def start_launch(
 
     Check and append happen under the ledger lock, so of two drivers starting together exactly
     one is accepted. ``resources`` is what each trial gets (``{"cpu", "gpu"}``, GPUs resolved
-    per model; a Ray launch records them once Ray is up).
+    per model; a Ray launch records them once Ray is up). The launch's trial list is written
+    once, here, apart from its record.
     """
-    with modify(store, "record the launch") as ledger:
+    with modify(store, "record the launch", (LAUNCHES,)) as ledger:
         _claim(ledger, store.name, command, force)
         number = len(ledger.get("launches", [])) + 1
         launch_id = f"L{number:03d}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -246,7 +291,7 @@ def start_launch(
 
 
 def update_launch(store: ExperimentStore, launch_id: str, **fields: Any) -> None:
-    with modify(store, f"update launch {launch_id}") as ledger:
+    with modify(store, f"update launch {launch_id}", (LAUNCHES,), launch=launch_id) as ledger:
         for launch in ledger.get("launches", []):
             if launch["id"] == launch_id:
                 launch.update(fields)
@@ -254,7 +299,7 @@ def update_launch(store: ExperimentStore, launch_id: str, **fields: Any) -> None
 
 def drop_launch(store: ExperimentStore, launch_id: str) -> None:
     """Remove a launch rejected before any trial ran (resources no node can hold)."""
-    with modify(store, f"drop launch {launch_id}") as ledger:
+    with modify(store, f"drop launch {launch_id}", (LAUNCHES,), launch=launch_id) as ledger:
         ledger["launches"] = [x for x in ledger.get("launches", []) if x["id"] != launch_id]
 
 
@@ -263,10 +308,10 @@ def discard_if_unlaunched(store: ExperimentStore) -> None:
     if not isinstance(store.loc.fs, pafs.LocalFileSystem):
         return
     with ledger_lock(store):
-        ledger = store.read_ledger()
+        ledger = store.read_ledger((LAUNCHES,))
         if ledger.get("launches") or store.loc.child("trials").exists():
             return
-        store.loc.delete(EXPERIMENT_FILE)
+        store.delete_ledger()
     with contextlib.suppress(OSError):
         os.rmdir(store.loc.path)  # only when empty
 
@@ -277,7 +322,7 @@ def heartbeat(store: ExperimentStore, launch_id: str) -> None:
     A failed write (full disk) is reported on stderr and does not stop the sweep.
     """
     try:
-        with modify(store, "refresh the heartbeat") as ledger:
+        with modify(store, "refresh the heartbeat", (LAUNCHES,), launch=launch_id) as ledger:
             for launch in ledger.get("launches", []):
                 if launch["id"] == launch_id:
                     launch["heartbeat"] = time.time()
@@ -301,7 +346,7 @@ def end_launch(store: ExperimentStore, launch_id: str, outcome: str, counts: dic
 
 def mark_stopped(store: ExperimentStore, trial_hash: str, launch_id: str, epoch: int) -> None:
     """Record that a scheduler stopped this trial early (terminal, not an error)."""
-    with modify(store, "record an early stop") as ledger:
+    with modify(store, "record an early stop", (STOPS,), trial=trial_hash) as ledger:
         ledger.setdefault("stopped", {})[trial_hash] = {"launch": launch_id, "epoch": epoch}
 
 

@@ -25,6 +25,7 @@ from rest_sweep.service import (
     Overrides,
     SweepResult,
     absolute_storage,
+    placed_config,
     plan,
     trial_counts,
     unfinished,
@@ -68,8 +69,9 @@ def run_local(
     ledgers.ensure_no_live_driver(store, force=force, by="local")
     for expansion in expansions:
         ledger = ledgers.record_plan(store, expansion, root)
-    configs = {
-        h: cfg.replace(data_root=root, device=device)
+    trials[0].replace(device=device)  # the one check of the user's --device (one line if bad)
+    configs = {  # validated when planned: placed on this root and device without validating again
+        h: placed_config(cfg, root, device)
         for expansion in expansions
         for h, cfg in expansion.by_hash().items()
     }

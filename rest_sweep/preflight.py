@@ -51,7 +51,9 @@ def check_data(root: str, needs: Needs) -> None:
     """Refuse a data root missing a (dataset, ratio) of ``needs`` or changed since its manifest.
 
     Raises ``UserError`` (a missing folder or ratio, naming the allowed ratios found there) or
-    ``DataError`` (a file newer than ``manifest.json``: verify the bundle again).
+    ``DataError`` (an image changed, added or removed since ``manifest.json`` was written: the
+    names, sizes and content hashes of its format 2 are compared, never dates; or a manifest
+    without them: verify the bundle again).
     """
     from trainables.data import available_ratios
     from trainables.data.layout import ratio_folder
@@ -177,7 +179,8 @@ def check_nodes(
 
     A node that has not answered within ``timeout_s`` (default :func:`node_check_timeout`) is
     reported by the phase it did not finish: the storage check (its reply file is not there)
-    or the data check (a walk of every needed ratio folder's modification times)."""
+    or the data check (a stat of every image of the needed ratio folders, and a content hash of
+    each image whose stat was not last seen matching the manifest)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

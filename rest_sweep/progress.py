@@ -197,7 +197,7 @@ def describe_error(error: BaseException | None, text: str = "") -> str:
     the worker process died."""
     cause = getattr(error, "cause", None)
     if isinstance(cause, BaseException):
-        return _one_line(cause)
+        return one_line(cause)
     body = str(error) if error is not None else text
     match = _EXIT_RE.search(body)
     if match:
@@ -211,7 +211,8 @@ def describe_error(error: BaseException | None, text: str = "") -> str:
     return last[0] if last else f"{WORKER_DIED} (no error recorded)"
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """``Type: first line of the message`` of an exception."""
     first = (str(error).strip().splitlines() or [""])[0]
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 

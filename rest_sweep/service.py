@@ -9,8 +9,11 @@ be checked without Ray (grid, data root and ratios, resources, a live driver) is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,7 +23,7 @@ from rest_sweep import ledger as ledgers
 from rest_sweep.cluster import ClusterAddress, TrialResources
 from rest_sweep.integrations import TrackingContext
 from rest_sweep.launch_settings import LaunchSettings, last_settings
-from rest_sweep.storage import check_name, check_writable, open_store
+from rest_sweep.storage import check_name, check_storage, check_writable, open_store
 from trainables.config import TrialConfig
 from trainables.errors import UserError
 from trainables.results import ExperimentStore, join
@@ -83,7 +86,9 @@ def run(
     (non-finite loss) are not run again: ``resume(retry_errored=True)`` does that.
     """
     check_name(name)
+    storage = absolute_storage(storage)  # empty, or a file: one line before any work
     settings = (settings or LaunchSettings()).override(**given)
+    settings.validate()  # flags first: one line, whatever planning the grid costs
     expansion = plan(grid, overrides)
     if not quiet:
         for note in expansion.set_notes():
@@ -91,7 +96,6 @@ def run(
     if not expansion.trials:
         raise UserError(f"grid {grid}: no runnable trials (pending rows: {len(expansion.pending)})")
     root = validate_data(data_root, expansion.trials, on_driver=trains_here(settings.address))
-    settings.validate()
     integrations.targets(
         settings.callbacks, TrackingContext(name, join(absolute_storage(storage), name))
     )
@@ -104,9 +108,9 @@ def run(
         return _launch(
             store, ledger, "run", expansion.grid, configs, settings, root=root, quiet=quiet
         )
-    except UserError:
+    except UserError as error:
         if new:  # rejected before any trial ran: leave no planned experiment behind
-            ledgers.discard_if_unlaunched(store)
+            discard_new(store, error)
         raise
 
 
@@ -146,13 +150,13 @@ def resume(
         settings = dataclasses.replace(
             settings, num_cpus=given.get("num_cpus"), num_gpus=given.get("num_gpus")
         )
+    settings.validate()  # flags first: one line before the data is walked
     planned = ledgers.planned_configs(ledger)  # validated once, when read
     root = validate_data(
         data_root or ledger.get("data_root", ""),
         planned.values(),
         on_driver=trains_here(settings.address),
     )
-    settings.validate()
     integrations.targets(settings.callbacks, TrackingContext(store.name, store.uri))
     if root != ledger.get("data_root"):
         ledgers.set_data_root(store, root)
@@ -199,7 +203,10 @@ def absolute_path(flag: str, path: str) -> str:
 
 
 def absolute_storage(storage: str) -> str:
-    """A storage URI as given; a local path made absolute (:func:`absolute_path`)."""
+    """A storage URI as given; a local path made absolute (:func:`absolute_path`). An empty
+    storage (the current folder) or a file is refused first
+    (:func:`rest_sweep.storage.check_storage`)."""
+    check_storage(storage)
     return storage if "://" in storage else absolute_path("--storage", storage)
 
 
@@ -299,9 +306,10 @@ def unfinished(
     retry_diverged: bool = True,
 ) -> list[str]:
     """Planned trials not finished and not stopped early (without ``retry_diverged``: nor
-    errored from a divergence, see :func:`diverged`)."""
+    errored from a divergence, see :func:`diverged`). A damaged trial (a summary whose results
+    fail their check) is not finished: its own run repairs it (``run_lifecycle``)."""
     stopped = ledger.get("stopped", {})
-    left = [h for h in hashes if h not in stopped and not store.trial(h).is_finished()]
+    left = [h for h in hashes if h not in stopped and not store.trial(h).holds_results()]
     if retry_diverged:
         return left
     skip = set(diverged(store, left))
@@ -357,7 +365,7 @@ def _launch(
     launch = ledgers.start_launch(store, command, grid, todo, settings)
     placed = {h: configs[h] for h in todo}
     outcome = "interrupted"
-    fitting = dropped = False
+    fitting = False
     try:
         with ray_context(settings.address, settings.num_cpus, settings.num_gpus) as where:
             resources = trial_resources(settings, (configs[h] for h in todo))
@@ -371,16 +379,22 @@ def _launch(
             ledgers.update_launch(store, launch["id"], resources=got)
             # device is a where-field (not in the hash): GPU trials "auto", the others "cpu"
             device = {m: "auto" if r.gpus > 0 else "cpu" for m, r in resources.items()}
-            placed = {h: _placed(configs[h], root, device[configs[h].model]) for h in todo}
+            placed = {h: placed_config(configs[h], root, device[configs[h].model]) for h in todo}
             outcome = _fit(store, launch, placed, configs, resources, settings, where, quiet)
-    except UserError:
-        if not fitting:  # rejected before any trial ran (resources, --address)
-            ledgers.drop_launch(store, launch["id"])
-            dropped = True
-        raise
-    finally:
+    except BaseException as error:
+        # The launch's own error is the message: a record that cannot be dropped or closed
+        # (a full disk) stays open, and the next status or resume closes it.
+        dropped = False
+        if isinstance(error, UserError) and not fitting:  # rejected before any trial ran
+            with contextlib.suppress(UserError):
+                ledgers.drop_launch(store, launch["id"])
+                dropped = True
         if not dropped:
-            ledgers.end_launch(store, launch["id"], outcome, trial_counts(store, placed))
+            with contextlib.suppress(UserError):
+                close_launch(store, launch["id"], outcome, placed)
+        raise
+    else:
+        close_launch(store, launch["id"], outcome, placed)
     if not quiet and outcome == "interrupted":
         print(
             f"{store.name}: interrupted; continue with: rest-sweep resume --storage "
@@ -397,7 +411,59 @@ def _launch(
     )
 
 
-def _placed(cfg: TrialConfig, root: str, device: str) -> TrialConfig:
+# Pauses before the end-of-launch record is written again after a full disk refused it: the
+# failed writes removed their temporaries, and a trial or a person may free space meanwhile.
+END_RETRY_S: tuple[float, ...] = (1.0, 3.0)
+
+
+def close_launch(
+    store: ExperimentStore, launch_id: str, outcome: str, placed: Mapping[str, TrialConfig]
+) -> None:
+    """Record how the launch ended (:func:`rest_sweep.ledger.end_launch`), trying again after
+    each pause of :data:`END_RETRY_S` while the disk is full; then its one-line error stands
+    (the next ``status`` or ``resume`` closes the launch)."""
+    for pause in (*END_RETRY_S, None):
+        try:
+            ledgers.end_launch(store, launch_id, outcome, trial_counts(store, placed))
+            return
+        except UserError as error:
+            if pause is None or not full_disk(error):
+                raise
+        time.sleep(pause)
+
+
+def full_disk(error: BaseException) -> bool:
+    """Whether ``error`` came from a full disk (ENOSPC, EDQUOT), here or in the errors it was
+    raised from (a one-line ``UserError`` keeps the ``OSError`` as its context)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def discard_new(store: ExperimentStore, error: UserError) -> None:
+    """After ``error``, remove the experiment this ``run`` created when nothing was launched in
+    it (:func:`rest_sweep.ledger.discard_if_unlaunched`).
+
+    ``error`` is the message the user gets: a launch already recorded makes the experiment a
+    real one, so nothing is removed and no lock is taken; a cleanup that fails (a full disk
+    cannot even hold the lock) is added to ``error``, never put in its place."""
+    try:
+        if store.read_ledger().get("launches"):
+            return
+        ledgers.discard_if_unlaunched(store)
+    except (UserError, OSError) as cleanup:
+        reason = str(cleanup).splitlines()[0] if str(cleanup) else type(cleanup).__name__
+        raise UserError(
+            f"{error}; the new experiment {store.uri} was kept (removing it failed: {reason})"
+        ) from None
+
+
+def placed_config(cfg: TrialConfig, root: str, device: str) -> TrialConfig:
     """``cfg`` on this launch's data root and device, not validated again: ``cfg`` was (when
     planned or read), and the launch sets only these where-fields, to values it checked (the
     absolute root :func:`validate_data` returned, device ``auto`` or ``cpu``)."""

@@ -4,7 +4,10 @@ Works while a sweep runs and with no Ray at all. A trial's state comes from the 
 the result format, :func:`trainables.results.trial_state` (finished, stopped, errored, running,
 else pending, possibly interrupted), given the liveness of the launch that owns it
 (:func:`rest_sweep.ledger.launch_alive`); the first line of an error is shown. Grid rows of
-methods that are not registered yet are counted apart as ``not_runnable``.
+methods that are not registered yet are counted apart as ``not_runnable``. A finished trial's
+results are checked (:meth:`trainables.results.TrialStore.check_results`: the summary reads,
+the rows are epochs 1..E and match the summary's checksum); one that fails is *damaged*, listed
+with why and the command that repairs it. A garbled ``state.json`` counts as absent (a note).
 """
 
 from __future__ import annotations
@@ -21,15 +24,19 @@ from rest_sweep.storage import open_store
 from trainables.config import trial_label
 from trainables.errors import UserError
 from trainables.results import (
+    DAMAGED,
     EPOCH_TIME_S,
     ERRORED,
     FINISHED,
     PENDING,
     RUNNING,
+    SUMMARY_FILE,
     TRIAL_STATES,
     ExperimentStore,
+    MetricsFileError,
     list_experiments,
     owning_launches,
+    repair_command,
     trial_state,
 )
 
@@ -48,6 +55,8 @@ class TrialStatus:
     error: str = ""
     interrupted: bool = False
     stage: str = ""  # a staged trial's current stage as state.json names it ("level 3")
+    problem: str = ""  # why a damaged trial's results fail their check
+    note: str = ""  # a file read as absent (a garbled state.json)
 
 
 @dataclass
@@ -74,6 +83,11 @@ class StatusReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     trials: list[TrialStatus] = field(default_factory=list)
     unreadable: str = ""  # why the experiment could not be read (``list`` shows it)
+    damaged: int = 0  # finished trials whose results fail their check
+    # {"hash", "name", "problem"} per damaged trial, and the command that repairs them
+    damaged_trials: list[dict[str, str]] = field(default_factory=list)
+    repair: str = ""
+    notes: list[dict[str, str]] = field(default_factory=list)  # {"hash", "name", "note"}
 
     @property
     def state(self) -> str:
@@ -86,6 +100,8 @@ class StatusReport:
             return "finished"
         if self.errored:
             return "errors"
+        if self.damaged:
+            return "damaged"
         if self.last_launch is None:
             return "planned"
         return "interrupted"
@@ -151,6 +167,14 @@ def status(storage: str, name: str, *, close_dead: bool = True) -> StatusReport:
             {"hash": t.hash, "name": t.name, "error": t.error} for t in trials if t.state == ERRORED
         ],
         trials=trials,
+        damaged=counts[DAMAGED],
+        damaged_trials=[
+            {"hash": t.hash, "name": t.name, "problem": t.problem}
+            for t in trials
+            if t.state == DAMAGED
+        ],
+        repair=repair_command(storage, name) if counts[DAMAGED] else "",
+        notes=[{"hash": t.hash, "name": t.name, "note": t.note} for t in trials if t.note],
     )
 
 
@@ -161,11 +185,17 @@ def _trial_status(
     trial = store.trial(trial_hash)
     base = {"hash": trial_hash, "name": trial_label(cfg), "method": cfg.get("method", "?")}
     files = trial.loc.list_names()
-    state = trial.read_state() or {}
+    read, note = trial.read_state_checked()
+    state = read or {}
+    problem = ""
+    if SUMMARY_FILE in files:  # finished, unless its results fail their check
+        problem = trial.check_results().problem or ""
     # The loop writes the trial's own epoch count (a staged trial's: every stage's) once it runs.
-    epochs = int(state.get("epochs") or cfg.get("epochs", 0))
-    verdict = trial_state(files, state or None, launch_alive=bool(alive), ledger_stopped=stopped)
-    epoch = epochs if verdict.state == FINISHED else int(state.get("epoch", 0) or 0)
+    epochs = _int(state.get("epochs")) or _planned_epochs(cfg)
+    verdict = trial_state(
+        files, read, launch_alive=bool(alive), ledger_stopped=stopped, damaged=bool(problem)
+    )
+    epoch = epochs if verdict.state == FINISHED else _int(state.get("epoch"))
     error = _first_line(state, trial) if verdict.state == ERRORED else ""
     return TrialStatus(
         state=verdict.state,
@@ -174,8 +204,33 @@ def _trial_status(
         error=error,
         interrupted=verdict.interrupted,
         stage=str(state.get("stage") or ""),
+        problem=problem,
+        note=note or "",
         **base,
     )
+
+
+def _planned_epochs(cfg: dict[str, Any]) -> int:
+    """A trial's length before it reports one: ``epochs``, or a staged trial's every stage
+    (``MethodInfo.planned_epochs``); ``epochs`` for a config this version cannot read."""
+    from trainables.config import TrialConfig
+    from trainables.methods import METHODS
+
+    if cfg.get("method") not in METHODS or METHODS.get(cfg["method"]).stages is None:
+        return _int(cfg.get("epochs"))
+    try:
+        planned = TrialConfig.from_dict(cfg, validated=True)
+        return planned.method_info.planned_epochs(planned)
+    except Exception:  # status reads any ledger: a stored config it cannot rebuild
+        return _int(cfg.get("epochs"))
+
+
+def _int(value: Any) -> int:
+    """A count read from a stored file; 0 when it is not a number."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _first_line(state: dict[str, Any], trial: Any) -> str:
@@ -196,7 +251,11 @@ def _eta(store: ExperimentStore, trials: list[TrialStatus], live: bool) -> float
         return 0.0
     times = []
     for t in running:
-        times += [float(r.get(EPOCH_TIME_S, 0)) for r in store.trial(t.hash).read_metrics()]
+        try:
+            rows = store.trial(t.hash).read_metrics()
+        except MetricsFileError as error:  # a torn line: the trial rebuilds it; time the rest
+            rows = error.rows
+        times += [float(r.get(EPOCH_TIME_S) or 0) for r in rows]
     if not times:
         for t in [t for t in trials if t.state == FINISHED][:ETA_SAMPLE]:
             summary = store.trial(t.hash).read_summary() or {}
@@ -223,6 +282,10 @@ def experiments(storage: str) -> list[StatusReport]:
             reports.append(status(storage, name, close_dead=False))
         except (UserError, OSError) as error:  # one bad experiment must not hide the others
             reports.append(_unreadable(storage, name, str(error)))
+        except (ValueError, TypeError, KeyError, AttributeError) as error:  # a stored file of
+            # a shape nothing checked: still only this experiment is unreadable
+            first = (str(error).splitlines() or [""])[0]
+            reports.append(_unreadable(storage, name, f"{type(error).__name__}: {first}"))
     return sorted(reports, key=lambda r: (r.last_launch or {}).get("started") or 0)
 
 

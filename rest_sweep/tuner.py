@@ -9,13 +9,19 @@ live at stable import paths because ``tuner.pkl`` refers to them by name.
 Ray's output stays off the console (:func:`route_ray_output`): Tune's traceback for each failed
 attempt goes to the trial's ``error.txt`` (``progress.FailureRecorder``) and the console gets
 one line per failed attempt (``progress.ProgressCallback``); raylet messages (a worker killed,
-OOM notices) go to ``tune/<launch>/ray-messages.log``.
+OOM notices) and Ray's own logged tracebacks (a sync or an experiment-state snapshot that fails
+on a full disk) go to ``tune/<launch>/ray-messages.log``, the tracebacks with one console line
+per distinct cause.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +31,7 @@ from ray import tune
 
 from rest_sweep.cluster import TrialResources
 from rest_sweep.integrations import Target, build_callbacks
-from rest_sweep.progress import FailureRecorder, HeartbeatCallback, ProgressCallback
+from rest_sweep.progress import FailureRecorder, HeartbeatCallback, ProgressCallback, one_line
 from rest_sweep.schedulers import SCHEDULERS
 from trainables.config import TrialConfig
 from trainables.ray_trainable import train_trial
@@ -113,7 +119,7 @@ def build_tuner(plan: LaunchPlan) -> tune.Tuner:
     storage: dict[str, Any] = {"storage_path": tune_root.path}
     if not _is_local(tune_root):
         storage["storage_filesystem"] = tune_root.fs
-    route_ray_output(tune_root.child(plan.launch_id) if _is_local(tune_root) else None)
+    route_ray_output(messages_path(tune_root, plan.launch_id))
     callbacks: list[tune.Callback] = [
         HeartbeatCallback(plan.store.storage, plan.store.name, plan.launch_id),
         FailureRecorder(),  # before the progress lines, which read what it records
@@ -163,20 +169,115 @@ class _DropFilter(logging.Filter):
 
 _raylet_log: list[str | None] = [None]
 
+# Ray's storage bookkeeping: on a full or unreachable disk these log a traceback every few
+# seconds (the syncer's retries, each experiment-state snapshot). Any of their warnings, and any
+# Ray record with a traceback that reaches Ray's console handler, goes to the launch's log.
+ROUTED_LOGGERS = ("ray.train._internal.syncer", "ray.tune.execution.experiment_state")
+_FORMAT = logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Interrupt)\b.*")
 
-def route_ray_output(launch_dir: Location | None) -> None:
+
+def messages_path(tune_root: Location, launch_id: str) -> str:
+    """Where a launch keeps Ray's messages: ``tune/<launch>/ray-messages.log``; with remote
+    storage, a file of that launch in this machine's temporary folder."""
+    if _is_local(tune_root):
+        return tune_root.child(launch_id).file(RAY_MESSAGES)
+    # The experiment's path in the name: launch ids repeat across experiments.
+    where = hashlib.sha256(tune_root.path.encode()).hexdigest()[:8]
+    return os.path.join(tempfile.gettempdir(), f"rest-sweep-{where}-{launch_id}-{RAY_MESSAGES}")
+
+
+def _append(path: str | None, lines: list[str]) -> str | None:
+    """Append ``lines`` to ``path``; None when done, else why not (a full disk, no path)."""
+    if path is None:
+        return "no file for them"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as out:
+            out.writelines(f"{line}\n" for line in lines)
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
+def ray_summary(record: logging.LogRecord) -> str:
+    """One line for a Ray log record: its first line, and the exception it carries (its
+    ``exc_info``, else the last exception line of a traceback in its text)."""
+    text = record.getMessage()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    headline = (lines[0] if lines else record.name).rstrip(" :")
+    if len(headline) > 160:
+        headline = headline[:157] + "..."
+    cause = ""
+    if record.exc_info and record.exc_info[1] is not None:
+        cause = one_line(record.exc_info[1])
+    else:
+        found = [line for line in lines[1:] if _EXCEPTION_LINE.match(line)]
+        cause = found[-1] if found else ""
+    return f"{headline}: {cause}" if cause and cause not in headline else headline
+
+
+def _has_traceback(record: logging.LogRecord) -> bool:
+    has_exc = bool(record.exc_info and record.exc_info[0] is not None)
+    return has_exc or "Traceback (most recent call last)" in record.getMessage()
+
+
+class _ToLaunchLog(logging.Filter):
+    """Keeps Ray's tracebacks off the console: the full record goes to the launch's
+    ``ray-messages.log`` and the console (stderr) gets one line per distinct cause."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        if record.name not in ROUTED_LOGGERS and not _has_traceback(record):
+            return True
+        path = _raylet_log[0]
+        failed = _append(path, _FORMAT.format(record).splitlines())
+        line = ray_summary(record)
+        if line not in self.said:
+            self.said.add(line)
+            kept = f"full text in {path}" if failed is None else f"full text not kept: {failed}"
+            print(
+                f"[{time.strftime('%H:%M:%S')}] Ray: {line} ({kept})", file=sys.stderr, flush=True
+            )
+        return False
+
+
+_TO_LOG = _ToLaunchLog()
+
+
+def _route_tracebacks() -> None:
+    """Install :class:`_ToLaunchLog` on the routed loggers and on Ray's console handlers."""
+    for name in ROUTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _TO_LOG not in logger.filters:
+            logger.addFilter(_TO_LOG)
+    for handler in logging.getLogger("ray").handlers:
+        if _TO_LOG not in handler.filters:
+            handler.addFilter(_TO_LOG)
+
+
+def route_ray_output(messages: str | None) -> None:
     """Keep Ray's per-failure output off the console (idempotent; a user's setting wins).
 
     Raylet messages, which Ray's driver prints from a background thread even with
-    ``log_to_driver=False``, are appended to ``<launch_dir>/ray-messages.log`` (dropped when
-    the launch folder is not local). Relies on ``ray._private.worker.print_to_stdstream``; if a
-    Ray release renames it, those messages reach the console again, nothing breaks.
+    ``log_to_driver=False``, are appended to ``messages`` (the launch's ``ray-messages.log``,
+    :func:`messages_path`), and so are Ray's logged tracebacks (a failed sync or experiment
+    snapshot, e.g. on a full disk), each distinct cause also as one line on stderr. The raylet
+    part relies on ``ray._private.worker.print_to_stdstream``; if a Ray release renames it,
+    those messages reach the console again, nothing breaks.
     """
     os.environ.setdefault(TUNE_TRACEBACKS_ENV, "0")
     tune_logger = logging.getLogger("ray.tune.tune")
     if not any(isinstance(f, _DropFilter) for f in tune_logger.filters):
         tune_logger.addFilter(_DropFilter())
-    _raylet_log[0] = launch_dir.file(RAY_MESSAGES) if launch_dir is not None else None
+    _raylet_log[0] = messages
+    _TO_LOG.said.clear()
+    _route_tracebacks()
     try:
         from ray._private import worker
     except ImportError:  # pragma: no cover - a Ray without this module
@@ -189,16 +290,8 @@ def route_ray_output(launch_dir: Location | None) -> None:
         if data.get("pid") != "raylet":
             real(data, *args, **kwargs)
             return
-        path = _raylet_log[0]
-        if path is None:
-            return
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "a") as out:
-                for line in data.get("lines", []):
-                    out.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {line}\n")
-        except OSError:
-            pass
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        _append(_raylet_log[0], [f"[{stamp}] {line}" for line in data.get("lines", [])])
 
     print_to_stdstream._rest_sweep = True  # type: ignore[attr-defined]
     worker.print_to_stdstream = print_to_stdstream

@@ -14,15 +14,17 @@ from search_spaces.catalog import GRIDS
 from search_spaces.grid import Block, Expansion, Grid, PendingRow, expand, parse_overrides
 
 
-def resolve(name_or_path: str) -> Grid:
-    """A registered grid by name, or a grid file (``*.yaml``/``*.yml`` or any existing file)."""
+def resolve(name_or_path: str, *, check: bool = True) -> Grid:
+    """A registered grid by name, or a grid file (``*.yaml``/``*.yml`` or any existing file);
+    a file is expanded once to check its values unless ``check`` is False (the caller expands
+    it with :func:`expand_grid`)."""
     if name_or_path in GRIDS:
         return GRIDS.get(name_or_path)
     path = Path(name_or_path)
     if _is_file(path):
         from search_spaces.spec import load_grid_file
 
-        return load_grid_file(path)
+        return load_grid_file(path, check=check)
     return GRIDS.get(name_or_path)  # raises, listing the registered names
 
 

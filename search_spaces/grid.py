@@ -20,7 +20,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainables.config import TrialConfig, coerce, parse_assignments, trial_label
+from trainables.config import (
+    TrialConfig,
+    coerce,
+    method_memo,
+    parse_assignments,
+    planned_batch,
+    trial_label,
+)
 from trainables.errors import UserError
 from trainables.methods import METHODS, PAPER_BASELINES_PENDING, method_takes
 
@@ -136,7 +143,10 @@ def takes(method: str, key: str) -> bool:
     """Whether ``method`` has the field ``key``; a pending (unregistered) method takes every key."""
     if method not in METHODS:
         return True
-    return method_takes(method, key)
+    memo = method_memo()  # asked per trial and key: computed once per method and key
+    if ("takes", method, key) not in memo:
+        memo["takes", method, key] = method_takes(method, key)
+    return memo["takes", method, key]
 
 
 def methods_taking(key: str, among: Sequence[str] | None = None) -> list[str]:
@@ -182,26 +192,11 @@ def expand(grid: Grid, overrides: Mapping[str, Any] | None = None) -> Expansion:
     check_sets(list(values), methods, f"grid {grid.name}")
     trials: dict[str, TrialConfig] = {}
     pending: dict[tuple, PendingRow] = {}
-    for block in grid.blocks:
-        for method in block.methods:
-            for row in _rows(block, method):
-                row.update({k: v for k, v in values.items() if takes(method, k)})
-                row = {
-                    k: v.resolve(recipe, values) if isinstance(v, Derived) else v
-                    for k, v in row.items()
-                }
-                if method in METHODS:
-                    cfg = TrialConfig.from_recipe(recipe, method=method, **row)
-                    trials.setdefault(cfg.trial_hash, cfg)
-                elif method in PAPER_BASELINES_PENDING:
-                    key = (method, tuple(sorted(row.items())))
-                    pending.setdefault(key, PendingRow(method, row))
-                else:
-                    allowed = ", ".join([*METHODS.names(), *PAPER_BASELINES_PENDING])
-                    raise UserError(
-                        f"grid {grid.name}: method {method!r} is not allowed; allowed: {allowed}"
-                    )
-    applied = tuple((k, sum(takes(t.method, k) for t in trials.values())) for k in values)
+    with planned_batch():  # the method registry checked once, not per trial
+        for block in grid.blocks:
+            for method in block.methods:
+                _expand_method(grid, block, method, recipe, values, trials, pending)
+        applied = tuple((k, sum(takes(t.method, k) for t in trials.values())) for k in values)
     return Expansion(
         grid=grid.name,
         recipe=recipe,
@@ -210,6 +205,35 @@ def expand(grid: Grid, overrides: Mapping[str, Any] | None = None) -> Expansion:
         overrides=tuple(sorted((k, v) for k, v in (overrides or {}).items())),
         applied=applied,
     )
+
+
+def _expand_method(
+    grid: Grid,
+    block: Block,
+    method: str,
+    recipe: str,
+    values: dict[str, Any],
+    trials: dict[str, TrialConfig],
+    pending: dict[tuple, PendingRow],
+) -> None:
+    """Add the trials (or pending rows) of ``method`` in ``block`` (first occurrence wins)."""
+    sets = {k: v for k, v in values.items() if takes(method, k)}
+    for row in _rows(block, method):
+        row.update(sets)
+        row = {
+            k: v.resolve(recipe, values) if isinstance(v, Derived) else v for k, v in row.items()
+        }
+        if method in METHODS:
+            cfg = TrialConfig.from_recipe(recipe, method=method, **row)
+            trials.setdefault(cfg.trial_hash, cfg)
+        elif method in PAPER_BASELINES_PENDING:
+            key = (method, tuple(sorted(row.items())))
+            pending.setdefault(key, PendingRow(method, row))
+        else:
+            allowed = ", ".join([*METHODS.names(), *PAPER_BASELINES_PENDING])
+            raise UserError(
+                f"grid {grid.name}: method {method!r} is not allowed; allowed: {allowed}"
+            )
 
 
 def _rows(block: Block, method: str) -> list[dict[str, Any]]:

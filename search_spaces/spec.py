@@ -6,6 +6,7 @@ the file is fully expanded here (each trial validated by ``TrialConfig``) before
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,21 +27,71 @@ class GridFileError(UserError):
 def load_grid_file(path: str | Path, *, check: bool = True) -> Grid:
     """Parse and validate a grid file; with ``check`` the grid is expanded once so bad values
     fail here (:func:`expand_file` expands and checks in one pass instead)."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise GridFileError(f"{path}: grid file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise GridFileError(f"{path}: not valid YAML{where}") from None
-    grid = _grid_from_mapping(path, data)
+    grid = _grid_from_mapping(path, _read_yaml(path))
     if check:
         expand_file(path, grid)
     return grid
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``. A file that is not UTF-8 text, not YAML, or that gives a
+    key twice in one mapping (YAML would silently keep the last) is one line naming it."""
+    import yaml
+
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise GridFileError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise GridFileError(
+            f"{path}: not a text file (byte 0x{raw[error.start]:02x} at offset {error.start} is "
+            "not UTF-8); allowed: a YAML grid file (docs/sweeps.md)"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = " ".join(str(getattr(error, "problem", None) or "").split())
+        if isinstance(error, yaml.reader.ReaderError):  # a control character, a NUL
+            code = error.character if isinstance(error.character, int) else ord(error.character)
+            problem = f"character #x{code:04x} at offset {error.position} is not allowed in YAML"
+        raise GridFileError(
+            f"{path}: not valid YAML{where}" + (f": {problem}" if problem else "")
+        ) from None
+
+
+@functools.cache
+def _unique_key_loader() -> type:
+    """``yaml.SafeLoader`` refusing a key given twice in one mapping (the error names the key
+    and both lines); a merge key's (``<<: *anchor``) values may still be overridden."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, list | dict):  # unhashable: SafeLoader's error names it
+                    break
+                if key in lines:
+                    raise yaml.constructor.ConstructorError(
+                        problem=f"key {key!r} given twice in one mapping (first on line "
+                        f"{lines[key]}); allowed: each key once",
+                        problem_mark=key_node.start_mark,
+                    )
+                lines[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def expand_file(

@@ -73,7 +73,7 @@ def test_no_levels_no_files(tmp_path):
 
 def test_rows_without_level_in_a_trial_are_ignored(tmp_path):
     storage = _experiment(tmp_path)
-    trials = json.loads((tmp_path / "runs" / "sdd" / "experiment.json").read_text())["order"]
+    trials = ExperimentStore(storage, "sdd").read_ledger()["order"]
     extra = tmp_path / "runs" / "sdd" / "trials" / trials[0] / "metrics.jsonl"
     with extra.open("a") as fh:
         fh.write(json.dumps({"epoch": 9, "test_acc": 0.1}) + "\n")

@@ -183,7 +183,14 @@ def test_final_weights_replace_the_checkpoints_and_reproduce_the_model(
     assert not (tmp_path / CHECKPOINT_DIR).exists() and store.checkpoint_epochs() == []
     assert store.read_state()["checkpoint_epoch"] is None
     weights = store.load_final_weights()  # weights_only=True: tensors and containers only
-    assert set(weights) == {"epoch", "trial_hash", "model", "masks", "other_networks"}
+    assert set(weights) == {
+        "epoch",
+        "trial_hash",
+        "model",
+        "masks",
+        "other_networks",
+        CHECKPOINT_ROWS,
+    }
     assert (weights["epoch"], weights["trial_hash"]) == (2, cfg.trial_hash)
     assert len(weights["other_networks"]) == others
     if cfg.is_sparse:

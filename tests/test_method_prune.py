@@ -341,8 +341,13 @@ def test_the_trial_folder_holds_every_stage_with_epochs_and_flops_across_stages(
     for level, (sub, sub_summary) in enumerate(zip(subs, sub_summaries, strict=True)):
         (local,) = sub.read_metrics()  # stage-local epochs, no label column
         assert local["epoch"] == 1 and "level" not in local
-        assert json.loads(sub.loc.read_bytes("config.json")) == json.loads(
-            (folder / "config.json").read_text()
+        # the trial's config; every stage but the last keeps only its final weights
+        stored = json.loads((folder / "config.json").read_text())
+        if level < 2:
+            stored["final_checkpoint"] = "weights"
+        assert json.loads(sub.loc.read_bytes("config.json")) == stored
+        assert sub.has_final_weights() == (level < 2) and bool(sub.checkpoint_epochs()) == (
+            level == 2
         )
         expected = {**local, "epoch": level + 1, "level": level}
         expected["train_flops"] = flops + local["train_flops"]
@@ -784,6 +789,22 @@ def test_branch_level_0_starts_dense_from_the_rewind_point(tiny_cmnist_root, par
     _assert_starts_at(method, _rewind(parent.folder)["model"], {})
     trial.run_epoch(1)
     assert method.density() == 1.0
+
+
+def test_a_stage_that_fails_before_training_is_recorded_in_the_trial_folder(
+    tiny_cmnist_root, parent
+) -> None:
+    """A failure outside a stage's lifecycle (here: the branch's start, its parent missing) is
+    recorded where status and the failure recorder look, as any trial's error is."""
+    cfg = _config(tiny_cmnist_root, branch="reinit", branch_of="0123456789abcdef", branch_level=1)
+    folder = parent.folder.parent / cfg.trial_hash
+    with pytest.raises(UserError, match=r"^branch_of: '0123456789abcdef' is not allowed"):
+        run_trial(cfg, checkpoint_dir=str(folder))
+    state = json.loads((folder / "state.json").read_text())
+    assert state["state"] == "errored"
+    assert state["error"].startswith("UserError: branch_of: '0123456789abcdef' is not allowed")
+    assert "branch_of" in (folder / "error.txt").read_text()
+    shutil.rmtree(folder)
 
 
 def test_a_missing_parent_level_or_rewind_point_is_one_line(

@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks import reproduce
 from rest_sweep.cli import main as cli_main
+from trainables.results import ExperimentStore
 
 GRID = """\
 name: tiny-table3
@@ -79,7 +80,7 @@ def test_harness_runs_resumes_and_summarises(tiny_cmnist_root, tmp_path, capsys)
     text = (out / "tables.md").read_text()
     assert "REST − RigL unbiased" in text and "| cmnist | 1 | 1 | paper | 0.05 | 1 |" in text
     assert "| cmnist | 1 | 1 | paper | erm | 1 |" in text
-    ledger = json.loads((tmp_path / "runs" / "tiny" / "experiment.json").read_text())
+    ledger = ExperimentStore(str(tmp_path / "runs"), "tiny").read_ledger()
     assert [launch["command"] for launch in ledger["launches"]] == ["local", "local"]
     assert ledger["launches"][-1]["outcome"] == "completed"
 

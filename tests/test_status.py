@@ -12,7 +12,7 @@ import pytest
 from rest_sweep.cli import main
 from rest_sweep.sweep_status import status
 from trainables.config import TrialConfig
-from trainables.results import ExperimentStore
+from trainables.results import ExperimentStore, metrics_digest
 
 
 def _config(method: str, seed: int, density: float = 1.0) -> TrialConfig:
@@ -52,7 +52,11 @@ def experiment(tmp_path) -> tuple[str, dict[str, str]]:
             "pending_rows": {"cmnist_r1_mrm_s41": {"method": "mrm", "values": {}}},
         }
     )
-    store.trial(hashes["finished"]).write_summary({"wall_time_s": 8.0})
+    finished_rows = [{"epoch": e, "epoch_time_s": 2.0} for e in range(1, 5)]
+    store.trial(hashes["finished"]).write_metrics(finished_rows)
+    store.trial(hashes["finished"]).write_summary(
+        {"wall_time_s": 8.0, "epochs": 4, "metrics_sha256": metrics_digest(finished_rows)}
+    )
     store.trial(hashes["errored"]).write_state("errored", epoch=2, error="RuntimeError: boom")
     store.trial(hashes["running"]).write_state("running", epoch=1)
     store.trial(hashes["running"]).write_metrics([{"epoch": 1, "epoch_time_s": 2.0}])
@@ -76,6 +80,7 @@ def test_status_counts_every_state(experiment) -> None:
         "errored": 0,
         "stopped": 1,
         "pending": 1,
+        "damaged": 0,
     }
     assert report.epochs_done == 4 + 2 + 1 + 3 + 1 and report.epochs_total == 24
     # 3 + 1 + 4 epochs left (running, interrupted, pending) x 2 s / 1 running trial

@@ -70,14 +70,22 @@ def trial_volume(cfg: TrialConfig, train_samples: int | None = None) -> TrialVol
     (the last one replaced by ``final_weights.pt`` under ``final_checkpoint=weights``); the
     newest ``keep_checkpoints`` stay. A staged trial (prune's levels) runs each stage as a
     trial of its own, so the cadence, the last checkpoint (or final weights) and what stays
-    count per stage; stage files (a lottery trunk's rewind point) are written and kept."""
+    count per stage: every stage but the last keeps only its final weights (what the next
+    stage starts from), the last one what ``final_checkpoint`` says; stage files (a lottery
+    trunk's rewind point) are written and kept."""
     if train_samples is None:  # as the cost estimate counts them (train_on_valid included)
         train_samples = planned_train_samples(cfg)
     weights = network_weights(cfg.model, cfg.num_classes, cfg.width, cfg.stem)
     stages = _schedule(cfg, max(1, math.ceil(train_samples / cfg.batch_size)))
     # Each lifecycle is one trial folder: the whole trial, or each stage of a staged one.
-    lifecycles = [[s] for s in stages] if cfg.method_info.stages is not None else [stages]
-    parts = [_lifecycle(cfg, lifecycle, weights, train_samples) for lifecycle in lifecycles]
+    if cfg.method_info.stages is None:
+        parts = [_lifecycle(cfg, stages, weights, train_samples, cfg.final_checkpoint)]
+    else:
+        finals = ["weights"] * (len(stages) - 1) + [cfg.final_checkpoint]
+        parts = [
+            _lifecycle(cfg, [stage], weights, train_samples, final)
+            for stage, final in zip(stages, finals, strict=True)
+        ]
     return TrialVolume(
         writes=sum(p.writes for p in parts),
         written_bytes=math.fsum(p.written_bytes for p in parts),
@@ -87,9 +95,14 @@ def trial_volume(cfg: TrialConfig, train_samples: int | None = None) -> TrialVol
 
 
 def _lifecycle(
-    cfg: TrialConfig, stages: list[CheckpointStage], weights: int, train_samples: int
+    cfg: TrialConfig,
+    stages: list[CheckpointStage],
+    weights: int,
+    train_samples: int,
+    final_checkpoint: str,
 ) -> TrialVolume:
-    """The volume of one trial folder's lifecycle of ``stages`` (epochs counted from 1)."""
+    """The volume of one trial folder's lifecycle of ``stages`` (epochs counted from 1) that
+    ends under ``final_checkpoint``."""
     total = sum(s.epochs for s in stages)
     every = cfg.checkpoint_every
 
@@ -107,9 +120,11 @@ def _lifecycle(
             stage_files += stage.stage_file.bytes(weights, train_samples) + WEIGHTS_FIXED_BYTES
         first = end
     final = stages[-1].holds
-    if cfg.final_checkpoint == "weights":
+    if final_checkpoint == "weights":
         kept_file = CheckpointTensors(networks=final.networks, masks=min(final.masks, 1.0))
-        final_bytes = kept_file.bytes(weights, train_samples) + WEIGHTS_FIXED_BYTES
+        # final_weights.pt also keeps the (last stage's) metrics rows, as a checkpoint does
+        rows = ROW_BYTES * stages[-1].epochs
+        final_bytes = kept_file.bytes(weights, train_samples) + WEIGHTS_FIXED_BYTES + rows
         written = math.fsum(sizes) + final_bytes
         kept = final_bytes
     else:

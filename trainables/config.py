@@ -19,10 +19,14 @@ Torch-free: grids, status, analysis and YAML validation import this.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
-from collections.abc import Mapping, Sequence
+import math
+import operator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +50,14 @@ RECIPES: tuple[str, ...] = ("paper", "rest-code")
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16")
 # What a finished trial keeps of its checkpoints (docs/sweeps.md, "Checkpoint cadence and volume").
 FINAL_CHECKPOINTS: tuple[str, ...] = ("full", "weights")
+SEED_MAX = 2**32 - 1  # the largest seed numpy's legacy seeding and every torch use here takes
+EPOCHS_MAX = 100_000  # far beyond any grid; a typo (a pasted number) is refused, not trained
+# Each int field's (lowest, highest, what is allowed); the others: any 64-bit integer.
+_INT_RANGES: dict[str, tuple[int, int, str]] = {
+    "seed": (0, SEED_MAX, f"an integer >= 0 and <= {SEED_MAX} (a numpy/torch seed)"),
+    "epochs": (1, EPOCHS_MAX, f"a positive integer <= {EPOCHS_MAX}"),
+}
+_INT64 = (-(2**63), 2**63 - 1, "an integer that fits 64 bits (-2**63..2**63-1)")
 
 
 class ConfigError(UserError):
@@ -146,7 +158,7 @@ class _Optimisation:
 class _ConfigBehaviour:
     """Construction, identity and derived facts of :class:`TrialConfig` (fields live apart)."""
 
-    __slots__ = ()
+    __slots__ = ("_hash",)  # trial_hash, computed once (a frozen config never changes)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -195,14 +207,14 @@ class _ConfigBehaviour:
             raise ConfigError(f"unknown config key(s) {unknown}; allowed: {', '.join(allowed)}")
         if validated:
             cfg = object.__new__(TrialConfig)  # frozen: set past __init__ (and its validate)
-            for f in fields(TrialConfig):
+            for f in _FIELDS:
                 object.__setattr__(cfg, f.name, values.get(f.name, f.default))
             return cfg
         return TrialConfig(**{k: coerce(k, v) for k, v in values.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """Flat dict of every field (JSON-able): Ray's param space and Parquet columns."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(zip(_NAMES, _GET_ALL(self), strict=True))
 
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         # By name, not by position: the field list grows with every registered method.
@@ -213,18 +225,23 @@ class _ConfigBehaviour:
 
     def identity(self) -> dict[str, Any]:
         """The identity fields that differ from their defaults (what the hash covers)."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.metadata["identity"] and value != f.default:
-                out[f.name] = value
-        return out
+        return {
+            name: value
+            for (name, default), value in zip(_IDENTITY, _GET_IDENTITY(self), strict=True)
+            if value != default
+        }
 
     @property
     def trial_hash(self) -> str:
         """16 hex chars of sha256 over the canonical JSON of :meth:`identity`."""
-        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        try:
+            return self._hash
+        except AttributeError:
+            pass
+        canonical = _CANONICAL.encode(self.identity())
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        object.__setattr__(self, "_hash", digest)  # frozen: a cache, not a field
+        return digest
 
     @property
     def num_classes(self) -> int:
@@ -284,6 +301,60 @@ if TYPE_CHECKING:
 else:
     TrialConfig = _compose()
 
+# The fields, looked up once: ``dataclasses.fields`` rebuilds its tuple on every call, and
+# planning a 10,000-trial grid asks hundreds of thousands of times.
+_FIELDS: tuple[dataclasses.Field, ...] = fields(TrialConfig)
+_NAMES: tuple[str, ...] = tuple(f.name for f in _FIELDS)
+_BY_NAME: dict[str, dataclasses.Field] = {f.name: f for f in _FIELDS}
+_IDENTITY: tuple[tuple[str, Any], ...] = tuple(
+    (f.name, f.default) for f in _FIELDS if f.metadata["identity"]
+)
+_TYPED: tuple[tuple[str, Any, Any, Any], ...] = tuple(
+    (f.name, f.default, f.metadata["choices"], f.type) for f in _FIELDS
+)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # what trial_hash hashes
+_DEFAULTS: tuple[Any, ...] = tuple(f.default for f in _FIELDS)
+_GET_ALL = operator.attrgetter(*_NAMES)  # every field's value, in field order, in one call
+_GET_IDENTITY = operator.attrgetter(*(name for name, _ in _IDENTITY))
+
+
+def method_memo() -> dict[Any, Any]:
+    """A dict for values derived from the method registry (``param_groups()``, which method
+    takes which key), emptied whenever a registry entry is added, removed or replaced (a
+    plug-in, a test): planning asks for them per trial, and computing them walks the registry."""
+    if _PINNED[0]:  # inside planned_batch(): the registry was checked when it began
+        return _METHOD_MEMO[2]
+    names = list(METHODS)
+    entries = [METHODS.get(name) for name in names]
+    if names != _METHOD_MEMO[0] or entries != _METHOD_MEMO[1]:
+        _METHOD_MEMO[:] = [names, entries, {}]
+    return _METHOD_MEMO[2]
+
+
+_METHOD_MEMO: list[Any] = [[], [], {}]  # [names, entries the memo is for, the memo]
+_PINNED = [0]  # > 0 inside planned_batch()
+
+
+@contextlib.contextmanager
+def planned_batch() -> Iterator[None]:
+    """Build many configs at once (a grid's expansion): the method registry is checked once,
+    when the batch begins, instead of by every construction (nothing registers a method while
+    a grid expands)."""
+    method_memo()
+    _PINNED[0] += 1
+    try:
+        yield
+    finally:
+        _PINNED[0] -= 1
+
+
+def _param_groups() -> list[type]:
+    """``param_groups()``, computed once per state of the method registry."""
+    memo = method_memo()
+    if "param_groups" not in memo:
+        memo["param_groups"] = param_groups()
+    return memo["param_groups"]
+
 
 # ---------------------------------------------------------------------- helpers
 
@@ -294,9 +365,7 @@ def _config_from_dict(values: dict[str, Any]) -> TrialConfig:
 
 # Fields outside a trial's identity (``identity=False``: where it runs, how it is stored, prune's
 # ``levels``...): not in the hash, never what tells two trials apart (analysis.cells variants).
-NON_IDENTITY_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in fields(TrialConfig) if not f.metadata["identity"]
-)
+NON_IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in _FIELDS if not f.metadata["identity"])
 
 
 def trial_label(values: Mapping[str, Any]) -> str:
@@ -327,11 +396,11 @@ def trial_label(values: Mapping[str, Any]) -> str:
 
 
 def field_names() -> list[str]:
-    return [f.name for f in fields(TrialConfig)]
+    return list(_NAMES)
 
 
 def field_help() -> dict[str, str]:
-    return {f.name: f.metadata["help"] for f in fields(TrialConfig)}
+    return {f.name: f.metadata["help"] for f in _FIELDS}
 
 
 def recipe_defaults(
@@ -351,10 +420,36 @@ def recipe_defaults(
     ``model`` is the model the caller sets (None: the dataset's): ``precision`` is that model's
     ``cuda_precision`` (``trainables.models``; measured per model, docs/performance.md), not
     the field default ``fp32``, which stays so that stored fp32 configs keep their hash.
+    Computed once per cell and state of the registries (a grid asks once per trial).
     """
     from trainables.models import MODELS
 
     info = DATASETS.get(dataset)
+    entry = MODELS.get(model) if model in MODELS else None
+    key = ("recipe", recipe, dataset, ratio, method, frozenset(given or ()), objective, model)
+    memo = method_memo()
+    held = memo.get(key)
+    if held is None or held[0] is not info or held[1] is not entry:  # a registry changed
+        held = memo[key] = (
+            info,
+            entry,
+            _recipe_defaults(recipe, dataset, info, ratio, method, given, objective, model),
+        )
+    return dict(held[2])
+
+
+def _recipe_defaults(
+    recipe: str,
+    dataset: str,
+    info: Any,
+    ratio: float,
+    method: str,
+    given: set[str] | None,
+    objective: str,
+    model: str | None,
+) -> dict[str, Any]:
+    from trainables.models import MODELS
+
     spec = effective_method(method, objective)
     model = info.model if model is None else model
     values: dict[str, Any] = {
@@ -380,7 +475,7 @@ def recipe_defaults(
         )
     if not info.biased:  # no conflicting valid sample: best-valid could not rank epochs
         values["selection"] = "last"
-    for group in param_groups():
+    for group in _param_groups():
         values.update(group.recipe_values(recipe, info, ratio, spec, frozenset(given or ())))
     values.update(spec.defaults)
     return values
@@ -411,9 +506,10 @@ def parse_assignments(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _field(name: str) -> dataclasses.Field:
-    for f in fields(TrialConfig):
-        if f.name == name:
-            return f
+    try:
+        return _BY_NAME[name]
+    except (KeyError, TypeError):
+        pass
     raise ConfigError(f"unknown config key {name!r}; allowed: {', '.join(field_names())}")
 
 
@@ -454,31 +550,35 @@ def validate(cfg: TrialConfig) -> None:
     """Raise :class:`ConfigError` for the first bad field (one line, names the field)."""
     from trainables.models import MODELS
 
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        choices = f.metadata["choices"]
-        if choices is not None:
-            _check(value in choices, f.name, value, ", ".join(map(str, choices)))
-        kind = f.type
+    values = _GET_ALL(cfg)
+    # Only the fields not holding their own default (valid by construction): most of a trial's.
+    changed = map(operator.is_not, values, _DEFAULTS)
+    for (name, _, choices, kind), value in itertools.compress(
+        zip(_TYPED, values, strict=True), changed
+    ):
+        if choices is not None and value not in choices:
+            _check(False, name, value, ", ".join(map(str, choices)))
         if kind == "float":
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            _check(number, f.name, value, "a number")
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                _check(False, name, value, "a number")
+            if not math.isfinite(value):  # inf/nan parse as floats: never a setting
+                _check(False, name, value, "a finite number")
         elif kind == "int":
-            _check(
-                isinstance(value, int) and not isinstance(value, bool), f.name, value, "an integer"
-            )
-        elif kind == "bool":
-            _check(isinstance(value, bool), f.name, value, "true or false")
+            if not isinstance(value, int) or isinstance(value, bool):
+                _check(False, name, value, "an integer")
+            low, high, allowed = _INT_RANGES.get(name, _INT64)
+            if not low <= value <= high:
+                _check(False, name, value, allowed)
+        elif kind == "bool" and not isinstance(value, bool):
+            _check(False, name, value, "true or false")
     _check(cfg.method in METHODS, "method", cfg.method, ", ".join(METHODS.names()))
     _check(cfg.model in MODELS, "model", cfg.model, ", ".join(MODELS.names()))
     _check(0 < cfg.ratio < 100, "ratio", cfg.ratio, "a percentage in (0, 100)")
-    _check(cfg.epochs > 0, "epochs", cfg.epochs, "a positive integer")
     _check(cfg.batch_size > 0, "batch_size", cfg.batch_size, "a positive integer")
     _check(cfg.width > 0, "width", cfg.width, "a positive integer")
     _check(cfg.lr > 0, "lr", cfg.lr, "a positive number")
     _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "a number >= 0")
     _check(0 <= cfg.momentum < 1, "momentum", cfg.momentum, "a number in [0, 1)")
-    _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     norms = DATASETS.get(cfg.dataset).normalisations  # sdd: only where SDD has the dataset
     if cfg.normalisation not in norms:
         having = [n for n in DATASETS if cfg.normalisation in DATASETS.get(n).normalisations]
@@ -496,7 +596,7 @@ def validate(cfg: TrialConfig) -> None:
         _check(cfg.selection == "last", "selection", cfg.selection, f"last {why}")
     _check_objective(cfg)
     spec = cfg.method_info
-    for group in (NoiseParams, *param_groups()):
+    for group in (NoiseParams, *_param_groups()):
         group.check(cfg, spec, _check)
     device_ok = cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")
     _check(device_ok, "device", cfg.device, "auto, cpu, cuda or cuda:N")
@@ -522,15 +622,17 @@ def check_plan(cfg: TrialConfig) -> None:
     expansion, ``rest-sweep train``) runs it; :func:`validate` (every construction, a stored
     config read back included) does not, so an experiment planned before a rule still loads."""
     spec = cfg.method_info
-    for group in (NoiseParams, *param_groups()):
+    for group in (NoiseParams, *_param_groups()):
         group.plan_check(cfg, spec, _check)
 
 
 __all__ = [
+    "EPOCHS_MAX",
     "FINAL_CHECKPOINTS",
     "NON_IDENTITY_FIELDS",
     "PRECISIONS",
     "RECIPES",
+    "SEED_MAX",
     "ConfigError",
     "TrialConfig",
     "check_plan",

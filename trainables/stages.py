@@ -18,10 +18,12 @@ Everything planning needs about a trial's length comes from its stages through
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from trainables.datasets import planned_train_samples
 from trainables.steps import Span
 
 if TYPE_CHECKING:
@@ -54,6 +56,13 @@ class StageStart:
 
     stage: Stage
     start: Mapping[str, Any]
+
+
+def planned_steps_per_epoch(cfg: TrialConfig) -> int:
+    """Iterations per epoch as planning counts them: the dataset catalogue's training set
+    (``planned_train_samples``) over the batch size. Approximate where the bundle on disk is
+    smaller (a test subset): a stage whose span is given in iterations then runs more epochs."""
+    return max(1, math.ceil(planned_train_samples(cfg) / cfg.batch_size))
 
 
 class StagePlan:

@@ -114,10 +114,6 @@ class Span:
             out.append(EpochSlice(data_epoch, first, stop, base + first))
         return out
 
-    def epoch_count(self, epochs: int, per_epoch: int | None) -> int:
-        """How many epochs (rows) the span trains; with ``per_epoch`` unknown (planning), an
-        upper bound: every epoch the span touches at any epoch length."""
-        if per_epoch is not None:
-            return len(self.slices(epochs, per_epoch))
-        end = self.end or Step(epochs)
-        return end.epochs + (1 if end.iterations else 0) - self.start.epochs
+    def epoch_count(self, epochs: int, per_epoch: int) -> int:
+        """How many epochs (rows) the span trains at ``per_epoch`` iterations per epoch."""
+        return len(self.slices(epochs, per_epoch))

@@ -14,7 +14,9 @@ EPILOG = """examples:
 Reads only the experiment folder (no Ray): the ledger experiment.json decides which trials
 exist. Writes OUT/trials.parquet (one row per planned trial), OUT/epochs.parquet (one row per
 trial and epoch), OUT/cells.csv, OUT/tables/{table1,table2,table3,methods,paper_comparison}.{md,csv,tex}
-and OUT/figures/*.html (+ .png with --png). OUT defaults to STORAGE/NAME/analysis.
+and OUT/figures/*.html (+ .png with --png). OUT defaults to STORAGE/NAME/analysis. A damaged
+trial (its stored results fail their check) is listed with the command that repairs it and left
+out of the tables; the other trials are analysed as usual.
 Schema and choices: docs/analysis.md."""
 
 
@@ -49,9 +51,15 @@ def options(args: argparse.Namespace):
 
 
 def out_dir(args: argparse.Namespace) -> str:
+    """``--out`` (default ``STORAGE/NAME/analysis``), after the one-line checks of
+    ``--storage``, ``--name`` and ``--out`` (a file where a folder is expected), before any
+    work."""
+    from rest_sweep.storage import check_folder, check_name, check_storage
     from trainables.results import join
 
-    return args.out or join(args.storage.rstrip("/"), args.name, "analysis")
+    check_storage(args.storage)
+    check_name(args.name)
+    return check_folder("--out", args.out or join(args.storage.rstrip("/"), args.name, "analysis"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.api import analyze
+    from analysis.api import analyze, damaged_trials
 
     if args.no_figures and (args.png or args.curves):
         raise UserError("--no-figures: cannot be combined with --png or --curves")
@@ -98,6 +106,15 @@ def run(args: argparse.Namespace) -> int:
         f"{len(result.analysis.frame)} planned trials: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
+    damaged = damaged_trials(result.analysis)
+    for trial in damaged[:20]:
+        print(f"damaged {trial.label} ({trial.trial_hash}): {trial.problem}")
+    if len(damaged) > 20:
+        print(f"... {len(damaged) - 20} more damaged trials (status damaged in trials.parquet)")
+    if damaged:
+        print(
+            f"damaged trials are left out of the tables; repair: {result.analysis.experiment.repair}"
+        )
     print(f"wrote {len(result.files)} files under {result.out}")
     if result.png_note:
         print(result.png_note)

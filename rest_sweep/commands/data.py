@@ -334,12 +334,22 @@ def _finish_make(args: argparse.Namespace, dataset: str, folder: Path, started: 
     return _verify_and_report(args.out, dataset, args.ratios, write_manifest=True)
 
 
+def _out_folder(out: Path) -> Path:
+    """``--out`` expanded, after checking that it is (or can be) a folder, not a file: one
+    line before anything is read or written."""
+    from rest_sweep.storage import check_folder
+
+    folder = out.expanduser()
+    check_folder("--out", str(folder))
+    return folder
+
+
 def run_fetch(args: argparse.Namespace) -> int:
     from trainables.data.fetch import default_dir, fetch, is_complete
 
     started = time.perf_counter()
     spec = FETCHABLE.get(args.name)
-    folder = args.out.expanduser() if args.out is not None else default_dir(args.name)
+    folder = _out_folder(args.out) if args.out is not None else default_dir(args.name)
     had = folder.is_dir() and is_complete(args.name, folder)
     fetch(args.name, folder)
     verb = "already had" if had else f"fetched in {time.perf_counter() - started:.1f} s:"
@@ -373,7 +383,7 @@ def run_make_cmnist(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder = make_cmnist(
         _mnist_source(args.source),
-        args.out,
+        _out_folder(args.out),
         ratios=args.ratios,
         palette=args.palette,
         color_noise=args.color_noise,
@@ -392,7 +402,7 @@ def run_make_cifar10c(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder = make_cifar10c(
         args.source,
-        args.out,
+        _out_folder(args.out),
         ratios=args.ratios,
         severity=args.severity,
         valid_size=args.valid_size,
@@ -414,7 +424,7 @@ def run_make_plain(args: argparse.Namespace) -> int:
     folder = make_plain(
         args.make_dataset,
         _mnist_source(args.source),
-        args.out,
+        _out_folder(args.out),
         valid_size=args.valid_size,
         limit=args.limit,
         test_size=args.test_size,

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cannot be set",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--limit", type=int, default=50, help="trials printed by show (text)")
+    p.add_argument("--limit", type=int, default=50, help="trials printed by show (text; 0: none)")
     p.add_argument(
         "--no-cost",
         action="store_true",
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         return _list(args)
     if not args.grid:
         raise UserError("grids show: a grid name or YAML file is required")
+    if args.limit < 0:  # checked before the grid is expanded
+        raise UserError(f"--limit: {args.limit} is not allowed; allowed: an integer >= 0")
     return _show(args)
 
 
@@ -132,9 +134,9 @@ def _set_keys(grid: Any, overrides: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in [*keys, *overrides] if k not in ("method", "recipe")))
 
 
-def _makespan(args: argparse.Namespace, trials: list[Any]) -> dict[str, Any] | None:
-    """The simulated wall time on ``--cluster`` (None without it); shares parsed and checked
-    as ``run`` does, so a comparison uses exactly what a launch would get."""
+def _cluster(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """``--cluster`` and the shares, parsed and checked as ``run`` does (before the grid is
+    expanded), so a comparison uses exactly what a launch would get; None without it."""
     from trainables.errors import UserError
 
     if args.cluster is None:
@@ -146,11 +148,24 @@ def _makespan(args: argparse.Namespace, trials: list[Any]) -> dict[str, Any] | N
                 raise UserError(f"{flag}: only with --cluster NODESxGPUS in grids show")
         return None
     from rest_sweep.launch_settings import LaunchSettings, parse_gpu_shares
-    from search_spaces.makespan import Cluster, estimate_makespan, shipped_table
+    from search_spaces.makespan import Cluster
 
     cluster = Cluster.parse(args.cluster)
     shares = parse_gpu_shares(args.gpus_per_trial)
     LaunchSettings(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=shares).validate()
+    return cluster, shares
+
+
+def _makespan(
+    args: argparse.Namespace, checked: tuple[Any, Any] | None, trials: list[Any]
+) -> dict[str, Any] | None:
+    """The simulated wall time on ``--cluster`` (None without it; ``checked``: what
+    :func:`_cluster` returned)."""
+    if checked is None:
+        return None
+    from search_spaces.makespan import estimate_makespan, shipped_table
+
+    cluster, shares = checked
     table = shipped_table().with_mps() if args.mps else shipped_table()
     result = estimate_makespan(trials, cluster, shares, args.cpus_per_trial, table)
     return {
@@ -186,10 +201,11 @@ def _show(args: argparse.Namespace) -> int:
     from search_spaces.cost import estimate
     from trainables.checkpoint_volume import estimate_volume
 
-    grid = search_spaces.resolve(args.grid)
+    cluster = _cluster(args)  # the flags first: one line before any work
+    grid = search_spaces.resolve(args.grid, check=False)  # expanded (and checked) once, below
     overrides = search_spaces.parse_overrides(args.sets)
-    expansion = search_spaces.expand(grid, overrides)
-    makespan = _makespan(args, expansion.trials)
+    expansion = search_spaces.expand_grid(args.grid, overrides)
+    makespan = _makespan(args, cluster, expansion.trials)
     cost = None if args.no_cost else estimate(expansion.trials).to_dict()
     volume = None if args.no_cost else estimate_volume(expansion.trials)
     for note in expansion.set_notes():  # keys that skipped some trials (stderr with --json)
@@ -231,11 +247,11 @@ def _show(args: argparse.Namespace) -> int:
         print(volume.summary_line())
     if makespan is not None:
         print(_makespan_line(makespan))
-    shown = expansion.trials[: max(0, args.limit)]
+    shown = expansion.trials[: args.limit]
     for t in shown:
         print(f"  {t.trial_hash}  {t.short_name()}  epochs {t.epochs}")
     if len(expansion.trials) > len(shown):
         print(f"  ... {len(expansion.trials) - len(shown)} more (--limit N, or --json)")
-    for p in expansion.pending[: max(0, args.limit)]:
+    for p in expansion.pending[: args.limit]:
         print(f"  pending           {p.label()}")
     return 0

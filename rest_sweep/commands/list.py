@@ -25,9 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rest_sweep.storage import check_storage
     from rest_sweep.sweep_status import age, experiments
 
-    reports = experiments(args.storage)
+    reports = experiments(check_storage(args.storage))
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=1, default=str))
         return 0

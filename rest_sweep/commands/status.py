@@ -9,8 +9,12 @@ EPILOG = """examples:
   rest-sweep status --storage results --name demo
   rest-sweep status --storage s3://bucket/sweeps --name t3-cmnist --json
 Reads only experiment.json and the trial folders: works while the sweep runs, and with no Ray.
-JSON keys: planned, finished, running, errored, pending (integers), stopped, interrupted,
-not_runnable, per_method, errors, epochs_done, epochs_total, eta_s, state."""
+A finished trial whose results fail their check (a torn summary.json, a garbled, short or
+edited metrics.jsonl) counts as damaged, listed with why; `rest-sweep verify --repair` repairs
+it (docs/sweeps.md). A garbled state.json counts as absent and is noted.
+JSON keys: planned, finished, running, errored, pending, damaged (integers), stopped,
+interrupted, not_runnable, per_method, errors, damaged_trials, repair, notes, epochs_done,
+epochs_total, eta_s, state."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         f"planned {report.planned} | finished {report.finished} | running {report.running} | "
         f"errored {report.errored} | pending {report.pending} "
         f"(interrupted {report.interrupted}) | stopped early {report.stopped}"
+        + (f" | damaged {report.damaged}" if report.damaged else "")
     )
     eta = f"; ETA {format_duration(report.eta_s)}" if report.eta_s is not None else ""
     print(f"epochs {report.epochs_done}/{report.epochs_total}{eta}")
@@ -54,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"errored {error['name']} ({error['hash']}): {error['error']}")
     if len(report.errors) > 20:
         print(f"... {len(report.errors) - 20} more errored trials (--json)")
+    for damaged in report.damaged_trials[:20]:
+        print(f"damaged {damaged['name']} ({damaged['hash']}): {damaged['problem']}")
+    if len(report.damaged_trials) > 20:
+        print(f"... {len(report.damaged_trials) - 20} more damaged trials (--json)")
+    if report.repair:
+        print(f"repair the damaged trials with: {report.repair}")
+    for note in report.notes[:20]:
+        print(f"note {note['name']} ({note['hash']}): {note['note']}")
     if args.trials:
         for t in report.trials:
             stage = f" {t.stage}" if t.stage else ""

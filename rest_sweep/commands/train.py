@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from trainables.errors import UserError
@@ -129,6 +131,20 @@ def check_device(device: str) -> None:
         )
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+
+def full_disk_error(out: str, error: OSError) -> UserError:
+    """One line for a trial stopped by a full disk (or quota); what it wrote stays resumable
+    (``Location.write_bytes`` removed its temporary)."""
+    where = f" (writing {error.filename})" if error.filename else ""
+    return UserError(
+        f"--out {out}: {os.strerror(error.errno or errno.ENOSPC)}{where}; the trial stopped and "
+        "left no partial file: free some space, then run the same command again (it continues "
+        "from the newest checkpoint)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from rest_sweep.storage import check_writable
     from trainables.results import TrialStore
@@ -147,7 +163,12 @@ def run(args: argparse.Namespace) -> int:
                 f"--out {args.out} holds trial {previous.trial_hash} ({previous.short_name()}), "
                 f"not {config.trial_hash}; use another folder"
             )
-    summary = run_trial(config, checkpoint_dir=args.out, progress=not args.no_progress)
+    try:
+        summary = run_trial(config, checkpoint_dir=args.out, progress=not args.no_progress)
+    except OSError as error:
+        if error.errno not in FULL_DISK:
+            raise
+        raise full_disk_error(args.out, error) from None
     selected = summary["selected"]
     print(
         json.dumps(

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.helpers import REPO
+from trainables.results import ExperimentStore
 
 pytestmark = pytest.mark.reliability
 
@@ -121,8 +122,12 @@ def _results(storage: Path) -> dict[str, list[dict]]:
     return out
 
 
+def _ledger(storage: Path) -> dict:
+    return ExperimentStore(str(storage), "k").read_ledger()
+
+
 def _planned(storage: Path) -> set[str]:
-    return set(json.loads((storage / "k" / "experiment.json").read_text())["trials"])
+    return set(_ledger(storage)["trials"])
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +144,7 @@ def _resume_and_check(command: list[str], storage: Path, reference) -> None:
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     assert _planned(storage) == set(reference)
     assert _results(storage) == reference  # every trial once, no duplicate epoch, bit-identical
-    ledger = json.loads((storage / "k" / "experiment.json").read_text())
+    ledger = _ledger(storage)
     assert ledger["launches"][-1]["outcome"] == "completed"
     assert all(launch.get("ended") for launch in ledger["launches"])  # the dead one is closed
 
@@ -215,6 +220,6 @@ def test_sigterm_mid_sweep_leaves_a_resumable_launch(tiny_cmnist_root, tmp_path,
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=180)
-    ledger = json.loads((storage / "k" / "experiment.json").read_text())
+    ledger = _ledger(storage)
     assert ledger["launches"][-1]["ended"] and ledger["launches"][-1]["outcome"] != "completed"
     _resume_and_check(command, storage, reference)

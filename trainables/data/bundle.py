@@ -29,6 +29,7 @@ from trainables.errors import UserError
 # The provenance file a generator writes into the dataset folder; `data verify` copies it into
 # manifest.json as "source" (docs/data.md, "Where a bundle's images come from").
 SOURCE_FILE = "source.json"
+SEED_MAX = 2**64 - 1  # bias.stream_seed takes a seed's low 64 bits: a larger one would alias
 # render(images, labels, bias, seed_sequence) -> (N, H, W, 3) uint8
 Render = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.SeedSequence], np.ndarray]
 
@@ -47,7 +48,14 @@ class BundlePlan:
     num_classes: int = 10
     unbiased: bool = False  # a plain classification dataset: bias = label (docs/data.md)
 
-    def check(self, n_train_source: int) -> None:
+    def check(self, n_train_source: int, n_test_source: int | None = None) -> None:
+        """One-line errors for sizes the source cannot give (a cap beyond the source is
+        refused, not quietly ignored) and a seed beyond what the streams take."""
+        if not 0 <= self.seed <= SEED_MAX:
+            raise UserError(
+                f"seed: {self.seed} is not allowed; allowed: an integer from 0 to {SEED_MAX} "
+                "(the 64 bits the generator's random streams take)"
+            )
         if not self.ratios:
             raise UserError("ratios: empty; allowed: a comma list such as 0.5,1,2,5")
         for ratio in self.ratios:
@@ -58,10 +66,21 @@ class BundlePlan:
                 f"1..{n_train_source - 1} (the source has {n_train_source} train "
                 "images)"
             )
-        for name in ("limit", "test_size"):
+        left = n_train_source - self.valid_size
+        caps = (
+            ("limit", left, f"{n_train_source} train images, {self.valid_size} held out for valid"),
+            ("test_size", n_test_source, f"{n_test_source} test images"),
+        )
+        for name, most, has in caps:
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is None:
+                continue
+            if value <= 0:
                 raise UserError(f"{name}: {value} is not allowed; allowed: a positive integer")
+            if most is not None and value > most:
+                raise UserError(
+                    f"{name}: {value} is not allowed; allowed: 1..{most} (the source has {has})"
+                )
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -114,7 +133,7 @@ def write_bundle(
     target = Path(out) / plan.dataset
     if target.exists() and not overwrite:
         raise UserError(f"out: {target} already exists; pass --overwrite or choose another --out")
-    plan.check(len(train[0]))
+    plan.check(len(train[0]), len(test[0]))
     order = stream_rng(plan.seed, "split").permutation(len(train[0]))
     valid_idx = order[: plan.valid_size]
     train_idx = order[plan.valid_size :][: plan.limit]

@@ -142,8 +142,15 @@ def _write(path: Path, split: SplitTensors) -> None:
         "ids": split.ids,
     }
     try:
-        torch.save(blob, tmp)
+        # Through a Python file: a full disk is then an OSError (ENOSPC) naming the entry, not
+        # torch's RuntimeError from its own writer; the temporary goes either way.
+        with open(tmp, "wb") as handle:
+            torch.save(blob, handle)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -24,6 +25,7 @@ from trainables.errors import DataError
 
 PARALLEL_MIN = 4000  # below this, starting processes costs more than it saves
 CHUNK = 1024
+SAMPLE = 5  # images spread over a split whose most common size is the split's size
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -43,8 +45,9 @@ def decode_chunk(paths: list[str], shape: tuple[int, ...], reference: str) -> np
         image = read_rgb(path)
         if image.shape != shape:
             raise DataError(
-                f"image size: {path} is {image.shape[1]}x{image.shape[0]}, "
-                f"expected {shape[1]}x{shape[0]} like {os.path.basename(reference)}"
+                f"image size: {path} is {image.shape[1]}x{image.shape[0]}, expected "
+                f"{shape[1]}x{shape[0]} like the other images of its split (e.g. "
+                f"{os.path.basename(reference)}); `rest-sweep data verify` lists every odd image"
             )
         out[i] = image.transpose(2, 0, 1)
     return out
@@ -59,7 +62,7 @@ def default_workers() -> int:
 
 
 def _decode_in_processes(
-    paths: list[str], shape: tuple[int, ...], workers: int
+    paths: list[str], shape: tuple[int, ...], workers: int, reference: str
 ) -> list[np.ndarray] | None:
     """Chunks decoded by forked worker processes, or None where that is not possible."""
     if "fork" not in multiprocessing.get_all_start_methods():
@@ -68,24 +71,37 @@ def _decode_in_processes(
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(decode_chunk, chunk, shape, paths[0]) for chunk in chunks]
+            futures = [pool.submit(decode_chunk, chunk, shape, reference) for chunk in chunks]
             return [future.result() for future in futures]
     except (AssertionError, BrokenProcessPool, OSError):  # daemonic parent, no /dev/shm...
         return None
 
 
+def split_shape(names: list[str]) -> tuple[tuple[int, ...], str]:
+    """The (H, W, 3) shape every image of ``names`` must have, and an image that has it: the
+    most common shape of :data:`SAMPLE` images spread over the list (first and last
+    included), so one odd image, even the first, is the one an error names."""
+    last = len(names) - 1
+    picks = sorted({round(i * last / (SAMPLE - 1)) for i in range(SAMPLE)})
+    shapes = [(read_rgb(names[i]).shape, names[i]) for i in picks]
+    counts = Counter(shape for shape, _ in shapes)
+    common = max(counts, key=lambda shape: counts[shape])  # a tie: the earliest
+    return common, next(name for shape, name in shapes if shape == common)
+
+
 def decode_images(paths: list[str] | list[Path], workers: int | None = None) -> np.ndarray:
-    """All images as an ``(N, 3, H, W)`` uint8 array; every image must have the same size."""
+    """All images as an ``(N, 3, H, W)`` uint8 array; every image must have the same size
+    (:func:`split_shape`), else a one-line DataError names the odd one."""
     if not paths:
         raise DataError("decode: no image files given")
     names = [os.fspath(p) for p in paths]
-    shape = read_rgb(names[0]).shape
+    shape, reference = split_shape(names)
     workers = min(workers or default_workers(), 32)
     if workers > 1 and len(names) >= PARALLEL_MIN:
-        parts = _decode_in_processes(names, shape, workers)
+        parts = _decode_in_processes(names, shape, workers, reference)
         if parts is not None:
             return np.concatenate(parts)
-    return decode_chunk(names, shape, names[0])
+    return decode_chunk(names, shape, reference)
 
 
 # ---------------------------------------------------------------------- checking (data verify)

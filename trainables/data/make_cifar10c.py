@@ -26,6 +26,7 @@ from trainables.data.sources import read_cifar_batches
 from trainables.errors import UserError
 
 SEVERITIES = (1, 2, 3, 4)
+WORKERS_MAX = 256  # corruption processes; more only splits the work finer (and costs memory)
 
 
 def cifar10c_provenance(source: Path, frost: str, severity: int) -> dict[str, object]:
@@ -115,8 +116,10 @@ def make_cifar10c(
             f"severity: {severity} is not allowed; allowed: 1, 2, 3, 4 "
             "(corruption level = severity + 1)"
         )
-    if workers < 1:
-        raise UserError(f"workers: {workers} is not allowed; allowed: a positive integer")
+    if not 1 <= workers <= WORKERS_MAX:
+        raise UserError(
+            f"--workers: {workers} is not allowed; allowed: an integer from 1 to {WORKERS_MAX}"
+        )
     from trainables.data.corruptions import TYPE0  # lazily: scipy and the corruption tables
 
     layer = frost_layer(frost, frost_dir)  # missing or altered photographs fail here, first

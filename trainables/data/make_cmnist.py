@@ -24,6 +24,8 @@ from trainables.errors import UserError
 # Each palette as a float64 (10, 3) table (trainables/data/palettes.py says where each is from).
 PALETTE_TABLES = {name: np.asarray(PALETTES.get(name).rgb, dtype=np.float64) for name in PALETTES}
 DISENT_PALETTE = PALETTE_TABLES["disent"]
+# The largest colour jitter: a std of 1 already drowns the palette (channels are in [0, 1]).
+COLOR_NOISE_MAX = 1.0
 
 
 def colorize(
@@ -53,8 +55,11 @@ def make_cmnist(
     """Write ``<out>/cmnist/`` (train per ratio, biased valid, unbiased test); returns it."""
     if palette not in PALETTES:
         raise UserError(f"palette: {palette!r} is not allowed; allowed: {', '.join(PALETTES)}")
-    if not math.isfinite(color_noise) or color_noise < 0:
-        raise UserError(f"color_noise: {color_noise} is not allowed; allowed: a finite number >= 0")
+    if not (math.isfinite(color_noise) and 0 <= color_noise <= COLOR_NOISE_MAX):
+        raise UserError(
+            f"--color-noise: {color_noise} is not allowed; allowed: a number in "
+            f"[0, {COLOR_NOISE_MAX:g}] (the std of a colour whose channels are in [0, 1])"
+        )
     table = PALETTE_TABLES[palette]
     train = read_mnist_format(Path(source), "train")
     test = read_mnist_format(Path(source), "test")

@@ -7,23 +7,31 @@ of range, an ``align`` file that is conflicting or the reverse, an id in two spl
 does not decode completely or has a wrong size: every image is decoded, in worker processes)
 and warns on what is only unusual (ratios off nominal, valid not matching train, test not
 unbiased, the README's ``conlict`` spelling). On success it writes ``<dataset>/manifest.json``:
-counts plus a sha256 of the sorted relative path list, so the exact bundle behind a result can
-be named and a later change is noticed. :func:`ensure_manifest_current` (called before a sweep
-starts) refuses a bundle changed after its manifest was written.
+counts plus a sha256 of the sorted relative path list, and every image's size and content hash
+(``files``), so the exact bundle behind a result can be named and a later change is noticed.
+:func:`ensure_manifest_current` (called before a sweep starts) refuses a bundle whose images
+differ from the manifest's: by content, never by modification time, so neither a clock nor a
+copy that does not keep times can fool it. To stay fast on big bundles it hashes only the files
+whose ``stat`` changed since they were last seen to match (``.manifest-stat.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.data.layout import (
+    IMAGE_SUFFIXES,
+    PCT_RE,
     ImageFile,
     available_ratios,
     dataset_dir,
@@ -37,7 +45,10 @@ from trainables.datasets import DatasetInfo
 from trainables.errors import DataError
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: "files" holds every image's size and content hash
+# Which files' stat (size, mtime, ctime, inode) was last seen with the manifest's content: a
+# cache that spares hashing them again (any write changes the ctime, which nobody can set).
+STAT_FILE = ".manifest-stat.json"
 RATIO_TOLERANCE = 0.002  # 0.2 percentage points, widened by 3 binomial standard deviations
 
 
@@ -240,8 +251,51 @@ def _sha_of_paths(rows: list[SplitRow]) -> str:
     return hashlib.sha256("\n".join(paths).encode()).hexdigest()
 
 
-def build_manifest(report: VerifyReport) -> dict:
-    """Counts per split plus the sha256 of the sorted relative path list (whole and per split)."""
+def file_hash(path: str) -> str:
+    """The content hash of one file: blake2b, 128 bits, hex."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hash_many(paths: list[str]) -> list[str | None]:
+    out: list[str | None] = []
+    for path in paths:
+        try:
+            out.append(file_hash(path))
+        except OSError:  # removed or unreadable meanwhile: it does not match
+            out.append(None)
+    return out
+
+
+def file_hashes(paths: list[str], workers: int | None = None) -> list[str | None]:
+    """:func:`file_hash` of every path (None where it cannot be read), threads in chunks."""
+    chunks = [paths[i : i + 512] for i in range(0, len(paths), 512)]
+    if len(chunks) <= 1:
+        return _hash_many(paths)
+    threads = max(1, min(8, workers or os.cpu_count() or 1, len(chunks)))
+    with ThreadPoolExecutor(threads) as pool:
+        return [digest for part in pool.map(_hash_many, chunks) for digest in part]
+
+
+def _files(rows: list[SplitRow]) -> dict[str, str]:
+    """relative path -> absolute path of every file of ``rows``."""
+    return {f.relpath: f.path for row in rows for f in row.files}
+
+
+def build_manifest(report: VerifyReport, hashes: dict[str, tuple[int, str]] | None = None) -> dict:
+    """Counts per split plus the sha256 of the sorted relative path list (whole and per split),
+    and ``files``: relative path -> ``"<size> <blake2b-128 hex>"`` (``hashes``: relative path
+    -> (size, hash), computed here when not given)."""
+    if hashes is None:
+        paths = _files(report.rows)
+        digests = file_hashes(list(paths.values()))
+        hashes = {
+            rel: (os.path.getsize(path), digest or "")
+            for (rel, path), digest in zip(paths.items(), digests, strict=True)
+        }
     splits = {
         row.name: {
             "total": row.total,
@@ -257,6 +311,7 @@ def build_manifest(report: VerifyReport) -> dict:
         "dataset": report.dataset,
         "splits": splits,
         "sha256": _sha_of_paths(report.rows),
+        "files": {rel: f"{size} {digest}" for rel, (size, digest) in sorted(hashes.items())},
     }
 
 
@@ -272,15 +327,6 @@ def read_source_record(folder: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _compare_manifest(report: VerifyReport, manifest: dict) -> None:
     path = report.folder / MANIFEST
     try:
@@ -292,6 +338,15 @@ def _compare_manifest(report: VerifyReport, manifest: dict) -> None:
             f"manifest: the file list changed since the last verify ({path}: "
             f"{str(previous['sha256'])[:12]} -> {manifest['sha256'][:12]}); rewriting it"
         )
+    old = previous.get("files") if isinstance(previous, dict) else None
+    if isinstance(old, dict):
+        changed = sorted(k for k, v in manifest["files"].items() if old.get(k) not in (None, v))
+        if changed:
+            more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+            report.warnings.append(
+                f"manifest: the content of {changed[0]}{more} changed since the last verify; "
+                "rewriting it"
+            )
 
 
 def verify_bundle(
@@ -335,64 +390,204 @@ def verify_bundle(
     _class_checks(report, test, checker.spec.num_classes)
     checker.check_images(report.rows, workers)
     if report.ok:
-        report.manifest = build_manifest(report)
+        paths = _files(report.rows)
+        stats = _stats(paths)  # before hashing: a file written meanwhile is hashed next time
+        digests = file_hashes(list(paths.values()), workers)
+        hashes = {}
+        for (rel, path), digest in zip(paths.items(), digests, strict=True):
+            if digest is None or rel not in stats:
+                report.errors.append(f"image: cannot read {path} (removed while verifying?)")
+                return report
+            hashes[rel] = (stats[rel].st_size, digest)
+        report.manifest = build_manifest(report, hashes)
         source = read_source_record(report.folder)
         if source is not None:
             report.manifest["source"] = source
         if write_manifest:
             _compare_manifest(report, report.manifest)
-            write_json_atomic(report.folder / MANIFEST, report.manifest)
+            body = _manifest_bytes(report.manifest)
+            _write_bytes_atomic(report.folder / MANIFEST, body)
+            _write_seen(report.folder, body, {rel: stats[rel] for rel in hashes}, {})
     return report
 
 
-MTIME_SLACK_S = 1.0  # filesystems with coarse timestamps (FAT: 2 s, some NFS: 1 s)
+def _manifest_bytes(payload: dict) -> bytes:
+    return (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stats(paths: dict[str, str]) -> dict[str, os.stat_result]:
+    out = {}
+    for rel, path in paths.items():
+        try:
+            out[rel] = os.stat(path)
+        except OSError:
+            continue
+    return out
+
+
+# ---------------------------------------------------------------------- the check before a sweep
+
+SEEN_MIN_AGE_S = 2.0  # a file whose ctime is this recent is not vouched for by its stat alone
+
+
+def _evidence(info: os.stat_result) -> list[int]:
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+
+
+def _manifest_id(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+def _read_seen(folder: Path, body: bytes) -> dict[str, list]:
+    """The stat evidence of files last seen matching this manifest (empty when none)."""
+    try:
+        record = json.loads((folder / STAT_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or record.get("manifest") != _manifest_id(body):
+        return {}
+    files = record.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _write_seen(
+    folder: Path, body: bytes, matched: dict[str, os.stat_result], known: dict[str, list]
+) -> None:
+    """Remember the stat of files just seen to match the manifest (best effort: a read-only
+    bundle is hashed on every check). Files changed in the last seconds are left out (a
+    filesystem with coarse timestamps could give a later write the same stat)."""
+    recent = (time.time() - SEEN_MIN_AGE_S) * 1e9
+    files = dict(known)
+    files.update({rel: _evidence(i) for rel, i in matched.items() if i.st_ctime_ns < recent})
+    if files == known:
+        return
+    payload = {"manifest": _manifest_id(body), "files": files}
+    with contextlib.suppress(OSError):
+        _write_bytes_atomic(folder / STAT_FILE, json.dumps(payload).encode())
 
 
 def ensure_manifest_current(
     data_root: str | os.PathLike, dataset: str, ratios: list[float | str] | None = None
 ) -> Path | None:
-    """Refuse (``DataError``) a bundle with a file or folder newer than its ``manifest.json``.
+    """Refuse (``DataError``) a bundle whose images differ from its ``manifest.json``.
 
     A verified bundle that changed afterwards (an image replaced, added or removed) would train
-    on data ``data verify`` never checked. Scans the ratio folders of ``ratios`` (default all)
-    and the shared ones (``test``, ``valid``) by modification time (``stat`` only, no decoding).
+    on data ``data verify`` never checked. Compares the images of the ratio folders of
+    ``ratios`` (default all) and the shared ones (``test``, ``valid``) with the manifest's
+    ``files``: the same names, sizes and content hashes. Modification times play no part (a
+    clock ahead or behind, or a copy that does not keep them, changes nothing); a file whose
+    ``stat`` is the one last seen matching (``.manifest-stat.json``) is not hashed again.
     Returns the manifest's path, or None when the bundle has none (never verified: nothing to
-    compare). A copy that does not keep modification times (``cp -r`` without ``-p``) makes
-    files newer than the manifest: verify the copy again.
+    compare). A manifest from before these checks (no ``files``) asks for ``data verify``.
     """
-    from trainables.data.layout import PCT_RE
-
     folder = dataset_dir(data_root, dataset)
     manifest = folder / MANIFEST
+    again = (
+        f"run `rest-sweep data verify {folder}` again (it checks every image) before training on it"
+    )
     try:
-        written = manifest.stat().st_mtime
+        body = manifest.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as error:
+        raise DataError(f"data: cannot read {manifest} ({error.strerror}); {again}") from None
+    expected = _manifest_files(body, manifest, again)
     wanted = {ratio_folder(r) for r in ratios} if ratios else None
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.startswith(".") or entry.name == MANIFEST:
-            continue
-        if wanted is not None and PCT_RE.match(entry.name) and entry.name not in wanted:
-            continue
-        newer = _newer_than(entry, written + MTIME_SLACK_S)
-        if newer is not None:
+    if wanted is not None:
+        expected = {rel: v for rel, v in expected.items() if _in_scope(rel, wanted)}
+        verified = {rel.split("/", 1)[0] for rel in expected}
+        missing = sorted(wanted - verified)
+        if missing:
             raise DataError(
-                f"data: {newer} changed after {manifest} was written; run `rest-sweep data "
-                f"verify {folder}` again (it checks every image) before training on it"
+                f"data: {folder / missing[0]} is not in {manifest} (`data verify` checked other "
+                f"ratios); {again}"
             )
+    current = _scan(folder, wanted)
+    added = sorted(set(current) - set(expected))
+    if added:
+        raise DataError(
+            f"data: {current[added[0]][0]}{_more(added)} was added after {manifest} was "
+            f"written; {again}"
+        )
+    removed = sorted(set(expected) - set(current))
+    if removed:
+        raise DataError(
+            f"data: {folder / removed[0]}{_more(removed)} was removed after {manifest} was "
+            f"written; {again}"
+        )
+    seen = _read_seen(folder, body)
+    changed = [rel for rel in sorted(expected) if current[rel][1].st_size != expected[rel][0]]
+    unsure = [
+        rel
+        for rel in sorted(expected)
+        if rel not in changed and seen.get(rel) != _evidence(current[rel][1])
+    ]
+    digests = file_hashes([current[rel][0] for rel in unsure])
+    changed += [rel for rel, d in zip(unsure, digests, strict=True) if d != expected[rel][1]]
+    if changed:
+        changed.sort()
+        raise DataError(
+            f"data: {current[changed[0]][0]}{_more(changed)} changed after {manifest} was "
+            f"written; {again}"
+        )
+    _write_seen(folder, body, {rel: current[rel][1] for rel in unsure}, seen)
     return manifest
 
 
-def _newer_than(entry: os.DirEntry, limit: float) -> str | None:
-    """The first path under ``entry`` (itself included) modified after ``limit``."""
-    stack = [entry]
+def _manifest_files(body: bytes, manifest: Path, again: str) -> dict[str, tuple[int, str]]:
+    """relative path -> (size, hash) from a manifest's ``files``; a one-line ``DataError``
+    for a manifest without them (written before content checks) or a damaged one."""
+    try:
+        files = json.loads(body)["files"]
+        out = {}
+        for rel, entry in files.items():
+            size, digest = str(entry).split()
+            out[str(rel)] = (int(size), digest)
+        return out
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise DataError(
+            f"data: {manifest} holds no image sizes and content hashes (written by an older "
+            f"release, or damaged); {again}"
+        ) from None
+
+
+def _in_scope(relpath: str, wanted: set[str] | None) -> bool:
+    """Whether a file belongs to a wanted ratio folder or to a shared split."""
+    top = relpath.split("/", 1)[0]
+    return wanted is None or not PCT_RE.match(top) or top in wanted
+
+
+def _scan(folder: Path, wanted: set[str] | None) -> dict[str, tuple[str, os.stat_result]]:
+    """relative path -> (path, stat) of every image under ``folder`` that is in scope (hidden
+    entries skipped, as the loaders skip them)."""
+    found: dict[str, tuple[str, os.stat_result]] = {}
+    prefix = len(os.fspath(folder)) + 1
+    stack = [os.fspath(folder)]
     while stack:
-        item = stack.pop()
-        try:
-            if item.stat(follow_symlinks=True).st_mtime > limit:
-                return item.path
-            if item.is_dir(follow_symlinks=True):
-                stack.extend(e for e in os.scandir(item.path) if not e.name.startswith("."))
-        except FileNotFoundError:  # removed while scanning: the folder's mtime says so
-            continue
-    return None
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                rel = entry.path[prefix:].replace(os.sep, "/")
+                if entry.is_dir():
+                    if _in_scope(rel, wanted):
+                        stack.append(entry.path)
+                elif entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file():
+                    try:
+                        found[rel] = (entry.path, entry.stat())
+                    except FileNotFoundError:  # removed while scanning: it is missing
+                        continue
+    return found
+
+
+def _more(items: list) -> str:
+    return f" (and {len(items) - 1} more)" if len(items) > 1 else ""

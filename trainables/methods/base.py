@@ -44,6 +44,7 @@ from trainables.checkpoints import (
     add_to_every_stage,
     optimizer_moments,
 )
+from trainables.errors import UserError
 from trainables.lazy import lazy_module
 from trainables.methods.params import ParamGroup, ReweightParams, SparseParams
 from trainables.sparse.updaters import GROWTH
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from trainables.config import TrialConfig
     from trainables.data import Batch, DeviceSplit
     from trainables.sparse import SparseEngine
-    from trainables.stages import StagePlan, StageStart
+    from trainables.stages import Stage, StagePlan, StageStart
 else:
     torch = lazy_module("torch")
 
@@ -115,21 +116,28 @@ class MethodInfo:
 
     # ------------------------------------------------------------ a trial's length, planned
     def planned_epochs(self, cfg: TrialConfig, steps_per_epoch: int | None = None) -> int:
-        """The epochs (metrics rows) ``cfg`` trains: ``epochs``, or every stage's. With the
-        epoch length unknown (planning), an upper bound for stages that start mid-epoch. The
-        one answer for status, ASHA's ``max_t`` and the Tune reports."""
+        """The epochs (metrics rows) ``cfg`` trains: ``epochs``, or every stage's at
+        ``steps_per_epoch`` (a trial knows it; planning counts the dataset catalogue's training
+        set, :func:`trainables.stages.planned_steps_per_epoch`). The one answer for status,
+        ASHA's ``max_t`` and the Tune reports."""
         if self.stages is None:
             return cfg.epochs
-        return sum(s.span.epoch_count(cfg.epochs, steps_per_epoch) for s in self.stages.stages(cfg))
+        from trainables.stages import planned_steps_per_epoch
+
+        per_epoch = steps_per_epoch or planned_steps_per_epoch(cfg)
+        return sum(_stage_epochs(s, cfg.epochs, per_epoch) for s in self.stages.stages(cfg))
 
     def cost_schedule(self, cfg: TrialConfig) -> list[tuple[int, float]]:
         """(network-epochs, density) pairs a planning estimate charges for ``cfg``: each of its
         ``networks`` for ``epochs`` at ``density`` (LfF and DisEnt train two), or each stage's."""
         if self.stages is None:
             return [(cfg.epochs * self.networks, cfg.density)]
+        from trainables.stages import planned_steps_per_epoch
+
+        per_epoch = planned_steps_per_epoch(cfg)
         schedule: list[tuple[int, float]] = []
         for stage in self.stages.stages(cfg):
-            whole = [(stage.span.epoch_count(cfg.epochs, None), 1.0)]
+            whole = [(_stage_epochs(stage, cfg.epochs, per_epoch), 1.0)]
             schedule.extend(stage.cost or whole)
         return schedule
 
@@ -168,6 +176,15 @@ class MethodInfo:
             defaults={**objective.defaults, **self.defaults},
             takes_objective=False,
         )
+
+
+def _stage_epochs(stage: Stage, epochs: int, per_epoch: int) -> int:
+    """A stage's epochs at ``per_epoch``; ``epochs`` where its span does not fit (the trial
+    itself refuses such a span in one line when it starts)."""
+    try:
+        return stage.span.epoch_count(epochs, per_epoch)
+    except UserError:
+        return epochs
 
 
 @functools.cache

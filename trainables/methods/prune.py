@@ -51,8 +51,15 @@ from trainables.errors import UserError
 from trainables.lazy import lazy_module
 from trainables.methods.base import Method, MethodInfo
 from trainables.methods.params import Check, ParamGroup, SparseParams, param
-from trainables.results import LEGACY_LEVELS_DIR, REWIND_FILE, Location, TrialStore
-from trainables.stages import Stage, StagePlan
+from trainables.results import (
+    LEGACY_LEVELS_DIR,
+    METRICS_SHA256,
+    REWIND_FILE,
+    Location,
+    TrialStore,
+    metrics_digest,
+)
+from trainables.stages import Stage, StagePlan, planned_steps_per_epoch
 from trainables.steps import Span, Step, parse_steps
 
 if TYPE_CHECKING:
@@ -335,7 +342,10 @@ class PrunePlan(StagePlan):
             elif level and cfg.retrain == "finetune" and cfg.finetune_steps:
                 end = Step.parse(cfg.finetune_steps, "finetune_steps")
                 span, blame = Span(end=end), ("finetune_steps", cfg.finetune_steps)
-            epochs = span.epoch_count(cfg.epochs, None)
+            try:
+                epochs = span.epoch_count(cfg.epochs, planned_steps_per_epoch(cfg))
+            except UserError:  # a span the planned epoch length cannot hold: the trial says so
+                epochs = cfg.epochs
             cost = ((epochs, keep**level),)
             stages.append(Stage(level_name(level), {"level": level}, span, blame, cost))
         return stages
@@ -474,7 +484,8 @@ def _branch_start(cfg: TrialConfig, trial: TrialStore) -> dict[str, Any]:
     masks = dict(_parent_level(cfg, parent)["masks"])
     if cfg.branch == "random_prune":  # the parent's per-layer counts, a random mask
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + _BRANCH_DRAW + cfg.branch_level)
-        masks = {name: _random_mask(m, gen) for name, m in sorted(masks.items())}
+        # drawn in the stored (the engine's) layer order, as before stages
+        masks = {name: _random_mask(m, gen) for name, m in masks.items()}
     rewind = _parent_rewind(cfg, parent, weights=cfg.branch != "reinit")
     start: dict[str, Any] = {"level": cfg.branch_level, "masks": masks, "weights": rewind}
     if rewind is None:  # reinit: the parent's mask on a new initialisation
@@ -503,6 +514,7 @@ def _adopt_legacy(cfg: TrialConfig, trial: TrialStore) -> str | None:
         "networks": 1,
     }
     adopted = []
+    dense_per_epoch = float(summary.get("dense_train_flops") or 0.0) / max(cfg.epochs, 1)
     for name in legacy.loc.list_names():
         if not name.startswith("level_"):
             continue
@@ -529,6 +541,7 @@ def _adopt_legacy(cfg: TrialConfig, trial: TrialStore) -> str | None:
         sub.write_summary(
             {
                 **{k: v for k, v in summary.items() if k not in ("levels", "stages")},
+                METRICS_SHA256: metrics_digest(local),  # the stage's own rows
                 "nonzero_params": total - pruned,
                 "total_params": total,
                 "epochs": len(local),
@@ -537,7 +550,9 @@ def _adopt_legacy(cfg: TrialConfig, trial: TrialStore) -> str | None:
                 "selected_epoch": len(local),
                 "density": float(last.get("density", 1.0)),
                 "train_flops": float(last["train_flops"]),
-                "dense_train_flops": 0.0,  # not stored before stages
+                # Before stages the summary held one dense run (level 0's `epochs`): a level
+                # costs that per epoch it trained (exact for whole epochs).
+                "dense_train_flops": dense_per_epoch * len(local),
                 "wall_time_s": float(sum(float(r.get("epoch_time_s", 0.0)) for r in local)),
                 "adopted_from": LEGACY_LEVELS_DIR,
             }

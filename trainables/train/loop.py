@@ -10,27 +10,47 @@ trials saturates shared storage). A restart resumes from the newest checkpoint, 
 of later epochs and recomputes them: data order and augmentation are drawn from (seed, epoch),
 so the replay is bit-identical on the CPU. With ``final_checkpoint=weights`` a finished trial
 keeps one ``final_weights.pt`` instead of its checkpoints.
+
+The rows are checked, not trusted: before each row is appended and before ``summary.json`` is
+written, ``metrics.jsonl`` must hold exactly the rows this attempt holds (the checkpoint's rows
+and those trained since); a row lost at a line boundary or a torn line is rewritten from them
+with a warning. The summary keeps the file's checksum (``metrics_sha256``), and a finished trial
+whose results fail :meth:`~trainables.results.TrialStore.check_results` is *damaged*: its rows
+are rebuilt from the checkpoint (or ``final_weights.pt``) that holds them, else its summary is set
+aside and the trial continues from its newest checkpoint (:func:`plan_repair`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainables.config import TrialConfig
 from trainables.errors import DivergenceError
 from trainables.results import (
     CHECKPOINT_ROWS,
+    FINAL_WEIGHTS_FILE,
+    METRICS_DAMAGED_FILE,
     METRICS_FILE,
+    METRICS_SHA256,
+    SUMMARY_DAMAGED_FILE,
     Location,
     MetricsFileError,
+    ResultsCheck,
     TrialStore,
+    epochs_text,
     json_safe,
+    metrics_digest,
+    metrics_text,
+    parse_metrics,
+    summary_epochs,
 )
 
 if TYPE_CHECKING:
@@ -57,12 +77,20 @@ def run_lifecycle(
     kept), and a call to ``report(row)``. A crash leaves the folder resumable: the next call
     continues from the newest checkpoint, recomputes the epochs after it and never duplicates
     a row. A non-finite training loss raises :class:`DivergenceError` (the trial is marked
-    errored). With a ``summary.json`` already there it returns it and trains nothing."""
+    errored). With a ``summary.json`` already there it returns it and trains nothing, once its
+    results pass their check; a damaged trial is repaired first (:func:`plan_repair`, with a
+    warning): rebuilt from its checkpoint's rows, else trained on from its newest checkpoint."""
     store = TrialStore(checkpoint_dir, keep_checkpoints=config.keep_checkpoints)
-    summary = store.read_summary()
-    if summary is not None:
-        _drop_checkpoints_kept_by_a_crash(config, store)
-        return summary
+    if store.is_finished():
+        check = store.check_results()
+        if check.intact:
+            _drop_checkpoints_kept_by_a_crash(config, store)
+            return check.summary
+        repair = plan_repair(store, check)
+        warnings.warn(apply_repair(store, repair), RuntimeWarning, stacklevel=2)
+        if repair.rows is not None:
+            _drop_checkpoints_kept_by_a_crash(config, store)
+            return store.read_summary()
     store.remove_stale_temporaries()  # left by a writer killed between write and rename
     attempt = int((store.read_state() or {}).get("attempt", 0)) + 1
     store.write_config(config.to_dict())
@@ -130,6 +158,8 @@ def _train(
     total = trial.total_epochs
     every = config.checkpoint_every
     weights_only = config.final_checkpoint == "weights"
+    # A failed attempt's error is history now: kept as last_error, never shown as current.
+    earlier = (store.read_state() or {}).get("error")
     store.write_state(
         "running",
         attempt=attempt,
@@ -141,16 +171,21 @@ def _train(
         epochs=total,
         steps_per_epoch=trial.steps_per_epoch,
         diverged=False,
+        error=None,
         warning=warning,
+        **({"last_error": earlier} if earlier else {}),
     )
     bar = _progress_bar(config, trial.steps_per_epoch, start_epoch, total) if progress else None
     try:
         for epoch in range(start_epoch + 1, total + 1):
             row = trial.run_epoch(epoch, bar, attempt=attempt)
             # Row first, checkpoint second: a crash in between leaves a row without its
-            # checkpoint, which the next attempt truncates and recomputes (never a gap).
-            store.append_metrics(row)
+            # checkpoint, which the next attempt truncates and recomputes (never a gap). The
+            # file must still hold the rows so far (a row lost at a line boundary is not
+            # skipped: the whole file is rewritten from ``rows``).
+            note = _rows_kept(store, rows)
             rows.append(row)
+            store.write_metrics(rows)
             last = epoch == total
             saved: dict[str, int] = {}
             # The last epoch of a weights-only trial writes final_weights.pt below instead.
@@ -161,6 +196,9 @@ def _train(
                 state[CHECKPOINT_ROWS] = json_safe(rows)
                 store.save_checkpoint(epoch, state)
                 saved["checkpoint_epoch"] = epoch
+            if note:
+                saved["warning"] = note
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
             store.write_state("running", epoch=epoch, **saved)
             if bar is not None:
                 bar.set_postfix_str(_postfix(row))
@@ -170,8 +208,16 @@ def _train(
         if bar is not None:
             bar.close()
     if weights_only:  # before the summary: a finished trial always has its weights
-        store.save_final_weights(_final_weights(trial, total))
-    store.write_summary(trial.summary(rows, attempts=attempt))
+        store.save_final_weights(_final_weights(trial, total, rows))
+    # The rows the summary is written over are those on storage, checked once more here.
+    note = _rows_kept(store, rows)
+    if note:
+        store.write_metrics(rows)
+        store.write_state("running", warning=note)
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
+    summary = trial.summary(rows, attempts=attempt)
+    summary[METRICS_SHA256] = metrics_digest(rows)
+    store.write_summary(summary)
     kept: dict[str, Any] = {}
     if weights_only:  # a crash before this is finished by the next call (run_trial's start)
         store.delete_checkpoints()
@@ -180,9 +226,10 @@ def _train(
     return store.read_summary()  # as stored (NaN -> null), the same on every later call
 
 
-def _final_weights(trial: Trial, epoch: int) -> dict[str, Any]:
+def _final_weights(trial: Trial, epoch: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """``final_weights.pt`` (layout in :mod:`trainables.results`): every network the method
-    trained, with its buffers and masks, on the CPU; no optimizer or method training state."""
+    trained, with its buffers and masks, on the CPU; no optimizer or method training state;
+    the metrics rows (as a checkpoint keeps them: a damaged metrics.jsonl is rebuilt from it)."""
     method = trial.method
 
     def cpu(state: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +242,155 @@ def _final_weights(trial: Trial, epoch: int) -> dict[str, Any]:
         "model": cpu(method.model.state_dict()),
         "masks": cpu(masks),
         "other_networks": [cpu(m.state_dict()) for m in method.modules() if m is not method.model],
+        CHECKPOINT_ROWS: json_safe(rows),
     }
+
+
+def _rows_kept(store: TrialStore, rows: list[dict[str, Any]]) -> str | None:
+    """None when ``metrics.jsonl`` holds exactly ``rows`` (byte for byte, as written); else a
+    warning saying what it holds instead, for the caller that rewrites it from ``rows``: the
+    rows this attempt holds, i.e. the checkpoint's rows and the epochs trained since."""
+    path = store.loc.file(METRICS_FILE)
+    found = store.read_metrics_bytes()
+    if found == metrics_text(rows).encode() or (found is None and not rows):
+        return None
+    want = [int(r["epoch"]) for r in rows]
+    if found is None:
+        problem = f"{path}: missing"
+    else:
+        try:
+            have = [int(r["epoch"]) for r in parse_metrics(found, path)]
+            problem = f"{path}: rows of epochs {epochs_text(want)} expected, found epochs "
+            problem += epochs_text(have) if have != want else f"{epochs_text(have)} (edited)"
+        except MetricsFileError as error:
+            problem = str(error)
+    return (
+        f"{problem}; rewrote it from the rows of epochs {epochs_text(want)} this attempt holds "
+        "(the checkpoint's rows and the epochs trained since), nothing lost"
+    )
+
+
+@dataclass(frozen=True)
+class Repair:
+    """How a damaged finished trial is repaired (:func:`plan_repair`).
+
+    ``rows``: rows that rebuild ``metrics.jsonl`` in place, read from ``source`` and matching
+    the summary (its checksum, else its epoch count and final row); None when nothing holds
+    them, or the summary itself is unreadable: then the summary is set aside and the trial
+    continues from its newest checkpoint, of epoch ``resume_from`` (0: none, from epoch 1)."""
+
+    problem: str
+    rows: list[dict[str, Any]] | None = None
+    source: str = ""
+    resume_from: int = 0
+    epochs: int | None = None
+
+    def describe(self) -> str:
+        """What the repair does, in words (``verify``)."""
+        if self.rows is not None:
+            return (
+                f"rebuild metrics.jsonl (epochs 1..{len(self.rows)}) from {self.source}, as "
+                "summary.json recorded them"
+            )
+        return f"set summary.json aside; `rest-sweep resume` continues the trial {self.start()}"
+
+    def start(self) -> str:
+        """Where the trial continues once its summary is set aside."""
+        if not self.resume_from:
+            return "from epoch 1 (no checkpoint holds its state)"
+        if self.epochs and self.epochs > self.resume_from:
+            left = f"retrains epochs {self.resume_from + 1}..{self.epochs}"
+        elif self.epochs == self.resume_from:
+            left = "retrains nothing: it rebuilds the summary"
+        else:
+            left = "retrains the epochs after it"
+        return f"from its checkpoint of epoch {self.resume_from} ({left})"
+
+
+def plan_repair(store: TrialStore, check: ResultsCheck) -> Repair:
+    """How to repair a finished trial whose ``check_results`` failed (``check``).
+
+    Its rows come back from the newest checkpoint when that is of the summary's last epoch
+    and holds rows matching the summary (its ``metrics_sha256``; a summary from before the
+    checksum: epochs 1..E and its final row), or from ``final_weights.pt`` likewise. Otherwise
+    (no such rows, or an unreadable summary) the trial has to run on from its newest
+    checkpoint. Loads checkpoints (torch); writes nothing."""
+    problem = check.problem or "intact"
+    summary = check.summary
+    checkpoints = store.checkpoint_epochs()
+    resume_from = checkpoints[-1] if checkpoints else 0
+    epochs = summary_epochs(summary) if summary is not None else None
+    if summary is None or not epochs:
+        # How long the trial is, for the words only: state.json's count (None if unknown).
+        planned = (store.read_state() or {}).get("epochs")
+        known = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
+        return Repair(problem, resume_from=resume_from, epochs=epochs or known)
+    for source, rows in _kept_rows(store, epochs):
+        if _rows_match(rows, summary, epochs):
+            return Repair(problem, rows=rows, source=source, resume_from=resume_from, epochs=epochs)
+    return Repair(problem, resume_from=resume_from, epochs=epochs)
+
+
+def _kept_rows(store: TrialStore, epochs: int) -> Iterator[tuple[str, Any]]:
+    """(where, rows) of the files that may keep the rows of epochs 1..``epochs``: the
+    checkpoint of that epoch, then ``final_weights.pt`` (each loaded only when asked for)."""
+
+    def checkpoint() -> Any:
+        import torch
+
+        data = store.checkpoints.read_bytes(store.checkpoint_name(epochs))
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        return state.get(CHECKPOINT_ROWS)
+
+    def final_weights() -> Any:
+        return (store.load_final_weights() or {}).get(CHECKPOINT_ROWS)
+
+    sources = []
+    if epochs in store.checkpoint_epochs():
+        sources.append((f"the checkpoint of epoch {epochs}", checkpoint))
+    if store.has_final_weights():
+        sources.append((FINAL_WEIGHTS_FILE, final_weights))
+    for where, load in sources:
+        try:
+            rows = load()
+        except Exception:  # unloadable (truncated, garbled): nothing to rebuild from there
+            continue
+        yield where, rows
+
+
+def _rows_match(rows: Any, summary: dict[str, Any], epochs: int) -> bool:
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "epoch" in r for r in rows):
+        return False
+    if [int(r["epoch"]) for r in rows] != list(range(1, epochs + 1)):
+        return False
+    digest = summary.get(METRICS_SHA256)
+    if digest is not None:
+        return metrics_digest(rows) == digest
+    return json_safe(rows[-1]) == summary.get("final")  # a summary from before the checksum
+
+
+def apply_repair(store: TrialStore, repair: Repair) -> str:
+    """Carry ``repair`` out; returns the warning that says what was done. The damaged files
+    are kept beside (``metrics.damaged.jsonl``, ``summary.damaged.json``)."""
+    if repair.rows is not None:
+        data = store.read_metrics_bytes()
+        if data is not None:
+            store.loc.write_bytes(METRICS_DAMAGED_FILE, data)
+        store.write_metrics(repair.rows)
+        if store.check_results().intact:
+            return (
+                f"{repair.problem}; rebuilt metrics.jsonl (epochs 1..{len(repair.rows)}) from "
+                f"{repair.source}, as summary.json recorded them; nothing lost (the damaged file "
+                f"is kept as {METRICS_DAMAGED_FILE})"
+            )
+        repair = Repair(repair.problem, resume_from=repair.resume_from, epochs=repair.epochs)
+    store.set_aside_results()
+    note = (
+        f"{repair.problem}; summary.json set aside as {SUMMARY_DAMAGED_FILE}: the trial "
+        f"continues {repair.start()}"
+    )
+    store.write_state("interrupted", warning=note)
+    return note
 
 
 def _recover_rows(

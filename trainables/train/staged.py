@@ -14,7 +14,9 @@ train FLOPs cumulative across them, each row with the stage's label columns), it
 error) and, once every stage finished, its ``summary.json`` (the last stage's, with the totals
 across stages and ``stages``: one result per stage). Tune reports carry the same rows. Asking
 a finished trial for more stages (prune's ``levels`` is outside the identity) trains only the
-new ones.
+new ones. A finished trial whose results fail their check (damaged: a torn summary, a garbled
+or short ``metrics.jsonl``) is rebuilt from its stages' folders, each repaired by its own
+lifecycle first where it is damaged too, with a warning.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 from trainables.config import TrialConfig
-from trainables.results import ERROR_FILE, SUMMARY_FILE, TrialStore, json_safe
+from trainables.results import (
+    ERROR_FILE,
+    METRICS_SHA256,
+    SUMMARY_FILE,
+    Location,
+    MetricsFileError,
+    TrialStore,
+    json_safe,
+    metrics_digest,
+)
 from trainables.stages import Stage, StagePlan, StageStart
 from trainables.train.loop import run_lifecycle
 from trainables.train.metrics import selection_score
@@ -37,23 +48,76 @@ RESULT_PREFIXES = ("valid_", "test_")
 
 
 def run_stages(
-    config: TrialConfig, report: Report | None, trial_dir: str, *, progress: bool = False
+    config: TrialConfig,
+    report: Report | None,
+    trial_dir: str | Location,
+    *,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train every stage of ``config`` in ``trial_dir`` and return the trial's summary."""
     plan = config.method_info.stages
     assert plan is not None, f"method {config.method} has no stages"
     store = TrialStore(trial_dir, keep_checkpoints=config.keep_checkpoints)
-    stages = plan.stages(config)
-    summary = store.read_summary()
-    if summary is not None and _covers(summary, stages):
-        return summary
+    runner: _Runner | None = None
+    try:
+        runner = _Runner(config, plan, store, plan.stages(config), report, progress)
+        return runner.start()
+    except (KeyboardInterrupt, SystemExit):
+        _record_failure(store, "interrupted", None, runner.lifecycle if runner else None)
+        raise
+    except BaseException as error:
+        # Recorded at the trial level whatever failed (planning, adoption, a stage's start or
+        # its lifecycle), where status, the failure recorder and Tune retries look.
+        _record_failure(store, "errored", error, runner.lifecycle if runner else None)
+        raise
+
+
+def _record_failure(
+    store: TrialStore, state: str, error: BaseException | None, stage: TrialStore | None
+) -> None:
+    """The trial folder's record of a failure: ``state.json`` (``error``: the failed stage's own
+    line when its lifecycle failed, else the error's first line) and ``error.txt`` (the stage's
+    traceback, else this one). Never raises: the failure matters more than its record."""
+    try:
+        own = (stage.read_state() or {}) if stage is not None else {}
+        kept = {k: own[k] for k in ("error", "diverged", "attempt") if k in own}
+        if error is not None and "error" not in kept:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            kept.update(error=f"{type(error).__name__}: {first}", diverged=False)
+        store.write_state(state, **kept)
+        if error is not None:
+            text = (stage.read_error() if stage is not None else None) or traceback.format_exc()
+            store.loc.write_bytes(ERROR_FILE, text.encode())
+    except Exception:
+        pass
+
+
+def _prepare(runner: _Runner) -> dict[str, Any] | None:
+    """The stored summary when it already answers the config; else the folder made ready for
+    the stages to (re)run (legacy layout adopted, a stale or damaged summary set aside)."""
+    config, plan, store, stages = runner.config, runner.plan, runner.store, runner.stages
+    damaged = False
+    if store.is_finished():
+        check = store.check_results()
+        if check.intact and _covers(check.summary, stages):
+            return check.summary
+        if not check.intact:
+            damaged = True
+            warnings.warn(
+                f"{check.problem}; rebuilding the trial's rows and summary from its stages' "
+                "folders (a damaged stage continues from its newest checkpoint)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     note = plan.adopt_legacy(config, store)
     if note:
         warnings.warn(note, RuntimeWarning, stacklevel=2)
-    if summary is not None:  # more stages asked of a finished trial: it reads as running again
+    if damaged:  # its summary goes aside (kept), the trial reads as running again
+        store.set_aside_results()
+    elif store.is_finished():  # more stages asked of a finished trial: it reads as running again
         store.loc.delete(SUMMARY_FILE)
     store.write_config(config.to_dict())
-    return _Runner(config, plan, store, stages, report, progress).run()
+    return None
 
 
 def _covers(summary: dict[str, Any], stages: list[Stage]) -> bool:
@@ -81,6 +145,11 @@ class _Runner:
         self.config, self.plan, self.store, self.stages = config, plan, store, stages
         self.report, self.progress = report, progress
         self.total: int | None = None  # epochs across stages, once the epoch length is known
+        self.lifecycle: TrialStore | None = None  # the stage whose lifecycle runs now
+
+    def start(self) -> dict[str, Any]:
+        stored = _prepare(self)
+        return stored if stored is not None else self.run()
 
     def run(self) -> dict[str, Any]:
         done: list[tuple[Stage, dict[str, Any], list[dict[str, Any]]]] = []
@@ -88,7 +157,10 @@ class _Runner:
         flops = 0.0
         for stage in self.stages:
             sub = self.store.stage(stage.name)
-            summary = sub.read_summary()
+            # A stage whose results fail their check is handed to its lifecycle, which repairs
+            # it (from its checkpoint's rows, else training on from its newest checkpoint).
+            check = sub.check_results() if sub.is_finished() else None
+            summary = check.summary if check is not None and check.intact else None
             if summary is None:
                 # The trial's rows so far: the finished stages', then this stage's up to the
                 # checkpoint it resumes from (the rows after it are recomputed).
@@ -112,6 +184,12 @@ class _Runner:
     # ------------------------------------------------------------------ one stage
     def _train(self, stage: Stage, sub: TrialStore, offset: int, flops: float) -> dict[str, Any]:
         start = StageStart(stage, self.plan.start(self.config, stage, self.store))
+        # Every stage but the last keeps only its final weights (what the next stage and the
+        # branches read); the last one what the config says.
+        config = self.config
+        if stage is not self.stages[-1] and config.final_checkpoint != "weights":
+            values = {**config.to_dict(), "final_checkpoint": "weights"}  # not an identity field
+            config = TrialConfig.from_dict(values, validated=True)
 
         def report(row: dict[str, Any]) -> None:
             if self.total is None:  # the stage's lifecycle recorded the epoch length
@@ -125,27 +203,21 @@ class _Runner:
             if self.report is not None:
                 self.report(out)
 
-        self.store.write_state("running", epoch=offset, stage=stage.title)
-        try:
-            return run_lifecycle(self.config, report, sub.loc, progress=self.progress, stage=start)
-        except (KeyboardInterrupt, SystemExit):
-            self._mirror(sub, "interrupted")
-            raise
-        except BaseException:
-            self._mirror(sub, "errored", traceback.format_exc())
-            raise
-
-    def _mirror(self, sub: TrialStore, state: str, text: str | None = None) -> None:
-        """A failed stage's record at the trial level, where status, the failure recorder and
-        Tune retries look (the stage's own folder keeps its copy)."""
-        try:
-            own = sub.read_state() or {}
-            kept = {k: own[k] for k in ("error", "diverged", "attempt") if k in own}
-            self.store.write_state(state, **kept)
-            if text is not None:
-                self.store.loc.write_bytes(ERROR_FILE, (sub.read_error() or text).encode())
-        except Exception:  # the stage's error matters more than its mirror
-            pass
+        # A failed attempt's mirrored error is history now (the stage's lifecycle clears its own).
+        earlier = (self.store.read_state() or {}).get("error")
+        self.store.write_state(
+            "running",
+            epoch=offset,
+            epochs=self.total or self.config.method_info.planned_epochs(self.config),
+            stage=stage.title,
+            error=None,
+            diverged=False,
+            **({"last_error": earlier} if earlier else {}),
+        )
+        self.lifecycle = sub
+        summary = run_lifecycle(config, report, sub.loc, progress=self.progress, stage=start)
+        self.lifecycle = None
+        return summary
 
     # ------------------------------------------------------------------ rows and results
     def _global_row(
@@ -161,7 +233,12 @@ class _Runner:
     def _globalise(
         self, stage: Stage, sub: TrialStore, offset: int, flops: float, up_to: int | None = None
     ) -> list[dict[str, Any]]:
-        rows = sub.read_metrics() if sub.loc.exists() else []
+        try:
+            rows = sub.read_metrics() if sub.loc.exists() else []
+        except MetricsFileError as error:
+            if up_to is None:  # the stage's lifecycle has just written (or checked) its rows
+                raise
+            rows = error.rows  # before the stage runs: its lifecycle rebuilds the rest
         if up_to is not None:
             rows = [r for r in rows if int(r["epoch"]) <= up_to]
         return [self._global_row(stage, r, offset, flops) for r in rows]
@@ -205,5 +282,6 @@ class _Runner:
                 "wall_time_s": sum(float(s["wall_time_s"]) for s in summaries),
                 "attempts": max(int(s.get("attempts", 1)) for s in summaries),
                 "stages": results,
+                METRICS_SHA256: metrics_digest(rows),  # the trial's rows, not the last stage's
             }
         )
