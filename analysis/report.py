@@ -234,14 +234,20 @@ def levels_section(analysis: Analysis) -> str:
 def report_html(analysis: Analysis) -> str:
     """The whole page as a string (deterministic for unchanged inputs)."""
     exp, opts = analysis.experiment, analysis.options
-    grids = sorted(
-        {
-            g
-            for launch in exp.ledger.get("launches") or []
-            if isinstance(launch, dict)
-            for g in ([launch.get("grid")] if launch.get("grid") else launch.get("grids") or [])
-        }
-    )
+    # The grids planned into the experiment; a `resume` launch records "(all planned)", which
+    # names no grid (it runs what the grids above planned).
+    launched = {
+        g
+        for launch in exp.ledger.get("launches") or []
+        if isinstance(launch, dict)
+        for g in ([launch.get("grid")] if launch.get("grid") else launch.get("grids") or [])
+    }
+    planned = {
+        g.get("grid")
+        for g in exp.ledger.get("grids") or []
+        if isinstance(g, dict) and g.get("grid")
+    }
+    grids = sorted(str(g) for g in launched | planned if g and not str(g).startswith("("))
     meta = (
         f"<p class='meta'>Experiment <code>{_esc(exp.uri)}</code>; grids: {_esc(', '.join(grids) or '—')}; "
         f"metric: {_esc(opts.metric)} at the {_esc(opts.epoch)} epoch; a cell needs "

@@ -122,10 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         what = "SIGTERM" if isinstance(error, Terminated) else "interrupted"
         hint = ""
         if args.command in LAUNCHERS:
-            hint = (
-                f"; nothing finished is lost: run the same command again, or `rest-sweep resume "
-                f"--storage {args.storage} --name {args.name}`"
-            )
+            from rest_sweep.service import cluster_record, resume_hint
+
+            where = cluster_record(getattr(args, "address", None))
+            again = resume_hint(args.storage, args.name, where)
+            if getattr(args, "embedded", False):
+                again += " --embedded"
+            hint = f"; nothing finished is lost: run the same command again, or `{again}`"
         print(f"rest-sweep {args.command}: {what}{hint}", file=sys.stderr)
         return 130
     finally:

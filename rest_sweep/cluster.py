@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from trainables.errors import UserError
@@ -256,14 +256,27 @@ def check_fits(requests: Mapping[str, TrialResources]) -> None:
 
 
 @contextlib.contextmanager
-def sigterm_as_sigint() -> Iterator[None]:
+def sigterm_as_sigint(first: Callable[[], None] | None = None) -> Iterator[None]:
     """SIGTERM becomes SIGINT, which Tune turns into a graceful stop with a final snapshot.
 
-    Installed after ``ray.init`` (which sets its own SIGTERM handler) and removed afterwards;
-    a no-op outside the main thread, where Python cannot install signal handlers.
+    ``first`` runs before anything else on the first SIGTERM (the launch records its
+    interruption: Ray Jobs kills the driver a few seconds after SIGTERM); its failure is one
+    line on stderr. Installed after ``ray.init`` (which sets its own SIGTERM handler) and
+    removed afterwards; a no-op outside the main thread, where Python cannot install signal
+    handlers.
     """
+    pending = [first] if first is not None else []
+
+    def handler(signum: int, frame: object) -> None:
+        while pending:
+            try:
+                pending.pop()()
+            except Exception as error:  # noqa: BLE001 - the stop must go on
+                print(f"warning: interruption not recorded: {error}", file=sys.stderr, flush=True)
+        _forward_to_sigint(signum, frame)
+
     try:
-        previous = signal.signal(signal.SIGTERM, _forward_to_sigint)
+        previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:
         yield
         return

@@ -29,7 +29,12 @@ Keys this module adds to the ledger of ``trainables.results.ExperimentStore``::
     data_root     the data root of the latest launch (resume reuses it)
     launches      [{"id", "command", "grid", "started", "heartbeat", "ended", "outcome", "host",
                     "pid", "pid_start", "trials", "settings", "resources", "tune_path", "counts",
-                    "closed"}]
+                    "closed", "cluster", "hint", "interrupted_at"}]
+
+``cluster`` is where the launch ran: ``{"address", "via"}``, ``via`` one of ``flag``
+(``--address``), ``RAY_ADDRESS``, ``job`` (a Ray job's ``RAY_ADDRESS``) or ``embedded``
+(address null); ``resume`` outside a job joins it. ``hint`` is the command that resumes an
+interrupted launch, recorded first thing on SIGTERM (:func:`record_interruption`).
 
 ``settings`` is :class:`rest_sweep.launch_settings.LaunchSettings` as a dict (what the user
 asked for; ``resume`` starts from the last launch's and overrides only what it is given;
@@ -65,7 +70,7 @@ if TYPE_CHECKING:
     from search_spaces import Expansion
 
 HEARTBEAT_S = 30.0  # how often a live driver refreshes its launch's heartbeat
-DIED, TAKEN_OVER = "died", "taken over"
+DIED, TAKEN_OVER, INTERRUPTED = "died", "taken over", "interrupted"
 
 
 def write_ledger(store: ExperimentStore, ledger: dict[str, Any], action: str) -> None:
@@ -115,7 +120,9 @@ def _close_dead(ledger: dict[str, Any], by: str) -> list[dict[str, Any]]:
             continue
         alive, how = liveness(launch, now)
         if not alive:
-            launch.update(ended=now, outcome=DIED, closed={"by": by, "how": how, "at": now})
+            # a driver killed after recording its SIGTERM stays "interrupted" (with its hint)
+            outcome = INTERRUPTED if launch.get("outcome") == INTERRUPTED else DIED
+            launch.update(ended=now, outcome=outcome, closed={"by": by, "how": how, "at": now})
             closed.append(launch)
     return closed
 
@@ -259,6 +266,7 @@ def start_launch(
     resources: dict[str, float] | None = None,
     *,
     force: bool = False,
+    cluster: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append a launch record (refusing if another driver is live on this experiment).
 
@@ -286,6 +294,8 @@ def start_launch(
             "resources": dict(resources or {}),
             "tune_path": join(store.uri, "tune", launch_id),
         }
+        if cluster is not None:  # where it ran: {"address", "via": flag|RAY_ADDRESS|job|embedded}
+            launch["cluster"] = dict(cluster)
         ledger.setdefault("launches", []).append(launch)
     return launch
 
@@ -326,10 +336,20 @@ def heartbeat(store: ExperimentStore, launch_id: str) -> None:
             for launch in ledger.get("launches", []):
                 if launch["id"] == launch_id:
                     launch["heartbeat"] = time.time()
-                    if launch.get("outcome") == DIED:  # judged dead by a stale heartbeat
+                    if launch.get("closed") and launch.get("outcome") in (DIED, INTERRUPTED):
+                        # judged dead by a stale heartbeat
                         launch.update(ended=None, outcome=None, reopened=launch.pop("closed"))
     except UserError as error:
         print(f"warning: heartbeat not recorded: {error}", file=sys.stderr, flush=True)
+
+
+def record_interruption(store: ExperimentStore, launch_id: str, hint: str) -> None:
+    """On SIGTERM, before anything else: the launch's outcome becomes ``interrupted`` with the
+    command that resumes it (``hint``), so a driver killed seconds later (``ray job stop``'s
+    grace) leaves both. The launch stays open (``ended`` None) while the driver stops;
+    :func:`end_launch` writes the final outcome, and a driver killed first is closed by the
+    next ``status`` or ``resume`` keeping ``interrupted``."""
+    update_launch(store, launch_id, outcome=INTERRUPTED, hint=hint, interrupted_at=time.time())
 
 
 def end_launch(store: ExperimentStore, launch_id: str, outcome: str, counts: dict) -> None:

@@ -122,6 +122,7 @@ def resume(
     quiet: bool = False,
     force: bool = False,
     retry_errored: bool = False,
+    embedded: bool = False,
     **given: Any,
 ) -> SweepResult:
     """Run every planned trial of ``name`` that is not finished (errored ones included).
@@ -132,7 +133,13 @@ def resume(
     checkpoint on storage. Trials that errored from a divergence (``state.json`` error
     ``non-finite loss ...``) run again only with ``retry_errored``. ``force`` takes over a
     launch believed live (with a warning).
+
+    Where it runs: ``--address`` if given; else inside a Ray job (``RAY_ADDRESS`` set) that
+    job's cluster; else ``embedded`` (this machine); else the cluster the last launch recorded
+    (``cluster`` of its record), refused in one line when it cannot be reached.
     """
+    if embedded and given.get("address"):
+        raise UserError("--embedded: runs on this machine; drop --address (or --embedded)")
     store = open_store(absolute_storage(storage), name)
     if not store.exists():
         from trainables.results import list_experiments
@@ -146,6 +153,10 @@ def resume(
     if given.get("address") is None and ClusterAddress.resolve(None).address is not None:
         # This driver's RAY_ADDRESS (a Ray job on a new cluster) wins over the stored address.
         settings = dataclasses.replace(settings, address=None)
+    elif embedded:
+        settings = dataclasses.replace(settings, address=None)
+    elif given.get("address") is None:
+        settings = dataclasses.replace(settings, address=_recorded_cluster(ledger, settings))
     if not trains_here(settings.address):  # a cluster: the last embedded Ray's size is moot
         settings = dataclasses.replace(
             settings, num_cpus=given.get("num_cpus"), num_gpus=given.get("num_gpus")
@@ -172,6 +183,55 @@ def resume(
         quiet=quiet,
         retry_errored=retry_errored,
     )
+
+
+def cluster_record(address: str | None) -> dict[str, Any]:
+    """Where a launch with ``address`` runs, for its launch record: ``{"address", "via"}``,
+    ``via`` one of ``flag`` (``--address``), ``job`` (``RAY_ADDRESS`` set by Ray Jobs),
+    ``RAY_ADDRESS`` (set by the user) or ``embedded`` (address None)."""
+    target = ClusterAddress.resolve(address)
+    if target.address is None:
+        return {"address": None, "via": "embedded"}
+    if target.source == "--address":
+        return {"address": target.address, "via": "flag"}
+    return {"address": target.address, "via": "job" if RAY_JOB_ENV in os.environ else "RAY_ADDRESS"}
+
+
+def _recorded_cluster(ledger: Mapping[str, Any], settings: LaunchSettings) -> str | None:
+    """The cluster the last launch ran on (its ``cluster`` record; a record without one: its
+    stored ``--address``), after checking that it answers: one line if not."""
+    launches = ledger.get("launches") or []
+    cluster = launches[-1].get("cluster") if launches else None
+    if not isinstance(cluster, Mapping):
+        return settings.address
+    address = cluster.get("address")
+    if not address:
+        return None
+    from rest_sweep.cluster import probe_cluster
+
+    try:
+        probe_cluster(ClusterAddress(str(address), "--address"))
+    except UserError as error:
+        raise UserError(
+            f"the last launch ran on the Ray cluster at {address} (via {cluster.get('via')}), "
+            f"which cannot be reached ({str(error).removeprefix(f'--address {address}: ')}); "
+            "allowed: --address HOST:PORT of another "
+            "cluster, or --embedded to run on this machine"
+        ) from None
+    return str(address)
+
+
+def resume_hint(storage: str, name: str, cluster: Mapping[str, Any]) -> str:
+    """The command that resumes experiment ``name`` the way its launch ran (``cluster``, see
+    :func:`cluster_record`): through Ray Jobs for a job (the dashboard address is not known to
+    the driver), with ``--address`` when it was given by flag."""
+    command = f"rest-sweep resume --storage {storage} --name {name}"
+    via = cluster.get("via")
+    if via == "job":
+        return f"ray job submit --address <dashboard> -- {command}"
+    if via == "flag":
+        return f"{command} --address {cluster.get('address')}"
+    return command
 
 
 def plan(grid: str, overrides: Overrides = None) -> Expansion:
@@ -362,7 +422,8 @@ def _launch(
     from rest_sweep.cluster import check_fits, ray_context
 
     # The launch is recorded before Ray starts, so a second driver is refused before its Ray.
-    launch = ledgers.start_launch(store, command, grid, todo, settings)
+    cluster = cluster_record(settings.address)
+    launch = ledgers.start_launch(store, command, grid, todo, settings, cluster=cluster)
     placed = {h: configs[h] for h in todo}
     outcome = "interrupted"
     fitting = False
@@ -396,10 +457,8 @@ def _launch(
     else:
         close_launch(store, launch["id"], outcome, placed)
     if not quiet and outcome == "interrupted":
-        print(
-            f"{store.name}: interrupted; continue with: rest-sweep resume --storage "
-            f"{store.storage} --name {store.name}"
-        )
+        again = resume_hint(store.storage, store.name, cluster)
+        print(f"{store.name}: interrupted; continue with: {again}")
     return SweepResult(
         store.name,
         store.storage,
@@ -534,7 +593,8 @@ def _fit(
         )
         for target in tracking:
             print(f"{store.name}: tracking with {target.line}")
-    with sigterm_as_sigint():
+    hint = resume_hint(store.storage, store.name, launch.get("cluster") or {})
+    with sigterm_as_sigint(lambda: ledgers.record_interruption(store, launch["id"], hint)):
         results = build_tuner(launch_plan).fit()
     unseen = _finished_unseen(store, results)
     if unseen:

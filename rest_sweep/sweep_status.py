@@ -50,9 +50,10 @@ class TrialStatus:
     name: str
     method: str
     state: str
-    epoch: int
+    epoch: int  # finished: all; running/pending: the epochs its newest checkpoint holds
     epochs: int
     error: str = ""
+    redo: int = 0  # running/pending: rows after the newest checkpoint, trained again on resume
     interrupted: bool = False
     stage: str = ""  # a staged trial's current stage as state.json names it ("level 3")
     problem: str = ""  # why a damaged trial's results fail their check
@@ -196,12 +197,18 @@ def _trial_status(
         files, read, launch_alive=bool(alive), ledger_stopped=stopped, damaged=bool(problem)
     )
     epoch = epochs if verdict.state == FINISHED else _int(state.get("epoch"))
+    redo = 0
+    # A restart continues from the newest checkpoint: the rows after it are trained again.
+    held = state.get("checkpoint_epoch")
+    if verdict.state in (RUNNING, PENDING) and isinstance(held, int) and 0 <= held < epoch:
+        epoch, redo = held, epoch - held
     error = _first_line(state, trial) if verdict.state == ERRORED else ""
     return TrialStatus(
         state=verdict.state,
         epoch=epoch,
         epochs=epochs,
         error=error,
+        redo=redo,
         interrupted=verdict.interrupted,
         stage=str(state.get("stage") or ""),
         problem=problem,

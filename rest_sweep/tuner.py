@@ -167,6 +167,29 @@ class _DropFilter(logging.Filter):
         return not str(record.msg).startswith(_DROPPED)
 
 
+# Tune's ExperimentAnalysis warns "Failed to fetch metrics for N trial(s):" with one
+# "- TRIAL: ERROR" line each; a trial that never started (no result file yet) is a
+# FileNotFoundError there, which is no failure: its lines are dropped, other causes kept.
+ANALYSIS_LOGGER = "ray.tune.analysis.experiment_analysis"
+_FETCH_FAILED = "Failed to fetch metrics for "
+
+
+class _NotStartedFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith(_FETCH_FAILED):
+            return True
+        lines = text.splitlines()[1:]
+        kept = [line for line in lines if ": FileNotFoundError(" not in line]
+        if len(kept) == len(lines):
+            return True
+        if not kept:
+            return False
+        record.msg = f"{_FETCH_FAILED}{len(kept)} trial(s):\n" + "\n".join(kept)
+        record.args = ()
+        return True
+
+
 _raylet_log: list[str | None] = [None]
 
 # Ray's storage bookkeeping: on a full or unreachable disk these log a traceback every few
@@ -275,6 +298,9 @@ def route_ray_output(messages: str | None) -> None:
     tune_logger = logging.getLogger("ray.tune.tune")
     if not any(isinstance(f, _DropFilter) for f in tune_logger.filters):
         tune_logger.addFilter(_DropFilter())
+    analysis_logger = logging.getLogger(ANALYSIS_LOGGER)
+    if not any(isinstance(f, _NotStartedFilter) for f in analysis_logger.filters):
+        analysis_logger.addFilter(_NotStartedFilter())
     _raylet_log[0] = messages
     _TO_LOG.said.clear()
     _route_tracebacks()

@@ -44,6 +44,14 @@ EXAMPLES = {
     "GRID": "paper-all",
     "NAME": "paper-all",
     "JOB_ID": "rest-sweep-paper-all-20250101-000000",
+    "WORKING_DIR": ".",
+    "GPUS_PER_TRIAL": "simple_cnn=0.25,resnet18=0.5",
+    "CPUS_PER_TRIAL": "2",
+    "MAX_FAILURES": "3",
+    "CHECKPOINT_EVERY": "5",
+    "KEEP_CHECKPOINTS": "1",
+    "FINAL_CHECKPOINT": "weights",
+    "JOB_STATUS": "Job 'rest-sweep-paper-all-20250101-000000' succeeded",
     "HOME": "/home/ubuntu",
     "RAY_HEAD_IP": "10.0.0.10",
 }
@@ -366,6 +374,114 @@ def test_ray_job_script_is_valid_bash():
     assert result.returncode == 0, result.stderr
     assert script.read_text().startswith("#!/usr/bin/env bash\n")
     assert os.access(script, os.X_OK)
+
+
+FAKE_RAY = r"""#!/usr/bin/env bash
+# A fake `ray` CLI: records its arguments, prints a job's status as Ray's CLI does.
+printf '%s\n' "$*" >> "$FAKE_RAY_CALLS"
+case "$1 $2" in
+"job status")
+    id=${!#}
+    case "$FAKE_JOB_STATUS" in
+    SUCCEEDED) printf -- "---\nJob '%s' succeeded\n---\n" "$id" ;;
+    FAILED) printf -- "Job '%s' failed\nStatus message: exit code 2\n" "$id" ;;
+    *) printf "Status for job '%s': %s\n" "$id" "$FAKE_JOB_STATUS" ;;
+    esac
+    ;;
+"job logs") echo "the job's log" ;;
+esac
+exit 0  # like `ray job logs --follow`, whatever the job did
+"""
+
+
+def run_ray_job_script(tmp_path: Path, job_status: str, *args: str, **env: str):
+    """Run docs/cluster/ray-job.sh with a fake ``ray`` first on PATH; (result, ray calls)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "ray"
+    fake.write_text(FAKE_RAY)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    environ = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_RAY_CALLS": str(calls),
+        "FAKE_JOB_STATUS": job_status,
+        "JOB_ID": "job-1",
+        **env,
+    }
+    result = subprocess.run(
+        ["bash", str(RECIPES / "ray-job.sh"), *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=ROOT,
+        timeout=60,
+    )
+    return result, [shlex.split(line) for line in calls.read_text().splitlines()]
+
+
+def test_ray_job_script_passes_its_variables_to_the_submitted_command(tmp_path: Path):
+    result, calls = run_ray_job_script(
+        tmp_path,
+        "SUCCEEDED",
+        "run",
+        RAY_DASHBOARD="http://head:8265",
+        STORAGE="/mnt/rest/other",
+        NAME="try1",
+        GRID="demo",
+        DATA_ROOT="/mnt/rest/d2",
+        WORKING_DIR="/src/checkout",
+        CPUS_PER_TRIAL="4",
+        GPUS_PER_TRIAL="0",
+        MAX_FAILURES="7",
+        CHECKPOINT_EVERY="2",
+    )
+    assert result.returncode == 0, result.stderr
+    submit = next(c for c in calls if c[:2] == ["job", "submit"])
+    job = submit[submit.index("--") + 1 :]
+    assert option_values(tuple(submit), "--address") == ["http://head:8265"]
+    assert option_values(tuple(submit), "--working-dir") == ["/src/checkout"]
+    assert option_values(tuple(submit), "--submission-id") == ["job-1"]
+    assert job[:2] == ["rest-sweep", "run"]
+    for flag, value in {
+        "--grid": "demo",
+        "--data-root": "/mnt/rest/d2",
+        "--storage": "/mnt/rest/other",
+        "--name": "try1",
+        "--gpus-per-trial": "0",
+        "--cpus-per-trial": "4",
+        "--max-failures": "7",
+    }.items():
+        assert option_values(tuple(job), flag) == [value], flag
+    assert "checkpoint_every=2" in option_values(tuple(job), "--set")
+    parse_rest_sweep(Command("ray-job.sh", "rest-sweep", tuple(job[1:])))
+    # then it follows the job and asks for its status
+    assert ["job", "logs", "--address", "http://head:8265", "--follow", "job-1"] in calls
+    assert calls[-1] == ["job", "status", "--address", "http://head:8265", "job-1"]
+
+
+def test_ray_job_script_defaults_the_gpu_shares_of_the_recipes(tmp_path: Path):
+    result, calls = run_ray_job_script(tmp_path, "SUCCEEDED", "run")
+    assert result.returncode == 0, result.stderr
+    submit = next(c for c in calls if c[:2] == ["job", "submit"])
+    job = tuple(submit[submit.index("--") + 1 :])
+    assert option_values(job, "--gpus-per-trial") == ["simple_cnn=0.25,resnet18=0.5"]
+
+
+@pytest.mark.parametrize("verb", ["run", "resume", "status"])
+@pytest.mark.parametrize(
+    ("job_status", "code"), [("SUCCEEDED", 0), ("FAILED", 1), ("STOPPED", 1), ("RUNNING", 1)]
+)
+def test_ray_job_script_exits_with_the_jobs_outcome(
+    tmp_path: Path, verb: str, job_status: str, code: int
+):
+    result, calls = run_ray_job_script(tmp_path, job_status, verb)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert calls[-1][:2] == ["job", "status"]
+    if code:
+        assert "job-1 did not succeed" in result.stderr
 
 
 def test_doc_shell_blocks_are_valid_bash():

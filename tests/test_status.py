@@ -207,3 +207,27 @@ def test_status_reads_a_ledger_planned_before_the_planning_checks(tmp_path, caps
     assert status(str(tmp_path), "old").planned == 2
     assert main(["status", "--storage", str(tmp_path), "--name", "old", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["planned"] == 2
+
+
+def test_status_counts_the_epochs_a_restart_keeps(
+    experiment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sparse checkpoints: rows after the newest checkpoint are trained again on resume."""
+    storage, hashes = experiment
+    store = ExperimentStore(storage, "exp")
+    # interrupted after epoch 3, newest checkpoint at epoch 2 (checkpoint_every=2)
+    store.trial(hashes["interrupted"]).write_state("running", epoch=3, checkpoint_epoch=2)
+    # running at epoch 1, no checkpoint yet
+    store.trial(hashes["running"]).write_state("running", epoch=1, checkpoint_epoch=0)
+    report = status(storage, "exp")
+    by_hash = {t.hash: t for t in report.trials}
+    assert (by_hash[hashes["interrupted"]].epoch, by_hash[hashes["interrupted"]].redo) == (2, 1)
+    assert (by_hash[hashes["running"]].epoch, by_hash[hashes["running"]].redo) == (0, 1)
+    assert (by_hash[hashes["finished"]].epoch, by_hash[hashes["finished"]].redo) == (4, 0)
+    # finished 4 + errored 2 + running 0 + interrupted 2 + stopped 1
+    assert report.epochs_done == 4 + 2 + 0 + 2 + 1 and report.epochs_total == 24
+    assert main(["status", "--storage", storage, "--name", "exp", "--trials"]) == 0
+    text = capsys.readouterr().out
+    assert "epochs 9/24 (+2 to redo" in text
+    assert f"{hashes['interrupted']}" in text and "epoch 2/4 (+1 to redo)" in text
+    assert "epoch 4/4 (+" not in text

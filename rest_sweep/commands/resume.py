@@ -16,6 +16,8 @@ from their newest checkpoint on storage; finished trials are never rerun. Every 
 callbacks) is that of the last launch unless given here; --gpus-per-trial and --callback replace
 the last launch's as a whole (--no-callbacks drops them). Trials that errored from a divergence
 (state.json error "non-finite loss ...") are not run again unless --retry-errored is given.
+Where it runs: inside a Ray job, that job's cluster; else the cluster the last launch recorded
+(refused in one line if it cannot be reached), unless --address or --embedded says otherwise.
 --json prints the result as one JSON object on stdout (the progress lines go to stderr)."""
 
 
@@ -35,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also run again the trials that errored from a divergence (non-finite loss); "
         "other errored trials are always retried",
     )
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="run on an embedded Ray on this machine, not on the cluster the last launch "
+        "recorded (default outside a Ray job: that cluster)",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             args.name,
             data_root=args.data_root,
             retry_errored=args.retry_errored,
+            embedded=args.embedded,
             **launch_options(args),
         ),
     )

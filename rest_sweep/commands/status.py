@@ -14,7 +14,8 @@ edited metrics.jsonl) counts as damaged, listed with why; `rest-sweep verify --r
 it (docs/sweeps.md). A garbled state.json counts as absent and is noted.
 JSON keys: planned, finished, running, errored, pending, damaged (integers), stopped,
 interrupted, not_runnable, per_method, errors, damaged_trials, repair, notes, epochs_done,
-epochs_total, eta_s, state."""
+epochs_total, eta_s, state. epochs_done counts what a restart keeps: a running or pending
+trial's epochs up to its newest checkpoint; the rows after it (a trial's "redo") train again."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
         + (f" | damaged {report.damaged}" if report.damaged else "")
     )
     eta = f"; ETA {format_duration(report.eta_s)}" if report.eta_s is not None else ""
-    print(f"epochs {report.epochs_done}/{report.epochs_total}{eta}")
+    redo = sum(t.redo for t in report.trials)
+    redo_note = f" (+{redo} to redo: trained after the newest checkpoint)" if redo else ""
+    print(f"epochs {report.epochs_done}/{report.epochs_total}{redo_note}{eta}")
     if report.not_runnable:
         print(f"not runnable (method not registered yet): {report.not_runnable} grid rows")
     width = max(len("method"), *(len(m) for m in report.per_method))
@@ -70,5 +73,6 @@ def run(args: argparse.Namespace) -> int:
     if args.trials:
         for t in report.trials:
             stage = f" {t.stage}" if t.stage else ""
-            print(f"  {t.hash}  {t.name:<32} {t.state:<9} epoch {t.epoch}/{t.epochs}{stage}")
+            redo = f" (+{t.redo} to redo)" if t.redo else ""
+            print(f"  {t.hash}  {t.name:<32} {t.state:<9} epoch {t.epoch}/{t.epochs}{redo}{stage}")
     return 0
