@@ -22,6 +22,7 @@ from ray import tune
 
 from rest_sweep.ledger import HEARTBEAT_S, heartbeat
 from rest_sweep.sweep_status import format_duration
+from trainables.errors import error_line
 from trainables.results import ExperimentStore, TrialStore
 
 SUMMARY_EVERY_S = 30.0
@@ -197,7 +198,7 @@ def describe_error(error: BaseException | None, text: str = "") -> str:
     the worker process died."""
     cause = getattr(error, "cause", None)
     if isinstance(cause, BaseException):
-        return one_line(cause)
+        return error_line(cause)
     body = str(error) if error is not None else text
     match = _EXIT_RE.search(body)
     if match:
@@ -209,12 +210,6 @@ def describe_error(error: BaseException | None, text: str = "") -> str:
     if exception_lines:
         return exception_lines[-1]
     return last[0] if last else f"{WORKER_DIED} (no error recorded)"
-
-
-def one_line(error: BaseException) -> str:
-    """``Type: first line of the message`` of an exception."""
-    first = (str(error).strip().splitlines() or [""])[0]
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def _tune_error(trial: Any) -> BaseException | None:

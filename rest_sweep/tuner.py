@@ -31,9 +31,10 @@ from ray import tune
 
 from rest_sweep.cluster import TrialResources
 from rest_sweep.integrations import Target, build_callbacks
-from rest_sweep.progress import FailureRecorder, HeartbeatCallback, ProgressCallback, one_line
+from rest_sweep.progress import FailureRecorder, HeartbeatCallback, ProgressCallback
 from rest_sweep.schedulers import SCHEDULERS
 from trainables.config import TrialConfig
+from trainables.errors import error_line
 from trainables.ray_trainable import train_trial
 from trainables.results import ExperimentStore, Location
 
@@ -233,7 +234,7 @@ def ray_summary(record: logging.LogRecord) -> str:
         headline = headline[:157] + "..."
     cause = ""
     if record.exc_info and record.exc_info[1] is not None:
-        cause = one_line(record.exc_info[1])
+        cause = error_line(record.exc_info[1])
     else:
         found = [line for line in lines[1:] if _EXCEPTION_LINE.match(line)]
         cause = found[-1] if found else ""

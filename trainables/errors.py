@@ -16,3 +16,16 @@ class DivergenceError(RuntimeError):
     Not a ``UserError``: the run itself failed. ``run_trial`` marks the trial errored with this
     message; retrying from the same checkpoint would diverge again, so the Ray adapter does not
     retry it within a launch (a later launch may, when asked)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when it has none: what a
+    one-line record (``state.json``'s ``error``, a refusal naming a file) keeps of it."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def error_line(error: BaseException) -> str:
+    """``Type: first line`` of ``error``: the one line a trial's ``state.json`` and the console
+    record for a failure."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__

@@ -72,6 +72,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from trainables.errors import first_line
+
 EXPERIMENT_FILE = "experiment.json"  # the ledger's head (ExperimentStore: the ledger's files)
 PLAN_DIR = "plan"
 LAUNCHES_DIR = "launches"
@@ -507,8 +509,7 @@ class TrialStore:
         try:
             state = self.loc.read_json(STATE_FILE)
         except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-            first = (str(error).splitlines() or [type(error).__name__])[0]
-            return None, f"{path}: unreadable ({first}); treated as absent"
+            return None, f"{path}: unreadable ({first_line(error)}); treated as absent"
         if state is not None and not isinstance(state, dict):
             return None, f"{path}: not a JSON object; treated as absent"
         return state, None
@@ -552,8 +553,7 @@ class TrialStore:
         try:
             summary = self.loc.read_json(SUMMARY_FILE)
         except ValueError as error:  # JSONDecodeError (a torn write), UnicodeDecodeError
-            first = (str(error).splitlines() or [type(error).__name__])[0]
-            return ResultsCheck(f"{summary_path}: unreadable ({first})")
+            return ResultsCheck(f"{summary_path}: unreadable ({first_line(error)})")
         if summary is None:
             return ResultsCheck(f"{summary_path}: missing")
         if not isinstance(summary, dict):
@@ -922,8 +922,7 @@ class ExperimentStore:
         try:
             return json.loads(data), data
         except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-            why = (str(error).splitlines() or [type(error).__name__])[0]
-            raise self._unreadable(rel, why) from None
+            raise self._unreadable(rel, first_line(error)) from None
 
     def read_ledger(
         self,

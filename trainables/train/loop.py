@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainables.config import TrialConfig
-from trainables.errors import DivergenceError
+from trainables.errors import DivergenceError, error_line, first_line
 from trainables.results import (
     CHECKPOINT_ROWS,
     FINAL_WEIGHTS_FILE,
@@ -103,14 +103,13 @@ def run_lifecycle(
         # Recorded when the storage allows (a full disk may not): the original error is raised
         # either way, never a second one from the recording.
         _record(store.write_error, traceback.format_exc())
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         diverged = isinstance(error, DivergenceError)
         _record(
             store.write_state,
             "errored",
             attempt=attempt,
             # A divergence's reason is the message itself: "non-finite loss at epoch E step S".
-            error=first_line if diverged else f"{type(error).__name__}: {first_line}",
+            error=first_line(error) if diverged else error_line(error),
             diverged=diverged,
         )
         raise

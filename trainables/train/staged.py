@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trainables.config import TrialConfig
+from trainables.errors import error_line
 from trainables.results import (
     ERROR_FILE,
     METRICS_SHA256,
@@ -82,8 +83,7 @@ def _record_failure(
         own = (stage.read_state() or {}) if stage is not None else {}
         kept = {k: own[k] for k in ("error", "diverged", "attempt") if k in own}
         if error is not None and "error" not in kept:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            kept.update(error=f"{type(error).__name__}: {first}", diverged=False)
+            kept.update(error=error_line(error), diverged=False)
         store.write_state(state, **kept)
         if error is not None:
             text = (stage.read_error() if stage is not None else None) or traceback.format_exc()
