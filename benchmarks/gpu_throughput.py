@@ -1,22 +1,26 @@
-"""GPU throughput in one call (issue 15): everything the grid cost needs, into one JSON file.
+"""GPU throughput in one call (issues 15, 25): everything the grid cost needs, into one JSON file.
 
 The lent GPU machine has torch, torchvision, numpy, pandas and pyarrow but no Ray and nothing to
 install, and a call must end within 9 minutes; so this one script measures the items below
 under ``--budget-s`` (480 s by default; a measurement that no longer fits is recorded in
 ``skipped`` with the reason, never started), in the priority order of ``plan_jobs``: peak,
-single, reference, then per model the plain aggregates and the MPS ones, start-up, and the
-ResNet's largest K last:
+single, the fused groups (Simple CNN, then ResNet-18), reference, the fused processes under MPS,
+each model's MPS aggregate at K = 4 (the ratios' baseline), the 224-px fused groups, what the
+2026-11-30 call left out (ResNet-18 plain K = 8, MPS K = 2 and 8; 224-px start-up with
+autotuning off), then the other aggregates and start-up variants (repeats of that call's):
 
 1. ``peak_bf16_tflops``: a timed large bf16 matmul (the denominator of every MFU).
 2. ``single``: one ``Trial`` (``trainables.train.trial``, the trials' own loop; on CUDA
    channels_last + the CUDA-graph step) on synthetic images, per precision: ResNet-18 at 224 px
    (BFFHQ, ``disent`` preset) and at 32 px in ``fp32`` (TF32 off), ``tf32``, ``bf16``; Simple
    CNN (28 px) in ``fp32`` and ``tf32``. Steps sized by timing one epoch first.
+   ``--single-precisions aggregate``: only each model's aggregate precision (a shorter call).
 3. ``aggregate``: K = 1, 2, 4, 8 separate processes of the graphed single trial (Simple CNN,
    ResNet-18 32 px) on one GPU. Each child warms up, reports ready, and the parent then gives
    all of them the same absolute wall-clock window; every child logs (time, samples) after each
    (synchronised) short epoch and the parent interpolates each child's samples at the window's
-   start and end, so the sum is over ONE common window.
+   start and end, so the sum is over ONE common window. A child reports ready after a warm
+   epoch and one steady epoch; the window opens two of the slowest child's steady epochs later.
 4. ``startup``: per-trial start cost in a fresh process for ``cudnn.benchmark`` ``on`` (the
    trials' default until 2026-11-30), ``off``, and ``cut`` (on for training, off around
    evaluation: what trials do since): build, the
@@ -33,12 +37,26 @@ ResNet's largest K last:
    = 176, BFFHQ 19,200 = 75).
 6. ``mps``: the aggregate again under CUDA MPS when ``nvidia-cuda-mps-control -d`` can start
    (own pipe/log folders, stopped afterwards); else skipped with the reason.
+7. ``fused`` (issue 25): K = 1, 2, 4, 8, 16, 32 (``--fuse-ks``) REST d0.05 trials (seeds
+   0..K-1, one ``fuse_key``) trained as one step by ``trainables.train.fused.FusedTrainer``
+   (weights stacked on a K axis, ``vmap(functional_call)``; on CUDA the stacked step is one
+   CUDA graph) in this process, for Simple CNN and ResNet-18 32 px in the aggregates'
+   precision, and the 224-px ResNet at K = 2, 4 (late). Timed as ``single``: a warm epoch
+   (graph capture, autotuning), a calibration epoch, then whole epochs for ``--single-s``;
+   samples/s = every member's samples / seconds.
+8. ``fused_mps``: P = 2, 4 (``--fuse-procs``) processes under MPS, each training one fused
+   group (the child/window machinery of ``aggregate``, the child spec's ``fuse``) of K = the
+   fastest plain fused K whose P copies fit in memory (``--fuse-mps-k`` fixes it). ``--tiny``
+   runs them as plain processes (``mps: false``) so the CPU covers the children's path.
+9. ``ratios`` (per model): the best fused figure (``fused`` or ``fused_mps``) over the best
+   aggregate of single-trial processes of this run (``aggregate`` or ``aggregate_mps``); the
+   issue's rule makes fusion the default at >= 1.5x.
 
 Synthetic data: random uint8 images in memory (``SyntheticTrial`` replaces only the bundle
 reading of ``Trial``; transforms, method, graph and counters are the trials' own), so no dataset
 needs to be carried. Samples/s count training images only. ``--tiny`` runs every code path at
-toy scale (width 8, batch 4, K = 1, 2, seconds) so CI can test it on the CPU; its numbers mean
-nothing.
+toy scale (width 8, batch 4, K = 1, 2, fused K = 1, 2 and 2 fused processes of K = 2, seconds)
+so CI can test it on the CPU; its numbers mean nothing.
 
 Output (``--out``, default ``benchmarks/results/gpu.json``)::
 
@@ -61,14 +79,30 @@ Output (``--out``, default ``benchmarks/results/gpu.json``)::
                       "tflops", "mfu", "peak_mem_gb"}},
          "mfu": float | null,                # best variant's achieved FLOP/s / peak_bf16
          "aggregate": {"best_k": int, "samples_per_s": float,
-                       "per_k": {"<K>": {"samples_per_s", "per_process": [..], "window_s"}}}
+                       "per_k": {"<K>": {"samples_per_s", "per_process": [..], "window_s",
+                                 "graphed"}}}
                       | null,
          "aggregate_mps": same shape | null,
+         "fused": {"best_k": int, "samples_per_s": float, "precision": str,
+                   "per_k": {"<K>": {"samples_per_s", "seconds", "samples", "epochs",
+                             "precision", "graphed", "tflops", "mfu", "build_s", "warm_s",
+                             "peak_mem_gb" (CUDA), "graph_error" (if the graphed step
+                             failed and this K was measured eager)}}} | null,
+         "fused_mps": {"best": "<P>x<K>", "processes": int, "fuse": int, "samples_per_s",
+                       "precision", "mps": bool,
+                       "per_run": {"<P>x<K>": {"samples_per_s", "per_process": [..], "window_s",
+                                  "processes", "fuse", "mps", "precision", "graphed",
+                                  "tflops", "mfu"}}}
+                      | null,
          "startup": {"<on|off|cut>": {"build_s", "first_epoch_s", "steady_epoch_s",
-                     "startup_s"}} | null}},
+                     "startup_s"}} | null,
+         "reference_valid": bool}},         # with reference; false for --tiny
+     "ratios": {"<model>": {"fused", "fused_mode", "baseline", "baseline_mode", "ratio",
+                            "ratio_plain", "at_least_1_5x"}},  # models with a fused figure
      "skipped": [{"what": str, "reason": str}], "errors": [{"what": str, "error": str}]}
 
-``benchmarks/grid_cost.py`` reads ``models.*.single`` / ``aggregate`` / ``startup`` from it.
+``benchmarks/grid_cost.py`` reads ``models.*.single`` / ``aggregate`` / ``startup`` from it
+(not yet ``fused``).
 
     PYTHONPATH=$PWD timeout 540 python3 benchmarks/gpu_throughput.py --out "$OUT/gpu.json"
 
@@ -97,6 +131,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from trainables.errors import error_line  # noqa: E402  (torch-free: the one-line error rule)
+
 # The three networks the grid trains; overrides on top of trainer_throughput.bench_config.
 MODELS: dict[str, dict[str, Any]] = {
     "simple_cnn": {"model": "simple_cnn", "dataset": "cmnist"},
@@ -106,6 +142,14 @@ MODELS: dict[str, dict[str, Any]] = {
 PRECISIONS = {"simple_cnn": ("fp32", "tf32"), "resnet18": ("fp32", "tf32", "bf16")}
 PRECISIONS["resnet18_224"] = ("fp32", "tf32", "bf16")
 AGGREGATE_MODELS = ("simple_cnn", "resnet18")
+# Fused groups (issue 25): K REST d0.05 trials of one shape trained as one step
+# (trainables/train/fused.py). Group sizes per model; the 224-px ResNet only at small K (its
+# single trial already runs at 20 % MFU, and a group's memory grows with K).
+FUSED_METHOD = "rest"
+FUSE_KS = (1, 2, 4, 8, 16, 32)
+FUSE_KS_224 = (2, 4)
+FUSE_PROCS = (2, 4)  # fused processes under MPS
+BASELINE_K = 4  # the best MPS K of both models on 2026-11-30: the ratios' baseline, measured early
 
 
 # ---------------------------------------------------------------------- synthetic trial
@@ -253,6 +297,148 @@ def measure_single(key: str, precision: str, args: argparse.Namespace) -> dict[s
     return out
 
 
+def precision_of(key: str, args: argparse.Namespace) -> str:
+    """The aggregates' precision of ``key`` (the 224-px ResNet takes the 32-px one's)."""
+    return args.precisions.get(key, args.precisions["resnet18"])
+
+
+def fused_trainer(key: str, k: int, device: str, tiny: bool, precision: str, graphs: bool = True):
+    """A :class:`~trainables.train.fused.FusedTrainer` over ``k`` synthetic REST d0.05 trials of
+    ``key`` (seeds 0..k-1: their own weights, masks and data order; one ``fuse_key``).
+    ``graphs=False``: the trials' ``cuda_graphs`` off (the eager fused step)."""
+    from trainables.fusion import fuse_key
+    from trainables.train.fused import FusedTrainer
+
+    trials = []
+    for seed in range(k):
+        cfg = model_config(
+            key,
+            device,
+            tiny,
+            precision=precision,
+            method=FUSED_METHOD,
+            seed=seed,
+            **({} if graphs else {"cuda_graphs": False}),
+        )
+        trials.append(make_trial(cfg, cfg.batch_size * steps_per_epoch(tiny, key), 64))
+    keys = {fuse_key(t.cfg) for t in trials}
+    if None in keys or len(keys) > 1:
+        raise ValueError(f"fused {key}: the trials do not share one fuse_key")
+    return FusedTrainer(trials)
+
+
+def train_fused_epoch(trainer, epoch: int) -> int:
+    """Epoch ``epoch`` of every member (a member's error is raised); samples trained."""
+    for got in trainer.train_epoch(epoch).values():
+        if isinstance(got, BaseException):
+            raise got
+    return sum(member.train.n for member in trainer.members)
+
+
+def measure_fused(key: str, k: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``k`` trials fused into one step in this process, timed as :func:`measure_single`: build,
+    a warm epoch (on CUDA the stacked step's graph capture and autotuning), a calibration epoch,
+    then whole epochs filling ``args.single_s``. Samples count every member's.
+
+    If the graphed fused step fails (other than out of memory), it is measured eager instead,
+    with ``graph_error``, and later fused jobs (children included) go eager at once: one bug in
+    the capture must not cost the call all its fused figures."""
+    import torch
+
+    if not getattr(args, "fused_graphs", True):
+        return {**timed_fused(key, k, args, graphs=False), "graph_error": args.fused_graph_error}
+    try:
+        return timed_fused(key, k, args, graphs=True)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as error:
+        if not args.device.startswith("cuda"):
+            raise  # no graphs to blame
+        args.fused_graphs, args.fused_graph_error = False, error_line(error)
+        print(f"fused {key} K={k}: graphed step failed ({error_line(error)}); eager", flush=True)
+        return {**timed_fused(key, k, args, graphs=False), "graph_error": args.fused_graph_error}
+
+
+def timed_fused(key: str, k: int, args: argparse.Namespace, graphs: bool) -> dict[str, Any]:
+    import torch
+
+    from trainables.flops import PASSES_PER_STEP
+
+    free(args.device)
+    precision = precision_of(key, args)
+    trainer = None
+    try:
+        t0 = time.perf_counter()
+        trainer = fused_trainer(key, k, args.device, args.tiny, precision, graphs)
+        build_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        train_fused_epoch(trainer, 1)
+        sync(args.device)
+        warm_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        train_fused_epoch(trainer, 2)
+        sync(args.device)
+        per_epoch = time.perf_counter() - t0
+        epochs = max(1, min(10_000, round(args.single_s / max(per_epoch, 1e-6))))
+        samples = 0
+        t0 = time.perf_counter()
+        for epoch in range(3, 3 + epochs):
+            samples += train_fused_epoch(trainer, epoch)
+        sync(args.device)
+        seconds = time.perf_counter() - t0
+        first = trainer.members[0]
+        flops = PASSES_PER_STEP * first.method.dense_flops  # one dense training step per sample
+        out = {
+            "samples_per_s": samples / seconds,
+            "seconds": seconds,
+            "samples": samples,
+            "epochs": epochs,
+            "precision": precision,
+            "graphed": trainer.graph is not None,
+            "tflops": flops * samples / seconds / 1e12,
+            "build_s": build_s,
+            "warm_s": warm_s,
+            "_meta": {
+                "input_size": first.input_size,
+                "batch_size": first.cfg.batch_size,
+                "train_flops_per_sample": flops,
+            },
+        }
+        if args.device.startswith("cuda"):
+            out["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
+        return out
+    finally:
+        del trainer
+        free(args.device)
+
+
+def gpu_memory_gb(device: str) -> float | None:
+    """The GPU's total memory in GB; None off CUDA."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory / 1e9
+
+
+def fuse_for_processes(key: str, p: int, args: argparse.Namespace, entry: dict[str, Any]) -> int:
+    """The group size of each of ``p`` fused processes: ``--fuse-mps-k``, else the fastest K
+    measured in this process (``entry['_fused']``) whose ``p`` copies fit in the GPU's memory
+    (1.25 x its peak allocation + 0.5 GB context each, under 90 %), else the smallest measured
+    K; 8 (tiny: 2) when none was measured."""
+    if args.fuse_mps_k:
+        return args.fuse_mps_k
+    per_k = entry.get("_fused") or {}
+    if not per_k:
+        return 2 if args.tiny else 8
+    total_gb = gpu_memory_gb(args.device)
+    for k in sorted(per_k, key=lambda k: -per_k[k]["samples_per_s"]):
+        mem = per_k[k].get("peak_mem_gb")
+        if total_gb is None or mem is None or p * (1.25 * mem + 0.5) <= 0.9 * total_gb:
+            return int(k)
+    return min(int(k) for k in per_k)
+
+
 def reference_plan(key: str, tiny: bool) -> tuple[int, int, int]:
     """(steps per measured epoch, timed epochs, most distinct PNG files) of ``key``'s reference.
 
@@ -380,21 +566,43 @@ def child_main(spec: dict[str, Any]) -> int:
         result["steady_epoch_s"] = min(epoch(2), epoch(3))
         result["startup_s"] = result["build_s"] + result["first_epoch_s"] - result["steady_epoch_s"]
     else:
-        trial = make_trial(cfg, cfg.batch_size * steps_per_epoch(spec["tiny"], spec["key"]), 64)
-        warm = time.perf_counter()
-        trial.train_epoch(1, None)
-        sync(device)
-        warm_s = time.perf_counter() - warm
-        (work / f"ready_{spec['index']}").write_text(json.dumps({"epoch_s": warm_s}))
+        if spec.get("fuse"):  # a fused group of `fuse` trials (fused_mps)
+            trainer = fused_trainer(
+                spec["key"], spec["fuse"], device, spec["tiny"], cfg.precision, spec["graphs"]
+            )
+
+            def train(e: int) -> int:
+                return train_fused_epoch(trainer, e)
+
+            def graphed() -> bool:
+                return trainer.graph is not None
+        else:
+            trial = make_trial(cfg, cfg.batch_size * steps_per_epoch(spec["tiny"], spec["key"]), 64)
+
+            def train(e: int) -> int:
+                trial.train_epoch(e, None)
+                return trial.train.n
+
+            def graphed() -> bool:
+                return trial.graph is not None
+
+        times = []
+        for e in (1, 2):  # warm (autotune, graph capture), then one steady epoch
+            t = time.perf_counter()
+            train(e)
+            sync(device)
+            times.append(time.perf_counter() - t)
+        ready = {"warm_s": times[0], "epoch_s": times[1]}
+        (work / f"ready_{spec['index']}").write_text(json.dumps(ready))
         go_file, window = work / "go.json", None
         # (ready, 0) brackets a window that opens before this child's first timed epoch ends.
         records: list[tuple[float, int]] = [(time.time(), 0)]
-        samples, epoch, deadline = 0, 2, time.time() + spec["wait_s"]
+        samples, epoch, deadline = 0, 3, time.time() + spec["wait_s"]
         while True:
-            trial.train_epoch(epoch, None)
+            trained = train(epoch)
             sync(device)
             epoch += 1
-            samples += trial.train.n
+            samples += trained
             now = time.time()
             records.append((now, samples))
             if window is None and go_file.exists():
@@ -406,6 +614,7 @@ def child_main(spec: dict[str, Any]) -> int:
         before = [r for r in records if r[0] <= window["start"]][-1:]  # brackets the start
         result["records"] = before + [r for r in records if r[0] > window["start"]]
         result["window"] = window
+        result["graphed"] = graphed()
     (work / f"result_{spec['index']}.json").write_text(json.dumps(result))
     return 0
 
@@ -432,7 +641,7 @@ def run_children(
                 if time.time() > deadline:
                     raise TimeoutError("children not ready in time")
                 time.sleep(0.05)
-            # Open the window once every child has run a couple of its own epochs.
+            # Open the window once every child has run a couple of its own steady epochs.
             slowest = max(
                 float(
                     json.loads((work / f"ready_{s['index']}").read_text() or "{}").get("epoch_s", 0)
@@ -466,18 +675,27 @@ def samples_at(records: list[list[float]], t: float) -> float:
 
 
 def measure_aggregate(
-    key: str, k: int, args: argparse.Namespace, work: Path, env: dict[str, str] | None = None
+    key: str,
+    k: int,
+    args: argparse.Namespace,
+    work: Path,
+    env: dict[str, str] | None = None,
+    fuse: int | None = None,
 ) -> dict[str, Any]:
+    """``k`` processes of one trial each (or, with ``fuse``, of one fused group of ``fuse``
+    trials each) over one common window; their summed training samples/s."""
     window_s = args.window_s
     spec = {
         "kind": "aggregate",
         "key": key,
         "device": args.device,
         "tiny": args.tiny,
-        "precision": args.precisions[key],
+        "precision": precision_of(key, args),
         "work": str(work),
         "window_s": window_s,
         "wait_s": args.child_timeout_s,
+        "fuse": fuse,
+        "graphs": getattr(args, "fused_graphs", True),  # False after a fused capture failed
     }
     specs = [{**spec, "index": i} for i in range(k)]
     timeout = min(args.child_timeout_s + window_s, args.deadline - time.time())
@@ -488,12 +706,34 @@ def measure_aggregate(
         (samples_at(r["records"], end) - samples_at(r["records"], start)) / (end - start)
         for r in results
     ]
-    return {"samples_per_s": sum(rates), "per_process": rates, "window_s": end - start}
+    graphed = all(r.get("graphed", False) for r in results)
+    return {
+        "samples_per_s": sum(rates),
+        "per_process": rates,
+        "window_s": end - start,
+        "graphed": graphed,
+    }
+
+
+def measure_fused_processes(
+    key: str, p: int, args: argparse.Namespace, work: Path, entry: dict[str, Any], env
+) -> dict[str, Any]:
+    """``p`` processes each training one fused group (:func:`fuse_for_processes`), over one
+    common window; ``mps`` says whether the daemon was up (--tiny on the CPU: plain processes,
+    so CI runs the children's fused path)."""
+    k = fuse_for_processes(key, p, args, entry)
+    got = measure_aggregate(key, p, args, work, env=env, fuse=k)
+    return {
+        **got,
+        "processes": p,
+        "fuse": k,
+        "mps": env is not None,
+        "precision": precision_of(key, args),
+    }
 
 
 def measure_startup(key: str, variant: str, args: argparse.Namespace, work: Path) -> dict:
-    precision = args.precisions.get(key, args.precisions["resnet18"])  # 224 px: the ResNet's
-    cfg = model_config(key, args.device, args.tiny, precision=precision)
+    cfg = model_config(key, args.device, args.tiny, precision=precision_of(key, args))
     steps = 3 if args.tiny else 8
     spec = {
         "kind": "startup",
@@ -597,9 +837,7 @@ class Budget:
         try:
             value = job()
         except Exception as error:  # keep measuring the rest; the error is in the JSON
-            line = (
-                f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
-            )
+            line = error_line(error)
             self.report["errors"].append({"what": what, "error": line})
             print(f"{what}: FAILED {line}", flush=True)
             return None
@@ -621,8 +859,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="fp32",
         help="precision of the aggregates and start-up: one, or simple_cnn=tf32,resnet18=bf16",
     )
+    p.add_argument(
+        "--single-precisions",
+        choices=("all", "aggregate"),
+        default="all",
+        help="single-trial variants: every precision, or each model's aggregate precision only",
+    )
+    p.add_argument(
+        "--fuse-ks", default="", help="fused group sizes (default 1,2,4,...,32; tiny 1,2)"
+    )
+    p.add_argument(
+        "--fuse-procs", default="", help="fused processes under MPS (default 2,4; tiny 2)"
+    )
+    p.add_argument(
+        "--fuse-mps-k",
+        type=int,
+        default=0,
+        help="group size of each fused MPS process (default: the fastest plain K that fits)",
+    )
     p.add_argument("--child-timeout-s", type=float, default=None, help="per child process")
-    p.add_argument("--only", default="peak,single,aggregate,startup,reference,mps")
+    p.add_argument(
+        "--only",
+        default="peak,single,fused,reference,fused_mps,aggregate,mps,startup",
+        help="the kinds measured (comma-separated; the order is plan_jobs')",
+    )
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -652,6 +912,16 @@ def main(argv: list[str] | None = None) -> int:
     ks = (
         [int(k) for k in args.ks.split(",")] if args.ks else ([1, 2] if args.tiny else [1, 2, 4, 8])
     )
+    args.fuse_ks = (
+        [int(k) for k in args.fuse_ks.split(",")]
+        if args.fuse_ks
+        else ([1, 2] if args.tiny else list(FUSE_KS))
+    )
+    args.fuse_procs = (
+        [int(p) for p in args.fuse_procs.split(",")]
+        if args.fuse_procs
+        else ([2] if args.tiny else list(FUSE_PROCS))
+    )
     args.window_s = args.window_s or (0.5 if args.tiny else 4.0)
     args.single_s = args.single_s or (0.2 if args.tiny else 3.0)
     args.child_timeout_s = args.child_timeout_s or (60.0 if args.tiny else 120.0)
@@ -668,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
         "aggregate_precision": args.precisions,
         "peak_bf16_tflops": None,
         "models": {},
+        "ratios": {},
         "skipped": [],
         "errors": [],
     }
@@ -685,6 +956,8 @@ def main(argv: list[str] | None = None) -> int:
             "mfu": None,
             "aggregate": None,
             "aggregate_mps": None,
+            "fused": None,
+            "fused_mps": None,
             "startup": None,
         }
     with tempfile.TemporaryDirectory(prefix="gpu-throughput-") as tmp:
@@ -757,9 +1030,13 @@ def mps_env(
 def plan_jobs(
     args: argparse.Namespace, ks: list[int], only: set[str], report: dict[str, Any], work: Path
 ) -> list[Job]:
-    """Every measurement in priority order: what the headline figures need first (peak, the
-    single-trial variants for MFU, the reference for the ratios, the Simple CNN aggregates with
-    and without MPS), then the ResNet aggregates, start-up, and the largest K last."""
+    """Every measurement in priority order (``only`` picks the kinds): peak; the single-trial
+    variants (MFU); the fused groups in this process, Simple CNN then ResNet-18, K ascending;
+    the references; the fused processes under MPS; each model's MPS aggregate at
+    ``BASELINE_K`` (the ratios' baseline); the 224-px fused groups; what the 2026-11-30 call
+    left out (the ResNet's plain K = 8 and MPS K = 2 and 8, 224-px start-up with autotuning
+    off); then the other aggregates (per model plain, then MPS) and start-up variants, which
+    repeat that call's figures."""
     scale = 0.05 if args.tiny else 1.0  # estimates (s) below are for an H100/H200
     models = report["models"]
     jobs: list[Job] = []
@@ -774,16 +1051,30 @@ def plan_jobs(
             )
         )
 
+    def store_meta(got: dict[str, Any], key: str) -> dict[str, Any]:
+        meta = got.pop("_meta")
+        for field, value in meta.items():
+            if models[key].get(field) is None:
+                models[key][field] = value
+        return got
+
     def store_single(got: dict[str, Any], key: str, precision: str) -> None:
         models[key].update(got.pop("_meta"))
         models[key]["variants"][precision] = got
 
     def store_reference(got: dict[str, Any], key: str) -> None:
-        models[key].update(reference=got["samples_per_s"], reference_detail=got)
+        # Over a real epoch since 2026-11-30 (the worker re-spawn amortised): valid at full
+        # scale; a --tiny run's figure means nothing.
+        models[key].update(
+            reference=got["samples_per_s"], reference_detail=got, reference_valid=not args.tiny
+        )
 
     if "single" in only:
         for key in ("resnet18_224", "simple_cnn", "resnet18"):
-            for precision in PRECISIONS[key]:
+            precisions = PRECISIONS[key]
+            if args.single_precisions == "aggregate":
+                precisions = (precision_of(key, args),)
+            for precision in precisions:
                 jobs.append(
                     Job(
                         f"single {key} {precision}",
@@ -792,6 +1083,26 @@ def plan_jobs(
                         lambda got, k=key, p=precision: store_single(got, k, p),
                     )
                 )
+
+    def fused(key: str, fuse_ks: list[int]) -> list[Job]:
+        if "fused" not in only:
+            return []
+        per_k_s = {"simple_cnn": 0.15, "resnet18": 0.3, "resnet18_224": 4.0}[key]
+        base_s = {"simple_cnn": 5, "resnet18": 6, "resnet18_224": 15}[key]
+        return [
+            Job(
+                f"fused {key} K={k}",
+                (base_s + per_k_s * k) * scale,
+                lambda _env, key=key, k=k: measure_fused(key, k, args),
+                lambda got, key=key, k=k: (
+                    models[key].setdefault("_fused", {}).update({str(k): store_meta(got, key)})
+                ),
+                needs_mps=False,
+            )
+            for k in fuse_ks
+        ]
+
+    jobs += fused("simple_cnn", args.fuse_ks) + fused("resnet18", args.fuse_ks)
     if "reference" in only:
         jobs += [
             Job(
@@ -807,47 +1118,88 @@ def plan_jobs(
     startup_models = ("resnet18",) if args.tiny else ("resnet18", "resnet18_224", "simple_cnn")
     for key in set(AGGREGATE_MODELS) - set(aggregate_models):
         report["skipped"].append({"what": f"aggregate {key}", "reason": "--tiny"})
+        if "fused_mps" in only:
+            report["skipped"].append({"what": f"fused_mps {key}", "reason": "--tiny"})
     for key in set(MODELS) - set(startup_models):
         report["skipped"].append({"what": f"startup {key}", "reason": "--tiny"})
-    late: list[Job] = []  # the largest K of the ResNet: after start-up
-
-    def aggregates(key: str, with_mps: bool) -> None:
-        if ("mps" if with_mps else "aggregate") not in only:
-            return
-        field = "_aggregate_mps" if with_mps else "_aggregate"
-        for k in ks:
-            if with_mps and k == 1:
-                continue
-            job = Job(
-                f"{field[1:]} {key} K={k}",
-                (12 + args.window_s + k) * (scale if args.tiny else 1),
-                lambda env, key=key, k=k: measure_aggregate(key, k, args, work, env=env),
-                lambda got, key=key, k=k: models[key].setdefault(field, {}).update({str(k): got}),
-                needs_mps=with_mps,
-            )
-            (late if key != "simple_cnn" and k >= 8 else jobs).append(job)
-
-    for key in aggregate_models:
-        aggregates(key, with_mps=False)
-        aggregates(key, with_mps=True)
-    if "startup" in only:
-        order = [("resnet18", "on"), ("resnet18", "cut"), ("resnet18_224", "on")]
-        order += [("resnet18_224", "cut"), ("resnet18", "off"), ("simple_cnn", "on")]
-        order += [("simple_cnn", "cut"), ("resnet18_224", "off"), ("simple_cnn", "off")]
-        for key, variant in order:
-            if key in startup_models:
+    if "fused_mps" in only:
+        # On the CPU (--tiny) the same children run as plain processes: the code path is tested.
+        estimate = (14 + args.window_s + 0.25 * max(args.fuse_ks)) * scale
+        for key in aggregate_models:
+            for p in args.fuse_procs:
                 jobs.append(
                     Job(
-                        f"startup {key} cudnn.benchmark={variant}",
-                        {"resnet18": 30, "resnet18_224": 40, "simple_cnn": 10}[key] * scale,
-                        lambda _env, k=key, v=variant: measure_startup(k, v, args, work),
-                        lambda got, k=key, v=variant: (
-                            models[k].setdefault("_startup", {}).update({v: got})
+                        f"fused_mps {key} P={p}",
+                        estimate,
+                        lambda env, key=key, p=p: measure_fused_processes(
+                            key, p, args, work, models[key], env
                         ),
-                        needs_mps=False,
+                        lambda got, key=key: (
+                            models[key]
+                            .setdefault("_fused_mps", {})
+                            .update({f"{got['processes']}x{got['fuse']}": got})
+                        ),
+                        needs_mps=None if args.tiny else True,
                     )
                 )
-    return jobs + late
+
+    planned: set[tuple[str, int, bool]] = set()
+    planned_startups: set[tuple[str, str]] = set()
+
+    def aggregate(key: str, k: int, with_mps: bool) -> list[Job]:
+        if (
+            ("mps" if with_mps else "aggregate") not in only
+            or key not in aggregate_models
+            or k not in ks
+            or (with_mps and k == 1)
+            or (key, k, with_mps) in planned
+        ):
+            return []
+        planned.add((key, k, with_mps))
+        field = "_aggregate_mps" if with_mps else "_aggregate"
+        return [
+            Job(
+                f"{field[1:]} {key} K={k}",
+                (12 + args.window_s + k) * scale,
+                lambda env: measure_aggregate(key, k, args, work, env=env),
+                lambda got: models[key].setdefault(field, {}).update({str(k): got}),
+                needs_mps=with_mps,
+            )
+        ]
+
+    def startup(key: str, variant: str) -> list[Job]:
+        if "startup" not in only or key not in startup_models or (key, variant) in planned_startups:
+            return []
+        planned_startups.add((key, variant))
+        return [
+            Job(
+                f"startup {key} cudnn.benchmark={variant}",
+                {"resnet18": 30, "resnet18_224": 40, "simple_cnn": 10}[key] * scale,
+                lambda _env: measure_startup(key, variant, args, work),
+                lambda got: models[key].setdefault("_startup", {}).update({variant: got}),
+                needs_mps=False,
+            )
+        ]
+
+    baseline_k = BASELINE_K if BASELINE_K in ks else max(ks)
+    for key in AGGREGATE_MODELS:
+        jobs += aggregate(key, baseline_k, True)
+    if args.tiny and "fused" in only:
+        report["skipped"].append({"what": "fused resnet18_224", "reason": "--tiny"})
+    else:
+        jobs += fused("resnet18_224", list(FUSE_KS_224))
+    jobs += aggregate("resnet18", 8, False) + aggregate("resnet18", 2, True)
+    jobs += aggregate("resnet18", 8, True) + startup("resnet18_224", "off")
+    for key in AGGREGATE_MODELS:
+        for with_mps in (False, True):
+            for k in ks:
+                jobs += aggregate(key, k, with_mps)
+    order = [("resnet18", "on"), ("resnet18", "cut"), ("resnet18_224", "on")]
+    order += [("resnet18_224", "cut"), ("resnet18", "off"), ("simple_cnn", "on")]
+    order += [("simple_cnn", "cut"), ("simple_cnn", "off")]
+    for key, variant in order:
+        jobs += startup(key, variant)
+    return jobs
 
 
 def summarize_k(per_k: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -855,6 +1207,73 @@ def summarize_k(per_k: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         return None
     best = max(per_k, key=lambda k: per_k[k]["samples_per_s"])
     return {"best_k": int(best), "samples_per_s": per_k[best]["samples_per_s"], "per_k": per_k}
+
+
+def summarize_fused(per_k: dict[str, dict[str, Any]], peak: float | None) -> dict[str, Any] | None:
+    """``fused``: the per-K rows (with their MFU) and the best K's figure."""
+    if not per_k:
+        return None
+    for row in per_k.values():
+        row["mfu"] = row["tflops"] / peak if peak else None
+    summary = summarize_k(per_k)
+    assert summary is not None
+    return {**summary, "precision": per_k[str(summary["best_k"])]["precision"]}
+
+
+def summarize_fused_mps(
+    runs: dict[str, dict[str, Any]], peak: float | None, flops: float | None
+) -> dict[str, Any] | None:
+    """``fused_mps``: the runs by ``<P>x<K>`` (with their MFU) and the best one's figure."""
+    if not runs:
+        return None
+    for row in runs.values():
+        tflops = flops * row["samples_per_s"] / 1e12 if flops else None
+        row["tflops"] = tflops
+        row["mfu"] = tflops / peak if peak and tflops else None
+    best = max(runs, key=lambda r: runs[r]["samples_per_s"])
+    return {
+        "best": best,
+        "processes": runs[best]["processes"],
+        "fuse": runs[best]["fuse"],
+        "samples_per_s": runs[best]["samples_per_s"],
+        "precision": runs[best]["precision"],
+        "mps": runs[best]["mps"],
+        "per_run": runs,
+    }
+
+
+def fusion_ratios(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The best fused figure (one process, or P under MPS) over the best aggregate of single-
+    trial processes (plain or MPS) of this run; ``at_least_1_5x``: issue 25's rule for making
+    fusion the default. None when no fused figure; ``ratio`` None without a baseline."""
+    ways: dict[str, float] = {}
+    if entry.get("fused"):
+        ways[f"fused K={entry['fused']['best_k']}"] = entry["fused"]["samples_per_s"]
+    if entry.get("fused_mps"):
+        mps = entry["fused_mps"]
+        label = "fused_mps" if mps["mps"] else "fused processes (no MPS)"
+        ways[f"{label} {mps['best']}"] = mps["samples_per_s"]
+    if not ways:
+        return None
+    baselines: dict[str, float] = {}
+    for field in ("aggregate", "aggregate_mps"):
+        if entry.get(field):
+            baselines[f"{field} K={entry[field]['best_k']}"] = entry[field]["samples_per_s"]
+    fused_mode = max(ways, key=ways.get)  # type: ignore[arg-type]
+    out: dict[str, Any] = {"fused": ways[fused_mode], "fused_mode": fused_mode}
+    out.update(baseline=None, baseline_mode=None, ratio=None, ratio_plain=None, at_least_1_5x=None)
+    if baselines:
+        mode = max(baselines, key=baselines.get)  # type: ignore[arg-type]
+        ratio = ways[fused_mode] / baselines[mode]
+        plain = entry["fused"]["samples_per_s"] / baselines[mode] if entry.get("fused") else None
+        out.update(
+            baseline=baselines[mode],
+            baseline_mode=mode,
+            ratio=ratio,
+            ratio_plain=plain,
+            at_least_1_5x=ratio >= 1.5,
+        )
+    return out
 
 
 def public(report: dict[str, Any]) -> dict[str, Any]:
@@ -877,6 +1296,9 @@ def finish(report: dict[str, Any], budget: Budget) -> None:
         # cut short by an outer timeout still leaves its aggregates and start-up readable.
         for field in ("aggregate", "aggregate_mps"):
             entry[field] = summarize_k(entry.get(f"_{field}", {}))
+        entry["fused"] = summarize_fused(entry.get("_fused", {}), peak)
+        flops = entry.get("train_flops_per_sample")
+        entry["fused_mps"] = summarize_fused_mps(entry.get("_fused_mps", {}), peak, flops)
         entry["startup"] = entry.get("_startup") or None
         variants = entry["variants"]
         default = MODELS.get(entry["model"]).cuda_precision
@@ -888,6 +1310,8 @@ def finish(report: dict[str, Any], budget: Budget) -> None:
             v["mfu"] = v["tflops"] / peak if peak else None
         mfus = [v["mfu"] for v in variants.values() if v["mfu"] is not None]
         entry["mfu"] = max(mfus) if mfus else None
+    ratios = {key: fusion_ratios(entry) for key, entry in report["models"].items()}
+    report["ratios"] = {key: value for key, value in ratios.items() if value is not None}
     report["elapsed_s"] = budget.total - budget.left()
 
 

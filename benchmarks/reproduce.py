@@ -6,8 +6,10 @@ done or until ``--deadline`` seconds, after which nothing new starts. Running it
 only what is unfinished. The experiment folder is the one ``rest-sweep run`` writes.
 
 ``summarize``: ``rest-sweep analyze`` (Parquet, tables, PNG figures) on that experiment, plus
-``tables.md`` (the paper's Table 3 layout, and REST - RigL per density with its seed spread)
-and ``density_curves.png`` in ``--out``.
+``tables.md`` in ``--out``: the paper's cells beside ours with a verdict each, REST - RigL and
+REST - (ERM + RW) per density with their seed spread, the dense references, the paper's Table 2
+and Table 3 layouts, and for pruning runs the levels; and ``density_curves.png`` (sparse
+training) or ``double_descent.png`` (pruning levels).
 
     python benchmarks/reproduce.py run --grid results/table3-cmnist/grids/core.yaml \\
         --data-root data --storage runs --name table3-cmnist --workers 8 --device cuda
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         deadline_s=args.deadline,
+        fuse=args.fuse,
     )
     timing = {
         "wall_s": time.time() - started,
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         "counts": result.counts,
         "outcome": result.outcome,
         "workers": args.workers,
+        "fuse": args.fuse,
         "device": args.device,
     }
     print(json.dumps(timing))
@@ -68,21 +72,164 @@ def summarize(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result = analyze(args.storage, args.name, str(out), png=not args.no_png)
     trials = pd.read_parquet(out / "trials.parquet")
-    table3 = (
-        (out / "tables" / "table3.md").read_text()
-        if (out / "tables" / "table3.md").exists()
-        else ""
-    )
-    text = [f"# {args.name}\n", difference_table(trials), "\n", dense_table(trials), "\n", table3]
-    (out / "tables.md").write_text("\n".join(text))
-    pngs = sorted((out / "figures").glob("density_*.png"))
-    for png in pngs:
-        target = out / ("density_curves.png" if png == pngs[0] else f"{png.stem}.png")
-        shutil.copyfile(png, target)
-    print(f"wrote {out / 'tables.md'}; figures: {', '.join(p.name for p in pngs) or 'none'}")
+    methods = set(trials["cfg_method"])
+    tables = out / "tables"
+    text = [f"# {args.name}\n", paper_table(trials)]
+    if "rigl" in methods and "rest" in methods:
+        text.append(difference_table(trials))
+    if "erm_rw" in methods and "rest" in methods:
+        text.append(rw_difference_table(trials))
+    if methods & {"erm", "erm_rw"}:
+        text.append(dense_table(trials))
+    if methods & {"disent", "mrm"} and (tables / "table2.md").exists():
+        text.append((tables / "table2.md").read_text())
+    if "rigl" in methods and (tables / "table3.md").exists():
+        text.append((tables / "table3.md").read_text())
+    if (out / "levels.parquet").exists():
+        text.append(levels_table(pd.read_parquet(out / "levels.parquet")))
+    (out / "tables.md").write_text("\n".join(t for t in text if t))
+    copied = []
+    if methods & {"rest", "rigl", "mrm"}:  # sparse training: accuracy against density
+        pngs = sorted((out / "figures").glob("density_*.png"))
+        for png in pngs:
+            target = out / ("density_curves.png" if png == pngs[0] else f"{png.stem}.png")
+            shutil.copyfile(png, target)
+            copied.append(target.name)
+    for png in sorted((out / "figures").glob("double_descent_*.png"))[:1]:  # pruning levels
+        shutil.copyfile(png, out / "double_descent.png")
+        copied.append("double_descent.png")
+    print(f"wrote {out / 'tables.md'}; figures: {', '.join(copied) or 'none'}")
     if result.png_note:
         print(result.png_note)
     return 0
+
+
+def verdict(mean: float | None, std: float | None, n: int, paper: float) -> str:
+    """Where the paper's value lies against our seed spread (mean ± std, percent): ``within``,
+    or ours ``above`` / ``below`` it; no verdict from fewer than 2 seeds."""
+    if mean is None:
+        return "pending"
+    if n < 2 or std is None or math.isnan(std):
+        return f"no spread ({n} seed)"
+    if abs(mean - paper) <= std:
+        return "within"
+    return "above" if mean > paper else "below"
+
+
+def paper_table(trials) -> str:
+    """Every paper cell (Tables 2 and 3) this experiment has, ours beside it, with a verdict:
+    whether the paper's value lies within our seed spread (mean ± std over seeds, the density
+    chosen on validation), or ours is above or below it."""
+    from analysis.cells import plain
+    from analysis.paper import comparison
+
+    table = comparison(plain(trials))
+    if not table.rows:
+        return ""
+    lines = [
+        "## Ours beside the paper (unbiased test accuracy, %, valid-selected epoch)\n",
+        "| Table | Dataset | Ratio (%) | Method | Recipe | Paper | Ours (valid-chosen) "
+        "| Ours (test-chosen) | Δ ours − paper | Verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table.rows:
+        label, dataset, ratio, method, recipe, paper_text, valid, test, delta = row
+        paper = float(str(paper_text).split()[0])
+        if not valid.n_planned:
+            continue  # a paper cell this experiment does not plan (another table's method)
+        if str(delta).startswith("not comparable"):
+            judged = "not comparable"
+        else:
+            mean = valid.mean if valid.shown else None
+            judged = verdict(mean, valid.std, valid.n_done, paper)
+        cells = [label, dataset, ratio, method, recipe, paper_text, valid.text(), test.text()]
+        lines.append("| " + " | ".join(str(c) for c in [*cells, delta, judged]) + " |")
+    lines.append(
+        "\n- Verdict: *within* when the paper's value lies within our mean ± std over seeds; "
+        "*above* / *below*: ours is above / below the paper's value by more than that spread."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def rw_difference_table(trials) -> str:
+    """REST against dense ERM + reweighting per (ratio, density): the seed-paired difference
+    REST - (ERM + RW) of the selected epoch's test accuracies (percentage points)."""
+    done = trials[trials["status"] == "finished"]
+    keys = ["cfg_dataset", "cfg_ratio", "cfg_epochs", "cfg_recipe"]
+    lines = [
+        "## REST vs dense ERM + reweighting (test accuracy at the valid-selected epoch, %, "
+        "mean ± std over seeds)\n",
+        "| dataset | ratio | epochs | recipe | density | seeds | ERM + RW unbiased "
+        "| REST unbiased | REST − (ERM + RW) unbiased | ERM + RW conflicting "
+        "| REST conflicting | REST − (ERM + RW) conflicting |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rw = done[done["cfg_method"] == "erm_rw"].set_index([*keys, "cfg_seed"])
+    rest = done[done["cfg_method"] == "rest"]
+    for (dataset, ratio, epochs, recipe, density), cell in rest.groupby([*keys, "cfg_density"]):
+        cell = cell.set_index("cfg_seed")
+        seeds = sorted(s for s in cell.index if (dataset, ratio, epochs, recipe, s) in rw.index)
+        row = [dataset, f"{ratio:g}", str(epochs), recipe, f"{density:g}", str(len(seeds))]
+        for metric in ("unbiased", "conflicting"):
+            column = METRICS[metric]
+            base = [float(rw.loc[(dataset, ratio, epochs, recipe, s), column]) for s in seeds]
+            ours = [float(cell.loc[s, column]) for s in seeds]
+            row += [
+                _spread(base),
+                _spread(ours),
+                _spread([b - a for a, b in zip(base, ours, strict=True)]),
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def levels_table(levels) -> str:
+    """Sparse double descent: test accuracy and the memorised share of the noisy labels per
+    pruning level and retraining policy (mean over seeds, %). Where accuracy falls after the
+    best of the first half of the levels and rises again, the minimum and the best level after
+    it are marked."""
+    if levels.empty:
+        return ""
+    policies = sorted(levels["cfg_retrain"].dropna().unique())
+    grouped = levels.groupby(["cfg_retrain", "level"])
+    mean = grouped[["density", "test_acc", "memorised", "train_acc_noisy"]].mean()
+    seeds = grouped["cfg_seed"].nunique()
+    marks: dict[tuple[str, int], str] = {}
+    for policy in policies:
+        acc = mean.loc[policy, "test_acc"]
+        if len(acc) < 3:
+            continue
+        peak = int(acc.loc[: acc.index[len(acc) // 2]].idxmax())  # the first descent's top
+        low = int(acc.loc[peak:].idxmin())
+        after = acc.loc[low:]
+        if low == peak or after.max() <= acc.loc[low]:
+            continue  # no descent followed by a rise (yet): nothing to mark
+        marks[(policy, low)] = " (minimum)"
+        marks[(policy, int(after.idxmax()))] = " (best after the minimum)"
+    header = ["level", "density"]
+    for policy in policies:
+        header += [f"{policy} test acc", f"{policy} memorised", f"{policy} seeds"]
+    lines = [
+        "## Pruning levels (test accuracy at each level's last epoch, memorised share of the "
+        "noisy training labels; %, mean over seeds)\n",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for level in sorted(levels["level"].unique()):
+        row = [str(level), f"{levels[levels['level'] == level]['density'].mean():.4f}"]
+        for policy in policies:
+            if (policy, level) not in mean.index:
+                row += ["—", "—", "0"]
+                continue
+            values = mean.loc[(policy, level)]
+            memorised = values["memorised"]
+            row += [
+                f"{100 * values['test_acc']:.1f}{marks.get((policy, int(level)), '')}",
+                "—" if math.isnan(memorised) else f"{100 * memorised:.1f}",
+                str(int(seeds.loc[(policy, level)])),
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _spread(values: list[float]) -> str:
@@ -155,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--storage", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--workers", type=int, default=1, help="trials sharing the device at once")
+    p.add_argument(
+        "--fuse",
+        type=int,
+        default=1,
+        help="train up to K same-shape trials as one fused group per worker (1: off; "
+        "trainables/train/fused.py)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--deadline", type=float, default=None, help="seconds; then start nothing new")
     p.add_argument("--json-out", default="", help="write wall time and counts here")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -224,14 +225,28 @@ def _recorded_cluster(ledger: Mapping[str, Any], settings: LaunchSettings) -> st
 def resume_hint(storage: str, name: str, cluster: Mapping[str, Any]) -> str:
     """The command that resumes experiment ``name`` the way its launch ran (``cluster``, see
     :func:`cluster_record`): through Ray Jobs for a job (the dashboard address is not known to
-    the driver), with ``--address`` when it was given by flag."""
+    the driver; ``--working-dir .`` when this driver's job shipped one, as ``ray-job.sh`` does:
+    the resume then runs the checkout's code, given from the checkout), with ``--address``
+    when it was given by flag."""
     command = f"rest-sweep resume --storage {storage} --name {name}"
     via = cluster.get("via")
     if via == "job":
-        return f"ray job submit --address <dashboard> -- {command}"
+        shipped = " --working-dir ." if _job_working_dir() else ""
+        return f"ray job submit --address <dashboard>{shipped} -- {command}"
     if via == "flag":
         return f"{command} --address {cluster.get('address')}"
     return command
+
+
+def _job_working_dir() -> bool:
+    """Whether this driver runs in a Ray job submitted with a working directory (the job's
+    config, which Ray gives its driver in :data:`RAY_JOB_ENV`, names one)."""
+    try:
+        config = json.loads(os.environ.get(RAY_JOB_ENV) or "{}")
+    except ValueError:
+        return False
+    runtime_env = config.get("runtime_env") if isinstance(config, dict) else None
+    return isinstance(runtime_env, dict) and bool(runtime_env.get("working_dir"))
 
 
 def plan(grid: str, overrides: Overrides = None) -> Expansion:
@@ -456,7 +471,7 @@ def _launch(
         raise
     else:
         close_launch(store, launch["id"], outcome, placed)
-    if not quiet and outcome == "interrupted":
+    if not quiet and outcome == "interrupted" and "hint" not in launch:  # SIGTERM printed it
         again = resume_hint(store.storage, store.name, cluster)
         print(f"{store.name}: interrupted; continue with: {again}")
     return SweepResult(
@@ -594,7 +609,17 @@ def _fit(
         for target in tracking:
             print(f"{store.name}: tracking with {target.line}")
     hint = resume_hint(store.storage, store.name, launch.get("cluster") or {})
-    with sigterm_as_sigint(lambda: ledgers.record_interruption(store, launch["id"], hint)):
+
+    def interrupted() -> None:
+        """First thing on SIGTERM: the record, then the hint. Ray Jobs SIGKILLs the driver
+        RAY_JOB_STOP_WAIT_TIME_S after SIGTERM, maybe before the end-of-launch line."""
+        ledgers.record_interruption(store, launch["id"], hint)
+        launch["hint"] = hint  # printed here: not again when the launch ends
+        if not quiet:
+            with contextlib.suppress(RuntimeError, OSError):  # a print the signal cut short
+                print(f"{store.name}: SIGTERM recorded; continue with: {hint}", flush=True)
+
+    with sigterm_as_sigint(interrupted):
         results = build_tuner(launch_plan).fit()
     unseen = _finished_unseen(store, results)
     if unseen:

@@ -1,6 +1,7 @@
 """benchmarks/gpu_throughput.py keeps working: its --tiny CPU run covers every code path the
 lent GPU machine runs (synthetic trials, K child processes behind one common window, start-up
-children, the REST reference, the budget), so a GPU call is not the first time the code runs.
+children, the REST reference, fused groups in-process and in child processes, the budget), so a
+GPU call is not the first time the code runs.
 No time thresholds: only the JSON schema and that every measured figure is positive."""
 
 from __future__ import annotations
@@ -80,6 +81,36 @@ def test_tiny_cpu_run_writes_the_documented_schema(tmp_path: Path) -> None:
         assert _positive(row["window_s"])
     assert skipped["aggregate resnet18"] == "--tiny"
 
+    # Fused groups (issue 25): K = 1, 2 in this process for both 32-px models; 2 child
+    # processes of a fused K = 2 (plain on the CPU: no MPS daemon) for the Simple CNN.
+    for key in ("simple_cnn", "resnet18"):
+        fused = report["models"][key]["fused"]
+        assert set(fused["per_k"]) == {"1", "2"}
+        assert fused["samples_per_s"] == fused["per_k"][str(fused["best_k"])]["samples_per_s"]
+        assert fused["precision"] == report["aggregate_precision"][key]
+        for row in fused["per_k"].values():
+            for k in ("samples_per_s", "seconds", "samples", "tflops", "mfu", "build_s", "warm_s"):
+                assert _positive(row[k]), (key, k, row[k])
+            assert row["graphed"] is False  # no CUDA graphs on the CPU
+    fused_mps = report["models"]["simple_cnn"]["fused_mps"]
+    run = fused_mps["per_run"]["2x2"]
+    assert fused_mps["best"] == "2x2" and fused_mps["samples_per_s"] == run["samples_per_s"]
+    assert run["processes"] == 2 and run["fuse"] == 2 and run["mps"] is False
+    assert run["graphed"] is False and aggregate["per_k"]["1"]["graphed"] is False
+    assert len(run["per_process"]) == 2 and all(map(_positive, run["per_process"]))
+    assert _positive(run["mfu"]) and _positive(run["window_s"])
+    assert report["models"]["resnet18"]["fused_mps"] is None
+    assert report["models"]["resnet18_224"]["fused"] is None
+    assert skipped["fused resnet18_224"] == "--tiny" and skipped["fused_mps resnet18"] == "--tiny"
+    ratio = report["ratios"]["simple_cnn"]
+    best_fused = max(report["models"]["simple_cnn"]["fused"]["samples_per_s"], run["samples_per_s"])
+    assert ratio["fused"] == best_fused and ratio["baseline"] == aggregate["samples_per_s"]
+    assert ratio["ratio"] == pytest.approx(best_fused / aggregate["samples_per_s"])
+    assert ratio["at_least_1_5x"] == (ratio["ratio"] >= 1.5)
+    assert report["ratios"]["resnet18"]["ratio"] is None  # no resnet18 aggregate in --tiny
+    assert "resnet18_224" not in report["ratios"]
+    assert all(report["models"][key]["reference_valid"] is False for key in MODELS)
+
     startup = report["models"]["resnet18"]["startup"]
     assert set(startup) == {"on", "off", "cut"}
     for row in startup.values():
@@ -116,3 +147,71 @@ def test_every_save_summarises_the_aggregates_so_far(tmp_path: Path) -> None:
     assert saved["aggregate"]["best_k"] == 2 and saved["aggregate"]["samples_per_s"] == 8.0
     assert saved["startup"] == {"cut": {"startup_s": 1.5}}
     assert not [k for k in saved if k.startswith("_")]  # working keys stay in memory
+
+
+def test_fused_process_group_size_and_ratio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fused MPS processes take the fastest plain K that fits P times in memory; the ratio
+    is the best fused figure over the best single-trial aggregate."""
+    import argparse
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import gpu_throughput
+    from benchmarks.gpu_throughput import fuse_for_processes, fusion_ratios
+
+    args = argparse.Namespace(fuse_mps_k=0, tiny=False, device="cpu")
+    entry = {"_fused": {"8": {"samples_per_s": 5.0}, "32": {"samples_per_s": 9.0}}}
+    assert fuse_for_processes("resnet18", 4, args, entry) == 32  # no memory figure: no cap
+    assert fuse_for_processes("resnet18", 4, args, {}) == 8
+    # 80 GB: 4 x (1.25 x 30 + 0.5) > 72, 2 x 38 = 76 > 72 too; 4 x (1.25 x 8 + 0.5) = 42 fits
+    monkeypatch.setattr(gpu_throughput, "gpu_memory_gb", lambda _device: 80.0)
+    entry["_fused"]["32"]["peak_mem_gb"] = 30.0
+    entry["_fused"]["8"]["peak_mem_gb"] = 8.0
+    assert fuse_for_processes("resnet18", 4, args, entry) == 8
+    assert fuse_for_processes("resnet18", 1, args, entry) == 32
+    args.fuse_mps_k = 16
+    assert fuse_for_processes("resnet18", 4, args, entry) == 16
+
+    entry = {
+        "fused": {"best_k": 32, "samples_per_s": 900.0},
+        "fused_mps": {"best": "2x16", "samples_per_s": 1000.0, "mps": True},
+        "aggregate": {"best_k": 4, "samples_per_s": 300.0},
+        "aggregate_mps": {"best_k": 4, "samples_per_s": 500.0},
+    }
+    got = fusion_ratios(entry)
+    assert got is not None
+    assert got["fused_mode"] == "fused_mps 2x16" and got["baseline_mode"] == "aggregate_mps K=4"
+    assert got["ratio"] == 2.0 and got["ratio_plain"] == 1.8 and got["at_least_1_5x"] is True
+    assert fusion_ratios({"aggregate": entry["aggregate"]}) is None
+
+
+def test_a_failing_fused_graph_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA a failed graphed fused step is measured eager (with the error), and the later
+    fused jobs go eager at once; out of memory is not retried."""
+    import argparse
+
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import gpu_throughput
+
+    calls: list[bool] = []
+
+    def timed(key, k, args, graphs):
+        calls.append(graphs)
+        if graphs:
+            raise RuntimeError("capture failed\ndetails")
+        return {"samples_per_s": 1.0}
+
+    monkeypatch.setattr(gpu_throughput, "timed_fused", timed)
+    args = argparse.Namespace(device="cuda")
+    got = gpu_throughput.measure_fused("simple_cnn", 2, args)
+    assert got["graph_error"] == "RuntimeError: capture failed" and calls == [True, False]
+    assert gpu_throughput.measure_fused("simple_cnn", 4, args)["graph_error"] == got["graph_error"]
+    assert calls == [True, False, False]
+
+    def oom(key, k, args, graphs):
+        raise torch.cuda.OutOfMemoryError("out of memory")
+
+    monkeypatch.setattr(gpu_throughput, "timed_fused", oom)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        gpu_throughput.measure_fused("simple_cnn", 32, argparse.Namespace(device="cuda"))

@@ -76,7 +76,8 @@ fi
 # the job's status does.
 ray job logs --address "$RAY_DASHBOARD" --follow "$JOB_ID" || true
 JOB_STATUS=$(ray job status --address "$RAY_DASHBOARD" "$JOB_ID" 2>&1) || true
-echo "$JOB_STATUS"
+# A failed job's status ends with its last logs again (streamed just above): cut there.
+echo "${JOB_STATUS%%, last available logs*}"
 case "$JOB_STATUS" in
 *"Job '$JOB_ID' succeeded"*) exit 0 ;;
 esac

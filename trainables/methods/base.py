@@ -90,6 +90,10 @@ class MethodInfo:
     params: tuple[type[ParamGroup], ...] = ()
     labels: str = "none"
     can_graph: bool = True
+    # Whether K same-shape trials of it may train as one fused step (trainables/train/fused.py):
+    # only a method whose step is the base one (one network, one optimizer, the per-sample
+    # cross-entropy through ``loss``, an engine updated in ``after_step``).
+    can_fuse: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
     objective: str | None = None
     takes_objective: bool = False
@@ -172,6 +176,7 @@ class MethodInfo:
             params=params,
             labels=labels,
             can_graph=self.can_graph and objective.can_graph,
+            can_fuse=self.can_fuse and objective.can_fuse,
             networks=max(self.networks, objective.networks),
             defaults={**objective.defaults, **self.defaults},
             takes_objective=False,

@@ -16,4 +16,5 @@ METHOD = MethodInfo(
     objective="erm",
     display_name="ERM",
     colour="#2ca02c",
+    can_fuse=True,
 )

@@ -19,4 +19,5 @@ METHOD = MethodInfo(
     objective="reweight",
     display_name="ERM+RW",
     colour="#17becf",
+    can_fuse=True,
 )

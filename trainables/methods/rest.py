@@ -21,4 +21,5 @@ METHOD = MethodInfo(
     display_name="REST",
     colour="#d62728",
     table2_test_chosen=True,
+    can_fuse=True,
 )

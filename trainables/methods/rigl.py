@@ -19,4 +19,5 @@ METHOD = MethodInfo(
     defaults={"growth": "gradient"},
     display_name="RigL",
     colour="#1f77b4",
+    can_fuse=True,
 )

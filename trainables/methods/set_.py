@@ -19,4 +19,5 @@ METHOD = MethodInfo(
     defaults={"growth": "random"},
     display_name="SET",
     colour="#9467bd",
+    can_fuse=True,
 )

@@ -20,4 +20,5 @@ METHOD = MethodInfo(
     takes_objective=True,
     display_name="Static",
     colour="#8c564b",
+    can_fuse=True,
 )

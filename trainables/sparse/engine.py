@@ -92,6 +92,9 @@ class SparseEngine:
         self._optimizer = optimizer
         self._updates = 0
         self.last_update_changed = False
+        # Whether step() multiplies the masks in; a fused group's step does it for all its
+        # members in one launch instead, inside its CUDA graph (trainables/train/fused.py).
+        self.masks_in_step = True
         self._sync_layout()
         self.apply_masks()
 
@@ -115,6 +118,11 @@ class SparseEngine:
         self._optimizer = optimizer
         self._sync_layout()
 
+    def mask_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(weights, float masks) that :meth:`apply_masks` multiplies: the live tensors, for a
+        caller that enforces several engines' masks in one launch (a fused group)."""
+        return list(self._weights), list(self._float_masks)
+
     def apply_masks(self) -> None:
         """Zero every masked weight in place: one multi-tensor kernel launch group, no sync."""
         with torch.no_grad():
@@ -128,7 +136,8 @@ class SparseEngine:
         update whose drop counts all round to 0 reads no growth scores (no dense gradient), which
         the FLOPs accounting must not charge.
         """
-        self.apply_masks()
+        if self.masks_in_step:
+            self.apply_masks()
         self.last_update_changed = False
         if not self._mask_updates or step % self._update_frequency != 0:
             return False

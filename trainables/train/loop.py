@@ -55,6 +55,7 @@ from trainables.results import (
 
 if TYPE_CHECKING:
     from trainables.stages import StageStart
+    from trainables.train.fused import FusedGroup
     from trainables.train.trial import Trial
 
 Report = Callable[[dict[str, Any]], None]
@@ -67,6 +68,7 @@ def run_lifecycle(
     *,
     progress: bool = False,
     stage: StageStart | None = None,
+    group: FusedGroup | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` in ``checkpoint_dir`` (a local path, pyarrow URI or Location) and return
     its summary (see docs/architecture.md for the keys): an ordinary trial, or one stage of a
@@ -79,7 +81,10 @@ def run_lifecycle(
     a row. A non-finite training loss raises :class:`DivergenceError` (the trial is marked
     errored). With a ``summary.json`` already there it returns it and trains nothing, once its
     results pass their check; a damaged trial is repaired first (:func:`plan_repair`, with a
-    warning): rebuilt from its checkpoint's rows, else trained on from its newest checkpoint."""
+    warning): rebuilt from its checkpoint's rows, else trained on from its newest checkpoint.
+
+    ``group``: a fused group this lifecycle trains in (:mod:`trainables.train.fused`; called
+    from the group's own thread per trial); everything else is as for a trial alone."""
     store = TrialStore(checkpoint_dir, keep_checkpoints=config.keep_checkpoints)
     if store.is_finished():
         check = store.check_results()
@@ -95,7 +100,7 @@ def run_lifecycle(
     attempt = int((store.read_state() or {}).get("attempt", 0)) + 1
     store.write_config(config.to_dict())
     try:
-        return _train(config, store, report, progress, attempt, checkpoint_dir, stage)
+        return _train(config, store, report, progress, attempt, checkpoint_dir, stage, group)
     except (KeyboardInterrupt, SystemExit):
         _record(store.write_state, "interrupted", attempt=attempt)
         raise
@@ -138,19 +143,24 @@ def _train(
     attempt: int,
     trial_dir: str | Location,
     stage: StageStart | None,
+    group: FusedGroup | None = None,
 ) -> dict[str, Any]:
     from trainables.train.trial import Trial  # torch import deferred until a trial really runs
 
-    trial = Trial(config, trial_dir=trial_dir, stage=stage)
-    start_epoch, state = store.load_latest_checkpoint() or (0, None)
-    rows, warning = _recover_rows(store, start_epoch, state)
-    if rows is None:  # the rows of the checkpointed epochs are lost: start over, once
-        store.delete_checkpoints()
-        start_epoch, state, rows = 0, None, []
-    if warning:
-        warnings.warn(warning, RuntimeWarning, stacklevel=2)
-    if state is not None:
-        trial.load_state_dict(state)
+    # A group's trials are built and loaded one at a time: both set the process's RNG.
+    with group.building() if group is not None else contextlib.nullcontext():
+        trial = Trial(config, trial_dir=trial_dir, stage=stage)
+        start_epoch, state = store.load_latest_checkpoint() or (0, None)
+        rows, warning = _recover_rows(store, start_epoch, state)
+        if rows is None:  # the rows of the checkpointed epochs are lost: start over, once
+            store.delete_checkpoints()
+            start_epoch, state, rows = 0, None, []
+        if warning:
+            warnings.warn(warning, RuntimeWarning, stacklevel=2)
+        if state is not None:
+            trial.load_state_dict(state)
+    if group is not None:
+        group.join(trial)
     # Drop the rows after the checkpoint (a sparser cadence leaves some, as does a crash
     # between a row and its checkpoint): they are recomputed, bit-identically.
     store.write_metrics(rows)

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,7 +34,26 @@ from trainables.steps import EpochSlice, Span
 from trainables.train.graphs import GraphedStep
 from trainables.train.metrics import GroupAccumulator, NoiseAccumulator, selection_score
 
+if TYPE_CHECKING:
+    from trainables.train.fused import FusedGroup
+
 EVAL_BATCH = {"cpu": 1024, "cuda": 4096}
+
+
+def own_storage(state: Any) -> Any:
+    """``state`` with every tensor that is a view of a larger storage copied out: ``torch.save``
+    writes a tensor's whole storage, and a fused group's weights are slices of K trials'."""
+    if isinstance(state, torch.Tensor):
+        whole = state.untyped_storage().nbytes()
+        return state.clone() if whole > state.numel() * state.element_size() else state
+    if isinstance(state, dict):
+        copied = type(state)((key, own_storage(value)) for key, value in state.items())
+        if hasattr(state, "_metadata"):  # a module's state_dict: its version metadata
+            copied._metadata = state._metadata  # type: ignore[attr-defined]
+        return copied
+    if isinstance(state, list | tuple):
+        return type(state)(own_storage(value) for value in state)
+    return state
 
 
 def resolve_device(name: str) -> torch.device:
@@ -129,6 +148,11 @@ class Trial:
         self.dense_train_flops = 0.0  # what the same steps cost a dense network
         self.best_score = -math.inf
         self.best_row: dict[str, Any] | None = None
+        # Set while the trial trains in a fused group (trainables/train/fused.py): its weights
+        # are then slices of the group's stacked tensors and the group trains its epochs.
+        self.fused: FusedGroup | None = None
+        self.fused_max = 1  # the most trials it trained with in one step (1: alone)
+        self.fused_graphs = False  # a fused group replayed its steps as a CUDA graph
 
     def _build_data(self) -> None:
         cfg = self.cfg
@@ -193,14 +217,38 @@ class Trial:
         return row
 
     def train_epoch(self, epoch: int, progress=None) -> dict[str, float]:
-        """Train one epoch (no evaluation); the benchmarks time this alone."""
+        """Train one epoch (no evaluation); the benchmarks time this alone. A member of a fused
+        group (:mod:`trainables.train.fused`) trains it together with the group's other trials,
+        through these same parts: :meth:`epoch_batches`, :meth:`after_batch`, :meth:`end_epoch`."""
+        if self.fused is not None:
+            return self.fused.train_epoch(self, epoch, progress)
+        for batch in self.epoch_batches(epoch):
+            if self.use_graphs and self.graph is None and batch.x.shape[0] == self.cfg.batch_size:
+                self.graph = GraphedStep(
+                    self._step,
+                    self.zero_grad,
+                    self.method.modules(),
+                    self.method.optimizers(),
+                    [*self.graph_tensors(), *self.method.graph_state()],
+                    batch,
+                )
+            if self.graph is not None and self.graph.fits(batch):
+                self.graph.replay(batch)
+            else:
+                # Once a graph exists its gradient tensors must stay the ones the engine reads.
+                self.zero_grad(set_to_none=self.graph is None)
+                self._step(batch)
+            self.after_batch(batch, progress)
+        return self.end_epoch(epoch)
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """Start epoch ``epoch`` (train mode, metric sums zeroed, the method's ``before_epoch``)
+        and yield the batches this trial trains in it: its slice of the seeded epoch order."""
         cfg = self.cfg
         for module in self.method.modules():
             module.train()
-        acc = self.train_acc
-        acc.reset()
-        noise_sums = [] if self.noise_acc is None else self.noise_acc.tensors
-        for tensor in noise_sums:
+        self.train_acc.reset()
+        for tensor in [] if self.noise_acc is None else self.noise_acc.tensors:
             tensor.zero_()
         self.method.before_epoch(epoch)
         # Past the trial's own epochs (benchmarks time more): the whole data epoch.
@@ -220,34 +268,33 @@ class Trial:
                 break
             if position < first:  # drawn (the augmentation stream stays aligned), not trained
                 continue
-            if self.use_graphs and self.graph is None and batch.x.shape[0] == cfg.batch_size:
-                state = [*acc.tensors, *noise_sums, *self.method.graph_state()]
-                self.graph = GraphedStep(
-                    self._step,
-                    self.zero_grad,
-                    self.method.modules(),
-                    self.method.optimizers(),
-                    state,
-                    batch,
-                )
-            if self.graph is not None and self.graph.fits(batch):
-                self.graph.replay(batch)
-            else:
-                # Once a graph exists its gradient tensors must stay the ones the engine reads.
-                self.zero_grad(set_to_none=self.graph is None)
-                self._step(batch)
-            self.step += 1
-            dense_gradient = self.method.after_step(self.step)
-            n = batch.y.shape[0]
-            self.train_flops += self.method.step_flops(n, dense_gradient)
-            self.dense_train_flops += PASSES_PER_STEP * self.method.dense_flops * n
-            if progress is not None:
-                progress.update(1)
-        metrics = acc.compute("train")
+            yield batch
+
+    def graph_tensors(self) -> list[torch.Tensor]:
+        """The core's tensors a recorded step writes besides the method's: the metric sums."""
+        return [
+            *self.train_acc.tensors,
+            *([] if self.noise_acc is None else self.noise_acc.tensors),
+        ]
+
+    def after_batch(self, batch: Batch, progress=None) -> None:
+        """After a trained batch's optimizer step: the step count, the method's eager work
+        (mask updates) and the FLOPs accounting."""
+        self.step += 1
+        dense_gradient = self.method.after_step(self.step)
+        n = batch.y.shape[0]
+        self.train_flops += self.method.step_flops(n, dense_gradient)
+        self.dense_train_flops += PASSES_PER_STEP * self.method.dense_flops * n
+        if progress is not None:
+            progress.update(1)
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """The epoch's train metrics; a non-finite loss raises :class:`DivergenceError`."""
+        metrics = self.train_acc.compute("train")
         if not math.isfinite(metrics["train_loss"]):
             # The loss sums live on the device: checked once per epoch, with no per-step sync.
             raise DivergenceError(
-                f"non-finite loss at epoch {epoch} step {acc.first_nonfinite_update()}"
+                f"non-finite loss at epoch {epoch} step {self.train_acc.first_nonfinite_update()}"
             )
         row = {"train_loss": metrics["train_loss"], "train_acc": metrics["train_acc"]}
         if self.noise_acc is not None:  # rows of trials without noise stay as they were
@@ -261,6 +308,10 @@ class Trial:
     def _step(self, batch: Batch) -> None:
         """The method's step plus the train-metric sums: what a CUDA graph records."""
         logits, losses = self.method.train_step(batch)
+        self.record_step(batch, logits, losses)
+
+    def record_step(self, batch: Batch, logits: torch.Tensor, losses: torch.Tensor) -> None:
+        """Add a trained batch to the epoch's train-metric sums (on the device, no sync)."""
         self.train_acc.update(logits, batch.y, batch.b, losses)
         if self.noise_acc is not None:
             self.noise_acc.update(logits, batch.y, batch.index)
@@ -316,7 +367,8 @@ class Trial:
             "gpu_name": torch.cuda.get_device_name(self.device) if on_gpu else "",
             "precision": cfg.precision,
             **self.numerics,
-            "cuda_graphs": self.graph is not None,
+            "cuda_graphs": self.graph is not None or self.fused_graphs,
+            "fused": self.fused_max,
             "attempts": attempts,
             "noisy_labels": self.noisy_labels,
             "data_source": self.data_source,
@@ -325,8 +377,11 @@ class Trial:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self, epoch: int) -> dict[str, Any]:
         """The checkpoint of the end of ``epoch``: the method's state plus the core's."""
+        method_state = self.method.state_dict()
+        if self.fused is not None:  # slices of the group's stacks: saved as this trial's alone
+            method_state = own_storage(method_state)
         return {
-            **self.method.state_dict(),
+            **method_state,
             "epoch": epoch,
             "trial_hash": self.cfg.trial_hash,
             "step": self.step,
