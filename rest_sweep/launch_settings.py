@@ -181,6 +181,18 @@ def _metric_help() -> str:
     return f"metric ASHA maximises: one a trial reports each epoch ({_metrics()})"
 
 
+def _fuse_help() -> str:
+    from trainables.methods import METHODS
+
+    fusable = [name for name in METHODS.names() if METHODS.get(name).can_fuse]
+    return (
+        "train up to K same-shape trials of the methods that can fuse "
+        f"({', '.join(fusable)}) as one fused group, one Ray trial taking one trial's resources "
+        "(trainables/train/fused.py; its speed is not measured yet: docs/performance.md); "
+        "1: every trial alone"
+    )
+
+
 def _callback_help() -> str:
     return (
         f"track the trials with NAME (repeatable; one of {', '.join(INTEGRATIONS.names())}) "
@@ -240,6 +252,12 @@ class LaunchSettings:
         False,
         "reuse worker processes between trials (~1-9 s less per trial; for CPU-only sweeps of "
         "small trials, not for GPU training)",
+    )
+    fuse: int = setting(
+        1,
+        _fuse_help,
+        metavar="K",
+        allowed=_count(1, "an integer >= 1 (1: off)"),
     )
     callbacks: tuple[str, ...] = setting(
         (),
@@ -329,6 +347,12 @@ class LaunchSettings:
                     raise _not_allowed(f, value, allowed() if callable(allowed) else allowed)
         if self.address and (self.num_cpus is not None or self.num_gpus is not None):
             raise UserError("--num-cpus/--num-gpus apply to embedded Ray only; drop --address")
+        if self.fuse > 1 and SCHEDULERS.get(self.scheduler).stops_trials:
+            raise UserError(
+                f"--fuse: {self.fuse} is not allowed with --scheduler {self.scheduler} (it stops "
+                "trials one by one, and a fused group is one Ray trial); allowed: 1, or "
+                "--scheduler fifo"
+            )
         integrations.check_installed(self.callbacks)
 
 

@@ -37,6 +37,9 @@ class ProgressCallback(tune.Callback):
     (Tune's PENDING after an error) is queued, not running, until Tune starts it again. Its
     progress (``fraction``) and first start time are kept: the retry continues from its newest
     checkpoint, and its duration counts from the first start.
+
+    Counts are of trials: a fused group (one Tune trial, ``--fuse``) counts as its members, and
+    when it fails, its members that finished count as done (read from their folders).
     """
 
     def __init__(self, total: int, already_finished: int = 0, stream: TextIO | None = None):
@@ -46,6 +49,7 @@ class ProgressCallback(tune.Callback):
         self.done = self.errors = self.stopped = 0
         self.started: dict[str, float] = {}  # trial id -> first start, until it ends
         self.running: set[str] = set()  # trial ids Tune runs now
+        self.sizes: dict[str, int] = {}  # trial id -> trials it trains (a fused group's members)
         self.fraction: dict[str, float] = {}  # trial id -> epochs done / epochs, until it ends
         self.durations: list[float] = []
         self.t0 = time.time()
@@ -56,6 +60,7 @@ class ProgressCallback(tune.Callback):
         self.started.setdefault(trial.trial_id, time.time())
         self.running.add(trial.trial_id)
         self.fraction.setdefault(trial.trial_id, 0.0)
+        self.sizes[trial.trial_id] = len(members(trial))
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -68,7 +73,7 @@ class ProgressCallback(tune.Callback):
         epochs = int(trial.config["trial"]["config"]["epochs"])
         finished = int(result.get("epoch", 0)) >= epochs or not result
         if finished:
-            self.done += 1
+            self.done += len(members(trial))
         else:
             self.stopped += 1
         self._forget(trial)
@@ -77,7 +82,10 @@ class ProgressCallback(tune.Callback):
         self._print(f"{what} {self._name(trial)} {scores}".rstrip())
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.errors += 1
+        group = members(trial)
+        finished = sum(_is_finished(m["uri"]) for m in group) if len(group) > 1 else 0
+        self.done += finished
+        self.errors += len(group) - finished
         self._forget(trial)
         self._print(
             f"errored {self._name(trial)}: {self._first_line(trial)} "
@@ -103,7 +111,7 @@ class ProgressCallback(tune.Callback):
         grand = self.already + self.total
         parts = [
             f"{done}/{grand} done",
-            f"{len(self.running)} running",
+            f"{self._running_trials()} running",
             f"{self.pending()} pending",
             f"{self.errors} errored",
         ]
@@ -117,7 +125,10 @@ class ProgressCallback(tune.Callback):
     def pending(self) -> int:
         """Trials not running and not ended: never started, or queued for a retry."""
         ended = self.done + self.errors + self.stopped
-        return max(0, self.total - ended - len(self.running))
+        return max(0, self.total - ended - self._running_trials())
+
+    def _running_trials(self) -> int:
+        return sum(self.sizes.get(t, 1) for t in self.running)
 
     def eta(self) -> float | None:
         """Remaining trial-work x mean trial time / trials running at once.
@@ -129,9 +140,12 @@ class ProgressCallback(tune.Callback):
         if per_trial is None:
             return None
         ended = self.done + self.errors + self.stopped
-        never_started = max(0, self.total - ended - len(self.fraction))
-        left = never_started + sum(1.0 - f for f in self.fraction.values())
-        return left * per_trial / max(1, len(self.running))
+        started = sum(self.sizes.get(t, 1) for t in self.fraction)
+        never_started = max(0, self.total - ended - started)
+        left = never_started + sum(
+            (1.0 - f) * self.sizes.get(t, 1) for t, f in self.fraction.items()
+        )
+        return left * per_trial / max(1, self._running_trials())
 
     def _mean_trial_s(self) -> float | None:
         if self.durations:
@@ -144,6 +158,7 @@ class ProgressCallback(tune.Callback):
         started = self.started.pop(trial.trial_id, None)
         self.running.discard(trial.trial_id)
         self.fraction.pop(trial.trial_id, None)
+        self.sizes.pop(trial.trial_id, None)
         if started is not None:
             self.durations.append(time.time() - started)
 
@@ -179,11 +194,25 @@ WORKER_DIED = "the worker process died"
 _EXIT_RE = re.compile(r"Worker exit type: (\S+) Worker exit detail: (.+?)(?:\. Some common|$)")
 
 
-def attempt_error(trial: Any) -> tuple[str, str | None]:
-    """One line for the trial's failed attempt, and Tune's full error text when the trial did
-    not record its own (None when it did: ``state.json`` says errored, ``error.txt`` holds it)."""
+def members(trial: Any) -> list[dict[str, Any]]:
+    """The trial entries a Tune trial trains: its own, or a fused group's members'."""
+    entry = trial.config["trial"]
+    return list(entry.get("members") or [entry])
+
+
+def _is_finished(uri: str) -> bool:
     try:
-        state = TrialStore(trial.config["trial"]["uri"]).read_state() or {}
+        return TrialStore(uri).is_finished()
+    except (OSError, ValueError):
+        return False
+
+
+def attempt_error(trial: Any, uri: str | None = None) -> tuple[str, str | None]:
+    """One line for the trial's failed attempt, and Tune's full error text when the trial did
+    not record its own (None when it did: ``state.json`` says errored, ``error.txt`` holds it).
+    ``uri``: the folder of one member of a fused group (default: the trial's own)."""
+    try:
+        state = TrialStore(uri or trial.config["trial"]["uri"]).read_state() or {}
     except (OSError, ValueError):
         state = {}
     if state.get("state") == "errored" and state.get("error"):
@@ -259,9 +288,13 @@ class FailureRecorder(tune.Callback):
             self._write(uri, line, text, final)
 
     def _record(self, trial: Any, final: bool) -> None:
-        line, text = attempt_error(trial)
-        if text is not None:  # the trial recorded nothing for this attempt
-            self._write(trial.config["trial"]["uri"], line, text, final)
+        group = members(trial)
+        for member in group:  # a fused group: each member that did not record its own
+            if len(group) > 1 and _is_finished(member["uri"]):
+                continue
+            line, text = attempt_error(trial, member["uri"])
+            if text is not None:  # the trial recorded nothing for this attempt
+                self._write(member["uri"], line, text, final)
 
     def _write(self, uri: str, line: str, text: str, final: bool) -> None:
         store = TrialStore(uri)

@@ -30,6 +30,9 @@ class SchedulerSpec:
     build: Callable[..., TrialScheduler]
     needs_metric: bool
     summary: str
+    # Whether it stops single trials early: a fused group (--fuse) is one Ray trial, and its
+    # members cannot be stopped one by one.
+    stops_trials: bool = False
 
 
 def _fifo(**_: Any) -> TrialScheduler:
@@ -62,5 +65,6 @@ SCHEDULERS.register(
         _asha,
         needs_metric=True,
         summary="stops weak trials early (order-dependent: exploration only)",
+        stops_trials=True,
     ),
 )

@@ -580,7 +580,7 @@ def _fit(
 ) -> str:
     """Build the launch's Tuner, fit it, and return the outcome."""
     from rest_sweep.cluster import sigterm_as_sigint
-    from rest_sweep.tuner import LaunchPlan, build_tuner
+    from rest_sweep.tuner import LaunchPlan, build_tuner, launch_units
 
     todo = list(placed)
     tracking = integrations.targets(
@@ -597,14 +597,19 @@ def _fit(
         max_failures=settings.max_failures,
         already_finished=len(configs) - len(todo),
         reuse_actors=settings.reuse_actors,
+        fuse=settings.fuse,
         quiet=quiet,
         tracking=tuple(tracking),
     )
     if not quiet:
+        grouped = ""
+        if settings.fuse > 1:
+            groups = len(launch_units(launch_plan))
+            grouped = f" in {groups} Ray trial(s) (fused groups of up to {settings.fuse})"
         print(
             f"{store.name}: launch {launch['id']} on {where}: {len(todo)} of {len(configs)} "
-            f"trials to run, {describe_resources(resources, settings)}; Ray Tune output in "
-            f"{launch['tune_path']}"
+            f"trials to run{grouped}, {describe_resources(resources, settings)}; Ray Tune "
+            f"output in {launch['tune_path']}"
         )
         for target in tracking:
             print(f"{store.name}: tracking with {target.line}")

@@ -53,6 +53,7 @@ class LaunchPlan:
     max_failures: int
     already_finished: int = 0
     reuse_actors: bool = False
+    fuse: int = 1  # up to this many same-shape trials as one fused group, one Tune trial
     quiet: bool = False
     tracking: tuple[Target, ...] = ()  # resolved --callback integrations (MLflow, W&B)
 
@@ -101,9 +102,27 @@ def trial_entry(plan: LaunchPlan, trial_hash: str) -> dict[str, Any]:
     }
 
 
+def launch_units(plan: LaunchPlan) -> list[list[str]]:
+    """The launch's Tune trials as trial hashes, in plan order: one trial each, or with
+    ``fuse`` > 1 fused groups of up to ``fuse`` same-shape trials (``trainables.fusion``)."""
+    from trainables.fusion import fuse_groups
+
+    groups = fuse_groups(list(plan.configs.values()), plan.fuse)
+    return [[cfg.trial_hash for cfg in group] for group in groups]
+
+
 def param_space(plan: LaunchPlan) -> dict[str, Any]:
-    """One ``grid_search`` value per trial, in plan order."""
-    return {"trial": tune.grid_search([trial_entry(plan, h) for h in plan.configs])}
+    """One ``grid_search`` value per Tune trial, in plan order: a trial's entry, or a fused
+    group's (its first member's entry, so resources, names and progress read it as they read
+    a trial's, plus ``members``: every member's entry; ``trainables.ray_trainable``)."""
+    entries = []
+    for unit in launch_units(plan):
+        entry = trial_entry(plan, unit[0])
+        if len(unit) > 1:
+            entry["name"] = f"{entry['name']} +{len(unit) - 1} fused"
+            entry["members"] = [trial_entry(plan, h) for h in unit]
+        entries.append(entry)
+    return {"trial": tune.grid_search(entries)}
 
 
 def build_tuner(plan: LaunchPlan) -> tune.Tuner:

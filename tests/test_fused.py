@@ -234,3 +234,58 @@ def test_a_method_that_declares_can_fuse_has_the_base_step():
         for hook in ("modules", "optimizers"):
             assert getattr(info.implementation, hook) is getattr(Method, hook), (name, hook)
     assert sorted(fusable) == ["erm", "erm_rw", "rest", "rigl", "set", "static"]
+
+
+def test_optimizer_state_takes_its_weights_layout_after_a_load():
+    """A trial alone on CUDA keeps channels_last weights and state; in a group its weights are
+    contiguous slices. CUDA's fused optimizer kernels need weight, gradient and state to share
+    strides, so a state saved in one layout is re-laid out for the other when loaded."""
+    from trainables.train.optim import match_state_layout
+
+    weight = torch.nn.Parameter(
+        torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    )
+    saved = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+    weight.grad = torch.ones_like(weight)
+    saved.step()
+    state = saved.state_dict()
+    contiguous = torch.nn.Parameter(weight.detach().contiguous())
+    loaded = torch.optim.SGD([contiguous], lr=0.1, momentum=0.9)
+    loaded.load_state_dict(state)
+    buffer = loaded.state[contiguous]["momentum_buffer"]
+    assert buffer.stride() != contiguous.stride()  # what load_state_dict leaves
+    match_state_layout(loaded)
+    moved = loaded.state[contiguous]["momentum_buffer"]
+    assert moved.stride() == contiguous.stride() and torch.equal(moved, buffer)
+
+
+def test_cudnn_autotune_stays_on_for_training_when_members_evaluate_at_once():
+    """Members of a group evaluate in threads at once; each turns cuDNN autotuning off around
+    its evaluation. Interleaved enter/exit must leave it as it was for the next training."""
+    import threading
+
+    from trainables.train.trial import cudnn_autotune_off
+
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    entered, release = threading.Barrier(2), threading.Event()
+
+    def evaluate(first: bool) -> None:
+        # A enters, B enters (it finds the flag off), A leaves, then B leaves: saving and
+        # restoring per caller would end with B restoring "off".
+        with cudnn_autotune_off():
+            entered.wait()
+            if not first:
+                release.wait()
+        if first:
+            release.set()
+
+    try:
+        threads = [threading.Thread(target=evaluate, args=(i == 0,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        torch.backends.cudnn.benchmark = before

@@ -30,6 +30,7 @@ GIVEN: dict[str, tuple[list[str], object]] = {
     "num_cpus": (["--num-cpus", "4"], 4),
     "num_gpus": (["--num-gpus", "1"], 1),
     "reuse_actors": (["--reuse-actors"], True),
+    "fuse": (["--fuse", "8"], 8),
     "callbacks": (["--callback", "wandb", "--callback", "mlflow"], ("wandb", "mlflow")),
 }
 FIELDS = dataclasses.fields(LaunchSettings)

@@ -11,6 +11,11 @@ Param space of one Tune trial (built by ``rest_sweep.tuner``)::
 
     {"trial": {"hash": str, "name": str, "uri": str, "config": TrialConfig.to_dict()}}
 
+A fused group (``--fuse``; ``trainables.train.fused``) is one Tune trial: its entry is its first
+member's plus ``"members"``, a list of such entries (the first included). Each member trains in
+its own folder, so a retried or resumed group continues each member from its own checkpoint,
+in whatever grouping the next launch makes.
+
 The final epoch's metrics are reported only after ``run_trial`` has written ``summary.json``:
 a scheduler that stops a trial on that report (ASHA at ``max_t``) then stops a finished trial.
 """
@@ -33,6 +38,9 @@ def train_trial(params: dict[str, Any]) -> None:
     from trainables.train import run_trial
 
     trial = params["trial"]
+    if trial.get("members"):
+        _train_group(trial)
+        return
     config = TrialConfig.from_dict(trial["config"], validated=True)  # validated by the driver
     extra = {"trial_hash": trial["hash"], "node_id": _node_id()}
     held: list[dict[str, Any]] = []
@@ -61,6 +69,90 @@ def train_trial(params: dict[str, Any]) -> None:
     _record_node(trial["uri"])
     for row in held:
         tune.report(row)
+
+
+def _train_group(trial: dict[str, Any]) -> None:
+    """Run a fused group under Ray Tune: every member's rows are reported as they come (each
+    with its ``trial_hash``), the last epochs' once every member's ``summary.json`` exists.
+
+    A member that diverged earlier in this Tune trial is left out of its retry (a later launch
+    may retry it), and the retry still fails, as a solo trial's would. The attempt fails if a
+    member did: with the first member error that is not a divergence, else with the
+    divergence."""
+    import queue
+    import threading
+
+    from ray import tune
+
+    from trainables.config import TrialConfig
+    from trainables.train.fused import run_group
+
+    _refuse_unseen_storage(trial["uri"])  # one experiment folder for all the members
+    members = []
+    failures: list[BaseException] = []
+    for member in trial["members"]:
+        try:
+            _refuse_diverged_retry(member["uri"])
+        except DivergenceError as error:  # diverged in this Tune trial: not again in its retry
+            failures.append(error)  # and the attempt fails as a solo trial's retry would
+            continue
+        members.append(member)
+    if not members:
+        raise failures[0]
+    configs = [TrialConfig.from_dict(m["config"], validated=True) for m in members]
+    rows: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    node = _node_id()
+
+    def reporter(member: dict[str, Any], config: TrialConfig):
+        def report(metrics: dict[str, Any]) -> None:  # in the member's thread: queued
+            epoch = int(metrics.get("epoch", 0))
+            total = _total_epochs(member["uri"], config.epochs)
+            rows.put(
+                {
+                    **_numeric(metrics),
+                    "trial_hash": member["hash"],
+                    "node_id": node,
+                    "timesteps_total": epoch,
+                    TRIAL_EPOCHS: total,
+                }
+            )
+
+        return report
+
+    results: list[Any] = []
+
+    def run() -> None:
+        try:
+            uris = [m["uri"] for m in members]
+            results.extend(
+                run_group(
+                    configs, uris, [reporter(m, c) for m, c in zip(members, configs, strict=True)]
+                )
+            )
+        finally:
+            rows.put(None)
+
+    worker = threading.Thread(target=run, name="fused-group")
+    worker.start()
+    held: list[dict[str, Any]] = []
+    while (row := rows.get()) is not None:  # Tune reports from this (the trainable's) thread
+        if row["epoch"] >= row[TRIAL_EPOCHS]:
+            held.append(row)  # reported after summary.json exists
+        else:
+            tune.report(row)
+    worker.join()
+    for member, result in zip(members, results, strict=True):
+        if isinstance(result, DivergenceError):
+            _mark_diverged_here(member["uri"])
+        if isinstance(result, BaseException):
+            failures.append(result)
+        else:
+            _record_node(member["uri"])
+    for row in held:
+        tune.report(row)
+    if failures:
+        others = [f for f in failures if not isinstance(f, DivergenceError)]
+        raise (others or failures)[0]
 
 
 def _total_epochs(uri: str, default: int) -> int:

@@ -369,8 +369,11 @@ class Method:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        from trainables.train.optim import match_state_layout
+
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        match_state_layout(self.optimizer)  # saved by a fused group, or by a trial alone
         if self.engine is not None:
             self.engine.load_state_dict(state["engine"])
         self.schedule.load_state_dict(state["schedule"])

@@ -50,6 +50,7 @@ from torch import nn
 from trainables.config import TrialConfig
 from trainables.fusion import fuse_key
 from trainables.train.graphs import GraphedStep
+from trainables.train.optim import match_state_layout
 
 if TYPE_CHECKING:
     from trainables.data import Batch
@@ -89,15 +90,18 @@ def run_group(
         for i, cfg in enumerate(configs)
     ]
     group.expect(len(threads))
-    for thread in threads:
-        thread.start()
+    started: list[threading.Thread] = []
     try:
+        for thread in threads:
+            thread.start()
+            started.append(thread)
         for thread in threads:
             while thread.is_alive():
                 thread.join(timeout=0.5)  # short joins: Ctrl-C reaches this thread
     except BaseException:
         group.stop()
-        for thread in threads:
+        group.expect(len(started) - len(threads))  # the threads that never started
+        for thread in started:
             thread.join()
         raise
     return results
@@ -147,6 +151,8 @@ class FusedGroup:
             if trial is not None:
                 trial.fused = None
                 self._waiting.pop(trial, None)
+                if trial.method.engine is not None:  # alone again: its engine masks its steps
+                    trial.method.engine.masks_in_step = True
             self._cond.notify_all()
 
     def stop(self) -> None:
@@ -162,8 +168,8 @@ class FusedGroup:
         with self._cond:
             self._waiting[trial] = epoch
             while trial not in self._done:
-                if self._stopped:
-                    self._waiting.pop(trial, None)
+                if self._stopped and trial in self._waiting:  # not while its epoch trains
+                    del self._waiting[trial]
                     raise KeyboardInterrupt("fused group stopped")
                 if not self._training and len(self._waiting) == self._running:
                     self._lead()
@@ -200,6 +206,9 @@ class FusedGroup:
     ) -> dict[Trial, dict[str, float] | BaseException]:
         try:
             if self._trainer is None or self._trainer.members != members:
+                if self._trainer is not None:
+                    self._trainer.close()
+                self._trainer = None  # its stacks go before the new ones are made
                 self._trainer = FusedTrainer(members)
             return self._trainer.train_epoch(epoch)
         except BaseException as error:  # the shared step failed: every member records it
@@ -272,6 +281,12 @@ class FusedTrainer:
                 results[member] = error
         return results
 
+    def close(self) -> None:
+        """Hand the mask multiply back to each member's engine (the members train on
+        without this trainer: in another group, or alone)."""
+        for engine in self.engines:
+            engine.masks_in_step = True
+
     def _zero_grad(self, set_to_none: bool) -> None:
         # Once a graph exists its gradient tensors must stay the ones the members' views read.
         for stacked in self.stack.params.values():
@@ -321,13 +336,13 @@ class _Stack:
                 for k, b in enumerate(own):
                     b.data = stacked[k]
                 self.buffers[name] = stacked
-        for member in members:  # the masks' layout follows the (now contiguous) weights
+        for member in members:  # state and masks follow the (now contiguous) weights' layout
+            match_state_layout(member.method.optimizer)
             engine = member.method.engine
             if engine is not None:
                 engine.bind_optimizer(member.method.optimizer)
         # The module structure only: functional_call supplies every tensor.
         self.shape = copy.deepcopy(models[0]).to("meta")
-        self._forward = torch.func.vmap(self._one, in_dims=(0, 0, 0))
 
     def _one(
         self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor
@@ -343,7 +358,8 @@ class _Stack:
         x = torch.stack([batch.x for batch in batches])
         self.shape.train()  # members train (BatchNorm on batch statistics, running stats kept)
         with self.ctx.autocast():
-            logits = self._forward(self.params, self.buffers, x)
+            # vmap built per step (cheap): kept on self it would tie the stacks in a cycle
+            logits = torch.func.vmap(self._one)(self.params, self.buffers, x)
         total: torch.Tensor | None = None
         per_member = []
         for k, (member, batch) in enumerate(zip(members, batches, strict=True)):

@@ -55,3 +55,25 @@ def keep_device_lr(groups: list[dict], tensors: list) -> None:
         if isinstance(tensor, torch.Tensor) and group["lr"] is not tensor:
             tensor.fill_(float(group["lr"]))
             group["lr"] = tensor
+
+
+def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every optimizer state tensor shaped like its parameter the parameter's layout.
+
+    ``load_state_dict`` keeps a saved state's strides, and a fused group's weights are
+    contiguous slices while a trial alone on CUDA is channels_last: a state saved in one
+    layout and resumed in the other would meet CUDA's fused optimizer kernels, which need
+    parameter, gradient and state to share strides (and the CPU's fused kernels would compute
+    wrong values without saying so). Copies only what differs."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state:
+                continue
+            for key, value in state.items():
+                if (
+                    torch.is_tensor(value)
+                    and value.shape == p.shape
+                    and value.stride() != p.stride()
+                ):
+                    state[key] = torch.empty_like(p).copy_(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -75,8 +76,7 @@ def set_precision(precision: str, device: torch.device) -> dict[str, bool]:
     return {"tf32": tf32 and cuda, "bf16": precision == "bf16" and cuda}
 
 
-@contextlib.contextmanager
-def cudnn_autotune_off() -> Iterator[None]:
+class _AutotuneOff:
     """``torch.backends.cudnn.benchmark`` off inside, restored after (also on an error).
 
     The trial autotunes cuDNN for training only: evaluation runs other shapes (the eval batch
@@ -85,13 +85,34 @@ def cudnn_autotune_off() -> Iterator[None]:
     ResNet-18 at 32 px 5.35 s with benchmark on everywhere, 4.00 s on for training only, 0.89 s
     off everywhere; at 224 px 6.63 s against 3.52 s; the 8-step steady epochs (28.7, 31.4 and
     29.9 ms at 32 px) are too short to tell the variants apart. On the CPU the flag does
-    nothing."""
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = saved
+    nothing.
+
+    The flag is the process's, and a fused group's members evaluate at once in their threads
+    (:mod:`trainables.train.fused`): the first to enter saves it, the last to leave restores
+    it, so no interleaving leaves it off for the training that follows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._inside == 0:
+                self._saved = torch.backends.cudnn.benchmark
+                torch.backends.cudnn.benchmark = False
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0:
+                    torch.backends.cudnn.benchmark = self._saved
+
+
+cudnn_autotune_off = _AutotuneOff()
 
 
 class Trial:
@@ -389,6 +410,8 @@ class Trial:
             "dense_train_flops": self.dense_train_flops,
             "best_score": self.best_score,
             "best_row": self.best_row,
+            "fused_max": self.fused_max,
+            "fused_graphs": self.fused_graphs,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -419,6 +442,9 @@ class Trial:
             )
         self.best_score = state["best_score"]
         self.best_row = state["best_row"]
+        # How the epochs so far were trained (checkpoints from before fusion: alone).
+        self.fused_max = max(self.fused_max, int(state.get("fused_max", 1)))
+        self.fused_graphs = self.fused_graphs or bool(state.get("fused_graphs", False))
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
