@@ -82,3 +82,42 @@ def assert_one_line_error(code: int, stderr: str, *needles: str) -> str:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------------- local Ray heads' processes
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (a local Ray head's ports)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cmdline(pid: int) -> str:
+    """The command line of process ``pid`` ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def pids_mentioning(text: str) -> set[int]:
+    """The processes whose command line holds ``text`` (a head's own temp dir): the processes
+    a test started, never anybody else's Ray."""
+    return {
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and text in cmdline(int(p.name))
+    }
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"

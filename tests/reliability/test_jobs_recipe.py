@@ -19,7 +19,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.helpers import REPO, cli_env
+from tests.reliability.helpers import REPO, cli_env, cmdline, free_port, pids_mentioning, running
 from trainables.results import ExperimentStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
@@ -60,34 +59,13 @@ def _missing_ray_default() -> str:
     return ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 class JobsHead:
     """One ``ray start --head --block`` with the dashboard, in its own temp dir and ports."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
-        self.port = _free_port()
-        self.dashboard_port = _free_port()
+        self.port = free_port()
+        self.dashboard_port = free_port()
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
         # Ray's socket paths must stay under 107 bytes: a short folder, not pytest's tmp_path.
         self.temp = Path(tempfile.mkdtemp(prefix="rs-jobs-"))
@@ -104,11 +82,11 @@ class JobsHead:
         ports = {
             "--port": self.port,
             "--dashboard-port": self.dashboard_port,
-            "--ray-client-server-port": _free_port(),
-            "--dashboard-agent-listen-port": _free_port(),
-            "--dashboard-agent-grpc-port": _free_port(),
-            "--runtime-env-agent-port": _free_port(),
-            "--metrics-export-port": _free_port(),
+            "--ray-client-server-port": free_port(),
+            "--dashboard-agent-listen-port": free_port(),
+            "--dashboard-agent-grpc-port": free_port(),
+            "--runtime-env-agent-port": free_port(),
+            "--metrics-export-port": free_port(),
         }
         cmd = [str(BIN / "ray"), "start", "--head", "--include-dashboard=true"]
         cmd += ["--dashboard-host", "127.0.0.1", "--num-cpus", "2", "--num-gpus", "0"]
@@ -175,19 +153,15 @@ class JobsHead:
 
     def stop(self) -> None:
         """Stop every process of this head (found by its temp dir): TERM, then KILL."""
-        mine = {
-            int(p.name)
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit() and str(self.temp) in _cmdline(int(p.name))
-        }
+        mine = pids_mentioning(str(self.temp))
         if self.proc is not None:
             mine.add(self.proc.pid)
-        raylets = {pid for pid in mine if "raylet" in _cmdline(pid)}
+        raylets = {pid for pid in mine if "raylet" in cmdline(pid)}
         for pid in [*raylets, *(mine - raylets)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_running(pid) for pid in mine):
+        while time.monotonic() < deadline and any(running(pid) for pid in mine):
             time.sleep(0.2)
         for pid in mine:
             with contextlib.suppress(ProcessLookupError):

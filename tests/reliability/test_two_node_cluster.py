@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.helpers import REPO, cli_env
+from tests.reliability.helpers import REPO, cli_env, cmdline, free_port, pids_mentioning, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -54,18 +54,12 @@ def _can_unshare() -> str:
     return ""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class LocalCluster:
     """A head and worker nodes as separate ``ray start --block`` process trees."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {k: v for k, v in cli_env().items() if not k.startswith("RAY_")}
         self.env.update(
@@ -97,13 +91,13 @@ class LocalCluster:
     def stop(self, name: str) -> None:
         """Stop every process of node ``name`` (found by its temp dir): TERM, then KILL."""
         proc, temp = self.nodes.pop(name)
-        mine = _pids_mentioning(str(temp)) | {proc.pid}
-        raylets = {pid for pid in mine if "raylet" in _cmdline(pid)}
+        mine = pids_mentioning(str(temp)) | {proc.pid}
+        raylets = {pid for pid in mine if "raylet" in cmdline(pid)}
         for pid in [*raylets, *(mine - raylets)]:  # a raylet on SIGTERM leaves the GCS at once
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(_running(pid) for pid in mine):
+        while time.monotonic() < deadline and any(running(pid) for pid in mine):
             time.sleep(0.2)
         for pid in mine:
             with contextlib.suppress(ProcessLookupError):
@@ -157,29 +151,6 @@ class LocalCluster:
             f"rest-sweep {' '.join(args[:1])} -> exit {done.returncode} in {time.monotonic() - start:.1f} s"
         )
         return done
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _pids_mentioning(text: str) -> set[int]:
-    return {
-        int(p.name)
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit() and text in _cmdline(int(p.name))
-    }
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited
 
 
 @pytest.fixture(scope="module")
