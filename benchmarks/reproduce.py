@@ -76,9 +76,12 @@ def summarize(args: argparse.Namespace) -> int:
     tables = out / "tables"
     text = [f"# {args.name}\n", paper_table(trials)]
     if "rigl" in methods and "rest" in methods:
-        text.append(difference_table(trials))
+        text.append(
+            paired_table(trials, "rigl", "RigL", "REST vs RigL per density", sparse_base=True)
+        )
     if "erm_rw" in methods and "rest" in methods:
-        text.append(rw_difference_table(trials))
+        heading = "REST vs dense ERM + reweighting"
+        text.append(paired_table(trials, "erm_rw", "ERM + RW", heading, sparse_base=False))
     if methods & {"erm", "erm_rw"}:
         text.append(dense_table(trials))
     if methods & {"disent", "mrm"} and (tables / "table2.md").exists():
@@ -151,38 +154,6 @@ def paper_table(trials) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rw_difference_table(trials) -> str:
-    """REST against dense ERM + reweighting per (ratio, density): the seed-paired difference
-    REST - (ERM + RW) of the selected epoch's test accuracies (percentage points)."""
-    done = trials[trials["status"] == "finished"]
-    keys = ["cfg_dataset", "cfg_ratio", "cfg_epochs", "cfg_recipe"]
-    lines = [
-        "## REST vs dense ERM + reweighting (test accuracy at the valid-selected epoch, %, "
-        "mean ± std over seeds)\n",
-        "| dataset | ratio | epochs | recipe | density | seeds | ERM + RW unbiased "
-        "| REST unbiased | REST − (ERM + RW) unbiased | ERM + RW conflicting "
-        "| REST conflicting | REST − (ERM + RW) conflicting |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    rw = done[done["cfg_method"] == "erm_rw"].set_index([*keys, "cfg_seed"])
-    rest = done[done["cfg_method"] == "rest"]
-    for (dataset, ratio, epochs, recipe, density), cell in rest.groupby([*keys, "cfg_density"]):
-        cell = cell.set_index("cfg_seed")
-        seeds = sorted(s for s in cell.index if (dataset, ratio, epochs, recipe, s) in rw.index)
-        row = [dataset, f"{ratio:g}", str(epochs), recipe, f"{density:g}", str(len(seeds))]
-        for metric in ("unbiased", "conflicting"):
-            column = METRICS[metric]
-            base = [float(rw.loc[(dataset, ratio, epochs, recipe, s), column]) for s in seeds]
-            ours = [float(cell.loc[s, column]) for s in seeds]
-            row += [
-                _spread(base),
-                _spread(ours),
-                _spread([b - a for a, b in zip(base, ours, strict=True)]),
-            ]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def levels_table(levels) -> str:
     """Sparse double descent: test accuracy and the memorised share of the noisy labels per
     pruning level and retraining policy (mean over seeds, %). Where accuracy falls after the
@@ -245,30 +216,38 @@ def _spread(values: list[float]) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def difference_table(trials) -> str:
-    """REST and RigL per (recipe, density): mean ± std over seeds of the selected epoch's test
-    accuracies, and the seed-paired difference REST - RigL (percentage points)."""
+def paired_table(trials, base: str, base_title: str, heading: str, *, sparse_base: bool) -> str:
+    """REST against ``base`` per (dataset, ratio, epochs, recipe, density): mean ± std over
+    seeds of the selected epoch's test accuracies, and the seed-paired difference REST − base
+    (percentage points). ``sparse_base``: the base is paired at REST's density (RigL), else a
+    dense base is paired with REST at every density (ERM + RW)."""
     done = trials[trials["status"] == "finished"]
-    sparse = done[done["cfg_method"].isin(["rest", "rigl"])]
+    keys = ["cfg_dataset", "cfg_ratio", "cfg_epochs", "cfg_recipe"]
+    base_keys = [*keys, "cfg_density"] if sparse_base else keys
+    base_rows = done[done["cfg_method"] == base].set_index([*base_keys, "cfg_seed"])
+    difference = f"REST − {base_title}" if " " not in base_title else f"REST − ({base_title})"
     lines = [
-        "## REST vs RigL per density (test accuracy at the valid-selected epoch, %, mean ± std over seeds)\n",
-        "| dataset | ratio | epochs | recipe | density | seeds | RigL unbiased | REST unbiased "
-        "| REST − RigL unbiased | RigL conflicting | REST conflicting | REST − RigL conflicting |",
+        f"## {heading} (test accuracy at the valid-selected epoch, %, mean ± std over seeds)\n",
+        f"| dataset | ratio | epochs | recipe | density | seeds | {base_title} unbiased "
+        f"| REST unbiased | {difference} unbiased | {base_title} conflicting "
+        f"| REST conflicting | {difference} conflicting |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    keys = ["cfg_dataset", "cfg_ratio", "cfg_epochs", "cfg_recipe", "cfg_density"]
-    for (dataset, ratio, epochs, recipe, density), cell in sparse.groupby(keys):
-        by = {m: cell[cell["cfg_method"] == m].set_index("cfg_seed") for m in ("rigl", "rest")}
-        seeds = sorted(set(by["rigl"].index) & set(by["rest"].index))
+    # A sparse base's cells without REST still get their (empty) row.
+    cells = done[done["cfg_method"].isin(["rest", base] if sparse_base else ["rest"])]
+    for (dataset, ratio, epochs, recipe, density), cell in cells.groupby([*keys, "cfg_density"]):
+        ours_rows = cell[cell["cfg_method"] == "rest"].set_index("cfg_seed")
+        at = (dataset, ratio, epochs, recipe, *((density,) if sparse_base else ()))
+        seeds = sorted(s for s in ours_rows.index if (*at, s) in base_rows.index)
         row = [dataset, f"{ratio:g}", str(epochs), recipe, f"{density:g}", str(len(seeds))]
         for metric in ("unbiased", "conflicting"):
             column = METRICS[metric]
-            rigl = [float(by["rigl"].loc[s, column]) for s in seeds]
-            rest = [float(by["rest"].loc[s, column]) for s in seeds]
+            theirs = [float(base_rows.loc[(*at, s), column]) for s in seeds]
+            ours = [float(ours_rows.loc[s, column]) for s in seeds]
             row += [
-                _spread(rigl),
-                _spread(rest),
-                _spread([b - a for a, b in zip(rigl, rest, strict=True)]),
+                _spread(theirs),
+                _spread(ours),
+                _spread([b - a for a, b in zip(theirs, ours, strict=True)]),
             ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from rest_sweep import cli, service
 from rest_sweep import cluster as clusters
 from rest_sweep import ledger as ledgers
 from rest_sweep.launch_settings import LaunchSettings
+from tests.fixtures.ledgers import ledger_with_launch
 from trainables.results import ExperimentStore
 
 JOB = {"address": "10.0.0.5:6379", "via": "job"}
@@ -28,20 +29,10 @@ def _outside_a_job(monkeypatch):
 
 
 def _store(tmp_path: Path, cluster: dict | None, **launch) -> ExperimentStore:
-    store = ExperimentStore(str(tmp_path), "exp")
-    record = {
-        "id": "L001",
-        "host": "elsewhere",
-        "pid": 1,
-        "ended": 1.0,
-        "heartbeat": 0.0,
-        "trials": [],
-        "settings": LaunchSettings().to_dict(),
-        **({"cluster": cluster} if cluster is not None else {}),
-        **launch,
-    }
-    store.write_ledger({"name": "exp", "trials": {}, "launches": [record], "data_root": ""})
-    return store
+    recorded = {"cluster": cluster} if cluster is not None else {}
+    return ledger_with_launch(
+        tmp_path, {"settings": LaunchSettings().to_dict(), **recorded, **launch}
+    )
 
 
 def _resumed_address(monkeypatch, store: ExperimentStore, **given) -> str | None:

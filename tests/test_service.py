@@ -18,6 +18,7 @@ import pytest
 import rest_sweep
 from rest_sweep.launch_settings import LaunchSettings, last_settings
 from rest_sweep.ledger import start_launch
+from tests.fixtures.ledgers import ledger_with_launch
 from trainables.errors import UserError
 from trainables.results import ExperimentStore
 
@@ -142,21 +143,6 @@ def test_launch_liveness_follows_the_driver_pid(tmp_path):
     assert not launch_alive({**far, "heartbeat": time.time() - 600})
 
 
-def _ledger_with_launch(tmp_path: Path, launch: dict) -> ExperimentStore:
-    store = ExperimentStore(str(tmp_path), "exp")
-    record = {
-        "id": "L001",
-        "host": "elsewhere",
-        "pid": 1,
-        "ended": 1.0,
-        "heartbeat": 0.0,
-        "trials": [],
-        **launch,
-    }
-    store.write_ledger({"name": "exp", "trials": {}, "launches": [record], "data_root": ""})
-    return store
-
-
 def _captured_resume(monkeypatch, store: ExperimentStore, **given) -> LaunchSettings:
     """The settings ``resume`` would launch with (data check and the launch itself stubbed)."""
     from rest_sweep import service
@@ -187,7 +173,7 @@ def test_resume_without_flags_reuses_every_setting_of_the_last_launch(tmp_path, 
         reuse_actors=True,
     )
     assert LaunchSettings.of({"settings": settings.to_dict()}) == settings
-    store = _ledger_with_launch(tmp_path, {"settings": settings.to_dict()})
+    store = ledger_with_launch(tmp_path, {"settings": settings.to_dict()})
     assert _captured_resume(monkeypatch, store) == settings
     changed = _captured_resume(monkeypatch, store, max_failures=0, reuse_actors=False)
     assert changed == dataclasses.replace(settings, max_failures=0, reuse_actors=False)
@@ -196,13 +182,13 @@ def test_resume_without_flags_reuses_every_setting_of_the_last_launch(tmp_path, 
 def test_a_resume_under_ray_address_joins_that_cluster_not_the_stored_one(tmp_path, monkeypatch):
     # The last launch ran embedded with --num-cpus 4; the resume runs as a Ray job elsewhere.
     embedded = LaunchSettings(address=None, num_cpus=4, num_gpus=0)
-    store = _ledger_with_launch(tmp_path, {"settings": embedded.to_dict()})
+    store = ledger_with_launch(tmp_path, {"settings": embedded.to_dict()})
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     joined = _captured_resume(monkeypatch, store)
     assert (joined.address, joined.num_cpus, joined.num_gpus) == (None, None, None)
     # A stored --address of a cluster since recreated: this job's RAY_ADDRESS wins.
     stored = LaunchSettings(address="10.0.0.10:6379")
-    store = _ledger_with_launch(tmp_path / "b", {"settings": stored.to_dict()})
+    store = ledger_with_launch(tmp_path / "b", {"settings": stored.to_dict()})
     assert _captured_resume(monkeypatch, store).address is None
     monkeypatch.delenv("RAY_ADDRESS")
     assert _captured_resume(monkeypatch, store).address == "10.0.0.10:6379"
@@ -218,7 +204,7 @@ def test_settings_of_an_older_flat_launch_record_drop_pack_size(tmp_path, monkey
         "max_failures": 1,
         "pack_size": "auto",
     }
-    store = _ledger_with_launch(tmp_path, old)
+    store = ledger_with_launch(tmp_path, old)
     expected = LaunchSettings(cpus_per_trial=2.0, gpus_per_trial=0.25, max_failures=1)
     assert _captured_resume(monkeypatch, store) == expected
     assert last_settings({"launches": []}) == LaunchSettings()

@@ -104,9 +104,13 @@ def _train_group(trial: dict[str, Any]) -> None:
     node = _node_id()
 
     def reporter(member: dict[str, Any], config: TrialConfig):
+        known: list[int] = []  # the member's last epoch, read once (run_trial wrote it)
+
         def report(metrics: dict[str, Any]) -> None:  # in the member's thread: queued
             epoch = int(metrics.get("epoch", 0))
-            total = _total_epochs(member["uri"], config.epochs)
+            if not known:
+                known.append(_total_epochs(member["uri"], config.epochs))
+            total = known[0]
             rows.put(
                 {
                     **_numeric(metrics),

@@ -810,6 +810,21 @@ def _file_key(name: str) -> str:
     )
 
 
+def _stage(
+    rel: str,
+    data: bytes,
+    old: _LedgerSource,
+    new: _LedgerSource,
+    writes: list[tuple[str, bytes]],
+    whole: bool,
+) -> None:
+    """Record ``data`` as the ledger file ``rel`` and queue its write when it changed (every
+    file on a whole rewrite)."""
+    new.files[rel] = data
+    if whole or old.files.get(rel) != data:
+        writes.append((rel, data))
+
+
 def _json_bytes(obj: Any, indent: int | None = None) -> bytes:
     """A small ledger file (launch record, stop mark: compact; the head: indented), keys
     sorted, so that the same content is always the same bytes."""
@@ -1119,20 +1134,12 @@ class ExperimentStore:
             rel, trials_rel = f"{LAUNCHES_DIR}/{key}.json", f"{LAUNCHES_DIR}/{key}.trials.json"
             if "trials" in record:  # written once; a record read without its list keeps it
                 data = _compact(list(record["trials"])).encode()
-                new.files[trials_rel] = data
-                if whole or old.files.get(trials_rel) != data:
-                    writes.append((trials_rel, data))
+                _stage(trials_rel, data, old, new, writes, whole)
             elif whole:
                 removals.append(trials_rel)
             data = _json_bytes({k: v for k, v in record.items() if k != "trials"})
-            new.files[rel] = data
-            if whole or old.files.get(rel) != data:
-                writes.append((rel, data))
-        if whole:
-            names = self.loc.child(LAUNCHES_DIR).list_names()
-            gone = {n.split(".", 1)[0] for n in names if n.endswith(".json")} - used
-        else:
-            gone = set(old.launch_keys.values()) - used
+            _stage(rel, data, old, new, writes, whole)
+        gone = self._keys_on_file(LAUNCHES_DIR, old.launch_keys, whole) - used
         for key in sorted(gone):  # the record first: a list without its record is never read
             removals += [f"{LAUNCHES_DIR}/{key}.json", f"{LAUNCHES_DIR}/{key}.trials.json"]
 
@@ -1148,19 +1155,20 @@ class ExperimentStore:
         for trial_hash, mark in (ledger.get("stopped") or {}).items():
             key = _file_key(str(trial_hash))
             new.stop_keys[str(trial_hash)] = key
-            rel = f"{STOPPED_DIR}/{key}.json"
-            data = _json_bytes(mark)
-            new.files[rel] = data
-            if whole or old.files.get(rel) != data:
-                writes.append((rel, data))
-        if whole:
-            names = self.loc.child(STOPPED_DIR).list_names()
-            gone = {n[: -len(".json")] for n in names if n.endswith(".json")}
-        else:
-            gone = set(old.stop_keys.values())
+            _stage(f"{STOPPED_DIR}/{key}.json", _json_bytes(mark), old, new, writes, whole)
+        gone = self._keys_on_file(STOPPED_DIR, old.stop_keys, whole)
         removals += [
             f"{STOPPED_DIR}/{key}.json" for key in sorted(gone - set(new.stop_keys.values()))
         ]
+
+    def _keys_on_file(self, folder: str, known: Mapping[str, str], whole: bool) -> set[str]:
+        """The file keys that ``folder`` holds: listed from storage for a whole rewrite, else
+        the ones the ledger was read with (``known``). No key holds a ``.`` (:func:`_file_key`),
+        so a file's key is its name up to the first one."""
+        if not whole:
+            return set(known.values())
+        names = self.loc.child(folder).list_names()
+        return {n.split(".", 1)[0] for n in names if n.endswith(".json")}
 
     def _put(self, rel: str, data: bytes) -> None:
         folder, _, name = rel.rpartition("/")

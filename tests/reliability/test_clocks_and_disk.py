@@ -258,6 +258,9 @@ class _TornStream:
         self.real.write(bytes(data[: len(data) // 2]))
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    def __getattr__(self, name):  # everything else as the real stream does it
+        return getattr(self.real, name)
+
 
 class FullDisk(pafs.LocalFileSystem):
     """A local filesystem that fills up at the first write of a file matching ``first``;
@@ -354,25 +357,10 @@ def test_a_full_disk_at_the_data_cache_is_one_line_naming_the_entry(
     monkeypatch.setenv("REST_SWEEP_CACHE", str(cache_dir))
     real_open = open
 
-    class Full:
-        def __init__(self, *args, **kwargs):
-            self.real = real_open(*args, **kwargs)
+    def full(*args, **kwargs):
+        return _TornStream(real_open(*args, **kwargs))
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.real.close()
-            return False
-
-        def write(self, data):
-            self.real.write(bytes(data)[: len(data) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, name):
-            return getattr(self.real, name)
-
-    monkeypatch.setattr(cache, "open", Full, raising=False)
+    monkeypatch.setattr(cache, "open", full, raising=False)
     out = tmp_path / "trial"
     code, _, stderr = run_main(
         "train",
