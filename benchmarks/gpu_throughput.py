@@ -101,8 +101,8 @@ Output (``--out``, default ``benchmarks/results/gpu.json``)::
                             "ratio_plain", "at_least_1_5x"}},  # models with a fused figure
      "skipped": [{"what": str, "reason": str}], "errors": [{"what": str, "error": str}]}
 
-``benchmarks/grid_cost.py`` reads ``models.*.single`` / ``aggregate`` / ``startup`` from it
-(not yet ``fused``).
+``benchmarks/grid_cost.py`` reads ``models.*.single`` / ``aggregate`` / ``startup`` / ``fused``
+/ ``fused_mps`` from it (``search_spaces.makespan.ThroughputTable.with_gpu_json``).
 
     PYTHONPATH=$PWD timeout 540 python3 benchmarks/gpu_throughput.py --out "$OUT/gpu.json"
 

@@ -27,7 +27,10 @@ pipeline's (incomplete where a size has no valid reference figure: it is never F
 and with CUDA MPS where the table has MPS rows; trials whose figures are FLOP-scaled (a size
 not measured) are summed in their own column, marked estimated. ``--from-gpu-json gpu.json``
 puts the GPU script's figures in place of the table's first; ``--write-table`` then saves them
-into the shipped table and records ``paper_all_h100_hours`` in the gpu.json.
+into the shipped table and records ``paper_all_h100_hours`` in the gpu.json. Where the table has
+fused-group figures (issue 25), each measured way of running them is a mode too: fused groups
+of K in one process per GPU, and P such processes under MPS (trials that cannot fuse run plain
+at their default share).
 
     python benchmarks/grid_cost.py --grids paper-table3-cmnist,paper-all
     python benchmarks/grid_cost.py --from-gpu-json benchmarks/results/gpu.json --write-table
@@ -166,7 +169,8 @@ def table_cost(table: Any, grids: list[str]) -> list[dict[str, Any]]:
         modes += [(f"{k} trials/GPU + MPS", with_mps, k) for k in ks_mps]
     rows = []
     for grid in grids:
-        trials = [trial_work(cfg) for cfg in expand(GRIDS.get(grid)).trials]
+        configs = expand(GRIDS.get(grid)).trials
+        trials = [trial_work(cfg) for cfg in configs]
         for label, source, k in modes:
             measured = estimated = 0.0
             complete = True
@@ -198,7 +202,61 @@ def table_cost(table: Any, grids: list[str]) -> list[dict[str, Any]]:
                     "complete": complete,
                 }
             )
+        for label, k, processes in fused_modes(table):
+            measured, estimated = fused_cost(table, configs, k, processes)
+            rows.append(
+                {
+                    "grid": grid,
+                    "mode": label,
+                    "trials": len(trials),
+                    "gpu_hours": measured,
+                    "estimated_gpu_hours": estimated,
+                    "complete": True,
+                }
+            )
     return rows
+
+
+def fused_modes(table: Any) -> list[tuple[str, int, int]]:
+    """(label, K, P) of each way of running fused groups the table measured: one process of K
+    per GPU, and P such processes under CUDA MPS."""
+    ks = sorted({k for g in table.fused.values() for k in g.single if k > 1})
+    runs = sorted({pk for g in table.fused.values() for pk in g.mps})
+    modes = [(f"fused {k}, 1 process/GPU", k, 1) for k in ks]
+    return modes + [(f"fused {k} x {p} processes + MPS", k, p) for p, k in runs]
+
+
+def fused_cost(table: Any, configs: list[Any], k: int, processes: int) -> tuple[float, float]:
+    """GPU-hours (measured, estimated) of ``configs`` run as ``--fuse k`` groups, ``processes``
+    per GPU (under MPS when more than one). A group's GPU-seconds: its start-up (a plain
+    trial's plus the group's extra) over ``processes``, and its members' work at the fused
+    aggregate. Trials that do not fuse, or whose size has no fused figure, run plain at the
+    catalogue's default share (1/share trials per GPU, with MPS when ``processes`` > 1)."""
+    from search_spaces.makespan import trial_work
+    from trainables.fusion import fuse_groups
+    from trainables.models import MODELS
+
+    mps = processes > 1
+    plain_table = table.with_mps() if mps else table
+    measured = estimated = 0.0
+    for unit in fuse_groups(list(configs), k):
+        model, px, width, _ = trial_work(unit[0])
+        figures = plain_table.lookup(model, px, width)
+        groups = table.fused.get((model, px, width)) if len(unit) > 1 else None
+        work = sum(trial_work(cfg)[3] for cfg in unit) * (1 + figures.epoch_overhead)
+        if groups is not None:
+            startup = figures.startup_s + groups.startup(len(unit))
+            seconds = startup / processes + work / groups.aggregate(len(unit), processes, mps)
+        else:
+            per_gpu = max(1, round(1 / MODELS.get(model).gpu_share))
+            seconds = len(unit) * figures.startup_s / per_gpu + work / (
+                figures.per_trial(per_gpu) * per_gpu
+            )
+        if figures.basis == "measured":
+            measured += seconds / 3600
+        else:
+            estimated += seconds / 3600
+    return measured, estimated
 
 
 def record_paper_all(path: Path, table: Any) -> None:
@@ -221,11 +279,18 @@ def record_paper_all(path: Path, table: Any) -> None:
     doc["paper_all_h100_hours_mps"] = mps and round(
         mps["gpu_hours"] + mps["estimated_gpu_hours"], 2
     )
+    fused = [r for m, r in rows.items() if m.startswith("fused ")]
+    best = min(fused, key=lambda r: r["gpu_hours"] + r["estimated_gpu_hours"], default=None)
+    doc["paper_all_h100_hours_fused"] = best and round(
+        best["gpu_hours"] + best["estimated_gpu_hours"], 2
+    )
+    doc["paper_all_fused_mode"] = best and best["mode"]
     share = "the default share" if k == default else f"the default share is 1/{default}"
     doc["paper_all_basis"] = (
         f"python benchmarks/grid_cost.py --from-gpu-json {path} --write-table: paper-all "
         f"(1,215 trials, BFFHQ included) at {k} trials per GPU ({share}), without and with "
-        f"CUDA MPS; {doc.get('gpu') or 'the measuring GPU'}-hours"
+        f"CUDA MPS; _fused: the cheapest measured fused mode (trials that cannot fuse at the "
+        f"default share); {doc.get('gpu') or 'the measuring GPU'}-hours"
     )
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")

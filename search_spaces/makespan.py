@@ -19,6 +19,10 @@ makespan from this module. The model of a launch:
   row is FLOP-scaled from that model's measured rows (or simple_cnn's, for a model never
   measured) with the catalogue's analytic forward FLOPs, and the estimate says it is estimated.
   K beyond the largest measured K keeps that K's aggregate (no further gain assumed).
+* **Fused groups** (``--fuse K``, issue 25): the trials are grouped as the launcher groups them
+  (``trainables.fusion.fuse_groups``); a group of two or more is one simulated trial holding one
+  trial's resources, with its members' work at the table's measured fused aggregate
+  (:class:`FusedThroughput`). Refused while the table has no fused figure.
 
 The same engine runs CPU slots (shares 0, a constant rate): ``tests/test_makespan.py`` checks
 its event logic exactly and docs/sweeps.md compares it with a real CPU sweep.
@@ -33,7 +37,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +90,8 @@ class SimTrial:
     """One trial as the engine sees it: resources, start-up seconds, work and its rate.
 
     ``rate(k)`` is the per-trial work rate when ``k`` trials train on its GPU (a GPU trial) or
-    the constant rate of a CPU trial (``gpus == 0``; ``k`` is then always 1).
+    the constant rate of a CPU trial (``gpus == 0``; ``k`` is then always 1). A fused group is
+    one such trial: its work is its members' together, ``k`` counts groups and plain trials.
     """
 
     label: str
@@ -95,6 +100,7 @@ class SimTrial:
     startup_s: float
     work: float
     rate: Callable[[int], float]
+    members: int = 1  # grid trials it stands for: K for a fused group (one Ray trial)
 
 
 @dataclass
@@ -221,7 +227,10 @@ def simulate(trials: Sequence[SimTrial], cluster: Cluster) -> Makespan:
         start_waiting(now)
     total_gpus = cluster.nodes * cluster.gpus
     utilisation = gpu_seconds / (total_gpus * now) if total_gpus and now > 0 else None
-    return Makespan(now, utilisation, dict(Counter(t.label for t in trials)), tuple(finish))
+    counts: Counter[str] = Counter()
+    for t in trials:
+        counts[t.label] += t.members
+    return Makespan(now, utilisation, dict(counts), tuple(finish))
 
 
 def _first_fit(
@@ -273,19 +282,7 @@ class Throughput:
     def per_trial(self, k: int) -> float:
         """Samples/s of one of ``k`` trials training on one GPU: ``aggregate(k) / k``; a K
         between measured ones is interpolated, one beyond them keeps the largest K's aggregate."""
-        known = sorted(self.aggregate)
-        if k in self.aggregate:
-            return self.aggregate[k] / k
-        if k > known[-1]:
-            return self.aggregate[known[-1]] / k
-        if k < known[0]:  # fewer trials than any measured K: no faster than one of those
-            return self.aggregate[known[0]] / known[0]
-        low = max(n for n in known if n < k)
-        high = min(n for n in known if n > k)
-        if low == high:
-            return self.aggregate[low] / k
-        a, b = self.aggregate[low], self.aggregate[high]
-        return (a + (b - a) * (k - low) / (high - low)) / k
+        return aggregate_at(self.aggregate, k) / k
 
     def scaled(self, factor: float, px: int, width: int, why: str) -> Throughput:
         """These figures for a network ``factor`` times as costly per sample (estimated)."""
@@ -301,6 +298,63 @@ class Throughput:
         )
 
 
+def aggregate_at(aggregate: Mapping[int, float], k: int) -> float:
+    """Aggregate samples/s of ``k`` trials from figures measured at some K: a measured K's own,
+    linear between measured ones, the largest K's beyond them (no further gain assumed), and
+    below the smallest that K's per-trial rate times ``k`` (no faster than one of those)."""
+    known = sorted(aggregate)
+    if k in aggregate:
+        return aggregate[k]
+    if k > known[-1]:
+        return aggregate[known[-1]]
+    if k < known[0]:
+        return aggregate[known[0]] / known[0] * k
+    low = max(n for n in known if n < k)
+    high = min(n for n in known if n > k)
+    a, b = aggregate[low], aggregate[high]
+    return a + (b - a) * (k - low) / (high - low)
+
+
+@dataclass(frozen=True)
+class FusedThroughput:
+    """A model's fused-group figures (``trainables.train.fused``, issue 25) at one input size
+    and width: aggregate samples/s of one process training K trials as one step
+    (``single[K]``), of P such processes on one GPU under CUDA MPS (``mps[(P, K)]``), and the
+    group's start-up beyond a plain trial's (``extra_startup_s[K]``: building K members and
+    capturing the fused step, less one steady epoch; ``gpu_throughput.py``'s ``build_s`` +
+    ``warm_s``)."""
+
+    single: Mapping[int, float]
+    mps: Mapping[tuple[int, int], float]
+    extra_startup_s: Mapping[int, float]
+
+    def aggregate(self, k: int, processes: int, mps: bool) -> float:
+        """Samples/s of ``processes`` fused groups of ``k`` trials training on one GPU, all
+        together. One process: ``single`` at K (interpolated as :func:`aggregate_at`). More
+        processes without MPS time-slice the GPU: no gain over one is assumed (not measured).
+        With MPS: the measured P x K run with the most processes up to ``processes`` at this K,
+        if it beats one process; otherwise one process's figure (an approximation: the GPU
+        script measures MPS at one K per P, the fastest that fits in memory)."""
+        one = aggregate_at(self.single, k)
+        if processes <= 1 or not mps:
+            return one
+        at_k = {p: v for (p, kk), v in self.mps.items() if kk == k and p <= processes}
+        return max(one, at_k[max(at_k)]) if at_k else one
+
+    def per_group(self, k: int, mps: bool, processes: int) -> float:
+        """Samples/s of one of ``processes`` fused groups of ``k`` sharing one GPU."""
+        return self.aggregate(k, processes, mps) / processes
+
+    def startup(self, k: int) -> float:
+        """Seconds beyond a plain trial's start-up for a group of ``k`` (nearest measured K at
+        or below, else the smallest: a larger group captures a larger graph)."""
+        if not self.extra_startup_s:
+            return 0.0
+        known = sorted(self.extra_startup_s)
+        below = [n for n in known if n <= k]
+        return self.extra_startup_s[below[-1] if below else known[0]]
+
+
 @dataclass
 class ThroughputTable:
     """``throughput.csv``: measured rows keyed by (model, input px, width), plus the notes of
@@ -313,6 +367,11 @@ class ThroughputTable:
     # the same K processes with the CUDA MPS daemon up (``loop`` = single_mps): an opt-in that
     # needs the daemon started on every GPU node, so plans use ``rows`` unless asked
     mps: dict[tuple[str, int, int], Throughput] = field(default_factory=dict)
+    # fused groups (``loop`` = fused: one process of ``trials_per_process`` trials; fused_mps:
+    # ``processes_per_gpu`` such processes under MPS): used by plans that ask (``--fuse K``)
+    fused: dict[tuple[str, int, int], FusedThroughput] = field(default_factory=dict)
+    # the plan runs the CUDA MPS daemon (``with_mps``): fused groups sharing a GPU use fused_mps
+    mps_daemon: bool = False
 
     @classmethod
     def load(cls, path: Path | str = TABLE) -> ThroughputTable:
@@ -322,6 +381,7 @@ class ThroughputTable:
         }
         notes: dict[tuple[str, int, int], str] = {}
         reference: dict[tuple[str, int, int], float] = {}
+        fused: dict[tuple[str, int, int], dict[str, dict[Any, float]]] = {}
         with Path(path).open(newline="") as handle:
             for row in csv.DictReader(handle):
                 key = (row["model"], int(row["input_px"]), int(row["width"]))
@@ -330,6 +390,16 @@ class ThroughputTable:
                     continue
                 if row["loop"] == "reference":
                     reference[key] = float(row["aggregate_samples_s"])
+                    continue
+                if row["loop"] in ("fused", "fused_mps"):
+                    entry = fused.setdefault(key, {"single": {}, "mps": {}, "startup": {}})
+                    k, p = int(row["trials_per_process"]), int(row["processes_per_gpu"])
+                    value = float(row["aggregate_samples_s"])
+                    if row["loop"] == "fused":
+                        entry["single"][k] = value
+                        entry["startup"][k] = float(row["startup_s"] or 0.0)
+                    else:
+                        entry["mps"][(p, k)] = value
                     continue
                 entry = measured[row["loop"]].setdefault(key, {"aggregate": {}, "row": row})
                 entry["aggregate"][int(row["processes_per_gpu"])] = float(
@@ -351,11 +421,19 @@ class ThroughputTable:
                 for key, e in measured[loop].items()
             }
 
-        return cls(throughputs("single"), notes, reference, throughputs("single_mps"))
+        groups = {
+            key: FusedThroughput(e["single"], e["mps"], e["startup"])
+            for key, e in fused.items()
+            if e["single"]  # MPS figures alone cannot be placed: no one-process K
+        }
+        return cls(throughputs("single"), notes, reference, throughputs("single_mps"), groups)
 
     def with_mps(self) -> ThroughputTable:
-        """This table with the MPS aggregates in place of the plain ones where measured."""
-        return ThroughputTable({**self.rows, **self.mps}, self.estimated_notes, self.reference)
+        """This table with the MPS aggregates in place of the plain ones where measured, and
+        fused groups sharing a GPU timed with the MPS figures."""
+        return ThroughputTable(
+            {**self.rows, **self.mps}, self.estimated_notes, self.reference, {}, self.fused, True
+        )
 
     def gpus(self) -> str:
         return ", ".join(sorted({t.gpu for t in self.rows.values() if t.gpu})) or "unknown GPU"
@@ -377,9 +455,10 @@ class ThroughputTable:
         ``aggregate_precision`` (the precision its aggregates use). Start-up is the ``cut``
         variant (what trials do) when measured. A reference marked ``reference_valid: false``
         is not taken. A size the table only estimated becomes a measured row, with the width of
-        the model's other rows."""
+        the model's other rows. Fused groups (``fused.per_k.<K>``, ``fused_mps.per_run.<P>x<K>``)
+        replace that key's fused figures; ``fused`` null keeps the table's."""
         rows, reference, mps = dict(self.rows), dict(self.reference), dict(self.mps)
-        notes = dict(self.estimated_notes)
+        notes, fused = dict(self.estimated_notes), dict(self.fused)
         gpu = str(doc.get("gpu") or doc.get("device") or "")
         precisions = doc.get("aggregate_precision") or {}
         for name, figures in doc.get("models", {}).items():
@@ -400,10 +479,13 @@ class ThroughputTable:
             if not keys and px is not None:  # an estimated size, now measured
                 widths = sorted({k[2] for k in self.rows if k[0] == model})
                 keys = [(model, int(px), widths[0])] if widths else []
+            groups = _fused_figures(figures.get("fused"), figures.get("fused_mps"))
             for key in keys:
                 value = figures.get("reference")
                 if isinstance(value, int | float) and figures.get("reference_valid", True):
                     reference[key] = float(value)
+                if groups is not None:
+                    fused[key] = groups
                 old = rows.get(key)
                 if not per_k:
                     continue
@@ -424,13 +506,17 @@ class ThroughputTable:
                         gpu or template.gpu,
                     )
                 notes.pop(key, None)
-        return ThroughputTable(rows, notes, reference, mps)
+        return ThroughputTable(rows, notes, reference, mps, fused, self.mps_daemon)
 
     def write(self, path: Path | str, source: str, date: str) -> None:
         """Write these rows in ``throughput.csv``'s layout (the ``--write-table`` update path)."""
         with Path(path).open(newline="") as handle:
             old = list(csv.DictReader(handle))
         fields = list(old[0])
+        if "trials_per_process" not in fields:  # a table written before fused groups
+            fields.insert(fields.index("processes_per_gpu") + 1, "trials_per_process")
+            for r in old:
+                r["trials_per_process"] = "1"
         out = []
         for key, value in self.reference.items():
             same = (key[0], str(key[1]), str(key[2]))
@@ -452,6 +538,7 @@ class ThroughputTable:
                     "gpu": template.gpu if template else "",
                     "loop": "reference",
                     "processes_per_gpu": 1,
+                    "trials_per_process": 1,
                     "aggregate_samples_s": f"{value:g}",
                     "epoch_overhead": f"{template.epoch_overhead:g}" if template else "",
                     "basis": "measured",
@@ -472,6 +559,7 @@ class ThroughputTable:
                         "gpu": t.gpu,
                         "loop": loop,
                         "processes_per_gpu": k,
+                        "trials_per_process": 1,
                         "aggregate_samples_s": f"{value:g}",
                         "startup_s": f"{t.startup_s:g}",
                         "epoch_overhead": f"{t.epoch_overhead:g}",
@@ -486,6 +574,7 @@ class ThroughputTable:
                         ),
                     }
                 )
+        out += self._fused_rows(source, date)
         measured_keys = {(t.model, t.input_px, t.width) for _, t in measured}
         out += [
             r
@@ -497,6 +586,74 @@ class ThroughputTable:
             writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
             writer.writeheader()
             writer.writerows(out)
+
+    def _fused_rows(self, source: str, date: str) -> list[dict[str, Any]]:
+        """The fused figures as ``throughput.csv`` rows (``fused`` and ``fused_mps`` loops)."""
+        out: list[dict[str, Any]] = []
+        for key, groups in sorted(self.fused.items()):
+            plain = self.rows.get(key)
+            common = {
+                "model": key[0],
+                "input_px": key[1],
+                "width": key[2],
+                "gpu": plain.gpu if plain else "",
+                "epoch_overhead": f"{plain.epoch_overhead:g}" if plain else "",
+                "basis": "measured",
+                "date": date,
+                "source": source,
+            }
+            for k, value in sorted(groups.single.items()):
+                out.append(
+                    {
+                        **common,
+                        "loop": "fused",
+                        "processes_per_gpu": 1,
+                        "trials_per_process": k,
+                        "aggregate_samples_s": f"{value:g}",
+                        "startup_s": f"{groups.startup(k):g}",
+                        "note": "one process training K trials as one fused step; startup_s: "
+                        "the group's build and capture beyond a plain trial's start-up",
+                    }
+                )
+            for (p, k), value in sorted(groups.mps.items()):
+                out.append(
+                    {
+                        **common,
+                        "loop": "fused_mps",
+                        "processes_per_gpu": p,
+                        "trials_per_process": k,
+                        "aggregate_samples_s": f"{value:g}",
+                        "startup_s": "",
+                        "note": "P processes of one fused group of K trials each, CUDA MPS",
+                    }
+                )
+        return out
+
+
+def _fused_figures(
+    fused: Mapping[str, Any] | None, fused_mps: Mapping[str, Any] | None
+) -> FusedThroughput | None:
+    """A gpu.json model's fused blocks as figures; None when it has no fused K measured.
+
+    A K's start-up beyond a plain trial's is ``build_s + warm_s`` less one steady epoch
+    (``samples / epochs / samples_per_s``). An MPS run of processes that are not under MPS
+    (``mps: false``, the CPU's --tiny run) is not taken."""
+    single: dict[int, float] = {}
+    startup: dict[int, float] = {}
+    for k, run in ((fused or {}).get("per_k") or {}).items():
+        rate = float(run["samples_per_s"])
+        single[int(k)] = rate
+        epoch_s = float(run.get("samples", 0)) / max(int(run.get("epochs", 1)), 1) / rate
+        build = float(run.get("build_s", 0.0)) + float(run.get("warm_s", 0.0))
+        startup[int(k)] = round(max(0.0, build - epoch_s), 4)
+    if not single:
+        return None
+    mps = {
+        (int(run["processes"]), int(run["fuse"])): float(run["samples_per_s"])
+        for run in ((fused_mps or {}).get("per_run") or {}).values()
+        if run.get("mps", True)
+    }
+    return FusedThroughput(single, mps, startup)
 
 
 def _per_k(aggregate: Mapping[str, Any] | None) -> dict[int, float]:
@@ -555,19 +712,34 @@ def gpu_trials(
     shares: float | Mapping[str, float] | None = None,
     cpus_per_trial: float = 1.0,
     table: ThroughputTable | None = None,
+    fuse: int = 1,
 ) -> tuple[list[SimTrial], tuple[str, ...]]:
     """The engine's trials for a grid on GPUs, and a note per estimated figure used.
 
     ``shares`` is ``--gpus-per-trial`` as :func:`rest_sweep.launch_settings.parse_gpu_shares`
     returns it: one share for every model, per-model shares (a model not named keeps its
-    catalogue default) or None (every model its default, ``MODELS.get(m).gpu_share``)."""
+    catalogue default) or None (every model its default, ``MODELS.get(m).gpu_share``).
+
+    ``fuse`` > 1 groups the trials as the launcher does (``--fuse K``:
+    :func:`trainables.fusion.fuse_groups`): a group of two or more is one engine trial holding
+    one trial's resources, with its members' work together, the fused figures' rate and a
+    plain trial's start-up plus the group's extra. A group whose (model, size, width) has no
+    measured fused figure is planned as its members, alone, and a note says so."""
+    from trainables.fusion import fuse_groups
     from trainables.models import MODELS
 
     table = table or shipped_table()
+    if fuse > 1 and not table.fused:
+        raise UserError(
+            f"--fuse: {fuse} is not allowed yet; allowed: 1, until the throughput table has "
+            "measured fused-group figures (benchmarks/gpu_call_issue25.sh on a GPU, then "
+            "benchmarks/grid_cost.py --from-gpu-json gpu.json --write-table)"
+        )
     out: list[SimTrial] = []
     notes: dict[str, None] = {}
-    for cfg in configs:
-        model, px, width, samples = trial_work(cfg)
+    units = fuse_groups(list(configs), fuse) if fuse > 1 else [[cfg] for cfg in configs]
+    for unit in units:
+        model, px, width, samples = trial_work(unit[0])
         figures = table.lookup(model, px, width)
         if figures.basis != "measured":
             notes[f"{model} {px} px width {width}: {figures.basis}"] = None
@@ -581,21 +753,28 @@ def gpu_trials(
                 "(the cluster simulation places trials on GPUs)"
             )
         k_max = max(1, int(round(1 / share, 6))) if share < 1 else 1
+        groups = table.fused.get((model, px, width)) if len(unit) > 1 else None
+        if len(unit) > 1 and groups is None:
+            notes[f"{model} {px} px: no measured fused figure, planned as plain trials"] = None
+        if groups is not None:
+            k = len(unit)
+            work = sum(trial_work(cfg)[3] for cfg in unit) * (1 + figures.epoch_overhead)
+            rate = partial(groups.per_group, k, table.mps_daemon)
+            startup = figures.startup_s + groups.startup(k)
+            out.append(SimTrial(model, cpus_per_trial, share, startup, work, rate, members=k))
+            continue
         if k_max > max(figures.aggregate):
             notes[
                 f"{model} {px} px at {k_max} trials per GPU: beyond the measured "
                 f"{max(figures.aggregate)}, its aggregate held (not measured)"
             ] = None
-        out.append(
-            SimTrial(
-                model,
-                cpus_per_trial,
-                share,
-                figures.startup_s,
-                samples * (1 + figures.epoch_overhead),
-                figures.per_trial,
+        for cfg in unit:
+            work = (samples if cfg is unit[0] else trial_work(cfg)[3]) * (
+                1 + figures.epoch_overhead
             )
-        )
+            out.append(
+                SimTrial(model, cpus_per_trial, share, figures.startup_s, work, figures.per_trial)
+            )
     return out, tuple(notes)
 
 
@@ -605,10 +784,12 @@ def estimate_makespan(
     shares: float | Mapping[str, float] | None = None,
     cpus_per_trial: float = 1.0,
     table: ThroughputTable | None = None,
+    fuse: int = 1,
 ) -> Makespan:
-    """The grid's estimated wall time on ``cluster`` (GPU trials), notes included."""
+    """The grid's estimated wall time on ``cluster`` (GPU trials; ``fuse``: fused groups of
+    up to that many trials, as ``--fuse``), notes included."""
     table = table or shipped_table()
-    trials, notes = gpu_trials(configs, shares, cpus_per_trial, table)
+    trials, notes = gpu_trials(configs, shares, cpus_per_trial, table, fuse)
     result = simulate(trials, cluster)
     basis = f"figures of {table.gpus()} (search_spaces/throughput.csv)"
     return Makespan(

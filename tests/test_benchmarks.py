@@ -90,3 +90,35 @@ def test_paper_all_is_recorded_at_the_largest_measured_k_below_the_share(tmp_pat
     assert "recorded at 2 trials per GPU" in capsys.readouterr().out
     doc = json.loads(gpu.read_text())
     assert doc["paper_all_h100_hours"] > 0 and "at 2 trials per GPU" in doc["paper_all_basis"]
+
+
+def test_grid_cost_prices_the_measured_fused_modes_and_records_the_cheapest(tmp_path, capsys):
+    """A gpu.json with fused figures: each measured way of running fused groups is a mode
+    (faster fused figures, fewer GPU-hours than the plain K = 4), written back to the table,
+    and the cheapest recorded as ``paper_all_h100_hours_fused``."""
+    table = tmp_path / "throughput.csv"
+    table.write_text((REPO / "search_spaces" / "throughput.csv").read_text())
+    run = {"samples": 1e8, "epochs": 10, "build_s": 5.0, "warm_s": 9.0}
+    fused = {"per_k": {str(k): {**run, "samples_per_s": 2e6 * k} for k in (1, 8)}}
+    per_run = {"2x8": {"processes": 2, "fuse": 8, "samples_per_s": 3e7, "mps": True}}
+    simple = {"model": "simple_cnn", "input_size": 28, "fused": fused}
+    gpu = tmp_path / "gpu.json"
+    gpu.write_text(
+        json.dumps(
+            {"gpu": "H200", "models": {"simple_cnn": {**simple, "fused_mps": {"per_run": per_run}}}}
+        )
+    )
+    argv = ["--grids", "paper-table3-cmnist", "--table", str(table), "--from-gpu-json", str(gpu)]
+    assert grid_cost.main([*argv, "--write-table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    hours = {
+        line.split(None, 2)[2].rsplit(None, 2)[0].strip(): float(line.split()[-2])
+        for line in lines
+        if line.startswith("paper-table3-cmnist ")
+    }
+    assert 0 < hours["fused 8 x 2 processes + MPS"] < hours["fused 8, 1 process/GPU"]
+    assert hours["fused 8, 1 process/GPU"] < hours["4 trials/GPU"]
+    assert ThroughputTable.load(table).fused[("simple_cnn", 28, 64)].mps == {(2, 8): 3e7}
+    doc = json.loads(gpu.read_text())
+    assert doc["paper_all_fused_mode"] == "fused 8 x 2 processes + MPS"
+    assert 0 < doc["paper_all_h100_hours_fused"] < doc["paper_all_h100_hours"]

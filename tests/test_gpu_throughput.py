@@ -126,6 +126,10 @@ def test_tiny_cpu_run_writes_the_documented_schema(tmp_path: Path) -> None:
     row = table.rows[("simple_cnn", simple["input_size"], 64)]
     measured = {int(k): v["samples_per_s"] for k, v in simple["aggregate"]["per_k"].items()}
     assert row.aggregate == measured and row.basis == "measured"
+    groups = table.fused[("simple_cnn", simple["input_size"], 64)]
+    fused_k = {int(k): v["samples_per_s"] for k, v in simple["fused"]["per_k"].items()}
+    assert groups.single == fused_k and set(groups.extra_startup_s) == set(fused_k)
+    assert groups.mps == {}  # the CPU's fused processes ran without MPS: not an MPS figure
     # --tiny measures no resnet18 aggregate: K=1 is its single trial in the aggregates' precision
     alone = report["models"]["resnet18"]["variants"][report["aggregate_precision"]["resnet18"]]
     assert table.rows[("resnet18", 32, 64)].aggregate == {1: alone["samples_per_s"]}

@@ -333,3 +333,152 @@ def test_train_on_valid_trials_are_planned_on_train_plus_valid(grid: str, sample
     assert trial_work(cfg)[3] == pytest.approx(trial_work(train_only)[3] * ratio)
     assert estimate([cfg]).train_flops == pytest.approx(estimate([train_only]).train_flops * ratio)
     assert planned_steps(cfg) == cfg.epochs * -(-samples // cfg.batch_size)
+
+
+# ---------------------------------------------------------------------- fused groups (issue 25)
+
+FUSED_DOC = {
+    "gpu": "H200",
+    "models": {
+        "simple_cnn": {
+            "model": "simple_cnn",
+            "input_size": 28,
+            "fused": {
+                "per_k": {
+                    # one steady epoch: 1,000 samples / 10 epochs at 100/s = 1 s
+                    "1": {
+                        "samples_per_s": 100.0,
+                        "samples": 1000,
+                        "epochs": 10,
+                        "build_s": 2.0,
+                        "warm_s": 1.5,
+                    },
+                    "4": {
+                        "samples_per_s": 300.0,
+                        "samples": 3000,
+                        "epochs": 10,
+                        "build_s": 3.0,
+                        "warm_s": 4.0,
+                    },
+                }
+            },
+            "fused_mps": {
+                "per_run": {
+                    "2x4": {"processes": 2, "fuse": 4, "samples_per_s": 500.0, "mps": True},
+                    "4x2": {"processes": 4, "fuse": 2, "samples_per_s": 900.0, "mps": False},
+                }
+            },
+        }
+    },
+}
+
+
+def fusable_trials(n: int) -> list:
+    """The first ``n`` trials of paper-table3-cmnist that share one fuse key (REST and RigL
+    at several densities and seeds: one shape, 100 epochs)."""
+    from trainables.fusion import fuse_key
+
+    trials = [t for t in expand(GRIDS.get("paper-table3-cmnist")).trials if fuse_key(t)]
+    key = fuse_key(trials[0])
+    same = [t for t in trials if fuse_key(t) == key][:n]
+    assert len(same) == n
+    return same
+
+
+def test_fused_figures_come_from_the_gpu_scripts_json_and_survive_a_write(tmp_path) -> None:
+    table = shipped_table().with_gpu_json(FUSED_DOC)
+    groups = table.fused[("simple_cnn", 28, 64)]
+    assert groups.single == {1: 100.0, 4: 300.0}
+    # build + warm-up epoch - one steady epoch: 2 + 1.5 - 1 and 3 + 4 - 1
+    assert groups.extra_startup_s == {1: 2.5, 4: 6.0}
+    assert groups.mps == {(2, 4): 500.0}  # the run not under MPS (mps: false) is not taken
+    assert shipped_table().fused == {}  # nothing measured yet in the shipped table
+    path = tmp_path / "throughput.csv"
+    path.write_text((REPO / "search_spaces" / "throughput.csv").read_text())
+    table.write(path, source="gpu.json", date="2026-12-08")
+    again = ThroughputTable.load(path)
+    assert again.fused == table.fused and again.rows == table.rows
+    loops = [
+        (r["loop"], r["processes_per_gpu"], r["trials_per_process"])
+        for r in csv.DictReader(path.open())
+        if r["loop"].startswith("fused")
+    ]
+    assert loops == [("fused", "1", "1"), ("fused", "1", "4"), ("fused_mps", "2", "4")]
+
+
+def test_fused_aggregates_interpolate_in_k_and_need_mps_to_share_a_gpu() -> None:
+    groups = shipped_table().with_gpu_json(FUSED_DOC).fused[("simple_cnn", 28, 64)]
+    assert groups.aggregate(2, 1, mps=False) == pytest.approx(100 + 200 / 3)
+    assert groups.aggregate(8, 1, mps=False) == 300.0  # beyond K = 4: held
+    assert groups.aggregate(4, 2, mps=False) == 300.0  # time-sliced: no gain assumed
+    assert groups.aggregate(4, 2, mps=True) == 500.0
+    assert groups.aggregate(4, 3, mps=True) == 500.0  # the run with most processes <= 3
+    assert groups.aggregate(2, 2, mps=True) == pytest.approx(100 + 200 / 3)  # not at K = 2
+    assert groups.per_group(4, True, 2) == 250.0
+    assert (groups.startup(1), groups.startup(3), groups.startup(16)) == (2.5, 2.5, 6.0)
+
+
+def test_a_fused_group_is_one_trial_with_its_members_work_at_the_fused_rate() -> None:
+    """8 same-shape trials, one whole GPU each (share 1) on 1x1: --fuse 4 runs two groups one
+    after the other, each a plain start-up plus the group's extra, then 4 trials' work at the
+    fused aggregate; --fuse 1 runs the 8 trials alone at the plain K = 1 rate."""
+    trials = fusable_trials(8)
+    table = shipped_table().with_gpu_json(FUSED_DOC)
+    figures = table.lookup("simple_cnn", 28, 64)
+    work = trial_work(trials[0])[3] * (1 + figures.epoch_overhead)
+    fused = estimate_makespan(trials, Cluster.parse("1x1"), 1.0, table=table, fuse=4)
+    group = figures.startup_s + 6.0 + 4 * work / 300.0
+    assert fused.seconds == pytest.approx(2 * group)
+    assert fused.trials == {"simple_cnn": 8} and len(fused.finish) == 2
+    alone = estimate_makespan(trials, Cluster.parse("1x1"), 1.0, table=table)
+    assert alone.seconds == pytest.approx(8 * (figures.startup_s + work / figures.per_trial(1)))
+    # two groups sharing a GPU (share 0.5) under MPS: 500 samples/s between them
+    shared = estimate_makespan(trials, Cluster.parse("1x1"), 0.5, table=table.with_mps(), fuse=4)
+    assert shared.seconds == pytest.approx(figures.startup_s + 6.0 + 8 * work / 500.0)
+
+
+def test_trials_that_cannot_fuse_and_sizes_without_figures_stay_alone() -> None:
+    from search_spaces.makespan import gpu_trials
+
+    disent = [t for t in expand(GRIDS.get("paper-table2-cmnist")).trials if t.method == "disent"]
+    trials = [disent[0], *fusable_trials(3)]
+    table = shipped_table().with_gpu_json(FUSED_DOC)
+    sims, _ = gpu_trials(trials, 1.0, table=table, fuse=4)
+    assert [s.members for s in sims] == [1, 3]
+    no_figures = ThroughputTable(
+        table.rows, fused={("resnet18", 32, 64): table.fused[("simple_cnn", 28, 64)]}
+    )
+    sims, notes = gpu_trials(trials, 1.0, table=no_figures, fuse=4)
+    assert [s.members for s in sims] == [1, 1, 1, 1]
+    assert "simple_cnn 28 px: no measured fused figure, planned as plain trials" in notes
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--cluster", "1x1", "--fuse", "4"], "--fuse: 4 is not allowed yet; allowed: 1, until"),
+        (["--fuse", "2"], "--fuse: only with --cluster NODESxGPUS"),
+        (["--cluster", "1x1", "--fuse", "0"], "--fuse: 0 is not allowed; allowed: an integer"),
+    ],
+)
+def test_grids_show_fuse_is_checked_in_one_line(argv: list[str], needle: str) -> None:
+    code, _, err = run_main("grids", "show", "demo", *argv)
+    assert_one_line_error(code, err, needle)
+
+
+def test_grids_show_plans_fused_groups_from_the_tables_fused_figures(monkeypatch) -> None:
+    """With fused figures in the table, ``--fuse 4`` changes the plan and says so; the JSON
+    records the group size and counts every member as a trial."""
+    import search_spaces.makespan as makespan
+
+    table = shipped_table().with_gpu_json(FUSED_DOC)
+    monkeypatch.setattr(makespan, "shipped_table", lambda: table)
+    argv = ["grids", "show", "paper-table3-cmnist", "--cluster", "1x4", "--no-cost", "--json"]
+    code, out, _ = run_main(*argv, "--fuse", "4")
+    doc = json.loads(out)["makespan"]
+    assert code == 0 and doc["fuse"] == 4 and doc["trials_per_model"] == {"simple_cnn": 336}
+    code, out, _ = run_main(*argv)
+    plain = json.loads(out)["makespan"]
+    assert plain["fuse"] == 1 and plain["seconds"] != doc["seconds"]
+    code, out, _ = run_main(*argv[:-1], "--fuse", "4")
+    assert "estimated makespan on 1x4 GPUs in fused groups of up to 4: " in out

@@ -16,6 +16,7 @@ EPILOG = """examples:
   rest-sweep grids show paper-all --cluster 4x8      # + estimated wall time on 4 nodes x 8 GPUs
   rest-sweep grids show paper-all --cluster 4x8 --gpus-per-trial resnet18=0.5
   rest-sweep grids show paper-all --cluster 4x8 --mps  # nodes run the CUDA MPS daemon
+  rest-sweep grids show paper-all --cluster 4x8 --fuse 8  # fused groups (measured figures)
 A grid is a registered name or the path of a YAML grid file (see docs/sweeps.md). The estimates
 (training FLOPs; checkpoint bytes written and kept under the trials' checkpoint_every,
 keep_checkpoints and final_checkpoint; wall time on --cluster, simulated from the measured
@@ -71,6 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --cluster: the nodes run the CUDA MPS daemon (measured aggregates with MPS "
         "where the table has them; docs/cluster.md)",
+    )
+    p.add_argument(
+        "--fuse",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --cluster: plan fused groups of up to K same-shape trials, as run --fuse K "
+        "(needs measured fused figures in the throughput table; default 1: every trial alone)",
     )
     p.set_defaults(func=run)
 
@@ -143,6 +152,7 @@ def _cluster(args: argparse.Namespace) -> tuple[Any, Any] | None:
         for flag, given in (
             ("--gpus-per-trial", args.gpus_per_trial is not None),
             ("--mps", args.mps),
+            ("--fuse", args.fuse != 1),
         ):
             if given:
                 raise UserError(f"{flag}: only with --cluster NODESxGPUS in grids show")
@@ -152,7 +162,9 @@ def _cluster(args: argparse.Namespace) -> tuple[Any, Any] | None:
 
     cluster = Cluster.parse(args.cluster)
     shares = parse_gpu_shares(args.gpus_per_trial)
-    LaunchSettings(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=shares).validate()
+    LaunchSettings(
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=shares, fuse=args.fuse
+    ).validate()
     return cluster, shares
 
 
@@ -167,7 +179,7 @@ def _makespan(
 
     cluster, shares = checked
     table = shipped_table().with_mps() if args.mps else shipped_table()
-    result = estimate_makespan(trials, cluster, shares, args.cpus_per_trial, table)
+    result = estimate_makespan(trials, cluster, shares, args.cpus_per_trial, table, args.fuse)
     return {
         "cluster": {
             "nodes": cluster.nodes,
@@ -177,6 +189,7 @@ def _makespan(
         "gpus_per_trial": shares,
         "cpus_per_trial": args.cpus_per_trial,
         "mps": args.mps,
+        "fuse": args.fuse,
         **result.to_dict(),
     }
 
@@ -187,9 +200,10 @@ def _makespan_line(doc: dict[str, Any]) -> str:
     c = doc["cluster"]
     per_model = ", ".join(f"{m} {n}" for m, n in doc["trials_per_model"].items())
     used = doc["gpu_utilisation"]
+    fused = f" in fused groups of up to {doc['fuse']}" if doc["fuse"] > 1 else ""
     line = (
         f"estimated makespan on {c['nodes']}x{c['gpus_per_node']} GPUs"
-        f"{' with CUDA MPS' if doc['mps'] else ''}: "
+        f"{' with CUDA MPS' if doc['mps'] else ''}{fused}: "
         f"{format_duration(doc['seconds'])} ({doc['hours']:.2f} h; GPUs "
         f"{'-' if used is None else f'{used:.0%}'} allocated; trials: {per_model}); "
     )
