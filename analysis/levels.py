@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis.load import Experiment
+from trainables.results import FINISHED
 
 LEVELS_FILE = "levels.parquet"
 LEVEL = "level"
@@ -36,12 +37,24 @@ LEVEL_METRICS = (
     "test_unbiased_acc",
     "test_acc_conflicting",
 )
-# Config fields that name a setting of the pruning family (a line of the figure).
-SETTING_FIELDS = ("retrain", "criterion", "prune_scope", "noise_type", "noise_fraction")
+# Config fields that name a setting of the pruning family (a line of the figure): the
+# project's label noise (noise_type, noise_fraction) and the SDD seed's random labels.
+SETTING_FIELDS = (
+    "retrain",
+    "criterion",
+    "prune_scope",
+    "noise_type",
+    "noise_fraction",
+    "random_labels_fraction",
+)
 
 
 def level_rows(experiment: Experiment) -> list[dict[str, Any]]:
-    """One dict per (trial, level): the level's last metrics row plus the trial's config."""
+    """One dict per (trial, level): the level's last metrics row plus the trial's config.
+
+    A trial that has not finished may be inside its highest level, whose last row is then not
+    the end of its retraining: that level is left out until the trial finishes (or its next
+    level starts), so a summary made mid-run shows only finished levels."""
     out = []
     for record in sorted(experiment.trials, key=lambda r: r.trial_hash):
         last: dict[int, dict[str, Any]] = {}
@@ -51,6 +64,8 @@ def level_rows(experiment: Experiment) -> list[dict[str, Any]]:
             level = int(row[LEVEL])
             if level not in last or int(row["epoch"]) >= int(last[level]["epoch"]):
                 last[level] = row
+        if record.status != FINISHED and last:
+            del last[max(last)]
         for level in sorted(last):
             row = last[level]
             entry: dict[str, Any] = {"trial_hash": record.trial_hash, LEVEL: level}
@@ -78,11 +93,21 @@ def setting_label(row: pd.Series) -> str:
     """A readable name of a setting: ``lottery, magnitude, symmetric 20%``."""
     parts = [str(row.get(f"cfg_{k}")) for k in ("retrain", "criterion") if row.get(f"cfg_{k}")]
     noise, fraction = row.get("cfg_noise_type"), row.get("cfg_noise_fraction")
-    if noise and noise != "none" and fraction is not None and not _nan(fraction):
+    noisy = False
+    if noise and noise != "none" and _given(fraction):
         parts.append(f"{noise} {100 * float(fraction):g}%")
-    else:
+        noisy = True
+    random_labels = row.get("cfg_random_labels_fraction")
+    if _given(random_labels) and float(random_labels) > 0:
+        parts.append(f"random labels {100 * float(random_labels):g}%")
+        noisy = True
+    if not noisy:
         parts.append("clean labels")
     return ", ".join(parts)
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not _nan(value)
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:

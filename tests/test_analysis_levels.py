@@ -3,7 +3,6 @@ folders whose metrics rows carry ``level`` (what a pruning trial writes)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,16 +10,18 @@ import pytest
 
 from analysis.api import analyze
 from trainables.config import TrialConfig
-from trainables.results import ExperimentStore
+from trainables.results import ExperimentStore, metrics_digest
 
 
-def _experiment(tmp_path, with_levels: bool = True) -> str:
+def _experiment(
+    tmp_path, with_levels: bool = True, finished: bool = True, **overrides: object
+) -> str:
     store = ExperimentStore(str(tmp_path / "runs"), "sdd")
     trials, order = {}, []
     # per seed: dense level 0 at 0.80, a dip at level 1, recovery at level 2, then a fall
     curve = {0: 0.80, 1: 0.70, 2: 0.84, 3: 0.60}
     for seed in (41, 42):
-        cfg = TrialConfig.from_recipe("paper", method="erm", seed=seed, epochs=2)
+        cfg = TrialConfig.from_recipe("paper", method="erm", seed=seed, epochs=2, **overrides)
         trials[cfg.trial_hash], _ = cfg.to_dict(), order.append(cfg.trial_hash)
         trial = store.trial(cfg.trial_hash)
         trial.write_config(cfg.to_dict())
@@ -39,6 +40,8 @@ def _experiment(tmp_path, with_levels: bool = True) -> str:
                     row["level"] = level
                 rows.append(row)
         trial.write_metrics(rows)
+        if finished:
+            trial.write_summary({"epochs": len(rows), "metrics_sha256": metrics_digest(rows)})
     store.write_ledger(
         {"name": "sdd", "schema": 1, "trials": trials, "order": order, "launches": []}
     )
@@ -73,10 +76,11 @@ def test_no_levels_no_files(tmp_path):
 
 def test_rows_without_level_in_a_trial_are_ignored(tmp_path):
     storage = _experiment(tmp_path)
-    trials = ExperimentStore(storage, "sdd").read_ledger()["order"]
-    extra = tmp_path / "runs" / "sdd" / "trials" / trials[0] / "metrics.jsonl"
-    with extra.open("a") as fh:
-        fh.write(json.dumps({"epoch": 9, "test_acc": 0.1}) + "\n")
+    store = ExperimentStore(storage, "sdd")
+    trial = store.trial(store.read_ledger()["order"][0])
+    rows = [*trial.read_metrics(), {"epoch": 9, "test_acc": 0.1}]
+    trial.write_metrics(rows)  # a finished trial's results: summary and rows agree
+    trial.write_summary({"epochs": len(rows), "metrics_sha256": metrics_digest(rows)})
     result = analyze(storage, "sdd", str(tmp_path / "analysis"), figures_too=False)
     levels = pd.read_parquet(tmp_path / "analysis" / "levels.parquet")
     assert len(levels) == 8 and "levels.parquet" in result.files
@@ -93,3 +97,20 @@ def test_the_report_draws_the_double_descent(tmp_path):
     plain = _experiment(tmp_path / "plain", with_levels=False)
     other = Path(report(plain, "sdd", (tmp_path / "p2").as_posix())).read_text()
     assert 'id="levels"' not in other
+
+
+def test_a_level_in_progress_is_left_out_until_it_ends(tmp_path):
+    """A summary made mid-run: an unfinished trial's highest level may be half trained, so
+    levels.parquet holds only the levels before it (a finished trial keeps all of them)."""
+    storage = _experiment(tmp_path, finished=False)
+    analyze(storage, "sdd", str(tmp_path / "analysis"), figures_too=False)
+    levels = pd.read_parquet(tmp_path / "analysis" / "levels.parquet")
+    assert sorted(levels["level"].unique()) == [0, 1, 2] and len(levels) == 2 * 3
+
+
+def test_the_seeds_random_labels_name_the_setting(tmp_path):
+    """The SDD seed's noise (random_labels_fraction) is named in the table, not "clean"."""
+    storage = _experiment(tmp_path, random_labels_fraction=0.2)
+    analyze(storage, "sdd", str(tmp_path / "analysis"), figures_too=False)
+    table = (tmp_path / "analysis" / "tables" / "levels.md").read_text()
+    assert "lottery, magnitude, random labels 20%" in table and "clean labels" not in table
