@@ -131,7 +131,7 @@ class Makespan:
     seconds: float
     gpu_utilisation: float | None  # GPU-seconds held by trials / (GPUs x makespan)
     trials: dict[str, int]
-    finish: tuple[float, ...]  # per trial, in input order
+    finish: tuple[float, ...]  # per simulated trial (a fused group is one), in input order
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -282,6 +282,8 @@ class Throughput:
     def per_trial(self, k: int) -> float:
         """Samples/s of one of ``k`` trials training on one GPU: ``aggregate(k) / k``; a K
         between measured ones is interpolated, one beyond them keeps the largest K's aggregate."""
+        if k < min(self.aggregate):  # fewer trials than any measured K: no faster than one
+            return self.aggregate[min(self.aggregate)] / min(self.aggregate)
         return aggregate_at(self.aggregate, k) / k
 
     def scaled(self, factor: float, px: int, width: int, why: str) -> Throughput:
@@ -319,14 +321,14 @@ def aggregate_at(aggregate: Mapping[int, float], k: int) -> float:
 class FusedThroughput:
     """A model's fused-group figures (``trainables.train.fused``, issue 25) at one input size
     and width: aggregate samples/s of one process training K trials as one step
-    (``single[K]``), of P such processes on one GPU under CUDA MPS (``mps[(P, K)]``), and the
-    group's start-up beyond a plain trial's (``extra_startup_s[K]``: building K members and
-    capturing the fused step, less one steady epoch; ``gpu_throughput.py``'s ``build_s`` +
-    ``warm_s``)."""
+    (``single[K]``), of P such processes on one GPU under CUDA MPS (``mps[(P, K)]``), the
+    group's start-up beyond a plain trial's (``extra_startup_s[K]``, see
+    :func:`_fused_figures`) and the GPU that measured them."""
 
     single: Mapping[int, float]
     mps: Mapping[tuple[int, int], float]
     extra_startup_s: Mapping[int, float]
+    gpu: str = ""
 
     def aggregate(self, k: int, processes: int, mps: bool) -> float:
         """Samples/s of ``processes`` fused groups of ``k`` trials training on one GPU, all
@@ -392,7 +394,9 @@ class ThroughputTable:
                     reference[key] = float(row["aggregate_samples_s"])
                     continue
                 if row["loop"] in ("fused", "fused_mps"):
-                    entry = fused.setdefault(key, {"single": {}, "mps": {}, "startup": {}})
+                    entry = fused.setdefault(
+                        key, {"single": {}, "mps": {}, "startup": {}, "gpu": row["gpu"]}
+                    )
                     k, p = int(row["trials_per_process"]), int(row["processes_per_gpu"])
                     value = float(row["aggregate_samples_s"])
                     if row["loop"] == "fused":
@@ -422,7 +426,7 @@ class ThroughputTable:
             }
 
         groups = {
-            key: FusedThroughput(e["single"], e["mps"], e["startup"])
+            key: FusedThroughput(e["single"], e["mps"], e["startup"], e["gpu"])
             for key, e in fused.items()
             if e["single"]  # MPS figures alone cannot be placed: no one-process K
         }
@@ -479,7 +483,7 @@ class ThroughputTable:
             if not keys and px is not None:  # an estimated size, now measured
                 widths = sorted({k[2] for k in self.rows if k[0] == model})
                 keys = [(model, int(px), widths[0])] if widths else []
-            groups = _fused_figures(figures.get("fused"), figures.get("fused_mps"))
+            groups = _fused_figures(figures.get("fused"), figures.get("fused_mps"), gpu)
             for key in keys:
                 value = figures.get("reference")
                 if isinstance(value, int | float) and figures.get("reference_valid", True):
@@ -596,7 +600,7 @@ class ThroughputTable:
                 "model": key[0],
                 "input_px": key[1],
                 "width": key[2],
-                "gpu": plain.gpu if plain else "",
+                "gpu": groups.gpu or (plain.gpu if plain else ""),
                 "epoch_overhead": f"{plain.epoch_overhead:g}" if plain else "",
                 "basis": "measured",
                 "date": date,
@@ -631,29 +635,34 @@ class ThroughputTable:
 
 
 def _fused_figures(
-    fused: Mapping[str, Any] | None, fused_mps: Mapping[str, Any] | None
+    fused: Mapping[str, Any] | None, fused_mps: Mapping[str, Any] | None, gpu: str = ""
 ) -> FusedThroughput | None:
     """A gpu.json model's fused blocks as figures; None when it has no fused K measured.
 
-    A K's start-up beyond a plain trial's is ``build_s + warm_s`` less one steady epoch
-    (``samples / epochs / samples_per_s``). An MPS run of processes that are not under MPS
-    (``mps: false``, the CPU's --tiny run) is not taken."""
+    The benchmark builds each group in a warm process: ``build_s + warm_s`` less one steady
+    epoch (``samples / epochs / samples_per_s``) is the group's build and first (capturing)
+    epoch. A plain trial's start-up already holds one member's, so a K's extra is that less
+    K = 1's (the script always measures K = 1; without it the whole figure is kept, an upper
+    bound). An MPS run of processes that are not under MPS (``mps: false``, the CPU's --tiny
+    run) is not taken."""
     single: dict[int, float] = {}
-    startup: dict[int, float] = {}
+    whole: dict[int, float] = {}
     for k, run in ((fused or {}).get("per_k") or {}).items():
         rate = float(run["samples_per_s"])
         single[int(k)] = rate
         epoch_s = float(run.get("samples", 0)) / max(int(run.get("epochs", 1)), 1) / rate
         build = float(run.get("build_s", 0.0)) + float(run.get("warm_s", 0.0))
-        startup[int(k)] = round(max(0.0, build - epoch_s), 4)
+        whole[int(k)] = max(0.0, build - epoch_s)
     if not single:
         return None
+    one = whole.get(1, 0.0)
+    startup = {k: round(max(0.0, v - one), 4) for k, v in whole.items()}
     mps = {
         (int(run["processes"]), int(run["fuse"])): float(run["samples_per_s"])
         for run in ((fused_mps or {}).get("per_run") or {}).values()
         if run.get("mps", True)
     }
-    return FusedThroughput(single, mps, startup)
+    return FusedThroughput(single, mps, startup, gpu)
 
 
 def _per_k(aggregate: Mapping[str, Any] | None) -> dict[int, float]:

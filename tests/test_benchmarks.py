@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import grid_cost, trainer_throughput
 from search_spaces.makespan import ThroughputTable
 from tests.reliability.helpers import REPO
@@ -122,3 +124,40 @@ def test_grid_cost_prices_the_measured_fused_modes_and_records_the_cheapest(tmp_
     doc = json.loads(gpu.read_text())
     assert doc["paper_all_fused_mode"] == "fused 8 x 2 processes + MPS"
     assert 0 < doc["paper_all_h100_hours_fused"] < doc["paper_all_h100_hours"]
+
+
+def test_fused_cost_is_a_groups_start_up_and_its_members_work_at_the_fused_rate():
+    """GPU-hours of 5 same-shape trials as --fuse 4 (a group of 4 and one trial alone), exactly:
+    the group's start-up (a plain trial's plus its extra) over P processes and 4 trials' work
+    at the fused aggregate; the one left over at the plain default share (4 per GPU)."""
+    from search_spaces import GRIDS, expand
+    from search_spaces.makespan import shipped_table, trial_work
+    from trainables.fusion import fuse_key
+
+    trials = [t for t in expand(GRIDS.get("paper-table3-cmnist")).trials if fuse_key(t)]
+    trials = [t for t in trials if fuse_key(t) == fuse_key(trials[0])][:5]
+    run = {"samples": 1000, "epochs": 10, "build_s": 0.0}
+    fused = {
+        "per_k": {
+            "1": {**run, "samples_per_s": 100.0, "warm_s": 11.0},
+            "4": {**run, "samples_per_s": 250.0, "warm_s": 16.0},
+        }
+    }
+    per_run = {"2x4": {"processes": 2, "fuse": 4, "samples_per_s": 400.0, "mps": True}}
+    doc = {
+        "models": {
+            "simple_cnn": {"input_size": 28, "fused": fused, "fused_mps": {"per_run": per_run}}
+        }
+    }
+    table = shipped_table().with_gpu_json(doc)
+    plain = table.lookup("simple_cnn", 28, 64)
+    work = trial_work(trials[0])[3] * (1 + plain.epoch_overhead)
+    # extra start-up of 4: (16 - 1000/10/250) - (11 - 1000/10/100) = 15.6 - 10 = 5.6 s
+    alone = plain.startup_s / 4 + work / (plain.per_trial(4) * 4)
+    one = grid_cost.fused_cost(table, trials, 4, 1)
+    assert one == (pytest.approx((plain.startup_s + 5.6 + 4 * work / 250.0 + alone) / 3600), 0.0)
+    mps = table.with_mps().lookup("simple_cnn", 28, 64)
+    alone_mps = mps.startup_s / 4 + work / (mps.per_trial(4) * 4)
+    two = grid_cost.fused_cost(table, trials, 4, 2)
+    group = (mps.startup_s + 5.6) / 2 + 4 * work / 400.0
+    assert two == (pytest.approx((group + alone_mps) / 3600), 0.0)

@@ -389,8 +389,9 @@ def test_fused_figures_come_from_the_gpu_scripts_json_and_survive_a_write(tmp_pa
     table = shipped_table().with_gpu_json(FUSED_DOC)
     groups = table.fused[("simple_cnn", 28, 64)]
     assert groups.single == {1: 100.0, 4: 300.0}
-    # build + warm-up epoch - one steady epoch: 2 + 1.5 - 1 and 3 + 4 - 1
-    assert groups.extra_startup_s == {1: 2.5, 4: 6.0}
+    # build + warm-up epoch - one steady epoch (2 + 1.5 - 1 and 3 + 4 - 1), less K = 1's: a
+    # plain trial's start-up already holds one member's build and capture
+    assert groups.extra_startup_s == {1: 0.0, 4: 3.5} and groups.gpu == "H200"
     assert groups.mps == {(2, 4): 500.0}  # the run not under MPS (mps: false) is not taken
     assert shipped_table().fused == {}  # nothing measured yet in the shipped table
     path = tmp_path / "throughput.csv"
@@ -415,7 +416,7 @@ def test_fused_aggregates_interpolate_in_k_and_need_mps_to_share_a_gpu() -> None
     assert groups.aggregate(4, 3, mps=True) == 500.0  # the run with most processes <= 3
     assert groups.aggregate(2, 2, mps=True) == pytest.approx(100 + 200 / 3)  # not at K = 2
     assert groups.per_group(4, True, 2) == 250.0
-    assert (groups.startup(1), groups.startup(3), groups.startup(16)) == (2.5, 2.5, 6.0)
+    assert (groups.startup(1), groups.startup(3), groups.startup(16)) == (0.0, 0.0, 3.5)
 
 
 def test_a_fused_group_is_one_trial_with_its_members_work_at_the_fused_rate() -> None:
@@ -427,14 +428,14 @@ def test_a_fused_group_is_one_trial_with_its_members_work_at_the_fused_rate() ->
     figures = table.lookup("simple_cnn", 28, 64)
     work = trial_work(trials[0])[3] * (1 + figures.epoch_overhead)
     fused = estimate_makespan(trials, Cluster.parse("1x1"), 1.0, table=table, fuse=4)
-    group = figures.startup_s + 6.0 + 4 * work / 300.0
+    group = figures.startup_s + 3.5 + 4 * work / 300.0
     assert fused.seconds == pytest.approx(2 * group)
     assert fused.trials == {"simple_cnn": 8} and len(fused.finish) == 2
     alone = estimate_makespan(trials, Cluster.parse("1x1"), 1.0, table=table)
     assert alone.seconds == pytest.approx(8 * (figures.startup_s + work / figures.per_trial(1)))
     # two groups sharing a GPU (share 0.5) under MPS: 500 samples/s between them
     shared = estimate_makespan(trials, Cluster.parse("1x1"), 0.5, table=table.with_mps(), fuse=4)
-    assert shared.seconds == pytest.approx(figures.startup_s + 6.0 + 8 * work / 500.0)
+    assert shared.seconds == pytest.approx(figures.startup_s + 3.5 + 8 * work / 500.0)
 
 
 def test_trials_that_cannot_fuse_and_sizes_without_figures_stay_alone() -> None:
