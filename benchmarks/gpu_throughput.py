@@ -43,7 +43,10 @@ autotuning off), then the other aggregates and start-up variants (repeats of tha
    CUDA graph) in this process, for Simple CNN and ResNet-18 32 px in the aggregates'
    precision, and the 224-px ResNet at K = 2, 4 (late). Timed as ``single``: a warm epoch
    (graph capture, autotuning), a calibration epoch, then whole epochs for ``--single-s``;
-   samples/s = every member's samples / seconds.
+   samples/s = every member's samples / seconds. The members share one copy of the data and
+   one gather per step (``group_batches``); Simple CNN at K = 16 (2 with ``--tiny``) is also
+   measured with each member drawing its own batch (``fused_own_batches``): the data path's
+   share of the step.
 8. ``fused_mps``: P = 2, 4 (``--fuse-procs``) processes under MPS, each training one fused
    group (the child/window machinery of ``aggregate``, the child spec's ``fuse``) of K = the
    fastest plain fused K whose P copies fit in memory (``--fuse-mps-k`` fixes it). ``--tiny``
@@ -85,9 +88,12 @@ Output (``--out``, default ``benchmarks/results/gpu.json``)::
          "aggregate_mps": same shape | null,
          "fused": {"best_k": int, "samples_per_s": float, "precision": str,
                    "per_k": {"<K>": {"samples_per_s", "seconds", "samples", "epochs",
-                             "precision", "graphed", "tflops", "mfu", "build_s", "warm_s",
+                             "precision", "graphed", "shared_data", "tflops", "mfu",
+                             "build_s", "warm_s",
                              "peak_mem_gb" (CUDA), "graph_error" (if the graphed step
                              failed and this K was measured eager)}}} | null,
+         "fused_own_batches": {"k", "samples_per_s", "shared_samples_per_s",
+                               "shared_over_own"} | null,  # the same group, own batches
          "fused_mps": {"best": "<P>x<K>", "processes": int, "fuse": int, "samples_per_s",
                        "precision", "mps": bool,
                        "per_run": {"<P>x<K>": {"samples_per_s", "per_process": [..], "window_s",
@@ -149,6 +155,9 @@ FUSED_METHOD = "rest"
 FUSE_KS = (1, 2, 4, 8, 16, 32)
 FUSE_KS_224 = (2, 4)
 FUSE_PROCS = (2, 4)  # fused processes under MPS
+# The fused group measured once more with each member drawing its own batch (no one-gather
+# data path, trainables.data.loader.group_batches): what sharing the data saves, at this K.
+OWN_BATCHES_K, OWN_BATCHES_K_TINY = 16, 2
 BASELINE_K = 4  # the best MPS K of both models on 2026-11-30: the ratios' baseline, measured early
 
 
@@ -302,10 +311,19 @@ def precision_of(key: str, args: argparse.Namespace) -> str:
     return args.precisions.get(key, args.precisions["resnet18"])
 
 
-def fused_trainer(key: str, k: int, device: str, tiny: bool, precision: str, graphs: bool = True):
+def fused_trainer(
+    key: str,
+    k: int,
+    device: str,
+    tiny: bool,
+    precision: str,
+    graphs: bool = True,
+    share_data: bool = True,
+):
     """A :class:`~trainables.train.fused.FusedTrainer` over ``k`` synthetic REST d0.05 trials of
     ``key`` (seeds 0..k-1: their own weights, masks and data order; one ``fuse_key``).
-    ``graphs=False``: the trials' ``cuda_graphs`` off (the eager fused step)."""
+    ``graphs=False``: the trials' ``cuda_graphs`` off (the eager fused step); ``share_data=False``:
+    each member draws its own batch and the batches are stacked (no one-gather path)."""
     from trainables.fusion import fuse_key
     from trainables.train.fused import FusedTrainer
 
@@ -324,7 +342,7 @@ def fused_trainer(key: str, k: int, device: str, tiny: bool, precision: str, gra
     keys = {fuse_key(t.cfg) for t in trials}
     if None in keys or len(keys) > 1:
         raise ValueError(f"fused {key}: the trials do not share one fuse_key")
-    return FusedTrainer(trials)
+    return FusedTrainer(trials, share_data)
 
 
 def train_fused_epoch(trainer, epoch: int) -> int:
@@ -335,7 +353,9 @@ def train_fused_epoch(trainer, epoch: int) -> int:
     return sum(member.train.n for member in trainer.members)
 
 
-def measure_fused(key: str, k: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure_fused(
+    key: str, k: int, args: argparse.Namespace, share_data: bool = True
+) -> dict[str, Any]:
     """``k`` trials fused into one step in this process, timed as :func:`measure_single`: build,
     a warm epoch (on CUDA the stacked step's graph capture and autotuning), a calibration epoch,
     then whole epochs filling ``args.single_s``. Samples count every member's.
@@ -346,9 +366,12 @@ def measure_fused(key: str, k: int, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     if not getattr(args, "fused_graphs", True):
-        return {**timed_fused(key, k, args, graphs=False), "graph_error": args.fused_graph_error}
+        return {
+            **timed_fused(key, k, args, graphs=False, share_data=share_data),
+            "graph_error": args.fused_graph_error,
+        }
     try:
-        return timed_fused(key, k, args, graphs=True)
+        return timed_fused(key, k, args, graphs=True, share_data=share_data)
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as error:
@@ -356,10 +379,15 @@ def measure_fused(key: str, k: int, args: argparse.Namespace) -> dict[str, Any]:
             raise  # no graphs to blame
         args.fused_graphs, args.fused_graph_error = False, error_line(error)
         print(f"fused {key} K={k}: graphed step failed ({error_line(error)}); eager", flush=True)
-        return {**timed_fused(key, k, args, graphs=False), "graph_error": args.fused_graph_error}
+        return {
+            **timed_fused(key, k, args, graphs=False, share_data=share_data),
+            "graph_error": args.fused_graph_error,
+        }
 
 
-def timed_fused(key: str, k: int, args: argparse.Namespace, graphs: bool) -> dict[str, Any]:
+def timed_fused(
+    key: str, k: int, args: argparse.Namespace, graphs: bool, share_data: bool = True
+) -> dict[str, Any]:
     import torch
 
     from trainables.flops import PASSES_PER_STEP
@@ -369,7 +397,7 @@ def timed_fused(key: str, k: int, args: argparse.Namespace, graphs: bool) -> dic
     trainer = None
     try:
         t0 = time.perf_counter()
-        trainer = fused_trainer(key, k, args.device, args.tiny, precision, graphs)
+        trainer = fused_trainer(key, k, args.device, args.tiny, precision, graphs, share_data)
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         train_fused_epoch(trainer, 1)
@@ -395,6 +423,7 @@ def timed_fused(key: str, k: int, args: argparse.Namespace, graphs: bool) -> dic
             "epochs": epochs,
             "precision": precision,
             "graphed": trainer.graph is not None,
+            "shared_data": trainer.shared_data,
             "tflops": flops * samples / seconds / 1e12,
             "build_s": build_s,
             "warm_s": warm_s,
@@ -1103,6 +1132,17 @@ def plan_jobs(
         ]
 
     jobs += fused("simple_cnn", args.fuse_ks) + fused("resnet18", args.fuse_ks)
+    if "fused" in only:  # the one-gather data path's share: the same group, own batches
+        own_k = OWN_BATCHES_K_TINY if args.tiny else OWN_BATCHES_K
+        jobs.append(
+            Job(
+                f"fused simple_cnn K={own_k} own batches",
+                (5 + 0.15 * own_k) * scale,
+                lambda _env: measure_fused("simple_cnn", own_k, args, share_data=False),
+                lambda got: models["simple_cnn"].update(_fused_own={str(own_k): got}),
+                needs_mps=False,
+            )
+        )
     if "reference" in only:
         jobs += [
             Job(
@@ -1285,6 +1325,24 @@ def public(report: dict[str, Any]) -> dict[str, Any]:
     return {**report, "models": models}
 
 
+def own_batches(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The fused group with its members' own batches against the same K with one gather:
+    ``{"k", "samples_per_s", "shared_samples_per_s", "shared_over_own"}``; None until both
+    are measured."""
+    own = entry.get("_fused_own") or {}
+    for k, run in own.items():
+        shared = (entry.get("_fused") or {}).get(k)
+        if shared:
+            rate = shared["samples_per_s"]
+            return {
+                "k": int(k),
+                "samples_per_s": run["samples_per_s"],
+                "shared_samples_per_s": rate,
+                "shared_over_own": rate / run["samples_per_s"],
+            }
+    return None
+
+
 def finish(report: dict[str, Any], budget: Budget) -> None:
     """The headline figures: ``single`` = the model's default CUDA precision (the catalogue's
     ``cuda_precision``, what a trial gets unless it sets one), ``mfu`` = best variant's."""
@@ -1297,6 +1355,7 @@ def finish(report: dict[str, Any], budget: Budget) -> None:
         for field in ("aggregate", "aggregate_mps"):
             entry[field] = summarize_k(entry.get(f"_{field}", {}))
         entry["fused"] = summarize_fused(entry.get("_fused", {}), peak)
+        entry["fused_own_batches"] = own_batches(entry)
         flops = entry.get("train_flops_per_sample")
         entry["fused_mps"] = summarize_fused_mps(entry.get("_fused_mps", {}), peak, flops)
         entry["startup"] = entry.get("_startup") or None

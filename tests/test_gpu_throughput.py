@@ -92,6 +92,14 @@ def test_tiny_cpu_run_writes_the_documented_schema(tmp_path: Path) -> None:
             for k in ("samples_per_s", "seconds", "samples", "tflops", "mfu", "build_s", "warm_s"):
                 assert _positive(row[k]), (key, k, row[k])
             assert row["graphed"] is False  # no CUDA graphs on the CPU
+            assert row["shared_data"] is True  # the synthetic members load one split
+    own = report["models"]["simple_cnn"]["fused_own_batches"]
+    shared = report["models"]["simple_cnn"]["fused"]["per_k"]["2"]["samples_per_s"]
+    assert (
+        own["k"] == 2 and own["shared_samples_per_s"] == shared and _positive(own["samples_per_s"])
+    )
+    assert own["shared_over_own"] == pytest.approx(shared / own["samples_per_s"])
+    assert report["models"]["resnet18"]["fused_own_batches"] is None
     fused_mps = report["models"]["simple_cnn"]["fused_mps"]
     run = fused_mps["per_run"]["2x2"]
     assert fused_mps["best"] == "2x2" and fused_mps["samples_per_s"] == run["samples_per_s"]
@@ -200,7 +208,7 @@ def test_a_failing_fused_graph_falls_back_to_eager(monkeypatch: pytest.MonkeyPat
 
     calls: list[bool] = []
 
-    def timed(key, k, args, graphs):
+    def timed(key, k, args, graphs, share_data=True):
         calls.append(graphs)
         if graphs:
             raise RuntimeError("capture failed\ndetails")
@@ -213,7 +221,7 @@ def test_a_failing_fused_graph_falls_back_to_eager(monkeypatch: pytest.MonkeyPat
     assert gpu_throughput.measure_fused("simple_cnn", 4, args)["graph_error"] == got["graph_error"]
     assert calls == [True, False, False]
 
-    def oom(key, k, args, graphs):
+    def oom(key, k, args, graphs, share_data=True):
         raise torch.cuda.OutOfMemoryError("out of memory")
 
     monkeypatch.setattr(gpu_throughput, "timed_fused", oom)

@@ -8,7 +8,9 @@ config checks parse with it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from trainables.errors import UserError
 
@@ -63,6 +65,9 @@ def _parse_in_list(part: str, name: str, text: str) -> Step:
         ) from None
 
 
+_Batch = TypeVar("_Batch")  # a trial's batch, or a fused group's stacked one
+
+
 @dataclass(frozen=True)
 class EpochSlice:
     """One epoch a trial trains: which epoch's data order and augmentation are drawn, and
@@ -72,6 +77,15 @@ class EpochSlice:
     first: int
     stop: int | None
     start_iteration: int  # the schedule's iteration of the first trained batch (0-based)
+
+    def select(self, batches: Iterable[_Batch]) -> Iterator[_Batch]:
+        """The batches at positions ``first`` up to ``stop`` of the epoch's ``batches``; those
+        before ``first`` are drawn (the augmentation stream stays aligned), not yielded."""
+        for position, batch in enumerate(batches):
+            if self.stop is not None and position >= self.stop:
+                break
+            if position >= self.first:
+                yield batch
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ instead (``Transform.draws_per_index``), so evaluation does not depend on the ba
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -129,3 +129,66 @@ class DeviceSplit:
                 b=self.bias.index_select(0, index),
                 index=index,
             )
+
+
+def group_batches(
+    splits: Sequence[DeviceSplit],
+    batch_size: int,
+    *,
+    epoch: int,
+    seeds: Sequence[int],
+    weights: Sequence[torch.Tensor | None],
+) -> Iterator[Batch]:
+    """Several trials' training batches of one epoch, stacked on a leading K axis, made with
+    one gather per step: what a fused group trains on (``trainables.train.fused``).
+
+    Trial k keeps its own epoch order (``seeds[k]``, ``weights[k]``), augmentation draws and
+    labels (label noise is per trial), so its slice of every batch equals the batch
+    ``splits[k].batches(batch_size, epoch=epoch, seed=seeds[k], shuffle=True,
+    weights=weights[k])`` yields, bit for bit. The images, bias and transform are the first
+    split's: the caller checks that the splits hold the same ones (:func:`same_images`).
+    Why: K trials' separate gathers, transforms and the stack into one batch are ~10 small
+    launches each per step, outside the group's graph; this is ~10 for the group.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size: {batch_size} must be positive")
+    first = splits[0]
+    if first.transform.draws_per_index:
+        raise ValueError("group_batches: a training transform draws per batch, not per index")
+    orders = torch.stack(
+        [
+            split.order(epoch=epoch, seed=seed, shuffle=True, weights=w)
+            for split, seed, w in zip(splits, seeds, weights, strict=True)
+        ]
+    )
+    labels = torch.stack([split.labels for split in splits])
+    augment = [
+        epoch_generator(seed, epoch, "augment", first.device) if first.transform.augments else None
+        for seed in seeds
+    ]
+    k = len(splits)
+    for start in range(0, first.n, batch_size):
+        index = orders[:, start : start + batch_size]
+        flat = index.reshape(-1)
+        x = first.transform.many(first.images.index_select(0, flat), augment)
+        yield Batch(
+            x=x.view(k, -1, *x.shape[1:]),
+            y=labels.gather(1, index),
+            b=first.bias.index_select(0, flat).view(k, -1),
+            index=index,
+        )
+
+
+def same_images(splits: Sequence[DeviceSplit]) -> bool:
+    """Whether ``splits`` hold the same images, bias and transform (one data split loaded by
+    several trials): then :func:`group_batches` may read the first split's for all. Compares
+    the contents once (one sync), not object identity: each trial loaded its own copy."""
+    first = splits[0]
+    return all(
+        split.n == first.n
+        and split.transform == first.transform
+        and split.images.shape == first.images.shape
+        and torch.equal(split.images, first.images)
+        and torch.equal(split.bias, first.bias)
+        for split in splits[1:]
+    )

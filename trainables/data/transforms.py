@@ -26,6 +26,7 @@ does not depend on the evaluation batch size, its position in a batch, or the de
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,9 +91,7 @@ class Transform:
             raise ValueError(
                 f"transform input: expected uint8 (N, 3, H, W), got {x.dtype} {tuple(x.shape)}"
             )
-        out = x
-        if self.resize is not None and tuple(x.shape[-2:]) != (self.resize, self.resize):
-            out = resize_uint8_levels(x, self.resize)
+        out = self._resized(x)
         if self.draws_per_index:
             if index is None or seed is None or epoch is None:
                 raise ValueError(
@@ -112,6 +111,41 @@ class Transform:
                 out.shape[0], self.crop_padding, self.flip, generator, out.device
             )
             out = crop_flip(out, top, left, flip, self.crop_padding)
+        return self._normalised(out)
+
+    def many(self, x: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+        """The training transform of several trials' batches at once: ``x`` holds
+        ``len(generators)`` equal chunks along dim 0, chunk k drawn with ``generators[k]``.
+        Equal to calling the transform on each chunk with its generator (the same draws, the
+        same per-image arithmetic), in one pass: a fused group's batch (``group_batches``)."""
+        if self.draws_per_index:
+            raise ValueError(f"transform {self.preset!r}: evaluation draws are per index")
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"transform input: expected uint8 (N, 3, H, W), got {x.dtype} {tuple(x.shape)}"
+            )
+        if not generators or x.shape[0] % len(generators):
+            raise ValueError(f"transform: {x.shape[0]} images in {len(generators)} equal chunks")
+        out = self._resized(x)
+        if self.augments:
+            if any(g is None for g in generators):
+                raise ValueError(f"transform {self.preset!r} augments and needs a generator")
+            n = out.shape[0] // len(generators)
+            draws = [
+                draw_crop_flip(n, self.crop_padding, self.flip, g, out.device)
+                for g in generators
+                if g is not None
+            ]
+            top, left, flip = (torch.cat(parts) for parts in zip(*draws, strict=True))
+            out = crop_flip(out, top, left, flip, self.crop_padding)
+        return self._normalised(out)
+
+    def _resized(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resize is not None and tuple(x.shape[-2:]) != (self.resize, self.resize):
+            return resize_uint8_levels(x, self.resize)
+        return x
+
+    def _normalised(self, out: torch.Tensor) -> torch.Tensor:
         out = out.float().div_(255.0)
         if self.mean is not None and self.std is not None:
             # non_blocking: a blocking host-to-device copy would synchronise the stream per batch

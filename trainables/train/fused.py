@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import TrialConfig
+from trainables.data.loader import group_batches, same_images
 from trainables.fusion import fuse_key
 from trainables.train.graphs import GraphedStep
 from trainables.train.optim import match_state_layout
@@ -228,9 +229,18 @@ class FusedTrainer:
     (each engine's ``masks_in_step`` is off). Prune-and-grow stays eager in each member's
     ``after_step``, as for a trial alone."""
 
-    def __init__(self, members: Sequence[Trial]) -> None:
+    def __init__(self, members: Sequence[Trial], share_data: bool = True) -> None:
         self.members = list(members)
         self.stack = _Stack(self.members)
+        # One copy of the training split for the group, and one gather per step for all
+        # (group_batches), when the members loaded the same split (fuse_key: same data root,
+        # dataset, ratio and transform); their labels stay their own. Off: each member draws
+        # its own batch and the batches are stacked (the path the benchmark compares).
+        splits = [m.train for m in self.members]
+        self.shared_data = share_data and same_images(splits)
+        if self.shared_data:
+            for split in splits[1:]:  # the members' own copies are freed
+                split.images, split.bias = splits[0].images, splits[0].bias
         self.engines = [m.method.engine for m in self.members if m.method.engine is not None]
         for engine in self.engines:
             engine.masks_in_step = False  # done once for all in _step
@@ -245,8 +255,7 @@ class FusedTrainer:
         diverged member fails alone)."""
         members = self.members
         full = members[0].cfg.batch_size
-        for batches in zip(*(m.epoch_batches(epoch) for m in members), strict=True):
-            stacked = _stacked_batch(batches)
+        for stacked, batches in self._batches(epoch):
             if self.use_graphs and self.graph is None and stacked.x.shape[1] == full:
                 self.graph = GraphedStep(
                     self._step,
@@ -280,6 +289,29 @@ class FusedTrainer:
             except Exception as error:
                 results[member] = error
         return results
+
+    def _batches(self, epoch: int) -> Iterator[tuple[Batch, Sequence[Batch]]]:
+        """Each step's stacked batch and every member's own batch (views of it, or the batches
+        it was stacked from): one gather for all when the data is shared and the members train
+        the same slice of the same data epoch, else each member's own draw."""
+        members = self.members
+        plans = [m.start_epoch(epoch) for m in members]
+        slices = {where for where, _ in plans}
+        if self.shared_data and len(slices) == 1:
+            (where,) = slices
+            batches = group_batches(
+                [m.train for m in members],
+                members[0].cfg.batch_size,
+                epoch=where.data_epoch,
+                seeds=[m.cfg.seed for m in members],
+                weights=[w for _, w in plans],
+            )
+            for stacked in where.select(batches):
+                yield stacked, [_member_batch(stacked, k) for k in range(len(members))]
+            return
+        own = [m.slice_batches(*plan) for m, plan in zip(members, plans, strict=True)]
+        for batches in zip(*own, strict=True):
+            yield _stacked_batch(batches), batches
 
     def close(self) -> None:
         """Hand the mask multiply back to each member's engine (the members train on

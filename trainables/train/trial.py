@@ -265,7 +265,24 @@ class Trial:
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """Start epoch ``epoch`` (train mode, metric sums zeroed, the method's ``before_epoch``)
         and yield the batches this trial trains in it: its slice of the seeded epoch order."""
-        cfg = self.cfg
+        return self.slice_batches(*self.start_epoch(epoch))
+
+    def slice_batches(self, where: EpochSlice, weights: torch.Tensor | None) -> Iterator[Batch]:
+        """The batches of a started epoch's slice ``where``, in this trial's own order."""
+        batches = self.train.batches(
+            self.cfg.batch_size,
+            epoch=where.data_epoch,
+            seed=self.cfg.seed,
+            shuffle=True,
+            weights=weights,
+        )
+        return where.select(batches)
+
+    def start_epoch(self, epoch: int) -> tuple[EpochSlice, torch.Tensor | None]:
+        """Start epoch ``epoch`` (train mode, metric sums zeroed, the method's ``before_epoch``):
+        which batches of which data epoch it trains, and its sampling weights (read each
+        epoch, after ``before_epoch``: JTT changes them). A fused group starts its members'
+        epochs with this and draws their batches together."""
         for module in self.method.modules():
             module.train()
         self.train_acc.reset()
@@ -276,20 +293,7 @@ class Trial:
         where = (
             self.slices[epoch - 1] if epoch <= len(self.slices) else EpochSlice(epoch, 0, None, 0)
         )
-        first, stop = where.first, where.stop
-        batches = self.train.batches(
-            cfg.batch_size,
-            epoch=where.data_epoch,
-            seed=cfg.seed,
-            shuffle=True,
-            weights=self.method.sampling_weights(),  # read each epoch: JTT changes them
-        )
-        for position, batch in enumerate(batches):
-            if stop is not None and position >= stop:
-                break
-            if position < first:  # drawn (the augmentation stream stays aligned), not trained
-                continue
-            yield batch
+        return where, self.method.sampling_weights()
 
     def graph_tensors(self) -> list[torch.Tensor]:
         """The core's tensors a recorded step writes besides the method's: the metric sums."""
