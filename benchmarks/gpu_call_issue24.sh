@@ -6,7 +6,8 @@
 #   2. Table 3 (results/table3-mnist/grids, one file per seed: whole seeds first);
 #   3. Table 2's Colored MNIST rows (results/table2-mnist/grids), after copying the ratio-1
 #      trials it shares with Table 3 (benchmarks/issue24_share_trials.py);
-#   4. sparse double descent on MNIST (results/sdd-mnist/grids), if time is left;
+#   4. sparse double descent on MNIST (results/sdd-mnist/grids), only when asked: STAGES="table3
+#      table2 sdd" (seed 41 was trained on the CPU, results/sdd-mnist/RUN.md);
 #   5. benchmarks/reproduce.py summarize of each experiment, then the small files to $OUT.
 # Each stage gets the time left less TAIL_S (summaries); its --deadline stops starting trials
 # TRIAL_S before that (a trial started then still finishes), and `timeout` ends the stage.
@@ -37,7 +38,7 @@ END=${END_S:-510}
 TAIL_S=${TAIL_S:-60}
 TRIAL_S=${TRIAL_S:-75}
 MIN_STAGE_S=${MIN_STAGE_S:-90}
-STAGES=${STAGES:-table3 table2 sdd}
+STAGES=${STAGES:-table3 table2}  # add sdd for more SDD seeds (seed 41: CPU, results/sdd-mnist)
 mkdir -p "$OUT" "$WORK/runs" "$WORK/summaries"
 # A later call continues: the unpacked experiments.tgz carried as $CARRY/runs (finished trials
 # are skipped; unfinished ones start again, their checkpoints were not brought back).

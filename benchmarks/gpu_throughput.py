@@ -44,9 +44,9 @@ autotuning off), then the other aggregates and start-up variants (repeats of tha
    precision, and the 224-px ResNet at K = 2, 4 (late). Timed as ``single``: a warm epoch
    (graph capture, autotuning), a calibration epoch, then whole epochs for ``--single-s``;
    samples/s = every member's samples / seconds. The members share one copy of the data and
-   one gather per step (``group_batches``); Simple CNN at K = 16 (2 with ``--tiny``) is also
-   measured with each member drawing its own batch (``fused_own_batches``): the data path's
-   share of the step.
+   one gather per step (``group_batches``); Simple CNN's group is also
+   measured with each member drawing its own batch (``fused_own_batches``, at the largest
+   ``--fuse-ks`` up to 16, right after Simple CNN's fused K): the data path's share.
 8. ``fused_mps``: P = 2, 4 (``--fuse-procs``) processes under MPS, each training one fused
    group (the child/window machinery of ``aggregate``, the child spec's ``fuse``) of K = the
    fastest plain fused K whose P copies fit in memory (``--fuse-mps-k`` fixes it). ``--tiny``
@@ -155,9 +155,10 @@ FUSED_METHOD = "rest"
 FUSE_KS = (1, 2, 4, 8, 16, 32)
 FUSE_KS_224 = (2, 4)
 FUSE_PROCS = (2, 4)  # fused processes under MPS
-# The fused group measured once more with each member drawing its own batch (no one-gather
-# data path, trainables.data.loader.group_batches): what sharing the data saves, at this K.
-OWN_BATCHES_K, OWN_BATCHES_K_TINY = 16, 2
+# Simple CNN's fused group measured once more, right after its fused K, with each member
+# drawing its own batch (no one-gather data path, trainables.data.loader.group_batches): what
+# sharing the data saves, at the largest measured K up to this one.
+OWN_BATCHES_MAX_K = 16
 BASELINE_K = 4  # the best MPS K of both models on 2026-11-30: the ratios' baseline, measured early
 
 
@@ -1131,9 +1132,9 @@ def plan_jobs(
             for k in fuse_ks
         ]
 
-    jobs += fused("simple_cnn", args.fuse_ks) + fused("resnet18", args.fuse_ks)
+    jobs += fused("simple_cnn", args.fuse_ks)
     if "fused" in only:  # the one-gather data path's share: the same group, own batches
-        own_k = OWN_BATCHES_K_TINY if args.tiny else OWN_BATCHES_K
+        own_k = max([k for k in args.fuse_ks if k <= OWN_BATCHES_MAX_K] or args.fuse_ks)
         jobs.append(
             Job(
                 f"fused simple_cnn K={own_k} own batches",
@@ -1143,6 +1144,7 @@ def plan_jobs(
                 needs_mps=False,
             )
         )
+    jobs += fused("resnet18", args.fuse_ks)
     if "reference" in only:
         jobs += [
             Job(
@@ -1328,11 +1330,12 @@ def public(report: dict[str, Any]) -> dict[str, Any]:
 def own_batches(entry: dict[str, Any]) -> dict[str, Any] | None:
     """The fused group with its members' own batches against the same K with one gather:
     ``{"k", "samples_per_s", "shared_samples_per_s", "shared_over_own"}``; None until both
-    are measured."""
+    are measured, or when one step was graphed and the other not."""
     own = entry.get("_fused_own") or {}
     for k, run in own.items():
         shared = (entry.get("_fused") or {}).get(k)
-        if shared:
+        # a graph capture that failed in between would compare graphed with eager steps
+        if shared and shared.get("graphed") == run.get("graphed"):
             rate = shared["samples_per_s"]
             return {
                 "k": int(k),

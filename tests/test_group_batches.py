@@ -104,12 +104,20 @@ def test_a_group_trains_the_same_on_shared_and_on_its_members_own_batches(tiny_c
     group (RigL, REST, ERM + RW; mask updates every 3 steps) end with the same weights, masks
     and metric rows, exactly, as the group stacking its members' own batches. The shared path
     also keeps one copy of the images."""
+    from tests.fixtures.data import cpu_config
     from tests.test_fused import configs
     from trainables.train.fused import FusedTrainer
     from trainables.train.trial import Trial
 
+    # and a member that samples by weights (the others' sampling_weights are None)
+    trials = [
+        *configs(tiny_cmnist_root),
+        cpu_config(tiny_cmnist_root, method="erm_rw", seed=4, reweight="resample", epochs=2),
+    ]
+
     def train(share: bool) -> tuple[FusedTrainer, list[dict]]:
-        trainer = FusedTrainer([Trial(cfg) for cfg in configs(tiny_cmnist_root)], share)
+        trainer = FusedTrainer([Trial(cfg) for cfg in trials], share)
+        assert trainer.members[-1].method.sampling_weights() is not None
         rows = [trainer.train_epoch(epoch) for epoch in (1, 2)]
         return trainer, rows
 
@@ -118,7 +126,7 @@ def test_a_group_trains_the_same_on_shared_and_on_its_members_own_batches(tiny_c
     assert shared.shared_data and not own.shared_data
     first = shared.members[0].train.images
     assert all(m.train.images is first for m in shared.members)
-    assert len({m.train.images.data_ptr() for m in own.members}) == 4
+    assert len({m.train.images.data_ptr() for m in own.members}) == 5
     for a, b in zip(rows_shared, rows_own, strict=True):
         assert list(a.values()) == list(b.values())
     for a, b in zip(shared.members, own.members, strict=True):

@@ -148,7 +148,8 @@ def group_batches(
     weights=weights[k])`` yields, bit for bit. The images, bias and transform are the first
     split's: the caller checks that the splits hold the same ones (:func:`same_images`).
     Why: K trials' separate gathers, transforms and the stack into one batch are ~10 small
-    launches each per step, outside the group's graph; this is ~10 for the group.
+    launches each per step, outside the group's graph; this is ~10 for the group, plus three
+    per member where the transform crops and flips (each member's draws stay its own).
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size: {batch_size} must be positive")
@@ -182,7 +183,8 @@ def group_batches(
 def same_images(splits: Sequence[DeviceSplit]) -> bool:
     """Whether ``splits`` hold the same images, bias and transform (one data split loaded by
     several trials): then :func:`group_batches` may read the first split's for all. Compares
-    the contents once (one sync), not object identity: each trial loaded its own copy."""
+    contents, not object identity (each trial loaded its own copy): two comparisons per
+    split, each a device sync, once per group."""
     first = splits[0]
     return all(
         split.n == first.n

@@ -263,8 +263,8 @@ class Trial:
         return self.end_epoch(epoch)
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
-        """Start epoch ``epoch`` (train mode, metric sums zeroed, the method's ``before_epoch``)
-        and yield the batches this trial trains in it: its slice of the seeded epoch order."""
+        """Start epoch ``epoch`` now (:meth:`start_epoch`) and return the batches this trial
+        trains in it: its slice of the seeded epoch order, drawn as they are iterated."""
         return self.slice_batches(*self.start_epoch(epoch))
 
     def slice_batches(self, where: EpochSlice, weights: torch.Tensor | None) -> Iterator[Batch]:
