@@ -192,29 +192,25 @@ def table_cost(table: Any, grids: list[str]) -> list[dict[str, Any]]:
                     measured += seconds / 3600
                 else:
                     estimated += seconds / 3600
-            rows.append(
-                {
-                    "grid": grid,
-                    "mode": label,
-                    "trials": len(trials),
-                    "gpu_hours": measured,
-                    "estimated_gpu_hours": estimated,
-                    "complete": complete,
-                }
-            )
+            rows.append(cost_row(grid, label, len(trials), measured, estimated, complete))
         for label, k, processes in fused_modes(table):
             measured, estimated = fused_cost(table, configs, k, processes)
-            rows.append(
-                {
-                    "grid": grid,
-                    "mode": label,
-                    "trials": len(trials),
-                    "gpu_hours": measured,
-                    "estimated_gpu_hours": estimated,
-                    "complete": True,
-                }
-            )
+            rows.append(cost_row(grid, label, len(trials), measured, estimated, True))
     return rows
+
+
+def cost_row(
+    grid: str, mode: str, trials: int, measured: float, estimated: float, complete: bool
+) -> dict[str, Any]:
+    """One row of :func:`table_cost`: a grid's GPU-hours in one way of running it."""
+    return {
+        "grid": grid,
+        "mode": mode,
+        "trials": trials,
+        "gpu_hours": measured,
+        "estimated_gpu_hours": estimated,
+        "complete": complete,
+    }
 
 
 def fused_modes(table: Any) -> list[tuple[str, int, int]]:
