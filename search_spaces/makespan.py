@@ -748,7 +748,7 @@ def gpu_trials(
     notes: dict[str, None] = {}
     units = fuse_groups(list(configs), fuse) if fuse > 1 else [[cfg] for cfg in configs]
     for unit in units:
-        model, px, width, samples = trial_work(unit[0])
+        model, px, width, _ = trial_work(unit[0])
         figures = table.lookup(model, px, width)
         if figures.basis != "measured":
             notes[f"{model} {px} px width {width}: {figures.basis}"] = None
@@ -778,9 +778,7 @@ def gpu_trials(
                 f"{max(figures.aggregate)}, its aggregate held (not measured)"
             ] = None
         for cfg in unit:
-            work = (samples if cfg is unit[0] else trial_work(cfg)[3]) * (
-                1 + figures.epoch_overhead
-            )
+            work = trial_work(cfg)[3] * (1 + figures.epoch_overhead)
             out.append(
                 SimTrial(model, cpus_per_trial, share, figures.startup_s, work, figures.per_trial)
             )

@@ -29,16 +29,22 @@ methods:
 """
 
 
+def run_grid(text: str, data_root, tmp_path, capsys, **settings: object):
+    """Launch the grid ``text`` as experiment ``exp`` on embedded Ray: (result, stdout,
+    storage)."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text)
+    storage = str(tmp_path / "s")
+    result = rest_sweep.run(str(grid), str(data_root), storage, "exp", **settings)
+    return result, capsys.readouterr().out, storage
+
+
 def test_a_fused_group_is_one_ray_trial_and_each_member_its_own_trial(
     ray_session, tiny_cmnist_root, tmp_path, capsys
 ):
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(GRID)
-    storage = str(tmp_path / "s")
-    result = rest_sweep.run(
-        str(grid), str(tiny_cmnist_root), storage, "exp", fuse=4, reuse_actors=True
+    result, out, storage = run_grid(
+        GRID, tiny_cmnist_root, tmp_path, capsys, fuse=4, reuse_actors=True
     )
-    out = capsys.readouterr().out
     assert result.outcome == "completed" and result.launched == 5
     assert "5 of 5 trials to run in 2 Ray trial(s) (fused groups of up to 4)" in out
     assert "5/5 done" in out  # trials, not Tune trials
@@ -85,13 +91,9 @@ methods:
 def test_a_diverging_member_fails_alone_and_its_retry_leaves_it_out(
     ray_session, tiny_cmnist_root, tmp_path, capsys
 ):
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(DIVERGING)
-    storage = str(tmp_path / "s")
-    result = rest_sweep.run(
-        str(grid), str(tiny_cmnist_root), storage, "exp", fuse=2, max_failures=1
+    result, out, storage = run_grid(
+        DIVERGING, tiny_cmnist_root, tmp_path, capsys, fuse=2, max_failures=1
     )
-    out = capsys.readouterr().out
     assert "in 1 Ray trial(s)" in out
     assert "1/2 done" in out and "1 errored" in out  # counted as trials
     assert result.counts["finished"] == 1 and result.counts["errored"] == 1

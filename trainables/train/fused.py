@@ -255,7 +255,7 @@ class FusedTrainer:
         diverged member fails alone)."""
         members = self.members
         full = members[0].cfg.batch_size
-        for stacked, batches in self._batches(epoch):
+        for stacked in self._batches(epoch):
             if self.use_graphs and self.graph is None and stacked.x.shape[1] == full:
                 self.graph = GraphedStep(
                     self._step,
@@ -279,8 +279,8 @@ class FusedTrainer:
             else:
                 self._zero_grad(self.graph is None)
                 self._step(stacked)
-            for member, batch in zip(members, batches, strict=True):
-                member.after_batch(batch)
+            for member in members:  # every member trained a batch of the same size
+                member.after_batch(stacked.y.shape[1])
             self.steps += 1
         results: dict[Trial, dict[str, float] | BaseException] = {}
         for member in members:
@@ -290,10 +290,9 @@ class FusedTrainer:
                 results[member] = error
         return results
 
-    def _batches(self, epoch: int) -> Iterator[tuple[Batch, Sequence[Batch]]]:
-        """Each step's stacked batch and every member's own batch (views of it, or the batches
-        it was stacked from): one gather for all when the data is shared and the members train
-        the same slice of the same data epoch, else each member's own draw."""
+    def _batches(self, epoch: int) -> Iterator[Batch]:
+        """Each step's stacked batch: one gather for all when the data is shared and the
+        members train the same slice of the same data epoch, else each member's own draw."""
         members = self.members
         plans = [m.start_epoch(epoch) for m in members]
         slices = {where for where, _ in plans}
@@ -306,12 +305,11 @@ class FusedTrainer:
                 seeds=[m.cfg.seed for m in members],
                 weights=[w for _, w in plans],
             )
-            for stacked in where.select(batches):
-                yield stacked, [_member_batch(stacked, k) for k in range(len(members))]
+            yield from where.select(batches)
             return
         own = [m.slice_batches(*plan) for m, plan in zip(members, plans, strict=True)]
         for batches in zip(*own, strict=True):
-            yield _stacked_batch(batches), batches
+            yield _stacked_batch(batches)
 
     def close(self) -> None:
         """Hand the mask multiply back to each member's engine (the members train on

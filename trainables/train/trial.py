@@ -259,7 +259,7 @@ class Trial:
                 # Once a graph exists its gradient tensors must stay the ones the engine reads.
                 self.zero_grad(set_to_none=self.graph is None)
                 self._step(batch)
-            self.after_batch(batch, progress)
+            self.after_batch(batch.y.shape[0], progress)
         return self.end_epoch(epoch)
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
@@ -302,12 +302,11 @@ class Trial:
             *([] if self.noise_acc is None else self.noise_acc.tensors),
         ]
 
-    def after_batch(self, batch: Batch, progress=None) -> None:
-        """After a trained batch's optimizer step: the step count, the method's eager work
-        (mask updates) and the FLOPs accounting."""
+    def after_batch(self, n: int, progress=None) -> None:
+        """After the optimizer step on a batch of ``n`` samples: the step count, the method's
+        eager work (mask updates) and the FLOPs accounting."""
         self.step += 1
         dense_gradient = self.method.after_step(self.step)
-        n = batch.y.shape[0]
         self.train_flops += self.method.step_flops(n, dense_gradient)
         self.dense_train_flops += PASSES_PER_STEP * self.method.dense_flops * n
         if progress is not None:
